@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make app` and `make test`. Both create (or reuse) .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch goes in first, so that nothing later pulls the multi-GB CUDA build.
+# Elsewhere, point pip at a CPU index: make TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PORT ?= 8501
+
+STAMP := $(VENV)/.installed-stamp
+SOURCES := pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
+
+.PHONY: setup app test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=69" wheel
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet "Cython>=3.0" "numpy>=1.26"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test]"
+	$(BIN)/python setup.py --quiet build_ext --inplace
+	touch $(STAMP)
+
+app: setup
+	$(BIN)/bnn-workbench app --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/bnn-workbench bench kernels
+
+clean:
+	rm -rf build *.egg-info workbench/*.so ext/*.c

@@ -1,0 +1,462 @@
+"""Datasets: the bundled MNIST subset, seeded 2-D toy sets, full MNIST from IDX files, and the user's own files.
+
+Everything is read without pickle (IDX, ``.npz`` with ``allow_pickle=False``, CSV) and checked on the way in:
+a malformed file raises :class:`DataError` naming the file and what was wrong, before training ever sees it.
+Images end up float32 in [-1, 1], channels-first; ``Dataset.preprocessing`` records the affine map from raw
+uint8 pixels so that the engine and the app can apply the same one.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import struct
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+
+# Published md5 sums of the official gzip files, and of the same files decompressed.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+SAMPLE_MD5 = {  # the bundled subset, see sample_data/LICENSES.md
+    "mnist-sample-train-images-idx3-ubyte.gz": "4b1ba78e88122ef96897c1780d5c2568",
+    "mnist-sample-train-labels-idx1-ubyte.gz": "00b7fc418c1e06cd5a664d6d234c2201",
+    "mnist-sample-t10k-images-idx3-ubyte.gz": "6319afe34a8fd27b4a16ce806f35c547",
+    "mnist-sample-t10k-labels-idx1-ubyte.gz": "32a3da652312893155aef60b34ac07f8",
+}
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+SYNTHETIC = ("moons", "circles", "spirals", "xor")
+BUILTIN_DATASETS = {
+    "mnist-sample": "bundled MNIST subset: 6,000 training and 1,000 test images, class-balanced",
+    "moons": "two interleaved half circles (2-D, 2 classes)",
+    "circles": "a circle inside a ring (2-D, 2 classes)",
+    "spirals": "two interleaved spirals (2-D, 2 classes)",
+    "xor": "four Gaussian blobs labelled by quadrant parity (2-D, 2 classes)",
+}
+PIXELS = {"kind": "affine", "scale": 2.0 / 255.0, "offset": -1.0}
+FEATURES = {"kind": "none"}
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(ValueError):
+    """A dataset file or reference that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Dataset:
+    """Train and test arrays ready for torch (float32 channels-first inputs, int64 labels)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    input_shape: tuple
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    preprocessing: dict = field(default_factory=lambda: dict(FEATURES))
+
+
+# ---------------------------------------------------------------- IDX files
+
+
+def _open_bytes(path: Path) -> bytes:
+    """Read a file, gunzipping it when it starts with the gzip magic (whatever its name)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, gzip.BadGzipFile) as error:
+            raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from None
+    return raw
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip) into a native-endian array, checking its header against its size."""
+    path = Path(path)
+    raw = _open_bytes(path)
+    if not raw:
+        raise DataError(f"{path}: empty file, expected an IDX header")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: bad IDX magic {raw[:4].hex()}, expected 0000 + type byte + rank "
+                        f"(e.g. 00000803 for images, 00000801 for labels)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        kind = "truncated" if len(raw) - header < expected else "has trailing bytes"
+        raise DataError(f"{path}: IDX data {kind}: header says shape {shape} ({expected} bytes), "
+                        f"got {len(raw) - header} bytes")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> Path:
+    """Write ``array`` as IDX; gzip it when ``compress`` (default: when the name ends in .gz), reproducibly."""
+    path = Path(path)
+    array = np.asarray(array)
+    code = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}.get(
+        array.dtype.kind + str(array.dtype.itemsize))
+    if code is None:
+        raise ValueError(f"write_idx: dtype {array.dtype} has no IDX type code")
+    payload = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload += np.ascontiguousarray(array).astype(array.dtype.newbyteorder(">")).tobytes()
+    if path.name.endswith(".gz") if compress is None else compress:
+        payload = gzip.compress(payload, compresslevel=9, mtime=0)
+    path.write_bytes(payload)
+    return path
+
+
+def md5sum(path: str | Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_md5(path: str | Path, expected: str) -> None:
+    actual = md5sum(path)
+    if actual != expected:
+        raise DataError(f"{path}: md5 mismatch, expected {expected}, got {actual} (corrupt or wrong file)")
+
+
+def _read_idx_pair(images_path: Path, labels_path: Path, num_classes: int | None = None):
+    """Images (uint8, N x H x W or N x F) and their labels, with counts, magic and label range checked."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim not in (2, 3):
+        raise DataError(f"{images_path}: expected an images file of rank 3 (N, rows, cols) or 2 (N, features), "
+                        f"got shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected a labels file of rank 1 (N,), got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+    return images, _check_labels(labels, labels_path, num_classes)
+
+
+# ---------------------------------------------------------------- checks and conversions
+
+
+def _check_labels(y: np.ndarray, source, num_classes: int | None = None) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{source}: labels must be a 1-D array, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise DataError(f"{source}: labels must be integers, got non-integer values such as "
+                            f"{y[~np.isfinite(y) | (y != np.round(y))][0]}")
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    high = num_classes - 1 if num_classes else None
+    if len(y) and (y.min() < 0 or (high is not None and y.max() > high)):
+        bad = y[(y < 0) | ((y > high) if high is not None else False)][0]
+        expected = f"0..{high}" if high is not None else ">= 0"
+        raise DataError(f"{source}: label out of range: expected {expected}, got {bad}")
+    return y
+
+
+def _to_inputs(x: np.ndarray, source) -> tuple[np.ndarray, dict]:
+    """Raw samples -> float32 channels-first inputs and the preprocessing that made them."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "uifb":
+        raise DataError(f"{source}: inputs must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or x.ndim > 4:
+        raise DataError(f"{source}: inputs must have shape (N, features), (N, H, W) or (N, C, H, W), got {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{source}: no samples (shape {x.shape})")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) * np.float32(PIXELS["scale"]) + np.float32(PIXELS["offset"])), dict(PIXELS)
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{source}: inputs contain NaN or inf ({int(np.sum(~np.isfinite(x)))} values)")
+    return x, dict(FEATURES)
+
+
+def _split(x, y, fraction: float, seed: int):
+    """A seeded, shuffled train/test split for user data that comes as one set."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(len(x) * fraction)))
+    if len(x) - n_test < 1:
+        raise DataError(f"need at least 2 samples to split off a test set, got {len(x)}")
+    return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
+
+
+def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_names=None, seed=0,
+                 test_fraction=0.2, num_classes=None, source=None) -> Dataset:
+    """Check raw arrays and build a :class:`Dataset` (splitting off a seeded test set when none is given)."""
+    source = source or name
+    y_train = _check_labels(y_train, source, num_classes)
+    x_train, preprocessing = _to_inputs(x_train, source)
+    if len(x_train) != len(y_train):
+        raise DataError(f"{source}: {len(x_train)} samples but {len(y_train)} labels")
+    if x_test is None:
+        x_train, y_train, x_test, y_test = _split(x_train, y_train, test_fraction, seed)
+    else:
+        y_test = _check_labels(y_test, f"{source} (test labels)", num_classes)
+        x_test, _ = _to_inputs(x_test, f"{source} (test inputs)")
+        if len(x_test) != len(y_test):
+            raise DataError(f"{source}: {len(x_test)} test samples but {len(y_test)} test labels")
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise DataError(f"{source}: test inputs have shape {x_test.shape[1:]} per sample, "
+                            f"training inputs {x_train.shape[1:]}")
+    num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
+    if num_classes < 2:
+        raise DataError(f"{source}: need at least 2 classes, got labels all equal to 0")
+    class_names = [str(c) for c in (class_names if class_names is not None else range(num_classes))]
+    if len(class_names) != num_classes:
+        raise DataError(f"{source}: {len(class_names)} class names for {num_classes} classes")
+    return Dataset(name, x_train, y_train, x_test, y_test, tuple(x_train.shape[1:]), num_classes,
+                   class_names, preprocessing)
+
+
+# ---------------------------------------------------------------- MNIST
+
+
+def _mnist_file(directory: Path, stem: str, verify: bool) -> Path:
+    for name in (stem + ".gz", stem):
+        path = directory / name
+        if path.exists():
+            if verify:
+                verify_md5(path, MNIST_MD5[name])
+            return path
+    raise DataError(f"{directory}: missing {stem}.gz (or {stem}); expected the four MNIST IDX files")
+
+
+def load_mnist(directory: str | Path, verify: bool = True) -> Dataset:
+    """Full MNIST from a folder of the official IDX files (gzip or raw), md5-verified against the published sums."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a folder (expected a folder with the MNIST IDX files)")
+    paths = [_mnist_file(directory, stem, verify) for stem in MNIST_FILES]
+    return _idx_dataset(f"mnist:{directory}", *paths)
+
+
+def _idx_dataset(name, train_images, train_labels, test_images, test_labels) -> Dataset:
+    x_train, y_train = _read_idx_pair(train_images, train_labels, 10)
+    x_test, y_test = _read_idx_pair(test_images, test_labels, 10)
+    return make_dataset(name, x_train, y_train, x_test, y_test, num_classes=10, source=str(train_images.parent))
+
+
+def load_mnist_sample() -> Dataset:
+    """The bundled class-balanced MNIST subset (see sample_data/LICENSES.md)."""
+    paths = [SAMPLE_DIR / f"mnist-sample-{stem}.gz" for stem in MNIST_FILES]
+    for path in paths:
+        if not path.exists():
+            raise DataError(f"{path}: bundled MNIST subset missing (run sample_data/make_subsets.py)")
+        verify_md5(path, SAMPLE_MD5[path.name])
+    return _idx_dataset("mnist-sample", *paths)
+
+
+def download_mnist(dest_dir: str | Path, base_url: str = MNIST_URL, checksums: dict[str, str] | None = None) -> Path:
+    """Fetch the four MNIST gzip files into ``dest_dir`` and verify their md5; files already verified are kept.
+
+    ``base_url`` may be any URL urllib opens (``https://...``, ``file:///...``). A file whose md5 does not
+    match is deleted and raises :class:`DataError`.
+    """
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    checksums = checksums or MNIST_MD5
+    for stem in MNIST_FILES:
+        name = stem + ".gz"
+        target = dest / name
+        if target.exists() and md5sum(target) == checksums[name]:
+            continue
+        partial = dest / (name + ".part")
+        url = base_url.rstrip("/") + "/" + name
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise DataError(f"{url}: download failed ({error})") from None
+        actual = md5sum(partial)
+        if actual != checksums[name]:
+            partial.unlink()
+            raise DataError(f"{url}: md5 mismatch, expected {checksums[name]}, got {actual}; file not kept")
+        partial.replace(target)
+    return dest
+
+
+# ---------------------------------------------------------------- synthetic 2-D sets
+
+
+def _moons(n, rng):
+    t = rng.uniform(0, np.pi, n)
+    y = rng.integers(0, 2, n)
+    x = np.where(y[:, None] == 0, np.c_[np.cos(t), np.sin(t)], np.c_[1 - np.cos(t), 0.5 - np.sin(t)])
+    return x - [0.5, 0.25] + rng.normal(0, 0.1, (n, 2)), y
+
+
+def _circles(n, rng):
+    t = rng.uniform(0, 2 * np.pi, n)
+    y = rng.integers(0, 2, n)
+    radius = np.where(y == 0, 1.0, 0.5)
+    return radius[:, None] * np.c_[np.cos(t), np.sin(t)] + rng.normal(0, 0.05, (n, 2)), y
+
+
+def _spirals(n, rng):
+    y = rng.integers(0, 2, n)
+    r = rng.uniform(0.05, 1.0, n)
+    angle = 3 * np.pi * r + np.pi * y
+    return r[:, None] * np.c_[np.cos(angle), np.sin(angle)] + rng.normal(0, 0.02, (n, 2)), y
+
+
+def _xor(n, rng):
+    centers = np.array([[-0.5, -0.5], [0.5, 0.5], [-0.5, 0.5], [0.5, -0.5]])
+    which = rng.integers(0, 4, n)
+    return centers[which] + rng.normal(0, 0.15, (n, 2)), (which >= 2).astype(np.int64)
+
+
+def make_synthetic(kind: str, n_train: int = 1000, n_test: int = 500, seed: int = 0) -> Dataset:
+    """A seeded 2-D toy set (moons, circles, spirals, xor): the same seed gives the same points."""
+    makers = {"moons": _moons, "circles": _circles, "spirals": _spirals, "xor": _xor}
+    if kind not in makers:
+        raise DataError(f"unknown synthetic dataset {kind!r}, expected one of {', '.join(makers)}")
+    rng = np.random.default_rng(seed)
+    x, y = makers[kind](n_train + n_test, rng)
+    x = x.astype(np.float32)
+    return make_dataset(kind, x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=2)
+
+
+# ---------------------------------------------------------------- user files
+
+
+def load_npz(path: str | Path, seed: int = 0) -> Dataset:
+    """``x``/``y`` arrays (optionally ``x_test``/``y_test``, ``class_names``) from an .npz, never unpickled."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
+    missing = [key for key in ("x", "y") if key not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)}; expected keys x, y "
+                        f"(optional x_test, y_test, class_names), got {', '.join(arrays) or 'none'}")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: x_test and y_test must come together")
+    names = arrays.get("class_names")
+    return make_dataset(path.stem, arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"),
+                        class_names=None if names is None else list(names), seed=seed, source=str(path))
+
+
+def load_csv(path: str | Path, seed: int = 0) -> Dataset:
+    """A CSV with a header and a ``label`` column; the other columns are numeric features.
+
+    When there are s*s integer columns in 0..255 (s >= 8), the rows are taken as flattened s x s grey images.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().strip()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text CSV file") from None
+    if not header:
+        raise DataError(f"{path}: empty file, expected a header row with a 'label' column")
+    columns = [c.strip().strip('"') for c in header.split(",")]
+    if "label" not in columns:
+        raise DataError(f"{path}: no 'label' column in the header, got columns {columns[:8]}")
+    try:
+        with warnings.catch_warnings():  # an empty body is reported below, as a DataError
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+    except ValueError as error:
+        raise DataError(f"{path}: {error}") from None
+    if table.size == 0:
+        raise DataError(f"{path}: no data rows below the header")
+    if table.shape[1] != len(columns):
+        raise DataError(f"{path}: rows have {table.shape[1]} values but the header names {len(columns)} columns")
+    label = columns.index("label")
+    y, x = table[:, label], np.delete(table, label, axis=1)
+    if x.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns besides 'label'")
+    side = int(round(np.sqrt(x.shape[1])))
+    if side >= 8 and side * side == x.shape[1] and np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
+        x = x.astype(np.uint8).reshape(-1, side, side)
+    return make_dataset(path.stem, x, y, seed=seed, source=str(path))
+
+
+def _labels_path_for(images: Path) -> Path:
+    """my-images-idx3-ubyte.gz -> my-labels-idx1-ubyte.gz, digits-images.idx -> digits-labels.idx."""
+    name = images.name
+    if "images" not in name:
+        raise DataError(f"{images}: cannot find its labels file: the images file name must contain 'images' "
+                        f"(its labels are read from the same name with 'labels')")
+    candidate = images.with_name(name.replace("images", "labels").replace("idx3", "idx1"))
+    if not candidate.exists():
+        candidate_keep = images.with_name(name.replace("images", "labels"))
+        if candidate_keep.exists():
+            return candidate_keep
+        raise DataError(f"{images}: matching labels file {candidate.name} not found in {images.parent}")
+    return candidate
+
+
+def load_idx(path: str | Path, seed: int = 0) -> Dataset:
+    """An IDX images file and the labels file with the same name ('images' -> 'labels'); test set split off."""
+    path = Path(path)
+    images, labels = _read_idx_pair(path, _labels_path_for(path))
+    return make_dataset(path.name, images, labels, seed=seed, source=str(path))
+
+
+def _is_idx_name(name: str) -> bool:
+    return name.endswith((".idx", ".idx.gz")) or "-idx" in name and "ubyte" in name
+
+
+def check_ref(ref: str) -> None:
+    """Raise :class:`DataError` for a reference that cannot name a dataset, without loading it."""
+    if ref in BUILTIN_DATASETS:
+        return
+    if ref.startswith("mnist:"):
+        if not Path(ref[6:]).is_dir():
+            raise DataError(f"{ref}: {ref[6:]!r} is not a folder (expected mnist:DIR with the MNIST IDX files)")
+        return
+    path = Path(ref)
+    if path.suffix in (".npz", ".csv") or _is_idx_name(path.name):
+        if not path.is_file():
+            raise DataError(f"{ref}: file not found")
+        return
+    raise DataError(f"unknown dataset {ref!r}: expected one of {', '.join(BUILTIN_DATASETS)}, "
+                    f"mnist:DIR, or a .npz, .csv or .idx file")
+
+
+def load_dataset(ref: str, *, seed: int = 0) -> Dataset:
+    """Resolve a dataset reference (see :data:`BUILTIN_DATASETS`, ``mnist:DIR``, or a file path)."""
+    check_ref(ref)
+    if ref == "mnist-sample":
+        return load_mnist_sample()
+    if ref in SYNTHETIC:
+        return make_synthetic(ref, seed=seed)
+    if ref.startswith("mnist:"):
+        return load_mnist(ref[6:])
+    path = Path(ref)
+    loader = {".npz": load_npz, ".csv": load_csv}.get(path.suffix, load_idx)
+    return loader(path, seed=seed)

@@ -1,0 +1,80 @@
+"""Home: what a binary neural network is, the workbench's flow, and one-click starts from the presets.
+
+Kept free of torch so that the first page renders fast; training starts in the worker process.
+"""
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from workbench.presets import PRESETS, preset
+from workbench.ui import state
+from workbench.ui.figures import primer_figure
+from workbench.ui.widgets import bundled_data_for, show_error
+
+st.title("BNN Workbench")
+st.markdown(
+    """
+A **binary neural network** keeps real-valued *latent* weights for training, but its forward pass uses
+only their signs: every weight (and, in XNOR layers, every activation) is **+1 or −1**. A sign fits in one
+bit, so a layer stores 32× less than in float32, and a dot product of K signs becomes
+**K − 2·popcount(w XOR a)**: one XOR and one popcount per 64 elements instead of 64 multiply-adds.
+Training uses a straight-through estimator: the forward pass takes the sign, the backward pass lets the
+gradient through where |w| ≤ clip. Batch norm followed by sign folds into one integer threshold per channel.
+"""
+)
+st.plotly_chart(
+    primer_figure(weights=[0.73, -0.12, 0.0, -0.91, 0.35, -0.48, 0.08, -0.27],
+                  activations=[-0.5, -0.3, 1.2, 0.0, -0.8, 0.4, 0.6, -1.1]),
+    key="primer",
+)
+st.caption("Blue: +1 (bit 0), red: −1 (bit 1). sign(0) = +1 everywhere: in training, packing and the engine.")
+
+st.subheader("The flow")
+steps = [
+    ("Design", "pages/design.py", "lay out the layers and their quantizers; see parameters, memory and MACs."),
+    ("Train", "pages/train.py", "pick data and training tricks; watch loss, accuracy and weight flips live."),
+    ("Inspect", "pages/inspect.py", "latent weights, saturation, flips, one neuron's bits, confusions."),
+    ("Deploy", "pages/deploy.py", "pack to bits and run the XNOR-popcount engine; memory and speed vs float."),
+    ("Export", "pages/export.py", "download the .bnn file and the code that loads it."),
+]
+for column, (number, (title, page, text)) in zip(st.columns(len(steps)), enumerate(steps, start=1)):
+    with column:
+        st.markdown(f"**{number}. {title}**")
+        st.caption(text)
+        try:
+            st.page_link(page, label=f"Open {title}")
+        except StreamlitPageNotFoundError:  # a page not in the app's navigation yet
+            st.caption("(coming)")
+
+st.subheader("Start from a preset")
+st.caption("Open a preset in Design to edit it, or train it right away with the default training settings.")
+
+
+def _open_in_design(name: str) -> None:
+    state.set_spec(preset(name))
+    st.switch_page("pages/design.py")
+
+
+def _train_now(name: str, data_ref: str) -> None:
+    from workbench.worker import start_run
+
+    spec = preset(name)
+    state.set_spec(spec)
+    run_id = start_run(spec, state.get_training_spec(), data_ref, name=f"{name} on {data_ref}")
+    st.switch_page("pages/train.py", query_params={"run": run_id})
+
+
+for name in PRESETS:
+    spec = preset(name)
+    data_ref = bundled_data_for(spec)
+    with st.container(border=True):
+        info, design_column, train_column = st.columns([4, 1, 1], vertical_alignment="center")
+        info.markdown(f"**{name}** · input {list(spec['input_shape'])} · {len(spec['layers'])} layers "
+                      f"· {spec['num_classes']} classes")
+        if design_column.button("Design", key=f"design_{name}", use_container_width=True):
+            _open_in_design(name)
+        if data_ref and train_column.button(f"Train on {data_ref}", key=f"train_{name}",
+                                            use_container_width=True):
+            try:
+                _train_now(name, data_ref)
+            except ValueError as error:
+                show_error(error)

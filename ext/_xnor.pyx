@@ -1,0 +1,236 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled XNOR-popcount kernels: sign packing, GEMM, convolution, thresholds and pooling.
+
+The public, validating API is ``workbench.kernels``; the functions here check only what keeps memory
+access in bounds (dtypes and shapes through typed memoryviews, shape agreement), then release the GIL.
+Work is split into tiles of MT rows x NT output channels that OpenMP threads take in turn; every
+output element (and every packed output word) belongs to one tile, so results do not depend on the
+thread count.
+"""
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+cimport openmp
+
+import numpy as np
+
+cdef extern from "xnor_simd.h" nogil:
+    int XNOR_SCALAR, XNOR_AVX2, XNOR_AVX512
+    int xnor_cpu_supports(int path)
+    void xnor_init()
+    void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
+                   int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+    void xnor_threshold_pack(const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
+                             const int32_t *thr, const uint8_t *flip, uint64_t *out, int64_t ldo)
+    void xnor_pack_f32(int path, const float *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
+    void xnor_pack_f64(int path, const double *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
+    void xnor_pack_i8(const int8_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
+    void xnor_pack_i16(const int16_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
+    void xnor_pack_i32(const int32_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
+    void xnor_pack_i64(const int64_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
+    void xnor_unpack(const uint64_t *bits, int64_t rows, int64_t words, int64_t k, int8_t *out)
+    void xnor_im2col(const uint64_t *x, int64_t h, int64_t w, int64_t cw, int64_t kh, int64_t kw,
+                     int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow,
+                     int64_t p0, int64_t p1, uint64_t *out)
+    void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, const uint64_t *or_mask,
+                      uint64_t *out)
+
+xnor_init()
+
+SCALAR = XNOR_SCALAR
+AVX2 = XNOR_AVX2
+AVX512 = XNOR_AVX512
+
+# Tile sizes: MT rows of A (or output pixels) x NT rows of B (output channels, a multiple of 64 so
+# that packed output words never straddle two tiles).
+DEF MT = 64
+DEF NT = 256
+
+ctypedef fused packable:
+    float
+    double
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+
+
+def cpu_supports(int path):
+    """Whether this CPU (and OS) can run the given SIMD path."""
+    return bool(xnor_cpu_supports(path))
+
+
+def _check(bint ok, str message):
+    if not ok:
+        raise ValueError(message)
+
+
+def pack_rows(packable[:, ::1] x, uint64_t[:, ::1] out, int path):
+    """Sign bits of each row of x into out (rows x ceil(k/64)); returns True if x holds a NaN."""
+    cdef int64_t rows = x.shape[0], k = x.shape[1], words = (k + 63) // 64
+    cdef int nan = 0
+    _check(out.shape[0] == rows and out.shape[1] == words, "pack_rows: output shape does not match the input")
+    if rows == 0 or words == 0:
+        return False
+    with nogil:
+        if packable is float:
+            xnor_pack_f32(path, &x[0, 0], rows, k, &out[0, 0], words, &nan)
+        elif packable is double:
+            xnor_pack_f64(path, &x[0, 0], rows, k, &out[0, 0], words, &nan)
+        elif packable is int8_t:
+            xnor_pack_i8(&x[0, 0], rows, k, &out[0, 0], words, &nan)
+        elif packable is int16_t:
+            xnor_pack_i16(&x[0, 0], rows, k, &out[0, 0], words, &nan)
+        elif packable is int32_t:
+            xnor_pack_i32(&x[0, 0], rows, k, &out[0, 0], words, &nan)
+        else:
+            xnor_pack_i64(&x[0, 0], rows, k, &out[0, 0], words, &nan)
+    return bool(nan)
+
+
+def unpack_rows(const uint64_t[:, ::1] bits, int64_t k, int8_t[:, ::1] out):
+    """-1/+1 int8 values of the first k bits of each row."""
+    cdef int64_t rows = bits.shape[0], words = bits.shape[1]
+    _check(words == (k + 63) // 64 and out.shape[0] == rows and out.shape[1] == k,
+           "unpack_rows: shapes do not match k")
+    if rows == 0 or k == 0:
+        return
+    with nogil:
+        xnor_unpack(&bits[0, 0], rows, words, k, &out[0, 0])
+
+
+cdef struct Geometry:
+    const uint64_t *x
+    int64_t h, w, cw, kh, kw, sh, sw, pt, pl, oh, ow
+
+
+cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geometry *geom,
+                 const uint64_t *b, int64_t n, int64_t words, int32_t k, int32_t *c,
+                 const int32_t *thr, const uint8_t *flip, uint64_t *bits_out, int64_t ldo,
+                 uint64_t *patch_buf, int64_t patch_stride, int32_t *dots_buf) noexcept nogil:
+    """Run all tiles. A rows come from `a` or, with `geom`, are gathered as conv patches into each
+    thread's slice of patch_buf. Dots go to `c` (m x n) or, with `thr`, through each thread's slice of
+    dots_buf into packed bits (m x ldo words)."""
+    cdef int64_t tn = (n + NT - 1) // NT
+    cdef int64_t tasks = ((m + MT - 1) // MT) * tn
+    cdef int64_t t, i0, j0, mm, nn, lda
+    cdef int tid
+    cdef const uint64_t *rows
+    cdef int32_t *dots
+    for t in prange(tasks, num_threads=threads, schedule="dynamic"):
+        tid = openmp.omp_get_thread_num()
+        i0 = (t // tn) * MT
+        j0 = (t % tn) * NT
+        mm = m - i0 if m - i0 < MT else MT
+        nn = n - j0 if n - j0 < NT else NT
+        if geom != NULL:
+            xnor_im2col(geom.x, geom.h, geom.w, geom.cw, geom.kh, geom.kw, geom.sh, geom.sw, geom.pt,
+                        geom.pl, geom.oh, geom.ow, i0, i0 + mm, patch_buf + tid * patch_stride)
+            rows = patch_buf + tid * patch_stride
+        else:
+            rows = a + i0 * words
+        if thr == NULL:
+            xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, c + i0 * n + j0, n)
+        else:
+            dots = dots_buf + tid * MT * NT
+            xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, dots, NT)
+            xnor_threshold_pack(dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
+
+
+def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[:, ::1] out,
+         int path, int threads):
+    """out = K - 2 popcount(a_i ^ b_j): -1/+1 dot products of rows of A and rows of B."""
+    cdef int64_t m = a.shape[0], n = b.shape[0], words = a.shape[1]
+    _check(b.shape[1] == words and words == (k + 63) // 64 and out.shape[0] == m and out.shape[1] == n,
+           "gemm: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
+               words, k, &out[0, 0], NULL, NULL, NULL, 0, NULL, 0, NULL)
+
+
+def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k,
+                   const int32_t[::1] thresholds, const uint8_t[::1] flip, uint64_t[:, ::1] out,
+                   int path, int threads):
+    """Dot products compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
+    cdef int64_t m = a.shape[0], n = b.shape[0], words = a.shape[1]
+    _check(b.shape[1] == words and words == (k + 63) // 64 and thresholds.shape[0] == n
+           and flip.shape[0] == n and out.shape[0] == m and out.shape[1] == (n + 63) // 64,
+           "gemm_threshold: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    dots = np.empty((threads, MT * NT), dtype=np.int32)
+    cdef int32_t[:, ::1] dots_view = dots
+    with nogil:
+        _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
+               words, k, NULL, &thresholds[0], &flip[0], &out[0, 0], out.shape[1], NULL, 0,
+               &dots_view[0, 0])
+
+
+def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights, int32_t c,
+           int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
+           out, thresholds, flip, int path, int threads):
+    """Binary convolution as im2col of packed words + the GEMM tiles.
+
+    `out` is int32 (N, OH, OW, O) when thresholds is None, else packed uint64 (N, OH, OW, ceil(O/64)).
+    """
+    cdef int64_t nb = x.shape[0], cw = x.shape[3], o = weights.shape[0]
+    cdef int64_t kh = weights.shape[1], kw = weights.shape[2]
+    cdef int64_t oh = out.shape[1], ow = out.shape[2], m = nb * oh * ow
+    cdef int64_t row_words = kh * kw * cw
+    cdef int64_t k_total = kh * kw * c
+    _check(weights.shape[3] == cw and cw == (c + 63) // 64 and out.shape[0] == nb and stride_h > 0
+           and stride_w > 0 and pad_top >= 0 and pad_left >= 0 and kh > 0 and kw > 0
+           and k_total < 2 ** 31, "conv2d: shapes do not match")
+    # Windows reaching outside the input read zero words (+1) in xnor_im2col, so any OH/OW is safe.
+    cdef Geometry geom
+    geom.h = x.shape[1]
+    geom.w = x.shape[2]
+    geom.cw = cw
+    geom.kh = kh
+    geom.kw = kw
+    geom.sh = stride_h
+    geom.sw = stride_w
+    geom.pt = pad_top
+    geom.pl = pad_left
+    geom.oh = oh
+    geom.ow = ow
+    if m == 0 or o == 0:
+        return
+    geom.x = &x[0, 0, 0, 0] if x.size else NULL
+    patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
+    cdef uint64_t[:, ::1] patch_view = patches
+    cdef const uint64_t *w_ptr = &weights[0, 0, 0, 0] if row_words else NULL
+    cdef int32_t[:, :, :, ::1] dense_out
+    cdef uint64_t[:, :, :, ::1] bits_out
+    cdef const int32_t[::1] thr_view
+    cdef const uint8_t[::1] flip_view
+    cdef int32_t[:, ::1] dots_view
+    if thresholds is None:
+        dense_out = out
+        _check(dense_out.shape[3] == o, "conv2d: output channels do not match")
+        with nogil:
+            _drive(path, threads, NULL, m, &geom, w_ptr, o, row_words, <int32_t>k_total,
+                   &dense_out[0, 0, 0, 0], NULL, NULL, NULL, 0, &patch_view[0, 0], patch_view.shape[1], NULL)
+    else:
+        bits_out = out
+        thr_view = thresholds
+        flip_view = flip
+        _check(bits_out.shape[3] == (o + 63) // 64 and thr_view.shape[0] == o and flip_view.shape[0] == o,
+               "conv2d: thresholds or output words do not match")
+        dots = np.empty((threads, MT * NT), dtype=np.int32)
+        dots_view = dots
+        with nogil:
+            _drive(path, threads, NULL, m, &geom, w_ptr, o, row_words, <int32_t>k_total, NULL,
+                   &thr_view[0], &flip_view[0], &bits_out[0, 0, 0, 0], bits_out.shape[3],
+                   &patch_view[0, 0], patch_view.shape[1], &dots_view[0, 0])
+
+
+def pool2x2(const uint64_t[:, :, :, ::1] x, const uint64_t[::1] or_mask, uint64_t[:, :, :, ::1] out):
+    """2x2 stride-2 pooling of packed bits: AND of the four words (max of +-1), OR (min) where or_mask is 1."""
+    _check(out.shape[0] == x.shape[0] and out.shape[1] == x.shape[1] // 2 and out.shape[2] == x.shape[2] // 2
+           and out.shape[3] == x.shape[3] and or_mask.shape[0] == x.shape[3], "pool2x2: output shape does not match")
+    if out.size == 0:
+        return
+    with nogil:
+        xnor_pool2x2(&x[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2], x.shape[3], &or_mask[0], &out[0, 0, 0, 0])

@@ -1,0 +1,485 @@
+/* XNOR-popcount micro-kernels, one per SIMD path, chosen at run time.
+ *
+ * The module is compiled for the baseline ISA (no -march=native); each fast path carries its own
+ * target attribute and is only called after xnor_cpu_supports() said the CPU has it. On other
+ * architectures than x86-64 only the portable scalar path exists.
+ *
+ * Bit convention (docs/FORMAT.md): uint64 words, element 64*w + j in bit j of word w, bit 1 = -1,
+ * padding bits 0 in every operand, so dot(a, b) = K - 2 * popcount(a XOR b) over all words.
+ */
+#ifndef XNOR_SIMD_H
+#define XNOR_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define XNOR_X86 1
+#else
+#define XNOR_X86 0
+#endif
+
+enum { XNOR_SCALAR = 0, XNOR_AVX2 = 1, XNOR_AVX512 = 2 };
+
+/* 1 when the CPU (and the OS, for the wide registers) supports the given path. */
+static int xnor_cpu_supports(int path)
+{
+    if (path == XNOR_SCALAR)
+        return 1;
+#if XNOR_X86
+    __builtin_cpu_init();
+    if (path == XNOR_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+    if (path == XNOR_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vpopcntdq");
+#endif
+    return 0;
+}
+
+/* Whether the scalar path may use the POPCNT instruction; set once by xnor_init() at import. */
+static int xnor_scalar_popcnt = 0;
+
+static void xnor_init(void)
+{
+#if XNOR_X86
+    __builtin_cpu_init();
+    xnor_scalar_popcnt = __builtin_cpu_supports("popcnt");
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar path: one kernel body, instantiated with the POPCNT instruction and with a portable SWAR
+ * popcount (a plain -O3 build turns __builtin_popcountll into a slow library call).
+ * ---------------------------------------------------------------------------------------------- */
+
+static inline int xnor_popcount_swar(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return (int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* C[i*ldc + j] = K - 2 popcount(A_i ^ B_j) for i < m, j < n; rows of A and B are lda / ldb words apart. */
+#define XNOR_DEFINE_SCALAR_TILE(NAME, ATTR, POP)                                                    \
+    ATTR static void NAME(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,          \
+                          int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc) \
+    {                                                                                               \
+        for (int64_t i = 0; i < m; i++) {                                                           \
+            const uint64_t *ai = a + i * lda;                                                       \
+            int64_t j = 0;                                                                          \
+            for (; j + 4 <= n; j += 4) {                                                            \
+                const uint64_t *b0 = b + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;   \
+                int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                             \
+                for (int64_t w = 0; w < words; w++) {                                               \
+                    uint64_t x = ai[w];                                                             \
+                    s0 += POP(x ^ b0[w]);                                                           \
+                    s1 += POP(x ^ b1[w]);                                                           \
+                    s2 += POP(x ^ b2[w]);                                                           \
+                    s3 += POP(x ^ b3[w]);                                                           \
+                }                                                                                   \
+                c[i * ldc + j] = k - 2 * (int32_t)s0;                                               \
+                c[i * ldc + j + 1] = k - 2 * (int32_t)s1;                                           \
+                c[i * ldc + j + 2] = k - 2 * (int32_t)s2;                                           \
+                c[i * ldc + j + 3] = k - 2 * (int32_t)s3;                                           \
+            }                                                                                       \
+            for (; j < n; j++) {                                                                    \
+                const uint64_t *bj = b + j * ldb;                                                   \
+                int64_t s = 0;                                                                      \
+                for (int64_t w = 0; w < words; w++)                                                 \
+                    s += POP(ai[w] ^ bj[w]);                                                        \
+                c[i * ldc + j] = k - 2 * (int32_t)s;                                                \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+XNOR_DEFINE_SCALAR_TILE(xnor_tile_swar, , xnor_popcount_swar)
+#if XNOR_X86
+XNOR_DEFINE_SCALAR_TILE(xnor_tile_popcnt, __attribute__((target("popcnt"))), __builtin_popcountll)
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * AVX2 path: Mula's nibble-lookup popcount (VPSHUFB) summed into 64-bit lanes with VPSADBW.
+ * ---------------------------------------------------------------------------------------------- */
+#if XNOR_X86
+#define XNOR_AVX2_ATTR __attribute__((target("avx2,popcnt")))
+
+XNOR_AVX2_ATTR static inline __m256i xnor_popcnt256(__m256i v)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_and_si256(v, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    __m256i bytes = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+    return _mm256_sad_epu8(bytes, _mm256_setzero_si256());
+}
+
+XNOR_AVX2_ATTR static inline int64_t xnor_hsum256(__m256i v)
+{
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+
+/* An MR x NR block of dot products; MR, NR are constants at each call site, so the accumulator
+ * arrays live in registers. Whole 4-word groups go through AVX2, the last words through POPCNT. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_block_avx2(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb, int64_t words,
+                int32_t k, int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    __m256i acc[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm256_setzero_si256();
+    int64_t w = 0;
+    for (; w + 4 <= words; w += 4) {
+        __m256i va[2], vb[4];
+        for (int i = 0; i < MR; i++)
+            va[i] = _mm256_loadu_si256((const __m256i *)(a + i * lda + w));
+        for (int j = 0; j < NR; j++)
+            vb[j] = _mm256_loadu_si256((const __m256i *)(b + j * ldb + w));
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm256_add_epi64(acc[i][j], xnor_popcnt256(_mm256_xor_si256(va[i], vb[j])));
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            int64_t s = xnor_hsum256(acc[i][j]);
+            for (int64_t t = w; t < words; t++)
+                s += __builtin_popcountll(a[i * lda + t] ^ b[j * ldb + t]);
+            c[i * ldc + j] = k - 2 * (int32_t)s;
+        }
+}
+
+XNOR_AVX2_ATTR static void xnor_tile_avx2(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
+                                          int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
+                                          int64_t ldc)
+{
+    int64_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_avx2(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 4);
+        for (; j < n; j++)
+            xnor_block_avx2(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 1);
+    }
+    for (; i < m; i++) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_avx2(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 4);
+        for (; j < n; j++)
+            xnor_block_avx2(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 1);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * AVX-512 path: XOR + VPOPCNTQ + add, 8 words per register, accumulators kept across K, the last
+ * partial group read with a masked (zeroing) load so padding words XOR to zero.
+ * ---------------------------------------------------------------------------------------------- */
+#define XNOR_AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vpopcntdq,popcnt")))
+
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_block_avx512(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb, int64_t words,
+                  int32_t k, int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    __m512i acc[4][8];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm512_setzero_si512();
+    int64_t w = 0;
+    for (; w + 8 <= words; w += 8) {
+        __m512i va[4], vb[8];
+        for (int i = 0; i < MR; i++)
+            va[i] = _mm512_loadu_si512((const void *)(a + i * lda + w));
+        for (int j = 0; j < NR; j++)
+            vb[j] = _mm512_loadu_si512((const void *)(b + j * ldb + w));
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb[j])));
+    }
+    if (w < words) {
+        const __mmask8 tail = (__mmask8)((1u << (words - w)) - 1u);
+        __m512i va[4], vb[8];
+        for (int i = 0; i < MR; i++)
+            va[i] = _mm512_maskz_loadu_epi64(tail, (const void *)(a + i * lda + w));
+        for (int j = 0; j < NR; j++)
+            vb[j] = _mm512_maskz_loadu_epi64(tail, (const void *)(b + j * ldb + w));
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb[j])));
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            c[i * ldc + j] = k - 2 * (int32_t)_mm512_reduce_add_epi64(acc[i][j]);
+}
+
+XNOR_AVX512_ATTR static void xnor_tile_avx512(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
+                                              int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
+                                              int64_t ldc)
+{
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 4, 4);
+        for (; j < n; j++)
+            xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 4, 1);
+    }
+    for (; i < m; i++) {
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 8);
+        for (; j < n; j++)
+            xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 1);
+    }
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch one tile of dot products to the given path (already checked against the CPU). */
+static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
+                      int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_tile_avx512(a, lda, b, ldb, words, k, m, n, c, ldc);
+        return;
+    }
+    if (path == XNOR_AVX2) {
+        xnor_tile_avx2(a, lda, b, ldb, words, k, m, n, c, ldc);
+        return;
+    }
+    if (xnor_scalar_popcnt) {
+        xnor_tile_popcnt(a, lda, b, ldb, words, k, m, n, c, ldc);
+        return;
+    }
+#endif
+    (void)path;
+    xnor_tile_swar(a, lda, b, ldb, words, k, m, n, c, ldc);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Thresholds: dots of one tile (rows x n, row stride ldd) -> packed output bits. The tile starts at
+ * output channel n0, a multiple of 64, so every output word belongs to exactly one tile.
+ * flip 0: +1 iff dot >= thr (bit 1 iff dot < thr); flip 1: +1 iff dot <= thr (bit 1 iff dot > thr).
+ * ---------------------------------------------------------------------------------------------- */
+static void xnor_threshold_pack(const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
+                                const int32_t *thr, const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t *d = dots + r * ldd;
+        uint64_t *o = out + r * ldo + n0 / 64;
+        for (int64_t base = 0; base < n; base += 64) {
+            int64_t end = n - base < 64 ? n - base : 64;
+            uint64_t bits = 0;
+            for (int64_t j = 0; j < end; j++) {
+                int64_t ch = n0 + base + j;
+                int32_t v = d[base + j];
+                uint64_t neg = flip[ch] ? (v > thr[ch]) : (v < thr[ch]);
+                bits |= neg << j;
+            }
+            o[base / 64] = bits;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Packing signs: bit 1 where x < 0 (so 0 and -0.0 are +1). NaN sets *nan and packs as +1.
+ * ---------------------------------------------------------------------------------------------- */
+#define XNOR_DEFINE_PACK_SCALAR(NAME, T)                                                            \
+    static void NAME(const T *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)   \
+    {                                                                                               \
+        int bad = 0;                                                                                \
+        for (int64_t r = 0; r < rows; r++) {                                                        \
+            const T *xr = x + r * k;                                                                \
+            for (int64_t w = 0; w < words; w++) {                                                   \
+                int64_t end = k - 64 * w < 64 ? k - 64 * w : 64;                                    \
+                uint64_t bits = 0;                                                                  \
+                for (int64_t j = 0; j < end; j++) {                                                 \
+                    T v = xr[64 * w + j];                                                           \
+                    bits |= (uint64_t)(v < 0) << j;                                                 \
+                    bad |= (v != v);                                                                \
+                }                                                                                   \
+                out[r * words + w] = bits;                                                          \
+            }                                                                                       \
+        }                                                                                           \
+        *nan = bad;                                                                                 \
+    }
+
+XNOR_DEFINE_PACK_SCALAR(xnor_pack_f32_scalar, float)
+XNOR_DEFINE_PACK_SCALAR(xnor_pack_f64_scalar, double)
+XNOR_DEFINE_PACK_SCALAR(xnor_pack_i8, int8_t)
+XNOR_DEFINE_PACK_SCALAR(xnor_pack_i16, int16_t)
+XNOR_DEFINE_PACK_SCALAR(xnor_pack_i32, int32_t)
+XNOR_DEFINE_PACK_SCALAR(xnor_pack_i64, int64_t)
+
+#if XNOR_X86
+/* 16 floats per compare-into-mask; the tail of each row is a masked load (zeros compare as +1). */
+XNOR_AVX512_ATTR static void xnor_pack_f32_avx512(const float *x, int64_t rows, int64_t k, uint64_t *out,
+                                                  int64_t words, int *nan)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        for (int64_t w = 0; w < words; w++) {
+            uint64_t bits = 0;
+            for (int q = 0; q < 4; q++) {
+                int64_t start = 64 * w + 16 * q;
+                if (start >= k)
+                    break;
+                __mmask16 valid = k - start >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - start)) - 1u);
+                __m512 v = _mm512_maskz_loadu_ps(valid, xr + start);
+                bits |= (uint64_t)_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ) << (16 * q);
+                bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            }
+            out[r * words + w] = bits;
+        }
+    }
+    *nan = bad != 0;
+}
+
+XNOR_AVX512_ATTR static void xnor_pack_f64_avx512(const double *x, int64_t rows, int64_t k, uint64_t *out,
+                                                  int64_t words, int *nan)
+{
+    const __m512d zero = _mm512_setzero_pd();
+    __mmask8 bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *xr = x + r * k;
+        for (int64_t w = 0; w < words; w++) {
+            uint64_t bits = 0;
+            for (int q = 0; q < 8; q++) {
+                int64_t start = 64 * w + 8 * q;
+                if (start >= k)
+                    break;
+                __mmask8 valid = k - start >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (k - start)) - 1u);
+                __m512d v = _mm512_maskz_loadu_pd(valid, xr + start);
+                bits |= (uint64_t)_mm512_cmp_pd_mask(v, zero, _CMP_LT_OQ) << (8 * q);
+                bad |= _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+            }
+            out[r * words + w] = bits;
+        }
+    }
+    *nan = bad != 0;
+}
+
+/* 8 floats per compare + movemask; the partial last group of a row goes through the scalar loop. */
+XNOR_AVX2_ATTR static void xnor_pack_f32_avx2(const float *x, int64_t rows, int64_t k, uint64_t *out,
+                                              int64_t words, int *nan)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        for (int64_t w = 0; w < words; w++) {
+            uint64_t bits = 0;
+            for (int q = 0; q < 8; q++) {
+                int64_t start = 64 * w + 8 * q;
+                if (start >= k)
+                    break;
+                if (k - start >= 8) {
+                    __m256 v = _mm256_loadu_ps(xr + start);
+                    bits |= (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)) << (8 * q);
+                    bad |= _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                } else {
+                    for (int64_t j = start; j < k; j++) {
+                        bits |= (uint64_t)(xr[j] < 0) << (j - 64 * w);
+                        bad |= xr[j] != xr[j];
+                    }
+                }
+            }
+            out[r * words + w] = bits;
+        }
+    }
+    *nan = bad != 0;
+}
+#endif /* XNOR_X86 */
+
+static void xnor_pack_f32(int path, const float *x, int64_t rows, int64_t k, uint64_t *out, int64_t words,
+                          int *nan)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_pack_f32_avx512(x, rows, k, out, words, nan);
+        return;
+    }
+    if (path == XNOR_AVX2) {
+        xnor_pack_f32_avx2(x, rows, k, out, words, nan);
+        return;
+    }
+#endif
+    (void)path;
+    xnor_pack_f32_scalar(x, rows, k, out, words, nan);
+}
+
+static void xnor_pack_f64(int path, const double *x, int64_t rows, int64_t k, uint64_t *out, int64_t words,
+                          int *nan)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_pack_f64_avx512(x, rows, k, out, words, nan);
+        return;
+    }
+#endif
+    (void)path;
+    xnor_pack_f64_scalar(x, rows, k, out, words, nan);
+}
+
+/* bits (rows x words) -> int8 -1/+1 (rows x k). */
+static void xnor_unpack(const uint64_t *bits, int64_t rows, int64_t words, int64_t k, int8_t *out)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < k; j++)
+            out[r * k + j] = (int8_t)(1 - 2 * (int)((bits[r * words + j / 64] >> (j % 64)) & 1u));
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Convolution helpers on packed NHWC words.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Patches of output pixels p0 .. p1-1 (flat over N, OH, OW) -> rows of KH*KW*cw words; positions in
+ * the padding become zero words, i.e. +1 activations. */
+static void xnor_im2col(const uint64_t *x, int64_t h, int64_t w, int64_t cw, int64_t kh, int64_t kw,
+                        int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow,
+                        int64_t p0, int64_t p1, uint64_t *out)
+{
+    const int64_t row_words = kh * kw * cw;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t b = p / (oh * ow), rem = p % (oh * ow);
+        int64_t y0 = (rem / ow) * sh - pt, x0 = (rem % ow) * sw - pl;
+        uint64_t *dst = out + (p - p0) * row_words;
+        for (int64_t i = 0; i < kh; i++) {
+            int64_t y = y0 + i;
+            for (int64_t j = 0; j < kw; j++, dst += cw) {
+                int64_t xx = x0 + j;
+                if (y < 0 || y >= h || xx < 0 || xx >= w)
+                    memset(dst, 0, (size_t)cw * sizeof(uint64_t));
+                else
+                    memcpy(dst, x + ((b * h + y) * w + xx) * cw, (size_t)cw * sizeof(uint64_t));
+            }
+        }
+    }
+}
+
+/* 2x2 stride-2 pooling on packed bits: per channel AND (max of +-1) where the mask bit is 0, OR (min,
+ * for a channel whose following threshold is flipped) where it is 1. */
+static void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw,
+                         const uint64_t *or_mask, uint64_t *out)
+{
+    const int64_t oh = h / 2, ow = w / 2;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                const uint64_t *p00 = x + ((b * h + 2 * i) * w + 2 * j) * cw;
+                const uint64_t *p01 = p00 + cw, *p10 = p00 + w * cw, *p11 = p10 + cw;
+                uint64_t *o = out + ((b * oh + i) * ow + j) * cw;
+                for (int64_t c = 0; c < cw; c++) {
+                    uint64_t all = p00[c] & p01[c] & p10[c] & p11[c];
+                    uint64_t any = p00[c] | p01[c] | p10[c] | p11[c];
+                    o[c] = (all & ~or_mask[c]) | (any & or_mask[c]);
+                }
+            }
+}
+
+#endif /* XNOR_SIMD_H */

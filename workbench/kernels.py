@@ -1,0 +1,301 @@
+"""XNOR-popcount kernels on packed sign bits: the validating front of the compiled ``workbench._xnor``.
+
+Layouts and bit order are those of docs/FORMAT.md ("Bit packing and layouts"): uint64 words, element
+64*w + j in bit j of word w, bit 1 for -1, padding bits 0, so a dot product of -1/+1 vectors is
+``k - 2 * popcount(a XOR b)``. Every argument is checked here, with the GIL held, before any compiled
+loop runs: a wrong dtype, shape or memory layout raises ValueError and is never read out of bounds.
+
+The SIMD path ("avx512", "avx2" or "scalar") is chosen from the CPU at import; the environment variable
+``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one. Thread counts default to
+``BNN_WORKBENCH_THREADS`` or the CPUs this process may use; results are identical for any count.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from workbench import _xnor
+
+__all__ = [
+    "available_backends", "backend", "set_backend", "default_threads",
+    "pack_signs", "unpack_signs", "xnor_gemm", "xnor_gemm_threshold",
+    "conv_output_shape", "xnor_conv2d", "xnor_conv2d_threshold", "max_pool2d_bits",
+]
+
+_PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "scalar": _xnor.SCALAR}
+_PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
+_INT32_MAX = 2**31 - 1
+
+
+def available_backends() -> list[str]:
+    """The SIMD paths this CPU can run, fastest first."""
+    return [name for name, path in _PATHS.items() if _xnor.cpu_supports(path)]
+
+
+def _resolve(name: str, source: str) -> str:
+    if not isinstance(name, str) or name not in (*_PATHS, "auto"):
+        raise ValueError(f"{source}: expected one of {', '.join((*_PATHS, 'auto'))}, got {name!r}")
+    if name == "auto":
+        return available_backends()[0]
+    if not _xnor.cpu_supports(_PATHS[name]):
+        raise ValueError(f"{source}: SIMD path {name!r} is not supported by this CPU "
+                         f"(available: {', '.join(available_backends())})")
+    return name
+
+
+_backend = _resolve(os.environ.get("BNN_WORKBENCH_SIMD", "auto").strip().lower() or "auto",
+                    "environment variable BNN_WORKBENCH_SIMD")
+
+
+def backend() -> str:
+    """The SIMD path in use: "avx512", "avx2" or "scalar"."""
+    return _backend
+
+
+def set_backend(name: str) -> str:
+    """Force a SIMD path ("auto" picks the fastest again); returns the path now in use."""
+    global _backend
+    _backend = _resolve(name, "set_backend")
+    return _backend
+
+
+def default_threads() -> int:
+    """$BNN_WORKBENCH_THREADS, else the number of CPUs this process may run on."""
+    value = os.environ.get("BNN_WORKBENCH_THREADS")
+    if value:
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f"environment variable BNN_WORKBENCH_THREADS: expected a positive integer, got {value!r}")
+        return count
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads: expected None or a positive integer, got {threads!r}")
+    return int(threads)
+
+
+def _words(k: int) -> int:
+    return (k + 63) // 64
+
+
+def _check_k(k, name: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0 or k > _INT32_MAX:
+        raise ValueError(f"{name}: expected a non-negative integer bit count, got {k!r}")
+    return int(k)
+
+
+def _check_bits(array, name: str, ndim: int, layout: str) -> np.ndarray:
+    """A packed operand: a C-contiguous uint64 ndarray of the given rank."""
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy uint64 array {layout}, got {type(array).__name__}")
+    if array.dtype != np.uint64:
+        raise ValueError(f"{name}: expected dtype uint64 (packed sign bits), got {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions {layout}, got shape {array.shape}")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array, got a strided view "
+                         "(use np.ascontiguousarray)")
+    return array
+
+
+def _check_words(array: np.ndarray, name: str, k: int, what: str) -> None:
+    if array.shape[-1] != _words(k):
+        raise ValueError(f"{name}: expected ceil({what}/64) = {_words(k)} words in the last axis for "
+                         f"{what}={k}, got {array.shape[-1]}")
+
+
+def _check_thresholds(thresholds, flip, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """int32 thresholds and uint8 flip flags, one per output channel."""
+    thr = np.asarray(thresholds)
+    if thr.ndim != 1 or thr.shape[0] != n:
+        raise ValueError(f"thresholds: expected shape ({n},), one per output channel, got {thr.shape}")
+    if not np.issubdtype(thr.dtype, np.integer):
+        raise ValueError(f"thresholds: expected integers (int32), got dtype {thr.dtype}")
+    if thr.size and (thr.min() < -_INT32_MAX - 1 or thr.max() > _INT32_MAX):
+        raise ValueError("thresholds: values do not fit in int32")
+    flips = np.asarray(flip)
+    if flips.ndim == 0:
+        flips = np.full(n, flips)
+    if flips.ndim != 1 or flips.shape[0] != n:
+        raise ValueError(f"flip: expected shape ({n},), one flag per output channel, got {flips.shape}")
+    if flips.dtype != np.bool_ and not (np.issubdtype(flips.dtype, np.integer)
+                                        and np.isin(flips, (0, 1)).all()):
+        raise ValueError(f"flip: expected booleans or 0/1, got dtype {flips.dtype}")
+    return np.ascontiguousarray(thr, dtype=np.int32), np.ascontiguousarray(flips, dtype=np.uint8)
+
+
+def pack_signs(x) -> np.ndarray:
+    """Sign bits of the last axis of a float or integer array: shape (..., ceil(K/64)) uint64.
+
+    sign(0) = +1 (also for -0.0): a bit is 1 only where the value is < 0. NaN raises ValueError.
+    """
+    array = np.asarray(x)
+    if array.ndim == 0:
+        raise ValueError("pack_signs: expected an array with at least one axis (the one to pack), got a scalar")
+    if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.unsignedinteger):
+        k = array.shape[-1]
+        return np.zeros((*array.shape[:-1], _words(k)), dtype=np.uint64)  # never negative
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)  # exact
+    if array.dtype.type not in _PACK_DTYPES:
+        raise ValueError(f"pack_signs: expected a float or integer array, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array)
+    k = array.shape[-1]
+    rows = array.reshape(-1, k) if array.size else np.empty((int(np.prod(array.shape[:-1])), k), array.dtype)
+    out = np.empty((rows.shape[0], _words(k)), dtype=np.uint64)
+    if _xnor.pack_rows(rows, out, _PATHS[_backend]):
+        raise ValueError("pack_signs: the input contains NaN, which has no sign")
+    return out.reshape(*array.shape[:-1], _words(k))
+
+
+def unpack_signs(bits, k: int) -> np.ndarray:
+    """Inverse of pack_signs: (..., ceil(k/64)) uint64 -> (..., k) int8 of -1/+1."""
+    k = _check_k(k, "unpack_signs: k")
+    if isinstance(bits, np.ndarray) and bits.ndim == 0:
+        raise ValueError("unpack_signs: bits: expected an array of words (..., ceil(k/64)), got a scalar")
+    bits = _check_bits(bits, "unpack_signs: bits", getattr(bits, "ndim", 1), "(..., words)")
+    _check_words(bits, "unpack_signs: bits", k, "k")
+    rows = bits.reshape(-1, bits.shape[-1])
+    out = np.empty((rows.shape[0], k), dtype=np.int8)
+    _xnor.unpack_rows(rows, k, out)
+    return out.reshape(*bits.shape[:-1], k)
+
+
+def xnor_gemm(a_bits, b_bits, k: int, threads: int | None = None) -> np.ndarray:
+    """-1/+1 dot products A.B^T as int32 (M, N); A (M, words) and B (N, words) packed along K."""
+    a, b, k = _gemm_operands(a_bits, b_bits, k)
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    _xnor.gemm(a, b, k, out, _PATHS[_backend], _threads(threads))
+    return out
+
+
+def xnor_gemm_threshold(a_bits, b_bits, k: int, thresholds, flip, threads: int | None = None) -> np.ndarray:
+    """A.B^T compared per output channel n: packed uint64 (M, ceil(N/64)), bit 1 = -1.
+
+    flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
+    """
+    a, b, k = _gemm_operands(a_bits, b_bits, k)
+    thr, flips = _check_thresholds(thresholds, flip, b.shape[0])
+    out = np.empty((a.shape[0], _words(b.shape[0])), dtype=np.uint64)
+    _xnor.gemm_threshold(a, b, k, thr, flips, out, _PATHS[_backend], _threads(threads))
+    return out
+
+
+def _gemm_operands(a_bits, b_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
+    k = _check_k(k, "xnor_gemm: k")
+    a = _check_bits(a_bits, "xnor_gemm: a_bits", 2, "(M, words)")
+    b = _check_bits(b_bits, "xnor_gemm: b_bits", 2, "(N, words)")
+    _check_words(a, "xnor_gemm: a_bits", k, "k")
+    _check_words(b, "xnor_gemm: b_bits", k, "k")
+    return a, b, k
+
+
+def _padding(padding, kh: int, kw: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) from "valid", "same" or explicit ints."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            return (kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2
+        raise ValueError(f"padding: expected 'same', 'valid', an int or (top, bottom, left, right), got {padding!r}")
+    values = (padding,) * 4 if isinstance(padding, (int, np.integer)) else tuple(padding)
+    if len(values) == 2:  # (vertical, horizontal), as torch
+        values = (values[0], values[0], values[1], values[1])
+    if len(values) != 4 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in values):
+        raise ValueError(f"padding: expected 'same', 'valid', an int or (top, bottom, left, right), got {padding!r}")
+    return tuple(int(v) for v in values)
+
+
+def _stride(stride) -> tuple[int, int]:
+    values = (stride, stride) if isinstance(stride, (int, np.integer)) else tuple(stride)
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"stride: expected a positive int or (vertical, horizontal), got {stride!r}")
+    return int(values[0]), int(values[1])
+
+
+def conv_output_shape(h: int, w: int, kh: int, kw: int, stride=1, padding="valid") -> tuple[int, int]:
+    """(OH, OW) of a convolution, floor mode as torch: (H + pad_top + pad_bottom - KH) // stride + 1."""
+    sh, sw = _stride(stride)
+    top, bottom, left, right = _padding(padding, kh, kw)
+    return max((h + top + bottom - kh) // sh + 1, 0), max((w + left + right - kw) // sw + 1, 0)
+
+
+def _conv_operands(x_bits, w_bits, c, stride, padding):
+    c = _check_k(c, "xnor_conv2d: c")
+    x = _check_bits(x_bits, "xnor_conv2d: x_bits", 4, "(N, H, W, words), NHWC packed along C")
+    w = _check_bits(w_bits, "xnor_conv2d: w_bits", 4, "(O, KH, KW, words), OHWI packed along I")
+    _check_words(x, "xnor_conv2d: x_bits", c, "c")
+    _check_words(w, "xnor_conv2d: w_bits", c, "c")
+    kh, kw = w.shape[1], w.shape[2]
+    if kh < 1 or kw < 1:
+        raise ValueError(f"xnor_conv2d: w_bits: expected a kernel of at least 1x1, got {kh}x{kw}")
+    if kh * kw * c > _INT32_MAX:
+        raise ValueError(f"xnor_conv2d: KH*KW*C = {kh * kw * c} does not fit in int32")
+    sh, sw = _stride(stride)
+    top, bottom, left, right = _padding(padding, kh, kw)
+    oh, ow = conv_output_shape(x.shape[1], x.shape[2], kh, kw, (sh, sw), (top, bottom, left, right))
+    return x, w, c, sh, sw, top, left, oh, ow
+
+
+def xnor_conv2d(x_bits, w_bits, c: int, stride=1, padding="valid", threads: int | None = None) -> np.ndarray:
+    """Binary 2-D convolution: int32 (N, OH, OW, O) of -1/+1 dot products over KH*KW*C.
+
+    x_bits: (N, H, W, ceil(C/64)) packed NHWC; w_bits: (O, KH, KW, ceil(C/64)) packed OHWI.
+    stride: int or (sh, sw). padding: "valid"; "same" = (K-1)//2 before and the rest after (the output is
+    ceil(H/stride) for odd K, as torch's padding=K//2); an int; (ph, pw); or (top, bottom, left, right).
+    Padded positions hold +1, so they add +w to the dot; K = KH*KW*C everywhere.
+    """
+    x, w, c, sh, sw, top, left, oh, ow = _conv_operands(x_bits, w_bits, c, stride, padding)
+    out = np.empty((x.shape[0], oh, ow, w.shape[0]), dtype=np.int32)
+    _xnor.conv2d(x, w, c, sh, sw, top, left, out, None, None, _PATHS[_backend], _threads(threads))
+    return out
+
+
+def xnor_conv2d_threshold(x_bits, w_bits, c: int, thresholds, flip, stride=1, padding="valid",
+                          threads: int | None = None) -> np.ndarray:
+    """xnor_conv2d fused with per-output-channel thresholds: packed (N, OH, OW, ceil(O/64)), bit 1 = -1.
+
+    flip[o] = 0: +1 iff dot >= thresholds[o]; flip[o] = 1: +1 iff dot <= thresholds[o].
+    """
+    x, w, c, sh, sw, top, left, oh, ow = _conv_operands(x_bits, w_bits, c, stride, padding)
+    thr, flips = _check_thresholds(thresholds, flip, w.shape[0])
+    out = np.empty((x.shape[0], oh, ow, _words(w.shape[0])), dtype=np.uint64)
+    _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], _threads(threads))
+    return out
+
+
+def max_pool2d_bits(x_bits, flipped=False) -> np.ndarray:
+    """2x2 stride-2 max pooling of packed NHWC bits (N, H, W, words) -> (N, H//2, W//2, words).
+
+    The max of +-1 values is -1 only if all four are -1: a bitwise AND of the sign bits. When the pooling
+    sits between a binary layer and a flipped (decreasing) threshold, max before the threshold is min
+    after it, a bitwise OR: pass flipped=True, or one bool per channel (length C) for mixed directions.
+    Odd H/W drop the last row/column (floor, as torch).
+    """
+    x = _check_bits(x_bits, "max_pool2d_bits: x_bits", 4, "(N, H, W, words), NHWC packed along C")
+    flips = np.asarray(flipped)
+    if flips.ndim == 0:
+        if flips.dtype != np.bool_:
+            raise ValueError(f"max_pool2d_bits: flipped: expected a bool or one bool per channel, got {flipped!r}")
+        mask = np.full(x.shape[3], np.uint64(2**64 - 1) if flips else np.uint64(0), dtype=np.uint64)
+    else:
+        if flips.ndim != 1 or flips.dtype != np.bool_:
+            raise ValueError(f"max_pool2d_bits: flipped: expected a bool or a 1-D bool array, got "
+                             f"dtype {flips.dtype} shape {flips.shape}")
+        _check_words(x, "max_pool2d_bits: x_bits", flips.shape[0], "len(flipped)")
+        mask = pack_signs(np.where(flips, -1, 1).astype(np.int8))
+    out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
+    _xnor.pool2x2(x, mask, out)
+    return out

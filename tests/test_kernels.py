@@ -1,0 +1,302 @@
+"""XNOR kernels against a plain NumPy -1/+1 reference, on awkward shapes, every SIMD path and 1/2 threads."""
+import numpy as np
+import pytest
+
+from workbench import kernels
+
+BACKENDS = kernels.available_backends()
+KS = [1, 63, 64, 65, 784, 4097]
+
+
+@pytest.fixture(params=BACKENDS)
+def simd(request):
+    """Force each SIMD path this CPU supports in turn, and restore the automatic choice afterwards."""
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend("auto")
+
+
+def signs(rng, *shape):
+    return rng.choice(np.array([-1, 1], dtype=np.int8), size=shape)
+
+
+def reference_conv(x, w, stride, pads):
+    """x: (N, H, W, C) of -1/+1, w: (O, KH, KW, C); padding with +1; int64 (N, OH, OW, O)."""
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=1).astype(np.int64)
+    n, h, wd, c = xp.shape
+    o, kh, kw, _ = w.shape
+    oh, ow = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    out = np.zeros((n, oh, ow, o), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
+            out += patch @ w[:, i, j, :].T.astype(np.int64)
+    return out
+
+
+def reference_threshold(dots, thresholds, flip):
+    """-1/+1 after comparing with per-channel thresholds (last axis)."""
+    plus = np.where(flip, dots <= thresholds, dots >= thresholds)
+    return np.where(plus, 1, -1).astype(np.int8)
+
+
+# ---------------------------------------------------------------------------------------------- packing
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64])
+def test_pack_unpack_round_trip(simd, k, dtype):
+    rng = np.random.default_rng(k)
+    x = (rng.standard_normal((3, 2, k)) * 3).astype(dtype)
+    x[0, 0, : k // 2] = 0  # zeros pack as +1
+    bits = kernels.pack_signs(x)
+    assert bits.dtype == np.uint64 and bits.shape == (3, 2, (k + 63) // 64)
+    expected = np.where(x < 0, -1, 1).astype(np.int8)
+    np.testing.assert_array_equal(kernels.unpack_signs(bits, k), expected)
+    # padding bits of the last word stay 0
+    if k % 64:
+        assert not (bits[..., -1] >> np.uint64(k % 64)).any()
+
+
+def test_pack_bit_order_and_signed_zero(simd):
+    x = np.ones(130, dtype=np.float32)
+    x[[0, 5, 64, 129]] = -2.0
+    x[7] = -0.0  # sign(0) = +1, also for negative zero
+    bits = kernels.pack_signs(x)
+    assert bits.tolist() == [(1 << 0) | (1 << 5), 1 << 0, 1 << 1]
+
+
+def test_pack_tiny_negative_double_is_negative(simd):
+    bits = kernels.pack_signs(np.array([-1e-300, 1e-300, 0.0]))
+    assert bits.tolist() == [1]
+
+
+def test_pack_other_dtypes():
+    np.testing.assert_array_equal(kernels.pack_signs(np.array([[1, 0, 3]], dtype=np.uint8)), [[0]])
+    np.testing.assert_array_equal(kernels.pack_signs(np.array([True, False])), [0])
+    np.testing.assert_array_equal(kernels.pack_signs(np.array([-1.0, 2.0], dtype=np.float16)), [1])
+    np.testing.assert_array_equal(kernels.pack_signs([[-3, 4], [5, -6]]), [[1], [2]])
+    assert kernels.pack_signs(np.zeros((0, 5), np.float32)).shape == (0, 1)
+    # strided input is copied, not misread
+    x = np.array([[-1.0, 1.0], [1.0, -1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(kernels.pack_signs(x.T), [[1], [2]])
+
+
+def test_pack_rejects_nan_and_bad_input(simd):
+    x = np.ones(100, dtype=np.float32)
+    x[70] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.pack_signs(x)
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.pack_signs(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="complex128"):
+        kernels.pack_signs(np.ones(3, dtype=complex))
+    with pytest.raises(ValueError, match="scalar"):
+        kernels.pack_signs(np.float32(1.0))
+
+
+def test_unpack_rejects_bad_input():
+    with pytest.raises(ValueError, match="2 words.*got 1"):
+        kernels.unpack_signs(np.zeros(1, np.uint64), 65)
+    with pytest.raises(ValueError, match="uint64.*int64"):
+        kernels.unpack_signs(np.zeros(1, np.int64), 3)
+
+
+# ---------------------------------------------------------------------------------------------- GEMM
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (9, 70), (67, 260)])
+def test_gemm_matches_reference(simd, k, m, n):
+    rng = np.random.default_rng(1000 * k + m)
+    a, b = signs(rng, m, k), signs(rng, n, k)
+    expected = a.astype(np.int64) @ b.T.astype(np.int64)
+    for threads in (1, 2):
+        got = kernels.xnor_gemm(kernels.pack_signs(a), kernels.pack_signs(b), k, threads=threads)
+        assert got.dtype == np.int32 and got.shape == (m, n)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_gemm_empty_batch_and_zero_k(simd):
+    b = kernels.pack_signs(np.ones((4, 65), np.float32))
+    assert kernels.xnor_gemm(np.zeros((0, 2), np.uint64), b, 65).shape == (0, 4)
+    assert kernels.xnor_gemm_threshold(np.zeros((0, 2), np.uint64), b, 65, np.zeros(4, np.int32),
+                                       np.zeros(4, bool)).shape == (0, 1)
+    np.testing.assert_array_equal(kernels.xnor_gemm(np.zeros((2, 0), np.uint64), np.zeros((3, 0), np.uint64), 0),
+                                  np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("k", [1, 65, 784])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 300])
+def test_gemm_threshold_matches_reference(simd, k, n):
+    rng = np.random.default_rng(k + n)
+    m = 13
+    a, b = signs(rng, m, k), signs(rng, n, k)
+    dots = a.astype(np.int64) @ b.T.astype(np.int64)
+    # thresholds equal to actual dot values exercise the >= / <= equality cases in both directions
+    thresholds = dots[rng.integers(0, m, n), np.arange(n)].astype(np.int32)
+    thresholds[::3] += rng.integers(-3, 4, size=thresholds[::3].shape).astype(np.int32)
+    flip = rng.random(n) < 0.5
+    expected = reference_threshold(dots, thresholds, flip)
+    for threads in (1, 2):
+        bits = kernels.xnor_gemm_threshold(kernels.pack_signs(a), kernels.pack_signs(b), k, thresholds, flip,
+                                           threads=threads)
+        assert bits.shape == (m, (n + 63) // 64)
+        np.testing.assert_array_equal(kernels.unpack_signs(bits, n), expected)
+        if n % 64:
+            assert not (bits[:, -1] >> np.uint64(n % 64)).any()
+
+
+def test_threshold_equality_both_directions():
+    a = kernels.pack_signs(np.ones((1, 10), np.float32))
+    b = kernels.pack_signs(np.ones((2, 10), np.float32))  # both dots are 10
+    bits = kernels.xnor_gemm_threshold(a, b, 10, [10, 10], [False, True])
+    assert bits.tolist() == [[0]]  # 10 >= 10 and 10 <= 10: both +1
+    bits = kernels.xnor_gemm_threshold(a, b, 10, [11, 9], [0, 1])
+    assert bits.tolist() == [[3]]  # 10 >= 11 false, 10 <= 9 false: both -1
+
+
+def test_gemm_error_messages():
+    a = np.zeros((3, 2), np.uint64)
+    with pytest.raises(ValueError, match="a_bits: expected dtype uint64.*int32"):
+        kernels.xnor_gemm(a.astype(np.int32), a, 100)
+    with pytest.raises(ValueError, match="b_bits: expected 2 dimensions.*\\(3, 2, 1\\)"):
+        kernels.xnor_gemm(a, a[..., None], 100)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.xnor_gemm(np.zeros((3, 4), np.uint64)[:, ::2], a, 100)
+    with pytest.raises(ValueError, match="ceil\\(k/64\\) = 1 words.*k=64, got 2"):
+        kernels.xnor_gemm(a, a, 64)
+    with pytest.raises(ValueError, match="b_bits.*got 3"):
+        kernels.xnor_gemm(a, np.zeros((3, 3), np.uint64), 100)
+    with pytest.raises(ValueError, match="k: expected a non-negative integer"):
+        kernels.xnor_gemm(a, a, -1)
+    with pytest.raises(ValueError, match="thresholds: expected shape \\(3,\\).*\\(2,\\)"):
+        kernels.xnor_gemm_threshold(a, a, 100, [1, 2], [0, 0, 0])
+    with pytest.raises(ValueError, match="thresholds: expected integers.*float64"):
+        kernels.xnor_gemm_threshold(a, a, 100, [1.5, 2, 3], [0, 0, 0])
+    with pytest.raises(ValueError, match="flip: expected booleans or 0/1"):
+        kernels.xnor_gemm_threshold(a, a, 100, [1, 2, 3], [0, 2, 0])
+    with pytest.raises(ValueError, match="threads: expected None or a positive integer, got 0"):
+        kernels.xnor_gemm(a, a, 100, threads=0)
+
+
+# ---------------------------------------------------------------------------------------------- conv
+
+CONV_CASES = [
+    # n, h, w, c, o, kh, kw, stride, padding
+    (1, 7, 5, 3, 4, 3, 3, 1, "same"),
+    (2, 9, 8, 65, 70, 3, 3, 2, "same"),
+    (2, 9, 7, 64, 5, 3, 3, 2, "valid"),
+    (1, 6, 6, 130, 3, 1, 1, 1, "valid"),
+    (3, 5, 6, 1, 2, 2, 3, 1, (1, 0, 2, 1)),
+    (1, 4, 4, 8, 3, 5, 5, 1, "same"),
+    (0, 5, 5, 3, 2, 3, 3, 1, "same"),
+]
+
+
+@pytest.mark.parametrize("n, h, w, c, o, kh, kw, stride, padding", CONV_CASES)
+def test_conv2d_matches_reference(simd, n, h, w, c, o, kh, kw, stride, padding):
+    rng = np.random.default_rng(h * 100 + c)
+    x, wt = signs(rng, n, h, w, c), signs(rng, o, kh, kw, c)
+    pads = {"valid": (0, 0, 0, 0),
+            "same": ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)}.get(padding, padding)
+    expected = reference_conv(x, wt, stride, pads)
+    xb, wb = kernels.pack_signs(x), kernels.pack_signs(wt)
+    thresholds = rng.integers(-kh * kw * c, kh * kw * c + 1, size=o).astype(np.int32)
+    if expected.size:
+        thresholds[0] = expected[..., 0].flat[0]  # an equality case
+    flip = rng.random(o) < 0.5
+    for threads in (1, 2):
+        got = kernels.xnor_conv2d(xb, wb, c, stride=stride, padding=padding, threads=threads)
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        bits = kernels.xnor_conv2d_threshold(xb, wb, c, thresholds, flip, stride=stride, padding=padding,
+                                             threads=threads)
+        assert bits.shape == (*expected.shape[:3], (o + 63) // 64)
+        np.testing.assert_array_equal(kernels.unpack_signs(bits, o), reference_threshold(expected, thresholds, flip))
+
+
+def test_conv_same_keeps_size_and_strided_size():
+    assert kernels.conv_output_shape(7, 5, 3, 3, 1, "same") == (7, 5)
+    assert kernels.conv_output_shape(9, 8, 3, 3, 2, "same") == (5, 4)
+    assert kernels.conv_output_shape(9, 8, 3, 3, 2, "valid") == (4, 3)
+
+
+def test_conv_error_messages():
+    x = np.zeros((1, 4, 4, 1), np.uint64)
+    w = np.zeros((2, 3, 3, 1), np.uint64)
+    with pytest.raises(ValueError, match="x_bits: expected 4 dimensions.*NHWC"):
+        kernels.xnor_conv2d(x[0], w, 10)
+    with pytest.raises(ValueError, match="w_bits: expected ceil\\(c/64\\) = 2 words.*got 1"):
+        kernels.xnor_conv2d(np.zeros((1, 4, 4, 2), np.uint64), w, 100)
+    with pytest.raises(ValueError, match="padding: expected 'same', 'valid'"):
+        kernels.xnor_conv2d(x, w, 10, padding="full")
+    with pytest.raises(ValueError, match="stride: expected a positive int"):
+        kernels.xnor_conv2d(x, w, 10, stride=0)
+    with pytest.raises(ValueError, match="thresholds: expected shape \\(2,\\)"):
+        kernels.xnor_conv2d_threshold(x, w, 10, [0], [0, 0])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.xnor_conv2d(np.zeros((1, 4, 8, 1), np.uint64)[:, :, ::2], w, 10)
+
+
+# ---------------------------------------------------------------------------------------------- pooling
+
+@pytest.mark.parametrize("h, w", [(4, 4), (5, 7), (1, 3)])
+def test_max_pool_bits(h, w):
+    rng = np.random.default_rng(h * w)
+    c = 70
+    x = signs(rng, 2, h, w, c)
+    xb = kernels.pack_signs(x)
+    oh, ow = h // 2, w // 2
+    windows = x[:, : 2 * oh, : 2 * ow].reshape(2, oh, 2, ow, 2, c)
+    np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb), c), windows.max(axis=(2, 4)))
+    np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb, flipped=True), c),
+                                  windows.min(axis=(2, 4)))
+    per_channel = rng.random(c) < 0.5
+    expected = np.where(per_channel, windows.min(axis=(2, 4)), windows.max(axis=(2, 4)))
+    np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb, per_channel), c), expected)
+
+
+def test_max_pool_error_messages():
+    with pytest.raises(ValueError, match="expected 4 dimensions"):
+        kernels.max_pool2d_bits(np.zeros((2, 2, 1), np.uint64))
+    with pytest.raises(ValueError, match="len\\(flipped\\)"):
+        kernels.max_pool2d_bits(np.zeros((1, 2, 2, 1), np.uint64), np.zeros(65, bool))
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+
+def test_backends_and_forcing():
+    assert kernels.available_backends()[-1] == "scalar"
+    assert kernels.backend() in kernels.available_backends()
+    try:
+        for name in kernels.available_backends():
+            assert kernels.set_backend(name) == name and kernels.backend() == name
+        with pytest.raises(ValueError, match="expected one of avx512, avx2, scalar"):
+            kernels.set_backend("neon")
+        missing = [name for name in ("avx512", "avx2") if name not in kernels.available_backends()]
+        for name in missing:
+            with pytest.raises(ValueError, match="not supported by this CPU"):
+                kernels.set_backend(name)
+    finally:
+        kernels.set_backend("auto")
+
+
+def test_simd_environment_variable_is_read_at_import():
+    import subprocess
+    import sys
+
+    code = "from workbench import kernels; print(kernels.backend())"
+    env_run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                           env={**__import__("os").environ, "BNN_WORKBENCH_SIMD": value})
+    result = env_run("scalar")
+    assert result.returncode == 0 and result.stdout.strip() == "scalar"
+    result = env_run("sse9")
+    assert result.returncode != 0 and "BNN_WORKBENCH_SIMD" in result.stderr
+
+
+def test_default_threads(monkeypatch):
+    monkeypatch.setenv("BNN_WORKBENCH_THREADS", "3")
+    assert kernels.default_threads() == 3
+    monkeypatch.setenv("BNN_WORKBENCH_THREADS", "many")
+    with pytest.raises(ValueError, match="BNN_WORKBENCH_THREADS"):
+        kernels.default_threads()

@@ -1,0 +1,167 @@
+"""Each quantizer's forward and backward against its formula, written out by hand here."""
+import math
+
+import pytest
+import torch
+
+from workbench.quantizers import make_quantizer
+from workbench.spec import QUANTIZERS, SpecError
+
+# Values on both sides of every break point: 0, the clip (1), the ternary threshold, beyond the clip.
+X = torch.tensor([-3.0, -1.5, -1.0, -0.7, -0.05, -0.01, 0.0, 0.01, 0.03, 0.05, 0.5, 1.0, 1.2, 4.0])
+
+
+def sign(values):
+    return [1.0 if v >= 0 else -1.0 for v in values]
+
+
+def run(quantizer, x=X, upstream=None, train=True):
+    """Forward and the gradient w.r.t. x for a given upstream gradient."""
+    quantizer.train(train)
+    x = x.clone().requires_grad_(True)
+    y = quantizer(x)
+    upstream = torch.linspace(0.5, 2.0, x.numel()).view_as(x) if upstream is None else upstream
+    y.backward(upstream)
+    return y.detach(), x.grad, upstream
+
+
+def test_every_catalogued_quantizer_builds():
+    for name in QUANTIZERS:
+        assert make_quantizer(name, channels=3).name == name
+
+
+def test_sign_of_zero_is_plus_one_for_every_sign_quantizer():
+    zeros = torch.zeros(2, 3)
+    for name, info in QUANTIZERS.items():
+        if info.is_sign and name != "magnitude_aware_sign":
+            q = make_quantizer(name, channels=3)
+            q.eval()
+            assert torch.equal(q(zeros), torch.ones(2, 3)), name
+    w = torch.zeros(2, 3)
+    w[:, 0] = 1.0  # non-zero scale per row
+    q = make_quantizer("magnitude_aware_sign", channels=2)
+    assert torch.all(q(w) > 0)
+
+
+@pytest.mark.parametrize("clip", [1.0, 0.5])
+def test_ste_sign(clip):
+    y, grad, up = run(make_quantizer({"name": "ste_sign", "clip": clip}, 1))
+    assert y.tolist() == sign(X.tolist())
+    expected = [u if abs(v) <= clip else 0.0 for v, u in zip(X.tolist(), up.tolist())]
+    assert grad.tolist() == pytest.approx(expected)
+
+
+def test_approx_sign():
+    y, grad, up = run(make_quantizer("approx_sign", 1))
+    assert y.tolist() == sign(X.tolist())
+    expected = [u * (2 - 2 * abs(v)) if abs(v) <= 1 else 0.0 for v, u in zip(X.tolist(), up.tolist())]
+    assert grad.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("beta", [5.0, 1.5])
+def test_swish_sign(beta):
+    y, grad, up = run(make_quantizer({"name": "swish_sign", "beta": beta}, 1))
+    assert y.tolist() == sign(X.tolist())
+    expected = [u * beta * (2 - beta * v * math.tanh(beta * v / 2)) / (1 + math.cosh(beta * v))
+                for v, u in zip(X.tolist(), up.tolist())]
+    assert grad.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    # It is the derivative of the sign-swish 2*sigmoid(bx)*(1 + bx*(1 - sigmoid(bx))) - 1: check numerically.
+    sswish = lambda v: 2 * torch.sigmoid(beta * v) * (1 + beta * v * (1 - torch.sigmoid(beta * v))) - 1  # noqa
+    xd = X.double()
+    numeric = (sswish(xd + 1e-6) - sswish(xd - 1e-6)) / 2e-6
+    assert (grad.double() / up.double()).tolist() == pytest.approx(numeric.tolist(), rel=1e-4, abs=1e-6)
+
+
+def test_magnitude_aware_sign_scales_per_output_channel():
+    w = torch.tensor([[0.5, -1.5, 0.0, 2.0], [-0.2, 0.4, -0.6, 0.2]])
+    y, grad, up = run(make_quantizer("magnitude_aware_sign", 2), x=w, upstream=torch.ones_like(w))
+    scales = [(0.5 + 1.5 + 0.0 + 2.0) / 4, (0.2 + 0.4 + 0.6 + 0.2) / 4]
+    for row in range(2):
+        assert y[row].tolist() == pytest.approx([s * scales[row] for s in sign(w[row].tolist())])
+        assert grad[row].tolist() == pytest.approx([scales[row] if abs(v) <= 1 else 0.0 for v in w[row].tolist()])
+
+
+def test_ste_heaviside():
+    y, grad, up = run(make_quantizer("ste_heaviside", 1))
+    assert y.tolist() == [1.0 if v >= 0 else 0.0 for v in X.tolist()]
+    assert grad.tolist() == pytest.approx([u if abs(v) <= 1 else 0.0 for v, u in zip(X.tolist(), up.tolist())])
+
+
+def test_ste_tern():
+    # threshold 0.5 is exact in float32, so X's 0.5 tests the boundary (|x| <= t -> 0).
+    y, grad, up = run(make_quantizer({"name": "ste_tern", "threshold": 0.5, "clip": 1.0}, 1))
+    assert y.tolist() == [1.0 if v > 0.5 else -1.0 if v < -0.5 else 0.0 for v in X.tolist()]
+    assert grad.tolist() == pytest.approx([u if abs(v) <= 1 else 0.0 for v, u in zip(X.tolist(), up.tolist())])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_dorefa(bits):
+    x = torch.tensor([-0.5, 0.0, 0.1, 0.2, 0.33, 0.5001, 0.7, 0.9, 1.0, 1.7])
+    y, grad, up = run(make_quantizer({"name": "dorefa", "bits": bits}, 1), x=x)
+    levels = 2 ** bits - 1
+    expected = [round(min(max(v, 0.0), 1.0) * levels) / levels for v in x.tolist()]
+    assert y.tolist() == pytest.approx(expected)
+    assert grad.tolist() == pytest.approx([u if 0 <= v <= 1 else 0.0 for v, u in zip(x.tolist(), up.tolist())])
+
+
+def test_rsign_gradients_to_input_and_threshold():
+    q = make_quantizer("rsign", channels=2)
+    assert [name for name, _ in q.named_parameters()] == ["threshold"]
+    with torch.no_grad():
+        q.threshold.copy_(torch.tensor([0.5, -1.0]))
+    x = torch.tensor([[0.5, -1.0], [0.4, 0.3], [1.6, -2.5], [-0.2, -1.1]], requires_grad=True)
+    y = q(x)
+    shifted = (x - torch.tensor([0.5, -1.0])).detach()
+    assert y.tolist() == [sign(row) for row in shifted.tolist()]
+    assert y[0].tolist() == [1.0, 1.0]  # x == t: sign(0) = +1
+    up = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    y.backward(up)
+    mask = (shifted.abs() <= 1.0).float()
+    assert x.grad.tolist() == (up * mask).tolist()
+    assert q.threshold.grad.tolist() == (-(up * mask).sum(dim=0)).tolist()
+
+
+def test_rsign_threshold_is_per_channel_on_images():
+    q = make_quantizer("rsign", channels=3)
+    with torch.no_grad():
+        q.threshold.copy_(torch.tensor([10.0, 0.0, -10.0]))
+    y = q(torch.zeros(1, 3, 2, 2))
+    assert y[0, 0].unique().tolist() == [-1.0] and y[0, 2].unique().tolist() == [1.0]
+
+
+def test_stochastic_sign_probabilities_and_gradient():
+    torch.manual_seed(0)
+    q = make_quantizer("stochastic_sign", 1)
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0]).repeat(20000, 1)
+    y, grad, _ = run(q, x=x, upstream=torch.ones_like(x))
+    assert set(y.unique().tolist()) == {-1.0, 1.0}
+    plus = (y == 1).float().mean(dim=0).tolist()
+    assert plus == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0], abs=0.02)  # hard_sigmoid(x) = clip((x+1)/2, 0, 1)
+    assert grad[0].tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    y_eval, _, _ = run(q, x=x[:1], train=False)
+    assert y_eval.tolist() == [[-1.0, -1.0, 1.0, 1.0, 1.0]]
+
+
+def test_soft_sign_is_tanh_in_training_and_sign_in_eval():
+    q = make_quantizer({"name": "soft_sign", "temperature": 0.5}, 1)
+    y, grad, up = run(q)
+    t = 0.5
+    assert y.tolist() == pytest.approx([math.tanh(v / t) for v in X.tolist()], abs=1e-6)
+    expected = [u * (1 - math.tanh(v / t) ** 2) / t for v, u in zip(X.tolist(), up.tolist())]
+    assert grad.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    y_eval, _, _ = run(q, train=False)
+    assert y_eval.tolist() == sign(X.tolist())
+
+
+def test_disabled_quantizer_passes_input_through():
+    q = make_quantizer("ste_sign", 1)
+    q.enabled = False
+    y, grad, up = run(q)
+    assert torch.equal(y, X) and torch.equal(grad, up)
+
+
+def test_make_quantizer_rejects_unknown_names_and_params():
+    with pytest.raises(SpecError, match="ste_sgn"):
+        make_quantizer("ste_sgn", 1)
+    with pytest.raises(SpecError, match="beta"):
+        make_quantizer({"name": "swish_sign", "beta": -1.0}, 1)

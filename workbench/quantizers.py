@@ -1,0 +1,269 @@
+"""Quantizers: torch.autograd.Functions with hand-written gradients, wrapped in small nn.Modules.
+
+sign(0) = +1 everywhere (``torch.sign`` maps 0 to 0, so it is never used here). Each Function's
+docstring gives its forward and backward formula; tests/test_quantizers.py checks both against them.
+``make_quantizer(spec, channels)`` builds the module for a normalised quantizer dict from the spec.
+Every module has ``enabled`` (two-stage training switches it off: the module then passes its input
+through unchanged) and ``spec`` (its normalised dict).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from workbench.spec import QUANTIZERS, SpecError, normalize_quantizer
+
+__all__ = ["binary_sign", "SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside", "SteTern",
+           "DoReFa", "SoftTanh", "Quantizer", "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer",
+           "make_quantizer"]
+
+
+def binary_sign(x: torch.Tensor) -> torch.Tensor:
+    """+1 where x >= 0, -1 elsewhere (sign(0) = +1), in x's dtype."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def _ste_mask(x: torch.Tensor, clip: float) -> torch.Tensor:
+    return (x.abs() <= clip).to(x.dtype)
+
+
+class SteSign(torch.autograd.Function):
+    """forward: sign(x) (+1 at 0); backward: grad * 1[|x| <= clip] (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x, clip):
+        ctx.save_for_backward(x)
+        ctx.clip = clip
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _ste_mask(x, ctx.clip), None
+
+
+class ApproxSign(torch.autograd.Function):
+    """forward: sign(x); backward: grad * (2 - 2|x|) for |x| <= 1, else 0 (Bi-Real Net)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.clamp(2.0 - 2.0 * x.abs(), min=0.0)
+
+
+class SwishSign(torch.autograd.Function):
+    """forward: sign(x); backward: grad * beta * (2 - beta*x*tanh(beta*x/2)) / (1 + cosh(beta*x)) (BNN+)."""
+
+    @staticmethod
+    def forward(ctx, x, beta):
+        ctx.save_for_backward(x)
+        ctx.beta = beta
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        bx = ctx.beta * x
+        # cosh overflows to inf for |bx| > ~89 in float32, where the true gradient is 0: inf in the
+        # denominator gives exactly that.
+        return grad * ctx.beta * (2.0 - bx * torch.tanh(bx / 2.0)) / (1.0 + torch.cosh(bx)), None
+
+
+class MagnitudeAwareSign(torch.autograd.Function):
+    """forward: sign(x) * s_o with s_o = mean |x| over all but dim 0 (one scale per output channel);
+    backward: grad * s_o * 1[|x| <= clip] (straight-through, the scale treated as a constant; Bi-Real Net).
+    """
+
+    @staticmethod
+    def forward(ctx, x, clip):
+        scale = x.detach().abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
+        ctx.save_for_backward(x, scale)
+        ctx.clip = clip
+        return binary_sign(x) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, scale = ctx.saved_tensors
+        return grad * scale * _ste_mask(x, ctx.clip), None
+
+
+class SteHeaviside(torch.autograd.Function):
+    """forward: 1 where x >= 0 else 0; backward: grad * 1[|x| <= clip]."""
+
+    @staticmethod
+    def forward(ctx, x, clip):
+        ctx.save_for_backward(x)
+        ctx.clip = clip
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _ste_mask(x, ctx.clip), None
+
+
+class SteTern(torch.autograd.Function):
+    """forward: +1 where x > t, -1 where x < -t, 0 where |x| <= t; backward: grad * 1[|x| <= clip]."""
+
+    @staticmethod
+    def forward(ctx, x, threshold, clip):
+        ctx.save_for_backward(x)
+        ctx.clip = clip
+        return (x > threshold).to(x.dtype) - (x < -threshold).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _ste_mask(x, ctx.clip), None, None
+
+
+class DoReFa(torch.autograd.Function):
+    """forward: round((2^k - 1) * clip(x, 0, 1)) / (2^k - 1) (round half to even);
+    backward: grad * 1[0 <= x <= 1] (straight-through through the clip).
+    """
+
+    @staticmethod
+    def forward(ctx, x, bits):
+        ctx.save_for_backward(x)
+        levels = 2.0 ** bits - 1.0
+        return torch.round(torch.clamp(x, 0.0, 1.0) * levels) / levels
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x >= 0) & (x <= 1)).to(x.dtype), None
+
+
+class SoftTanh(torch.autograd.Function):
+    """forward: tanh(x / T); backward: grad * (1 - tanh(x / T)^2) / T (the exact derivative)."""
+
+    @staticmethod
+    def forward(ctx, x, temperature):
+        y = torch.tanh(x / temperature)
+        ctx.save_for_backward(y)
+        ctx.temperature = temperature
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1.0 - y * y) / ctx.temperature, None
+
+
+class Quantizer(nn.Module):
+    """A quantizer from its spec dict; ``enabled = False`` passes the input through (two-stage training)."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self.spec = dict(spec)
+        self.enabled = True
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quantize(x) if self.enabled else x
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.spec
+        if s["name"] == "ste_sign":
+            return SteSign.apply(x, s["clip"])
+        if s["name"] == "approx_sign":
+            return ApproxSign.apply(x)
+        if s["name"] == "swish_sign":
+            return SwishSign.apply(x, s["beta"])
+        if s["name"] == "magnitude_aware_sign":
+            return MagnitudeAwareSign.apply(x, s["clip"])
+        if s["name"] == "ste_heaviside":
+            return SteHeaviside.apply(x, s["clip"])
+        if s["name"] == "ste_tern":
+            return SteTern.apply(x, s["threshold"], s["clip"])
+        if s["name"] == "dorefa":
+            return DoReFa.apply(x, s["bits"])
+        raise AssertionError(s["name"])
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.spec.items())
+
+
+class RSignQuantizer(Quantizer):
+    """sign(x - t_c), t_c a learnable threshold per channel (dim 1), initialised to 0 (ReActNet's RSign).
+
+    Gradients: d/dx = 1[|x - t_c| <= clip] (straight-through), d/dt_c = -sum of the same over the
+    batch and spatial positions of channel c; both come from autograd through x - t.
+    """
+
+    def __init__(self, spec: dict, channels: int):
+        super().__init__(spec)
+        self.threshold = nn.Parameter(torch.zeros(channels))
+
+    def quantize(self, x):
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return SteSign.apply(x - self.threshold.view(shape), self.spec["clip"])
+
+
+class StochasticSignQuantizer(Quantizer):
+    """Training: +1 with probability p = hard_sigmoid(x) = clip((x + 1) / 2, 0, 1), else -1; gradient
+    grad * 1[|x| <= clip] (straight-through). Eval: the deterministic sign(x).
+    """
+
+    def quantize(self, x):
+        if not self.training:
+            return SteSign.apply(x, self.spec["clip"])
+        return _StochasticSign.apply(x, self.spec["clip"])
+
+
+class _StochasticSign(torch.autograd.Function):
+    """forward: +1 with probability clip((x + 1) / 2, 0, 1), else -1; backward: grad * 1[|x| <= clip]."""
+
+    @staticmethod
+    def forward(ctx, x, clip):
+        ctx.save_for_backward(x)
+        ctx.clip = clip
+        p = torch.clamp((x + 1.0) / 2.0, 0.0, 1.0)
+        return torch.where(torch.rand_like(p) < p, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _ste_mask(x, ctx.clip), None
+
+
+class SoftSignQuantizer(Quantizer):
+    """Training: tanh(x / T) with its exact gradient, T set by ``model.set_soft_temperature`` (annealed
+    towards 0 over training, which approaches the sign). Eval: the hard sign(x) the engine computes
+    (with a straight-through gradient on |x| <= 1, should anything backpropagate in eval mode).
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__(spec)
+        self.temperature = float(spec["temperature"])
+
+    def quantize(self, x):
+        if not self.training:
+            return SteSign.apply(x, 1.0)
+        return SoftTanh.apply(x, self.temperature)
+
+
+def make_quantizer(spec, channels: int) -> Quantizer | None:
+    """The module for a quantizer spec (None, a name or a dict); ``channels`` sizes per-channel parameters."""
+    try:
+        q = normalize_quantizer(spec)
+    except Exception as error:  # spec._Bad: report as a SpecError for direct callers
+        raise SpecError(f"quantizer: must be {error}, got {spec!r}") from None
+    if q is None:
+        return None
+    if q["name"] == "rsign":
+        return RSignQuantizer(q, channels)
+    if q["name"] == "stochastic_sign":
+        return StochasticSignQuantizer(q)
+    if q["name"] == "soft_sign":
+        return SoftSignQuantizer(q)
+    assert q["name"] in QUANTIZERS
+    return Quantizer(q)

@@ -152,7 +152,7 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
     if store.checkpoint_epochs(run_id):
         resume = store.load_checkpoint(run_id, "last")
     store.truncate(run_id, resume.epoch if resume else 0)
-    store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(), request=None,
+    store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(),
                      started_at=record.started_at or time.time(), finished_at=None, error=None)
     if heartbeat is not None:
         heartbeat.run_ids.append(run_id)

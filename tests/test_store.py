@@ -1,0 +1,183 @@
+"""Run store: records, statuses (incl. a dead worker), metrics, histograms, checkpoints, concurrent reading."""
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from workbench.checkpoint import Checkpoint
+from workbench.store import KEEP_EPOCHS, STALE_SECONDS, MetricsWriter, RunNotFoundError, RunStore, default_runs_dir
+
+NET = {"name": "tiny", "input_shape": [2], "num_classes": 2, "layers": [{"type": "dense", "units": 2}]}
+TRAIN = {"epochs": 3, "batch_size": 8}
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "runs")
+
+
+def test_default_dir_from_environment(isolated_runs_dir):
+    assert default_runs_dir() == isolated_runs_dir
+    assert RunStore().db_path == isolated_runs_dir / "runs.db"
+
+
+def test_create_get_list_update_delete(store):
+    first = store.create_run(None, NET, TRAIN, "moons")
+    second = store.create_run("mine", NET, dict(TRAIN, epochs=5), "xor", parent_id=first)
+    run = store.get_run(first)
+    assert (run.name, run.status, run.data_ref, run.epochs_done) == ("tiny on moons", "queued", "moons", 0)
+    assert run.network_spec == NET and run.training_spec == TRAIN and run.parent_id is None
+    assert store.get_run(second).parent_id == first and store.get_run(second).training_spec["epochs"] == 5
+    assert [r.id for r in store.list_runs()] == [second, first]
+    store.update_run(first, status="completed", epochs_done=3, best_val_accuracy=0.9, test_accuracy=0.85)
+    assert store.get_run(first).test_accuracy == 0.85
+    with pytest.raises(ValueError, match="unknown column"):
+        store.update_run(first, colour="red")
+    store.delete_run(first)
+    with pytest.raises(RunNotFoundError, match=f"run '{first}' not found"):
+        store.get_run(first)
+    assert not store.run_dir(first).exists() and store.get_run(second).parent_id is None
+    assert store._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_statuses_of_dead_and_stale_workers(store):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    store.update_run(run_id, status="running", pid=_dead_pid(), started_at=time.time(), heartbeat_at=time.time())
+    assert store.get_run(run_id).status == "interrupted"
+    store.update_run(run_id, status="paused")
+    assert store.get_run(run_id).status == "interrupted"
+    # A live pid whose heartbeat stopped long ago is not this run's worker (pid reuse).
+    store.update_run(run_id, status="running", pid=subprocess.os.getpid(), heartbeat_at=time.time() - STALE_SECONDS - 1)
+    assert store.get_run(run_id).status == "interrupted"
+    store.update_run(run_id, heartbeat_at=time.time())
+    assert store.get_run(run_id).status == "running" and store.get_run(run_id).active
+    store.update_run(run_id, status="queued", pid=_dead_pid())
+    record = store.get_run(run_id)
+    assert record.status == "failed" and "worker.log" in record.error
+    store.update_run(run_id, status="completed")
+    assert store.get_run(run_id).status == "completed"
+
+
+def test_zombie_worker_reads_as_interrupted(store):
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    store.update_run(run_id, status="running", pid=process.pid, heartbeat_at=time.time())
+    deadline = time.time() + 20
+    while store.get_run(run_id).status == "running" and time.time() < deadline:
+        time.sleep(0.05)  # the child exits but is not reaped: a zombie
+    assert store.get_run(run_id).status == "interrupted"
+    process.wait()
+
+
+def test_requests(store):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    store.request(run_id, "pause")
+    assert store.pending_request(run_id) == "pause"
+    store.request(run_id, "resume")
+    assert store.pending_request(run_id) is None
+    store.request(run_id, "stop")
+    assert store.pending_request(run_id) == "stop"
+    with pytest.raises(ValueError, match="action must be one of pause, resume, stop, got 'jump'"):
+        store.request(run_id, "jump")
+    store.update_run(run_id, status="completed")
+    with pytest.raises(ValueError, match="is completed; only queued, running or paused runs take requests"):
+        store.request(run_id, "pause")
+    with pytest.raises(ValueError, match="still active"):
+        store.delete_run(store.create_run(None, NET, TRAIN, "moons"))
+
+
+def test_metrics_rows_pivot_and_truncate(store):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    writer = MetricsWriter(store, run_id, flush_seconds=3600)
+    for step in range(1, 7):
+        extra = {"flip/0_dense": 0.5} if step > 3 else {}
+        writer.step(1 + (step - 1) // 3, step, {"loss": 1.0 / step, "accuracy": torch.tensor(0.5), **extra})
+        if step % 3 == 0:
+            writer.epoch(step // 3, {"loss": 0.1 * step, "val_accuracy": float("nan")}, {"0_dense": {"e": step}})
+    steps = store.metrics(run_id, "step")
+    assert steps["step"] == [1, 2, 3, 4, 5, 6] and steps["epoch"] == [1, 1, 1, 2, 2, 2]
+    assert steps["loss"][1] == 0.5 and steps["accuracy"] == [0.5] * 6
+    assert steps["flip/0_dense"] == [None, None, None, 0.5, 0.5, 0.5]
+    assert store.metrics(run_id, "step", since_step=4)["step"] == [5, 6]
+    epochs = store.metrics(run_id)
+    assert epochs["epoch"] == [1, 2] and epochs["step"] == [3, 6] and epochs["val_accuracy"] == [None, None]
+    assert store.histograms(run_id) == {"0_dense": {"e": 6}} and store.histograms(run_id, 1) == {"0_dense": {"e": 3}}
+    assert store.histogram_epochs(run_id) == [1, 2] and store.histograms(run_id, 7) == {}
+    store.truncate(run_id, 1)
+    assert store.metrics(run_id, "step")["step"] == [1, 2, 3] and store.metrics(run_id)["epoch"] == [1]
+    assert store.histogram_epochs(run_id) == [1]
+    store.truncate(run_id, 0)
+    assert store.metrics(run_id, "step")["step"] == [] and store.histogram_epochs(run_id) == []
+    with pytest.raises(ValueError, match="level must be"):
+        store.metrics(run_id, "batch")
+
+
+def test_writer_batches_commits(store, monkeypatch):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    commits = []
+    original = store.write_metrics
+    monkeypatch.setattr(store, "write_metrics", lambda *a, **k: (commits.append(len(a[1])), original(*a, **k)))
+    writer = MetricsWriter(store, run_id, flush_seconds=0.2)
+    for step in range(1, 201):
+        writer.step(1, step, {"loss": 1.0})
+    writer.flush()
+    assert sum(commits) == 200 and len(commits) <= 3  # not one commit per batch
+    assert store.get_run(run_id).heartbeat_at is not None
+
+
+def test_checkpoints_keep_last_epochs_and_best(store):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
+        store.checkpoint_path(run_id, "last")
+    for epoch in range(1, 7):
+        checkpoint = Checkpoint(epoch, {"w": torch.full((2, 2), float(epoch))}, {}, {"step": epoch * 10})
+        store.save_checkpoint(run_id, checkpoint, is_best=epoch in (2, 5))
+    assert store.checkpoint_epochs(run_id) == list(range(7 - KEEP_EPOCHS, 7))
+    assert store.load_checkpoint(run_id, "best").epoch == 5
+    last = store.load_checkpoint(run_id, "last")
+    assert last.epoch == 6 and last.meta == {"step": 60} and torch.equal(last.model["w"], torch.full((2, 2), 6.0))
+    assert store.load_checkpoint(run_id, 5).model["w"][0, 0] == 5.0
+    with pytest.raises(FileNotFoundError, match="no 1 checkpoint"):
+        store.checkpoint_path(run_id, 1)
+    with pytest.raises(ValueError, match="which must be"):
+        store.checkpoint_path(run_id, "first")
+    assert sorted(p.name for p in store.run_dir(run_id).iterdir()) == [
+        "best.safetensors", "epoch-0004.safetensors", "epoch-0005.safetensors", "epoch-0006.safetensors"]
+
+
+def test_reader_never_blocks_while_writer_commits(store):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    done = threading.Event()
+
+    def write():
+        writer_store = RunStore(store.runs_dir)  # its own connection, like the worker process
+        writer = MetricsWriter(writer_store, run_id, flush_seconds=0.0)
+        for step in range(1, 401):
+            writer.step(1, step, {"loss": 1.0, "accuracy": 0.5})
+        writer.flush()
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    seen = []
+    while not done.is_set():
+        seen.append(len(store.metrics(run_id, "step")["step"]))
+    thread.join()
+    seen.append(len(store.metrics(run_id, "step")["step"]))
+    assert seen == sorted(seen) and seen[-1] == 400 and len(set(seen)) > 2  # read partial progress, in order
+    # a transaction held open by a writer does not stop a reader from reading the last committed state
+    db = RunStore(store.runs_dir)._db()
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO metrics VALUES (?, 'step', 999, 1, 0, '{}')", (run_id,))
+    assert len(store.metrics(run_id, "step")["step"]) == 400
+    db.execute("COMMIT")
+    assert len(store.metrics(run_id, "step")["step"]) == 401

@@ -70,10 +70,10 @@ for name in PRESETS:
         info, design_column, train_column = st.columns([4, 1, 1], vertical_alignment="center")
         info.markdown(f"**{name}** · input {list(spec['input_shape'])} · {len(spec['layers'])} layers "
                       f"· {spec['num_classes']} classes")
-        if design_column.button("Design", key=f"design_{name}", use_container_width=True):
+        if design_column.button("Design", key=f"design_{name}", width="stretch"):
             _open_in_design(name)
         if data_ref and train_column.button(f"Train on {data_ref}", key=f"train_{name}",
-                                            use_container_width=True):
+                                            width="stretch"):
             try:
                 _train_now(name, data_ref)
             except ValueError as error:

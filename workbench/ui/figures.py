@@ -81,9 +81,9 @@ def layer_bars_figure(layers: Sequence[str], series: Mapping[str, Sequence[float
 
 
 def stacked_bars_figure(layers: Sequence[str], series: Mapping[str, Sequence[float]], title: str,
-                        yaxis: str) -> go.Figure:
+                        yaxis: str, colors: Mapping[str, str] | None = None) -> go.Figure:
     """Stacked bars per layer (e.g. MACs split by precision)."""
-    figure = layer_bars_figure(layers, series, title, yaxis)
+    figure = layer_bars_figure(layers, series, title, yaxis, colors=colors)
     figure.update_layout(barmode="stack")
     return figure
 
@@ -149,8 +149,8 @@ def neuron_figure(latent: np.ndarray, clip: float | None = None) -> go.Figure:
     """One neuron or filter: its latent float weights beside their signs, in the same grid."""
     latent = np.asarray(latent, dtype=np.float64)
     grid = latent if latent.ndim == 2 else latent.reshape(1, -1)
-    signs, _ = sign_bits(grid)
-    bound = clip or float(np.max(np.abs(grid))) or 1.0
+    signs = np.where(np.isnan(grid), np.nan, sign_bits(np.nan_to_num(grid))[0])  # NaN: padding cells
+    bound = clip or float(np.nanmax(np.abs(grid))) or 1.0
     figure = make_subplots(rows=1, cols=2, subplot_titles=("latent float weights", "binarized sign(w)"),
                            horizontal_spacing=0.08)
     figure.add_trace(go.Heatmap(z=grid, colorscale="RdBu", zmin=-bound, zmax=bound,

@@ -1,0 +1,148 @@
+"""Inspect: what training did to a run's binary layers, epoch by epoch, and where the trained model errs.
+
+Histograms come from the run store (written by the worker each epoch); the neuron view, the confusion
+matrix and the misclassified examples load a checkpoint (torch is imported here only, lazily).
+"""
+import numpy as np
+import streamlit as st
+
+from workbench.store import RunStore
+from workbench.ui.figures import confusion_figure, heatmap_figure, histogram_figure, neuron_figure
+from workbench.ui.widgets import pick_run, show_error, to_image
+
+GALLERY_SIZE = 24
+
+st.title("Inspect")
+store = RunStore()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint…")
+def _model(runs_dir: str, run_id: str, which, stamp: float):
+    """A run's model for one checkpoint file version (stamp: its mtime, so a rewritten 'best' reloads)."""
+    from workbench.trained import load_trained_model
+
+    return load_trained_model(run_id, RunStore(runs_dir), which)[0]
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
+def _dataset(data_ref: str, seed: int):
+    from workbench.data import load_dataset
+
+    return load_dataset(data_ref, seed=seed)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Evaluating on the test split…")
+def _evaluation(runs_dir: str, run_id: str, which, stamp: float, data_ref: str, seed: int):
+    from workbench.evaluation import evaluate_model
+
+    return evaluate_model(_model(runs_dir, run_id, which, stamp), _dataset(data_ref, seed), "test")
+
+
+run_id = pick_run(store, key="inspect_run")
+if run_id is None:
+    st.info("No runs yet: train one on the Train page.")
+    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+    st.stop()
+st.query_params["run"] = run_id
+record = store.get_run(run_id)
+if record.status == "failed":
+    st.error(f"This run failed: {record.error}", icon=":material/error:")
+
+# ------------------------------------------------------------ histograms of one epoch and layer
+epochs = store.histogram_epochs(run_id)
+if not epochs:
+    st.info("This run has no finished epoch yet; its histograms appear after the first one.")
+    st.stop()
+epoch_column, layer_column = st.columns(2)
+epoch = epoch_column.selectbox("epoch", epochs, index=len(epochs) - 1, key="inspect_epoch")
+histograms = store.histograms(run_id, epoch)
+if not histograms:
+    st.info(f"Epoch {epoch} recorded no histograms (the network has no quantized layers).")
+    st.stop()
+layer = layer_column.selectbox("layer", list(histograms), key="inspect_layer")
+data = histograms[layer]
+
+plus = data.get("plus_share")
+shares = st.columns(3)
+shares[0].metric("weights at +1", f"{plus:.1%}" if plus is not None else "–")
+shares[1].metric("weights at −1", f"{1 - plus:.1%}" if plus is not None else "–")
+saturated = data.get("saturated_share")
+shares[2].metric("saturated (|w| ≥ clip)", f"{saturated:.1%}" if saturated is not None else "–",
+                 help="latent weights at the clip bound get no straight-through gradient and cannot flip back")
+left, right = st.columns(2)
+latent = data["latent"]
+left.plotly_chart(histogram_figure(latent["edges"], latent["counts"], f"Latent weights of {layer}, epoch {epoch}",
+                                   clip=data.get("clip"), xaxis="latent weight"), key="inspect_latent")
+if data.get("preact"):
+    right.plotly_chart(histogram_figure(data["preact"]["edges"], data["preact"]["counts"],
+                                        f"Pre-sign activations entering {layer}", xaxis="activation"),
+                       key="inspect_preact")
+else:
+    right.info(f"{layer} has a real-valued input (no input quantizer), so there is no pre-sign histogram.")
+
+# ------------------------------------------------------------ flips across layers and epochs
+epoch_metrics = store.metrics(run_id, "epoch")
+flip_keys = sorted(key for key in epoch_metrics if key.startswith("flip/"))
+if flip_keys:
+    z = np.array([[np.nan if v is None else v for v in epoch_metrics[key]] for key in flip_keys], dtype=float)
+    st.plotly_chart(heatmap_figure(z, epoch_metrics["epoch"], [key.split("/", 1)[1] for key in flip_keys],
+                                   "Share of binarized weights that flipped sign, per layer and epoch",
+                                   xaxis="epoch", yaxis="layer", text_format="%{z:.3f}",
+                                   height=max(220, 50 * len(flip_keys) + 120)), key="inspect_flips")
+
+# ------------------------------------------------------------ one neuron or filter
+st.subheader("One neuron or filter")
+saved = store.checkpoint_epochs(run_id)
+which = epoch if epoch in saved else "best"
+try:
+    stamp = store.checkpoint_path(run_id, which).stat().st_mtime
+    model = _model(str(store.runs_dir), run_id, which, stamp)
+except (FileNotFoundError, ValueError) as error:
+    show_error(error)
+    st.stop()
+st.caption(f"From the checkpoint of epoch {epoch}." if which == epoch else
+           f"Epoch {epoch}'s checkpoint is no longer kept; showing the best checkpoint.")
+layers = dict(model.quantized_layers())
+if layer in layers:
+    from workbench.ui.neuron import neuron_view
+
+    weight = layers[layer].weight.detach().numpy()
+    index = int(st.number_input(f"output channel (0 – {weight.shape[0] - 1})", min_value=0,
+                                max_value=weight.shape[0] - 1, value=0, step=1, key="inspect_neuron"))
+    view = neuron_view(weight, index)
+    st.plotly_chart(neuron_figure(view.latent, data.get("clip")), key="inspect_neuron_figure")
+    st.caption(f"{view.count} weights: {view.count - view.negative} at +1, {view.negative} at −1. "
+               "Packed: bit j of word w is element 64·w + j, 1 where the sign is −1.")
+    st.dataframe({"covers": view.word_labels, "uint64 words (hex)": [" ".join(r) for r in view.hex_words()],
+                  "bytes in the file (little-endian)": view.hex_bytes()}, hide_index=True, width="stretch")
+else:
+    st.info(f"{layer} is not in the model's quantized layers.")
+
+# ------------------------------------------------------------ test split: confusions and mistakes
+st.subheader("Test split")
+try:
+    evaluation = _evaluation(str(store.runs_dir), run_id, which, stamp, record.data_ref,
+                             int(record.training_spec.get("seed", 0)))
+except (ValueError, FileNotFoundError) as error:
+    show_error(error)
+    st.stop()
+st.metric("test accuracy", f"{evaluation.accuracy:.2%}")
+st.plotly_chart(confusion_figure(evaluation.confusion, evaluation.class_names), key="inspect_confusion")
+wrong = evaluation.misclassified
+st.markdown(f"**Misclassified: {len(wrong)} of {len(evaluation.labels)}** (most confident mistakes first)")
+dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
+names = evaluation.class_names
+shown = wrong[:GALLERY_SIZE]
+if len(shown) and to_image(dataset.x_test[shown[0]], dataset.preprocessing) is not None:
+    columns = st.columns(8)
+    for position, sample in enumerate(shown):
+        caption = (f"#{sample}: {names[evaluation.predictions[sample]]} "
+                   f"(true {names[evaluation.labels[sample]]})")
+        columns[position % 8].image(to_image(dataset.x_test[sample], dataset.preprocessing), caption=caption,
+                                    width=84)
+elif len(shown):
+    st.dataframe({"index": shown, "true": [names[evaluation.labels[i]] for i in shown],
+                  "predicted": [names[evaluation.predictions[i]] for i in shown],
+                  "confidence": [float(evaluation.probabilities[i, evaluation.predictions[i]]) for i in shown],
+                  **{f"x{j}": dataset.x_test[shown, j] for j in range(min(dataset.x_test.shape[1], 8))}},
+                 hide_index=True)

@@ -1,0 +1,67 @@
+"""One neuron (dense row) or filter (conv output channel) of a trained layer, as the Inspect page shows it:
+latent float weights, their signs, and the uint64 words the packed format stores for them.
+
+Layouts follow the packed format: a dense row packs along K; a conv filter is taken in OHWI order,
+so it packs along the input channels, one run of words per kernel position.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.kernels import pack_signs
+
+
+@dataclass
+class NeuronView:
+    latent: np.ndarray      # float32, the latent weights laid out for display (rows x columns)
+    row_labels: list[str]
+    words: np.ndarray       # uint64 (positions, words per position): the packed sign bits
+    word_labels: list[str]  # what each row of ``words`` covers
+    count: int              # number of weights
+    negative: int           # how many binarize to -1
+
+    def hex_words(self) -> list[list[str]]:
+        """Each word as 16 hex digits, most significant first: bit j (element j of the run) is 1 for -1."""
+        return [[f"{int(w):016x}" for w in row] for row in self.words]
+
+    def hex_bytes(self) -> list[str]:
+        """The words as they lie in the file (little-endian uint64), byte by byte."""
+        return [self.words[i].astype("<u8").tobytes().hex(" ") for i in range(len(self.words))]
+
+
+def _grid(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A flat weight vector as a grid: square when K is a square (e.g. 784 pixels), else rows of 32."""
+    count = len(values)
+    side = math.isqrt(count)
+    width = side if side * side == count and side > 1 else min(32, count)
+    rows = -(-count // width)
+    grid = np.full(rows * width, np.nan, dtype=np.float32)
+    grid[:count] = values
+    return grid.reshape(rows, width), [f"{r * width}…" for r in range(rows)]
+
+
+def neuron_view(weight: np.ndarray, index: int) -> NeuronView:
+    """The view of output channel ``index`` of a latent weight tensor, torch layout (N, K) or (O, I, KH, KW)."""
+    weight = np.asarray(weight, dtype=np.float32)
+    if weight.ndim not in (2, 4):
+        raise ValueError(f"neuron_view: expected dense (N, K) or conv (O, I, KH, KW) weights, got shape {weight.shape}")
+    if not 0 <= index < weight.shape[0]:
+        raise ValueError(f"neuron_view: output channel must be in [0, {weight.shape[0]}), got {index}")
+    if weight.ndim == 2:
+        row = weight[index]
+        latent, labels = _grid(row)
+        words = pack_signs(row)[None, :]
+        word_labels = ["all inputs"]
+    else:
+        filter_hwi = np.transpose(weight[index], (1, 2, 0))  # (KH, KW, I): OHWI without O
+        kh, kw, channels = filter_hwi.shape
+        latent = filter_hwi.reshape(kh * kw, channels)
+        labels = [f"({y},{x})" for y in range(kh) for x in range(kw)]
+        words = pack_signs(latent)
+        word_labels = labels
+    flat = weight[index].ravel()
+    return NeuronView(latent=latent, row_labels=labels, words=words, word_labels=word_labels,
+                      count=flat.size, negative=int(np.count_nonzero(flat < 0)))

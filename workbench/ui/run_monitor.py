@@ -1,0 +1,146 @@
+"""A run's live view: status, controls, progress with ETA and the training curves, all read from the run store.
+
+The Train page calls `run_panel` inside st.fragment(run_every=1): every tick reads the store afresh and
+rebuilds the figures, so nothing accumulates in the session while a long run trains.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import streamlit as st
+
+from workbench.ui.figures import lines_figure
+from workbench.ui.widgets import show_error
+
+MAX_POINTS = 600  # step curves are thinned to about this many points
+STATUS_ICONS = {"queued": "⏳", "running": "🟢", "paused": "⏸️", "stopped": "⏹️", "completed": "✅",
+                "failed": "❌", "interrupted": "⚠️"}
+
+
+@dataclass
+class Progress:
+    fraction: float           # of the whole run, in [0, 1]
+    eta_seconds: float | None  # None until it can be estimated
+    text: str
+
+
+def estimate_progress(record, steps: dict, now: float | None = None) -> Progress:
+    """Share of the run done and time left, from completed epochs and the batches of the current one.
+
+    Batches per epoch are known once an epoch has finished; until then only finished epochs count.
+    """
+    epochs = int(record.training_spec.get("epochs", 1)) or 1
+    done = min(record.epochs_done, epochs)
+    epoch_of_step = steps.get("epoch", [])
+    per_epoch = max((epoch_of_step.count(e) for e in range(1, done + 1)), default=0)
+    current = epoch_of_step.count(done + 1) if done < epochs else 0
+    within = min(current / per_epoch, 1.0) if per_epoch else 0.0
+    fraction = 1.0 if record.status == "completed" else min((done + within) / epochs, 1.0)
+    eta = None
+    if record.status == "running" and record.started_at and 0 < fraction < 1 and (done or per_epoch):
+        elapsed = (now or time.time()) - record.started_at
+        eta = elapsed * (1 - fraction) / fraction
+    text = f"epoch {min(done + 1, epochs) if record.status in ('running', 'paused') else done} of {epochs}"
+    if per_epoch and record.status in ("running", "paused"):
+        text += f", batch {current} of {per_epoch}"
+    if eta is not None:
+        text += f" · about {format_seconds(eta)} left"
+    return Progress(fraction, eta, text)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def thin(x: list, y: list, limit: int = MAX_POINTS) -> tuple[list, list]:
+    """Keep every n-th point (and the last) so a long run's step curve stays light; drops missing values."""
+    pairs = [(a, b) for a, b in zip(x, y) if b is not None]
+    if len(pairs) > limit:
+        every = -(-len(pairs) // limit)
+        pairs = pairs[::every] + ([pairs[-1]] if (len(pairs) - 1) % every else [])
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def layer_keys(table: dict, prefix: str) -> list[str]:
+    return sorted(key for key in table if key.startswith(prefix))
+
+
+def curves(steps: dict, epochs: dict) -> dict[str, object]:
+    """The four live figures: loss, accuracy, learning rate and per-layer weight flip ratio."""
+    step_x = steps.get("step", [])
+    epoch_x = epochs.get("epoch", [])
+    loss = {"batch loss": thin(step_x, steps.get("loss", []))}
+    accuracy = {"batch accuracy": thin(step_x, steps.get("accuracy", []))}
+    # Epoch values are placed at the step that ended the epoch, so both share the step axis.
+    epoch_step = epochs.get("step", [])
+    for key, label in (("loss", "train loss (epoch)"), ("val_loss", "validation loss")):
+        loss[label] = thin(epoch_step, epochs.get(key, []))
+    for key, label in (("accuracy", "train accuracy (epoch)"), ("val_accuracy", "validation accuracy")):
+        accuracy[label] = thin(epoch_step, epochs.get(key, []))
+    flips = {key.split("/", 1)[1]: thin(step_x, steps[key]) for key in layer_keys(steps, "flip/")}
+    return {
+        "loss": lines_figure(loss, "Loss", xaxis="step"),
+        "accuracy": lines_figure(accuracy, "Accuracy", xaxis="step"),
+        "lr": lines_figure({"learning rate": thin(step_x, steps.get("lr", []))}, "Learning rate", xaxis="step"),
+        "flips": lines_figure(flips, "Weight flip ratio per layer", xaxis="step", yaxis="share flipped"),
+        "epochs": epoch_x,
+    }
+
+
+def _controls(store, record) -> None:
+    pause, resume, stop = st.columns(3)
+    try:
+        if pause.button("Pause", key="run_pause", disabled=record.status != "running", width="stretch"):
+            store.request(record.id, "pause")
+            st.toast("pause requested")
+        if resume.button("Resume", key="run_resume", disabled=record.status != "paused", width="stretch"):
+            store.request(record.id, "resume")
+            st.toast("resume requested")
+        if stop.button("Stop", key="run_stop", disabled=record.status not in ("queued", "running", "paused"),
+                       width="stretch"):
+            store.request(record.id, "stop")
+            st.toast("stop requested")
+    except ValueError as error:  # the run finished between the render and the click
+        show_error(error)
+
+
+def run_panel(store, run_id: str, resume_run=None) -> None:
+    """Status line, pause/resume/stop, progress with ETA and the live charts of one run."""
+    try:
+        record = store.get_run(run_id)
+    except ValueError as error:
+        show_error(error)
+        return
+    st.markdown(f"### {STATUS_ICONS.get(record.status, '')} {record.name}")
+    st.caption(f"run {record.id} · {record.status} · data {record.data_ref} · {record.epochs_done} epochs done"
+               + (f" · best validation accuracy {record.best_val_accuracy:.2%}" if record.best_val_accuracy
+                  is not None else "")
+               + (f" · test accuracy {record.test_accuracy:.2%}" if record.test_accuracy is not None else ""))
+    if record.status == "failed":
+        st.error(f"The run failed: {record.error}", icon=":material/error:")
+    elif record.status == "interrupted":
+        st.warning("The worker of this run stopped without finishing (killed or crashed); what it wrote so far "
+                   "is kept and it can be resumed.", icon=":material/warning:")
+    _controls(store, record)
+    if resume_run is not None and record.status in ("stopped", "interrupted", "failed"):
+        if st.button("Resume from the last checkpoint", key="run_resume_checkpoint"):
+            resume_run(record)
+    steps = store.metrics(run_id, "step")
+    epochs = store.metrics(run_id, "epoch")
+    progress = estimate_progress(record, steps)
+    st.progress(progress.fraction, text=progress.text)
+    figures = curves(steps, epochs)
+    left, right = st.columns(2)
+    left.plotly_chart(figures["loss"], key="live_loss")
+    right.plotly_chart(figures["accuracy"], key="live_accuracy")
+    left.plotly_chart(figures["lr"], key="live_lr")
+    right.plotly_chart(figures["flips"], key="live_flips")
+    st.caption(f"{len(steps.get('step', []))} batches and {len(figures['epochs'])} epochs recorded")

@@ -22,7 +22,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "input_conv2d": (("weight_bits", "scale", "shift"), ()),
     # real input -> packed bits: +1 where x >= threshold (rsign) or x >= 0
     "sign": ((), ("thresholds",)),
-    "max_pool_bits": ((), ()),
+    "max_pool_bits": ((), ("use_or",)),
     "flatten": ((), ()),
     # float32 layers (full precision or not XNOR-able), weights dequantized
     "float_dense": (("weight",), ("bias",)),

@@ -1,0 +1,381 @@
+"""The XNOR engine: runs a PackedModel (or a .bnn file) on NumPy arrays through workbench.kernels.
+
+Input is a batch in the spec's channels-first layout, (N, C, H, W) or (N, F), either uint8 raw values
+(images: the exact bit-plane path of the first layer, docs/FORMAT.md) or float32 already preprocessed
+(x = u * scale + offset; the first layer then runs in float32). Inside, activations are NHWC: packed
+sign bits between binary layers, float32 elsewhere. Everything that can be is prepared at load, so a
+layer costs one kernel call and little Python. No torch here.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from workbench import bnnfile, kernels
+from workbench.packed import PackedModel
+
+_BIT_PLANES = np.arange(8, dtype=np.uint8)
+
+
+class EngineError(ValueError):
+    """A packed model whose ops do not fit together, or input of the wrong shape or dtype."""
+
+
+def _words(k: int) -> int:
+    return (k + 63) // 64
+
+
+def _pads(padding: str, k: int) -> tuple[int, int]:
+    return ((k - 1) // 2, k - 1 - (k - 1) // 2) if padding == "same" else (0, 0)
+
+
+def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: tuple[int, int], value: float) -> np.ndarray:
+    """NHWC float -> (N, OH, OW, KH*KW*C) patches, padded with ``value``."""
+    if pad != (0, 0):
+        x = np.pad(x, ((0, 0), pad, pad, (0, 0)), constant_values=value)
+    n, h, w, c = x.shape
+    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    patches = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # N, OH', OW', C, KH, KW
+    patches = patches[:, ::stride, ::stride][:, :oh, :ow]
+    return np.ascontiguousarray(patches.transpose(0, 1, 2, 4, 5, 3)).reshape(n, oh, ow, kh * kw * c)
+
+
+def _pool_float(x: np.ndarray, size: int, stride: int, reduce) -> np.ndarray:
+    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    return reduce(windows, axis=(-2, -1))
+
+
+def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+class Engine:
+    """Runs a packed model: ``predict(x)``, ``logits(x)``, ``trace(x)``; ``threads`` for the kernels."""
+
+    def __init__(self, packed: PackedModel | str, threads: int | None = None):
+        if not isinstance(packed, PackedModel):
+            packed = bnnfile.load(packed)
+        packed.check()
+        self.packed = packed
+        self.threads = threads
+        self.input_shape = packed.input_shape
+        self.num_classes = packed.num_classes
+        pre = packed.meta.get("preprocessing") or {"kind": "none"}
+        if pre.get("kind") == "affine":
+            self.pixel_scale, self.pixel_offset = float(pre["scale"]), float(pre["offset"])
+        else:
+            self.pixel_scale, self.pixel_offset = 1.0, 0.0
+        self.steps = []
+        for index, layer in enumerate(packed.layers):
+            try:
+                self.steps.append((layer.name, layer.op, getattr(self, "_build_" + layer.op)(layer)))
+            except (KeyError, TypeError, IndexError, ValueError) as error:
+                raise EngineError(f"layer {index} ({layer.name!r}, op {layer.op}): cannot be prepared: "
+                                  f"{type(error).__name__}: {error}") from None
+
+    # ------------------------------------------------------------------------------ public API
+
+    def logits(self, x) -> np.ndarray:
+        """float32 (N, num_classes) for a batch of uint8 or float32 inputs (N, *input_shape)."""
+        state = self._check_input(x)
+        for _, _, step in self.steps:
+            state = step(state)
+        return self._as_output(state)
+
+    def predict(self, x) -> np.ndarray:
+        """Class indices (N,) int64."""
+        return self.logits(x).argmax(axis=1)
+
+    def trace(self, x) -> tuple[np.ndarray, list[dict]]:
+        """(logits, per op: name, op, seconds, and "bits" (the packed output) where the output is bits)."""
+        state = self._check_input(x)
+        records = []
+        for name, op, step in self.steps:
+            start = time.perf_counter()
+            state = step(state)
+            seconds = time.perf_counter() - start
+            record = {"name": name, "op": op, "seconds": seconds}
+            if state[0] == "bits":
+                record["bits"] = state[1].copy()
+            records.append(record)
+        return self._as_output(state), records
+
+    # ------------------------------------------------------------------------------ states
+
+    def _check_input(self, x):
+        x = np.asarray(x)
+        if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
+            raise EngineError(f"input: expected shape (N, {', '.join(map(str, self.input_shape))}) "
+                              f"(channels-first), got {x.shape}")
+        if x.dtype != np.uint8:
+            if not np.issubdtype(x.dtype, np.floating):
+                raise EngineError(f"input: expected uint8 raw values or float32 preprocessed inputs, got {x.dtype}")
+            x = x.astype(np.float32, copy=False)
+        self._saved = []
+        return ("input", x)
+
+    def _as_output(self, state) -> np.ndarray:
+        kind, value = state
+        if kind != "real" or value.ndim != 2 or value.shape[1] != self.num_classes:
+            raise EngineError(f"the last op must give float logits (N, {self.num_classes}), got {kind} "
+                              f"{getattr(value, 'shape', None)}")
+        return value.astype(np.float32, copy=False)
+
+    def _real(self, state) -> np.ndarray:
+        """Float32 NHWC (or (N, F)) activations; raw input goes through the preprocessing first."""
+        kind, x = state
+        if kind == "real":
+            return x
+        if kind == "input":
+            if x.dtype == np.uint8:
+                x = x.astype(np.float32) * np.float32(self.pixel_scale) + np.float32(self.pixel_offset)
+            return _nchw_to_nhwc(x)
+        raise EngineError("a float op received packed bits")
+
+    @staticmethod
+    def _bits(state) -> np.ndarray:
+        if state[0] != "bits":
+            raise EngineError(f"a binary op received {state[0]} activations, expected packed bits")
+        return state[1]
+
+    # ------------------------------------------------------------------------------ binary ops
+
+    def _build_binary_dense(self, layer):
+        w, k = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
+        if w.ndim != 2 or w.shape[1] != _words(k):
+            raise ValueError(f"weight_bits shape {w.shape} does not match k={k}")
+        return self._binary_output(layer, lambda s: kernels.xnor_gemm(self._bits(s), w, k, self.threads),
+                                   lambda s, t, f: kernels.xnor_gemm_threshold(self._bits(s), w, k, t, f, self.threads))
+
+    def _build_binary_conv2d(self, layer):
+        w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
+        stride, padding = int(layer.attrs["stride"]), layer.attrs["padding"]
+        if w.ndim != 4 or w.shape[3] != _words(c):
+            raise ValueError(f"weight_bits shape {w.shape} does not match k={c}")
+        return self._binary_output(
+            layer, lambda s: kernels.xnor_conv2d(self._bits(s), w, c, stride, padding, self.threads),
+            lambda s, t, f: kernels.xnor_conv2d_threshold(self._bits(s), w, c, t, f, stride, padding, self.threads))
+
+    def _binary_output(self, layer, dot, dot_threshold):
+        if layer.attrs["output"] == "bits":
+            thresholds = np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32)
+            flip = np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8)
+            return lambda s: ("bits", dot_threshold(s, thresholds, flip))
+        scale = layer.arrays["scale"].astype(np.float32)
+        shift = layer.arrays["shift"].astype(np.float32)
+        return lambda s: ("real", dot(s) * scale + shift)
+
+    # ------------------------------------------------------------------------------ first layer
+
+    def _build_input_dense(self, layer):
+        w, k = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
+        signs = kernels.unpack_signs(w, k).astype(np.float32)  # (O, K) +-1 for float input
+        total = signs.sum(axis=1, dtype=np.int64)
+        a, b = layer.arrays["scale"].astype(np.float64), layer.arrays["shift"].astype(np.float64)
+        to_bits = layer.attrs["output"] == "bits"
+
+        def run(state):
+            kind, x = state
+            if kind == "input" and x.dtype == np.uint8:
+                x = x.reshape(len(x), -1)
+                planes = kernels.pack_signs(self._planes(x).reshape(8 * len(x), k))
+                d = kernels.xnor_gemm(planes, w, k, self.threads).reshape(8, len(x), -1)
+                u = (np.tensordot(1 << _BIT_PLANES.astype(np.int64), d, axes=1) + 255 * total) // 2
+                dot_x = self.pixel_scale * u + self.pixel_offset * total
+            else:
+                dot_x = (self._real(state).reshape(len(x), -1) @ signs.T).astype(np.float64)
+            z = a * dot_x + b
+            return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
+        return run
+
+    def _build_input_conv2d(self, layer):
+        w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
+        o, kh, kw, _ = w.shape
+        stride, padding = int(layer.attrs["stride"]), layer.attrs["padding"]
+        _, h, width = self.input_shape
+        signs = kernels.unpack_signs(w, c).astype(np.float32)  # (O, KH, KW, C)
+        tap_sums = signs.sum(axis=3).astype(np.int64)  # (O, KH, KW)
+        total = tap_sums.sum(axis=(1, 2))
+        oh, ow = kernels.conv_output_shape(h, width, kh, kw, stride, padding)
+        (top, _), (left, _) = _pads(padding, kh), _pads(padding, kw)
+        # sum of the weights over the taps that fall inside the image, per output position
+        valid = np.zeros((oh, ow, o), np.int64)
+        rows, cols = np.arange(oh) * stride - top, np.arange(ow) * stride - left
+        for i in range(kh):
+            for j in range(kw):
+                inside = ((rows + i >= 0) & (rows + i < h))[:, None] & ((cols + j >= 0) & (cols + j < width))[None]
+                valid += inside[:, :, None] * tap_sums[None, None, :, i, j]
+        a, b = layer.arrays["scale"].astype(np.float64), layer.arrays["shift"].astype(np.float64)
+        matrix = signs.reshape(o, -1).T
+        to_bits = layer.attrs["output"] == "bits"
+        pad = _pads(padding, kh)
+
+        def run(state):
+            kind, x = state
+            n = len(x)
+            if kind == "input" and x.dtype == np.uint8:
+                planes = kernels.pack_signs(self._planes(_nchw_to_nhwc(x)).reshape(8 * n, h, width, c))
+                d = kernels.xnor_conv2d(planes, w, c, stride, padding, self.threads).reshape(8, n, oh, ow, o)
+                u = (np.tensordot(1 << _BIT_PLANES.astype(np.int64), d, axes=1) + 255 * (2 * valid - total)) // 2
+                dot_x = self.pixel_scale * u + self.pixel_offset * valid
+            else:
+                dot_x = (_im2col(self._real(state), kh, kw, stride, pad, 0.0) @ matrix).astype(np.float64)
+            z = a * dot_x + b
+            return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
+        return run
+
+    @staticmethod
+    def _planes(u: np.ndarray) -> np.ndarray:
+        """(8, *u.shape) int8: +1 where bit b of u is set, -1 where it is clear (bit-plane b as +-1)."""
+        bits = (u[None] >> _BIT_PLANES.reshape((8,) + (1,) * u.ndim)) & 1
+        return (bits.astype(np.int8) << 1) - 1
+
+    # ------------------------------------------------------------------------------ bits plumbing
+
+    def _build_sign(self, layer):
+        thresholds = layer.arrays.get("thresholds")
+
+        def run(state):
+            x = self._real(state)
+            return ("bits", kernels.pack_signs(x - thresholds if thresholds is not None else x))
+        return run
+
+    def _build_max_pool_bits(self, layer):
+        size, stride = int(layer.attrs["pool_size"]), int(layer.attrs["stride"])
+        use_or = layer.arrays.get("use_or")
+        mask = kernels.pack_signs(np.where(use_or > 0, -1, 1).astype(np.int8)) if use_or is not None else None
+        any_or = mask is not None and bool(mask.any())
+        all_or = mask is not None and bool((np.where(use_or > 0, -1, 1) < 0).all())
+
+        def pool(bits, flipped):
+            if size == 2 and stride == 2:
+                return kernels.max_pool2d_bits(bits, flipped)
+            return _pool_float(bits, size, stride, np.bitwise_or.reduce if flipped else np.bitwise_and.reduce)
+
+        def run(state):
+            bits = self._bits(state)
+            if all_or or not any_or:
+                return ("bits", pool(bits, all_or))
+            return ("bits", (pool(bits, False) & ~mask) | (pool(bits, True) & mask))
+        return run
+
+    def _build_flatten(self, layer):
+        def run(state):
+            kind, x = state
+            if kind == "bits" or kind == "input":
+                return (kind, x.reshape(len(x), -1))
+            return (kind, np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), -1) if x.ndim == 4 else x)
+        return run
+
+    # ------------------------------------------------------------------------------ float ops
+
+    def _build_float_dense(self, layer):
+        weight_t = np.ascontiguousarray(layer.arrays["weight"].T, dtype=np.float32)
+        bias = layer.arrays.get("bias")
+        return lambda s: ("real", self._real(s) @ weight_t + (bias if bias is not None else 0))
+
+    def _build_float_conv2d(self, layer):
+        weight = layer.arrays["weight"].astype(np.float32)  # OIHW, as torch
+        o, _, kh, kw = weight.shape
+        matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, o))
+        bias = layer.arrays.get("bias")
+        stride, pad, value = int(layer.attrs["stride"]), _pads(layer.attrs["padding"], kh), float(layer.attrs["pad_value"])
+
+        def run(state):
+            y = _im2col(self._real(state), kh, kw, stride, pad, value) @ matrix
+            return ("real", y + bias if bias is not None else y)
+        return run
+
+    def _build_float_affine(self, layer):
+        scale, shift = layer.arrays["scale"].astype(np.float32), layer.arrays["shift"].astype(np.float32)
+        return lambda s: ("real", self._real(s) * scale + shift)
+
+    def _build_max_pool(self, layer):
+        size, stride = int(layer.attrs["pool_size"]), int(layer.attrs["stride"])
+        return lambda s: ("real", _pool_float(self._real(s), size, stride, np.max))
+
+    def _build_avg_pool(self, layer):
+        size, stride = int(layer.attrs["pool_size"]), int(layer.attrs["stride"])
+        return lambda s: ("real", _pool_float(self._real(s), size, stride, np.mean).astype(np.float32))
+
+    def _build_activation(self, layer):
+        fn = layer.attrs["fn"]
+        alpha = layer.arrays.get("alpha")
+        functions = {
+            "relu": lambda x: np.maximum(x, np.float32(0)),
+            "hardtanh": lambda x: np.clip(x, np.float32(-1), np.float32(1)),
+            "tanh": np.tanh,
+            "identity": lambda x: x,
+            "prelu": lambda x: np.where(x >= 0, x, alpha * x),
+        }
+        function = functions[fn]
+        return lambda s: ("real", function(self._real(s)).astype(np.float32, copy=False))
+
+    def _build_quantize(self, layer):
+        q = layer.attrs["quantizer"]
+        thresholds = layer.arrays.get("thresholds")
+        one, zero = np.float32(1), np.float32(0)
+        name = q["name"]
+        if name in ("ste_sign", "approx_sign", "swish_sign", "stochastic_sign", "soft_sign", "rsign"):
+            def f(x):
+                return np.where((x - thresholds if thresholds is not None else x) >= 0, one, -one)
+        elif name == "magnitude_aware_sign":
+            def f(x):
+                scale = np.abs(x).reshape(len(x), -1).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+                return np.where(x >= 0, one, -one) * scale.astype(np.float32)
+        elif name == "ste_heaviside":
+            def f(x):
+                return np.where(x >= 0, one, zero)
+        elif name == "ste_tern":
+            t = np.float32(q["threshold"])
+
+            def f(x):
+                return (x > t).astype(np.float32) - (x < -t).astype(np.float32)
+        elif name == "dorefa":
+            levels = np.float32(2.0 ** q["bits"] - 1.0)
+
+            def f(x):
+                return np.round(np.clip(x, zero, one) * levels) / levels
+        else:
+            raise ValueError(f"unknown quantizer {name!r}")
+        return lambda s: ("real", f(self._real(s)).astype(np.float32, copy=False))
+
+    def _build_residual_begin(self, layer):
+        def run(state):
+            x = self._real(state)
+            self._saved.append(x)
+            return ("real", x)
+        return run
+
+    def _build_residual_add(self, layer):
+        return lambda s: ("real", self._real(s) + self._saved.pop())
+
+
+def cli_predict(args: argparse.Namespace) -> int:
+    """``bnn-workbench predict model.bnn --data ... [--run RUN]``: accuracy, and agreement with torch."""
+    from workbench.data import load_dataset
+
+    engine = Engine(bnnfile.load(args.model), threads=args.threads)
+    dataset = load_dataset(args.data)
+    x = dataset.x_test
+    start = time.perf_counter()
+    predictions = engine.predict(x)
+    seconds = time.perf_counter() - start
+    accuracy = float((predictions == dataset.y_test).mean()) if len(x) else float("nan")
+    print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
+          f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample)")
+    if args.run:
+        import torch
+
+        from workbench.store import RunStore
+        from workbench.trained import load_trained_model
+
+        model, _ = load_trained_model(args.run, store=RunStore(args.runs_dir))
+        with torch.no_grad():
+            reference = model(torch.from_numpy(x)).argmax(dim=1).numpy()
+        agreement = float((reference == predictions).mean()) if len(x) else float("nan")
+        print(f"agreement with the torch model of run {args.run}: {agreement:.4f} "
+              f"({int((reference != predictions).sum())} of {len(x)} differ)")
+    return 0

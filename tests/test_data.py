@@ -116,10 +116,8 @@ def test_download_via_file_url_verifies_md5(tmp_path):
 
 
 @pytest.mark.mnist
-def test_full_mnist_verified_and_downloadable(tmp_path):
-    folder = os.environ.get("BNN_MNIST_DIR")
-    if not folder:
-        pytest.skip("set BNN_MNIST_DIR to the folder with the four MNIST .gz files")
+def test_full_mnist_verified_and_downloadable(tmp_path, mnist_dir):
+    folder = str(mnist_dir)
     ds = load_dataset(f"mnist:{folder}")
     assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.y_test).sum() == 10000 and ds.num_classes == 10

@@ -1,0 +1,130 @@
+"""The worker with real processes: SIGKILL and resume, pause/resume/stop through the store, failures, distillation."""
+import os
+import signal
+import time
+
+import pytest
+
+from workbench.presets import preset
+from workbench.spec import default_training_spec, validate_training_spec
+from workbench.store import RunStore, pid_alive
+from workbench.trained import load_trained_model
+from workbench.worker import run_worker, start_run
+
+WAIT = 90.0  # seconds: generous, for a loaded 2-core machine; tests only wait this long when broken
+
+
+def _training(**changes) -> dict:
+    return validate_training_spec(dict(default_training_spec(), batch_size=64, **changes))
+
+
+def _wait(predicate, what: str, timeout: float = WAIT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def workers(isolated_runs_dir):
+    """The store the workers write to; any worker still alive at the end is killed."""
+    store = RunStore(isolated_runs_dir)
+    yield store
+    for run in store.list_runs():
+        if run.pid and run.pid != os.getpid() and pid_alive(run.pid):
+            os.kill(run.pid, signal.SIGKILL)
+
+
+def test_sigkill_leaves_interrupted_run_that_resumes(workers):
+    store = workers
+    run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons", name="kill me")
+    _wait(lambda: store.checkpoint_epochs(run_id), "the first checkpoint")
+    pid = store.get_run(run_id).pid
+    assert store.get_run(run_id).status == "running" and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    record = _wait(lambda: (r := store.get_run(run_id)).status != "running" and r, "the kill to show")
+    assert record.status == "interrupted" and record.epochs_done >= 1
+    epochs = store.metrics(run_id)["epoch"]
+    assert epochs[:record.epochs_done] == list(range(1, record.epochs_done + 1))
+    assert len(store.metrics(run_id, "step")["step"]) >= 14  # 900 / 64 = 14 batches per epoch
+    last = store.load_checkpoint(run_id, "last")
+    assert last.epoch == store.checkpoint_epochs(run_id)[-1] >= 1
+    assert store.load_checkpoint(run_id, "best").epoch <= last.epoch
+    assert "step" in last.meta
+
+    target = last.epoch + 2
+    assert start_run(None, _training(epochs=target), None, resume_run_id=run_id) == run_id
+    record = _wait(lambda: (r := store.get_run(run_id)).status not in ("queued", "running") and r, "the resumed run")
+    assert record.status == "completed", record.error
+    assert record.epochs_done == target and record.test_accuracy is not None
+    assert store.metrics(run_id)["epoch"] == list(range(1, target + 1))  # no duplicated or lost epochs
+    steps = store.metrics(run_id, "step")["step"]
+    assert steps == sorted(set(steps)) and len(steps) == 14 * target
+    model, spec = load_trained_model(run_id, store)
+    assert not model.training and spec["name"] == "toy-mlp"
+    assert "Traceback" not in store.log_path(run_id).read_text()
+
+
+def test_pause_resume_stop_through_the_store(workers):
+    store = workers
+    run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons")
+    _wait(lambda: store.metrics(run_id, "step")["step"], "the first batches")
+    store.request(run_id, "pause")
+    _wait(lambda: store.get_run(run_id).status == "paused", "the pause")
+    before = len(store.metrics(run_id, "step")["step"])
+    time.sleep(1.0)
+    assert len(store.metrics(run_id, "step")["step"]) == before and store.get_run(run_id).status == "paused"
+    store.request(run_id, "resume")
+    _wait(lambda: len(store.metrics(run_id, "step")["step"]) > before, "training to go on")
+    assert store.get_run(run_id).status == "running"
+    store.request(run_id, "stop")
+    record = _wait(lambda: (r := store.get_run(run_id)).status in ("stopped", "failed", "completed") and r, "the stop")
+    assert record.status == "stopped" and record.finished_at and record.epochs_done < 300
+    _wait(lambda: not pid_alive(record.pid), "the worker to exit")
+    with pytest.raises(ValueError, match="is stopped"):
+        store.request(run_id, "pause")
+
+
+def test_worker_failure_is_recorded_with_reason(workers):
+    store = workers
+    # toy-mlp takes 2 features; the bundled MNIST images do not fit it: train() raises in the worker.
+    run_id = start_run(preset("toy-mlp"), _training(epochs=1), "mnist-sample")
+    record = _wait(lambda: (r := store.get_run(run_id)).status in ("failed", "completed") and r, "the failure")
+    assert record.status == "failed"
+    assert record.error.startswith("ValueError: dataset 'mnist-sample': network input_shape is [2]")
+    assert "Traceback" in record.error and "training.py" in record.error
+    assert "ValueError" in store.log_path(run_id).read_text()
+
+
+def test_start_run_validates_before_starting(workers):
+    with pytest.raises(ValueError, match="layer 1 \\(dense\\).*units"):
+        start_run(dict(preset("toy-mlp"), layers=[{"type": "flatten"}, {"type": "dense", "units": -4}]),
+                  _training(), "moons")
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        start_run(preset("toy-mlp"), _training(), "nope")
+    assert workers.list_runs() == []
+
+
+def test_distillation_from_float_twin_and_teacher_run(workers):
+    store = workers
+    distil = {"teacher": "float_twin", "alpha": 0.5, "temperature": 2.0}
+    run_id = store.create_run("student", preset("toy-mlp"), _training(epochs=1, distillation=distil), "moons")
+    assert run_worker(run_id, store.runs_dir) == "completed"
+    children = [r for r in store.list_runs() if r.parent_id == run_id]
+    assert len(children) == 1 and children[0].status == "completed"
+    assert "(float twin)" in children[0].network_spec["name"] and children[0].training_spec["distillation"] is None
+    assert store.metrics(children[0].id)["epoch"] == [1] and store.get_run(run_id).epochs_done == 1
+
+    distil = {"teacher_run": children[0].id, "alpha": 0.5, "temperature": 2.0}
+    second = store.create_run("student 2", preset("toy-mlp"), _training(epochs=1, distillation=distil), "moons")
+    assert run_worker(second, store.runs_dir) == "completed"
+    assert len(store.list_runs()) == 3  # no second teacher was trained
+
+    distil = {"teacher_run": run_id + "x", "alpha": 0.5, "temperature": 2.0}
+    third = store.create_run("bad teacher", preset("toy-mlp"), _training(epochs=1, distillation=distil), "moons")
+    with pytest.raises(ValueError, match="not found"):
+        run_worker(third, store.runs_dir)
+    assert store.get_run(third).status == "failed" and "not found" in store.get_run(third).error

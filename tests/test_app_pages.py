@@ -1,0 +1,263 @@
+"""AppTest of every page of the Streamlit app, against a real run store and real worker processes."""
+import json
+import pathlib
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from workbench.presets import preset
+from workbench.spec import default_training_spec
+from workbench.store import RunStore
+from workbench.ui import state
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+
+
+def wait_for(store: RunStore, run_id: str, done, seconds: float = 120.0):
+    """Poll the store until done(record) holds; fails with the run's status and error otherwise."""
+    deadline = time.monotonic() + seconds
+    while True:
+        record = store.get_run(run_id)
+        if done(record):
+            return record
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} still {record.status} after {seconds} s (error: {record.error})")
+        time.sleep(0.3)
+
+
+def finished(record) -> bool:
+    return record.status not in ("queued", "running", "paused")
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """Two small runs on moons made by the library (one with distillation from the other), in their own store."""
+    from workbench.worker import start_run
+
+    runs_dir = tmp_path_factory.mktemp("trained_runs")
+    training = dict(default_training_spec(), epochs=2, batch_size=64)
+    first = start_run(preset("toy-mlp"), training, "moons", name="plain", runs_dir=runs_dir)
+    store = RunStore(runs_dir)
+    record = wait_for(store, first, finished)
+    assert record.status == "completed", record.error
+    distilled = dict(training, distillation={"teacher_run": first, "alpha": 0.5, "temperature": 2.0})
+    second = start_run(preset("toy-mlp"), distilled, "moons", name="distilled", runs_dir=runs_dir)
+    record = wait_for(store, second, finished)
+    assert record.status == "completed", record.error
+    return runs_dir, first, second
+
+
+@pytest.fixture
+def trained_store(trained_runs, monkeypatch):
+    runs_dir, first, second = trained_runs
+    monkeypatch.setenv("BNN_WORKBENCH_RUNS", str(runs_dir))
+    return RunStore(runs_dir), first, second
+
+
+def app_on(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def key(at: AppTest, *parts) -> str:
+    """The key of a spec-bound widget on the Design page (keys carry the spec version)."""
+    return "spec{}_".format(at.session_state[state.SPEC_VERSION_KEY]) + "_".join(str(p) for p in parts)
+
+
+def layers(at: AppTest) -> list[dict]:
+    return at.session_state[state.SPEC_KEY]["layers"]
+
+
+# ------------------------------------------------------------------ every page renders
+
+
+@pytest.mark.parametrize("page", ["pages/home.py", "pages/design.py", "pages/train.py", "pages/inspect.py",
+                                  "pages/runs.py"])
+def test_each_page_renders_on_an_empty_store(page):
+    at = app_on(page)
+    no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_shows_the_primer_and_opens_a_preset_in_design():
+    at = app_on()
+    no_exceptions(at)
+    assert at.title[0].value == "BNN Workbench"
+    at.button(key="design_toy-mlp").click().run()
+    no_exceptions(at)
+    assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
+    assert at.title[0].value == "Design"
+
+
+# ------------------------------------------------------------------ Design
+
+
+def test_design_adds_moves_and_removes_layers():
+    at = app_on("pages/design.py")
+    count = len(layers(at))
+    at.selectbox(key="design_new_layer_type").set_value("dropout").run()
+    at.number_input(key=key(at, "new_layer_position")).set_value(1).run()
+    at.button(key="design_add_layer").click().run()
+    no_exceptions(at)
+    assert len(layers(at)) == count + 1 and layers(at)[1]["type"] == "dropout"
+    at.button(key=key(at, 1, "down")).click().run()
+    assert layers(at)[2]["type"] == "dropout"
+    at.button(key=key(at, 2, "remove")).click().run()
+    no_exceptions(at)
+    assert len(layers(at)) == count and all(layer["type"] != "dropout" for layer in layers(at))
+    assert at.success, "the preset spec should validate"
+
+
+def test_design_shows_an_invalid_field_next_to_its_layer_and_keeps_the_edit():
+    at = app_on("pages/design.py")
+    at.number_input(key=key(at, 1, "units")).set_value(-4).run()
+    no_exceptions(at)
+    messages = [e.value for e in at.error]
+    assert any("layer 1 (dense): field 'units' must be a positive integer, got -4" in m for m in messages), messages
+    assert layers(at)[1]["units"] == -4
+    assert not at.success
+
+
+def test_design_quantizer_choice_and_binary_toggle_edit_the_spec():
+    at = app_on("pages/design.py")
+    at.selectbox(key=key(at, 1, "kernel_quantizer")).set_value("ste_tern").run()
+    assert layers(at)[1]["kernel_quantizer"] == {"name": "ste_tern", "threshold": 0.05, "clip": 1.0}
+    at.number_input(key=key(at, 1, "kernel_quantizer", "ste_tern", "threshold")).set_value(0.2).run()
+    assert layers(at)[1]["kernel_quantizer"]["threshold"] == pytest.approx(0.2)
+    at.toggle(key=key(at, 3, "binary")).set_value(False).run()
+    no_exceptions(at)
+    assert layers(at)[3]["kernel_quantizer"] is None and layers(at)[3]["input_quantizer"] is None
+    assert at.success
+
+
+def test_design_loads_a_preset():
+    at = app_on("pages/design.py")
+    at.selectbox(key="design_preset").set_value("binary-cnn").run()
+    at.sidebar.button[0].click().run()
+    no_exceptions(at)
+    assert at.session_state[state.SPEC_KEY] == preset("binary-cnn")
+    assert any("conv2d" in m.value for m in at.markdown)
+
+
+def test_design_upload_replaces_the_spec_and_a_broken_upload_keeps_it():
+    at = app_on("pages/design.py")
+    uploader = at.get("file_uploader")[0]
+    uploader.set_value(("toy.json", json.dumps(preset("toy-mlp")).encode(), "application/json"))
+    at.run()
+    assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
+    broken = dict(preset("binary-mlp"), layers=[{"type": "dense", "untis": 10}])
+    at.get("file_uploader")[0].set_value(("broken.json", json.dumps(broken).encode(), "application/json"))
+    at.run()
+    no_exceptions(at)
+    assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
+    messages = [e.value for e in at.error]
+    assert any("broken.json" in m and "untis" in m and "kept" in m for m in messages), messages
+    at.get("file_uploader")[0].set_value(("bad.json", b"{not json", "application/json"))
+    at.run()
+    assert any("bad.json: not valid JSON" in e.value for e in at.error)
+    assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
+
+
+# ------------------------------------------------------------------ Train
+
+
+def test_train_starts_a_run_and_shows_its_metrics(isolated_runs_dir):
+    at = app_on()
+    at.session_state[state.SPEC_KEY] = preset("toy-mlp")
+    at.switch_page("pages/train.py").run()
+    at.radio(key="train_data_source").set_value("Synthetic 2-D set").run()
+    at.selectbox(key="train_synthetic").set_value("circles").run()
+    at.number_input(key="ts_epochs").set_value(2).run()
+    start = next(b for b in at.button if b.label == "Start training")
+    start.click().run()
+    no_exceptions(at)
+    run_id = at.query_params["run"]
+    store = RunStore(isolated_runs_dir)
+    record = wait_for(store, run_id, finished)
+    assert record.status == "completed", record.error
+    assert record.data_ref == "circles" and record.training_spec["epochs"] == 2
+    at.run()
+    no_exceptions(at)
+    captions = [c.value for c in at.caption]
+    assert any(f"run {run_id} · completed" in c for c in captions), captions
+    steps = len(store.metrics(run_id, "step")["step"])
+    assert any(f"{steps} batches and 2 epochs recorded" in c for c in captions), captions
+    assert at.get("plotly_chart"), "the live charts are missing"
+
+
+def test_train_reattaches_to_the_run_in_the_url(trained_store):
+    store, first, _ = trained_store
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["run"] = first
+    at.run()
+    at.switch_page("pages/train.py")
+    at.query_params["run"] = first
+    at.run()
+    no_exceptions(at)
+    assert any(f"run {first} · completed" in c.value for c in at.caption)
+
+
+def test_train_shows_a_missing_dataset_as_an_error(isolated_runs_dir, tmp_path):
+    at = app_on()
+    at.session_state[state.SPEC_KEY] = preset("binary-mlp")
+    at.switch_page("pages/train.py").run()
+    at.radio(key="train_data_source").set_value("Local MNIST folder").run()
+    at.text_input(key="train_mnist_dir").set_value(str(tmp_path / "nowhere")).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    no_exceptions(at)
+    assert any("is not a folder" in e.value for e in at.error), [e.value for e in at.error]
+    assert RunStore(isolated_runs_dir).list_runs() == []
+
+
+def test_train_shows_an_invalid_training_field():
+    at = app_on("pages/train.py")
+    at.toggle(key="ts_two_stage_on").set_value(True).run()
+    at.number_input(key="ts_two_stage").set_value(9).run()
+    no_exceptions(at)
+    assert any("two_stage.first_epochs" in e.value for e in at.error), [e.value for e in at.error]
+    assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+# ------------------------------------------------------------------ Inspect and Runs
+
+
+def test_inspect_shows_histograms_neuron_and_confusions(trained_store):
+    store, first, _ = trained_store
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/inspect.py").run()
+    no_exceptions(at)
+    at.selectbox(key="inspect_run").set_value(first).run()
+    at.selectbox(key="inspect_layer").set_value("2_dense").run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    plus = store.histograms(first, 2)["2_dense"]["plus_share"]
+    assert metrics["weights at +1"] == f"{plus:.1%}"
+    assert metrics["test accuracy"].endswith("%")
+    assert len(at.get("plotly_chart")) >= 5  # latent, pre-sign, flips, neuron, confusion
+    frames = at.dataframe
+    assert frames and len(frames[0].value) == 1  # 64 inputs of 2_dense: one word per neuron
+    assert len(frames[0].value.iloc[0, 1]) == 16
+
+
+def test_runs_lists_compares_and_deletes(trained_store):
+    store, first, second = trained_store
+    at = app_on("pages/runs.py")
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert set(table["id"]) == {first, second}
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="runs_delete").set_value(second).run()
+    assert at.button(key="runs_delete_button").disabled
+    at.checkbox(key="runs_delete_confirm").check().run()
+    at.button(key="runs_delete_button").click().run()
+    no_exceptions(at)
+    assert [r.id for r in store.list_runs()] == [first]

@@ -27,19 +27,27 @@ def _ste_mask(x: torch.Tensor, clip: float) -> torch.Tensor:
     return (x.abs() <= clip).to(x.dtype)
 
 
-class SteSign(torch.autograd.Function):
-    """forward: sign(x) (+1 at 0); backward: grad * 1[|x| <= clip] (straight-through estimator)."""
+class _ClippedSte(torch.autograd.Function):
+    """Shared backward of the straight-through quantizers: grad * 1[|x| <= clip] to x, None to the params."""
 
     @staticmethod
-    def forward(ctx, x, clip):
+    def save(ctx, x, clip, n_params):
         ctx.save_for_backward(x)
-        ctx.clip = clip
-        return binary_sign(x)
+        ctx.clip, ctx.n_params = clip, n_params
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * _ste_mask(x, ctx.clip), None
+        return (grad * _ste_mask(x, ctx.clip),) + (None,) * ctx.n_params
+
+
+class SteSign(_ClippedSte):
+    """forward: sign(x) (+1 at 0); backward: grad * 1[|x| <= clip] (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x, clip):
+        _ClippedSte.save(ctx, x, clip, 1)
+        return binary_sign(x)
 
 
 class ApproxSign(torch.autograd.Function):
@@ -92,34 +100,22 @@ class MagnitudeAwareSign(torch.autograd.Function):
         return grad * scale * _ste_mask(x, ctx.clip), None
 
 
-class SteHeaviside(torch.autograd.Function):
+class SteHeaviside(_ClippedSte):
     """forward: 1 where x >= 0 else 0; backward: grad * 1[|x| <= clip]."""
 
     @staticmethod
     def forward(ctx, x, clip):
-        ctx.save_for_backward(x)
-        ctx.clip = clip
+        _ClippedSte.save(ctx, x, clip, 1)
         return (x >= 0).to(x.dtype)
 
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * _ste_mask(x, ctx.clip), None
 
-
-class SteTern(torch.autograd.Function):
+class SteTern(_ClippedSte):
     """forward: +1 where x > t, -1 where x < -t, 0 where |x| <= t; backward: grad * 1[|x| <= clip]."""
 
     @staticmethod
     def forward(ctx, x, threshold, clip):
-        ctx.save_for_backward(x)
-        ctx.clip = clip
+        _ClippedSte.save(ctx, x, clip, 2)
         return (x > threshold).to(x.dtype) - (x < -threshold).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * _ste_mask(x, ctx.clip), None, None
 
 
 class DoReFa(torch.autograd.Function):
@@ -219,20 +215,14 @@ class StochasticSignQuantizer(Quantizer):
         return _StochasticSign.apply(x, self.spec["clip"])
 
 
-class _StochasticSign(torch.autograd.Function):
+class _StochasticSign(_ClippedSte):
     """forward: +1 with probability clip((x + 1) / 2, 0, 1), else -1; backward: grad * 1[|x| <= clip]."""
 
     @staticmethod
     def forward(ctx, x, clip):
-        ctx.save_for_backward(x)
-        ctx.clip = clip
+        _ClippedSte.save(ctx, x, clip, 1)
         p = torch.clamp((x + 1.0) / 2.0, 0.0, 1.0)
         return torch.where(torch.rand_like(p) < p, 1.0, -1.0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * _ste_mask(x, ctx.clip), None
 
 
 class SoftSignQuantizer(Quantizer):

@@ -19,7 +19,7 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_init()
     void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
                    int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
-    void xnor_threshold_pack(const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
+    void xnor_threshold_pack(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
                              const int32_t *thr, const uint8_t *flip, uint64_t *out, int64_t ldo)
     void xnor_pack_f32(int path, const float *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_f64(int path, const double *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
@@ -133,7 +133,7 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
         else:
             dots = dots_buf + tid * MT * NT
             xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, dots, NT)
-            xnor_threshold_pack(dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
+            xnor_threshold_pack(path, dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
 
 
 def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[:, ::1] out,

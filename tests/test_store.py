@@ -108,6 +108,9 @@ def test_metrics_rows_pivot_and_truncate(store):
     assert steps["loss"][1] == 0.5 and steps["accuracy"] == [0.5] * 6
     assert steps["flip/0_dense"] == [None, None, None, 0.5, 0.5, 0.5]
     assert store.metrics(run_id, "step", since_step=4)["step"] == [5, 6]
+    assert store.metrics(run_id, "step", stride=2)["step"] == [2, 4, 6] and store.last_step(run_id) == 6
+    with pytest.raises(ValueError, match="stride must be a positive integer, got 0"):
+        store.metrics(run_id, "step", stride=0)
     epochs = store.metrics(run_id)
     assert epochs["epoch"] == [1, 2] and epochs["step"] == [3, 6] and epochs["val_accuracy"] == [None, None]
     assert store.histograms(run_id) == {"0_dense": {"e": 6}} and store.histograms(run_id, 1) == {"0_dense": {"e": 3}}

@@ -230,28 +230,31 @@ class RunStore:
             if heartbeat:
                 db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
 
-    def metrics(self, run_id: str, level: str = "epoch", since_step: int | None = None) -> dict[str, list]:
+    def metrics(self, run_id: str, level: str = "epoch", since_step: int | None = None,
+                stride: int = 1) -> dict[str, list]:
         """Columns ``step``, ``epoch``, ``time`` and one per metric key (None where a row lacks it).
 
-        ``since_step`` returns only newer rows, for pages that poll a long run.
+        For pages that poll a long run: ``since_step`` returns only newer rows, ``stride`` only the rows whose
+        step is a multiple of it (a 20,000-batch run read with stride 10 is 2,000 rows).
         """
         if level not in ("epoch", "step"):
             raise ValueError(f"metrics: level must be 'epoch' or 'step', got {level!r}")
+        if not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"metrics: stride must be a positive integer, got {stride!r}")
         rows = self._execute(
-            "SELECT step, epoch, time, data FROM metrics WHERE run_id = ? AND level = ? AND step > ? ORDER BY step",
-            (run_id, level, -1 if since_step is None else since_step)).fetchall()
-        table: dict[str, list] = {"step": [], "epoch": [], "time": []}
-        for index, (step, epoch, moment, data) in enumerate(rows):
-            table["step"].append(step)
-            table["epoch"].append(epoch)
-            table["time"].append(moment)
-            for key, value in json.loads(data).items():
-                column = table.setdefault(key, [None] * index)
-                column.append(value)
-            for column in table.values():
-                if len(column) == index:
-                    column.append(None)
+            "SELECT step, epoch, time, data FROM metrics WHERE run_id = ? AND level = ? AND step > ? AND step % ? = 0"
+            " ORDER BY step", (run_id, level, -1 if since_step is None else since_step, stride)).fetchall()
+        table: dict[str, list] = {"step": [row[0] for row in rows], "epoch": [row[1] for row in rows],
+                                  "time": [row[2] for row in rows]}
+        records = [json.loads(row[3]) for row in rows]
+        keys = dict.fromkeys(key for record in records for key in record)  # first-seen order
+        for key in keys:
+            table[key] = [record.get(key) for record in records]
         return table
+
+    def last_step(self, run_id: str, level: str = "step") -> int | None:
+        """The newest step with metrics (to choose a stride, or to poll with ``since_step``)."""
+        return self._execute("SELECT MAX(step) FROM metrics WHERE run_id = ? AND level = ?", (run_id, level)).fetchone()[0]
 
     def histograms(self, run_id: str, epoch: int | None = None) -> dict:
         """The per-layer histograms of ``epoch`` (default: the latest); {} when there are none."""

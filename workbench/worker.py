@@ -290,9 +290,15 @@ def start_run(network_spec: dict | None, training_spec: dict | None, data_ref: s
     log = open(store.log_path(run_id), "ab")
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "workbench.worker", run_id, "--runs-dir", str(store.runs_dir)]
     with log:
-        process = subprocess.Popen([sys.executable, "-m", "workbench.worker", run_id, "--runs-dir", str(store.runs_dir)],
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                       start_new_session=True)
+        except OSError as error:
+            store.update_run(run_id, status="failed", error=f"could not start the worker: {error}",
+                             finished_at=time.time())
+            raise
     store.update_run(run_id, pid=process.pid)
     return run_id
 

@@ -1,0 +1,195 @@
+"""The XNOR engine against the torch model in eval mode: every hidden layer's bits and every prediction."""
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import bnnfile
+from workbench.engine import Engine, EngineError
+from workbench.kernels import pack_signs
+from workbench.model import build_model
+from workbench.packing import pack
+from workbench.presets import preset
+
+PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def randomize_batch_norms(model, seed=1, zero_gamma=2):
+    """Random running stats and affine parameters, gamma of both signs, a few gammas exactly 0."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 4)
+            m.running_var.copy_(torch.rand(n, generator=g) * 30 + 0.5)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.weight.data[:zero_gamma] = 0.0
+            m.bias.data.copy_(torch.randn(n, generator=g))
+    return model.eval()
+
+
+def to_float(u):
+    return u.astype(np.float32) * np.float32(PIXELS["scale"]) + np.float32(PIXELS["offset"])
+
+
+def compare_hidden_bits(model, packed, u, tolerance=1e-5):
+    """Per XNOR layer: (bits differing from torch's signs, torch pre-activations within tolerance of 0)."""
+    engine = Engine(packed, threads=1)
+    logits, records = engine.trace(u)
+    with torch.no_grad(), model.capture_preactivations() as captured:
+        reference = model(torch.from_numpy(to_float(u))).numpy()
+    results = {}
+    for name, layer in model.quantized_layers():
+        position = next((i for i, r in enumerate(records) if r["name"] == name and r["op"].startswith("binary_")), None)
+        if position is None or "bits" not in records[position - 1]:
+            continue
+        pre = captured[name]
+        if layer.input_quantizer.spec["name"] == "rsign":
+            pre = pre - layer.input_quantizer.threshold.detach().view([1, -1] + [1] * (pre.dim() - 2))
+        pre = pre.numpy()
+        bits = records[position - 1]["bits"]
+        if pre.ndim == 4:
+            pre = pre.transpose(0, 2, 3, 1)
+        elif records[position - 1]["op"] == "flatten":  # dense after a flattened feature map: NHWC order
+            in_shape = packed.layers[position - 1].attrs["in_shape"]
+            if len(in_shape) == 3:
+                pre = pre.reshape(len(pre), *in_shape).transpose(0, 2, 3, 1)
+        expected = pack_signs(pre).reshape(bits.shape)
+        differing = int(np.unpackbits((expected ^ bits).view(np.uint8)).sum())
+        results[name] = (differing, int((np.abs(pre) <= tolerance).sum()))
+    return logits, reference, results
+
+
+@pytest.mark.parametrize("name", ["binary-cnn", "vgg-small", "binary-mlp"])
+def test_random_presets_bit_exact(name):
+    torch.manual_seed(0)
+    spec = preset(name)
+    model = randomize_batch_norms(build_model(spec))
+    packed = pack((model, spec), preprocessing=PIXELS)
+    u = np.random.default_rng(0).integers(0, 256, (6, *spec["input_shape"]), dtype=np.uint8)
+    logits, reference, results = compare_hidden_bits(model, packed, u)
+    assert len(results) >= 2
+    for layer, (differing, near) in results.items():
+        assert differing == 0, f"{layer}: {differing} bits differ ({near} pre-activations within 1e-5 of 0)"
+    np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)
+    assert (logits.argmax(1) == reference.argmax(1)).all()
+    # float32 input takes the float first layer: same predictions
+    np.testing.assert_allclose(Engine(packed).logits(to_float(u)), reference, rtol=1e-5, atol=1e-4)
+
+
+def small_mlp(width):
+    """binary-mlp with narrower hidden layers, quick to train on two shared cores."""
+    spec = preset("binary-mlp")
+    for layer in spec["layers"]:
+        if layer["type"] == "dense" and layer["units"] == 2048:
+            layer["units"] = width
+    return spec
+
+
+def test_trained_on_mnist_sample_bit_exact():
+    from workbench.data import load_dataset
+    from workbench.spec import default_training_spec
+    from workbench.training import train
+
+    dataset = load_dataset("mnist-sample")
+    spec = small_mlp(128)
+    training = dict(default_training_spec(), epochs=1, batch_size=128)
+    result = train(spec, training, dataset)
+    model = result.model.eval()
+    packed = pack((model, spec), preprocessing=dataset.preprocessing)
+    u = np.rint((dataset.x_test - PIXELS["offset"]) / PIXELS["scale"]).astype(np.uint8)
+    assert np.array_equal(to_float(u), dataset.x_test)
+    logits, reference, results = compare_hidden_bits(model, packed, u)
+    for layer, (differing, near) in results.items():
+        assert differing <= near, f"{layer}: {differing} bits differ, {near} near-ties"
+    assert (logits.argmax(1) == reference.argmax(1)).all()
+    assert (logits.argmax(1) == dataset.y_test).mean() > 0.5
+
+
+SHORTCUT_SPEC = {
+    "name": "mixed", "input_shape": [2, 8, 8], "num_classes": 3, "layers": [
+        {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign",
+         "scaling": "xnor"},
+        {"type": "batch_norm"},
+        {"type": "shortcut", "layers": [
+            {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "input_quantizer": "rsign",
+             "kernel_quantizer": "magnitude_aware_sign"},
+            {"type": "batch_norm"}]},
+        {"type": "activation", "fn": "prelu"},
+        {"type": "conv2d", "filters": 70, "kernel_size": 3, "stride": 2, "input_quantizer": "approx_sign",
+         "kernel_quantizer": "ste_sign", "scaling": "learnable"},
+        {"type": "max_pool", "pool_size": 2},
+        {"type": "batch_norm"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 16, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign", "use_bias": True},
+        {"type": "batch_norm"},
+        {"type": "dense", "units": 12, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"},
+        {"type": "activation", "fn": "relu"},
+        {"type": "dense", "units": 3, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign"},
+    ]}
+
+
+def test_shortcut_rsign_scaling_and_float_fallbacks_agree_with_torch():
+    torch.manual_seed(3)
+    model = randomize_batch_norms(build_model(SHORTCUT_SPEC), zero_gamma=1)
+    for module in model.modules():
+        if hasattr(module, "threshold"):
+            module.threshold.data.normal_(0, 0.3)
+    packed = pack(model)
+    ops = [layer.op for layer in packed.layers]
+    assert "residual_begin" in ops and "sign" in ops and "max_pool_bits" in ops and "float_dense" in ops
+    u = np.random.default_rng(2).integers(0, 256, (20, 2, 8, 8), dtype=np.uint8)
+    x = to_float(u)
+    logits, reference, results = compare_hidden_bits(model, pack(model, preprocessing=PIXELS), u)
+    for layer, (differing, near) in results.items():
+        assert differing <= near, f"{layer}: {differing} bits differ, {near} near-ties"
+    np.testing.assert_allclose(Engine(packed).logits(x), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_engine_runs_from_a_file_without_torch(tmp_path):
+    spec = preset("binary-cnn")
+    model = randomize_batch_norms(build_model(spec))
+    bnnfile.save(pack(model, preprocessing=PIXELS), tmp_path / "m.bnn")
+    u = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "u.npy", u)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(to_float(u))).argmax(1).numpy()
+    code = ("import sys, numpy as np\n"
+            "from workbench.engine import Engine\nfrom workbench import bnnfile\n"
+            "engine = Engine(bnnfile.load(sys.argv[1]))\n"
+            "print(' '.join(map(str, engine.predict(np.load(sys.argv[2])))))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.bnn"), str(tmp_path / "u.npy")],
+                         check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    assert [int(v) for v in out.split()] == expected.tolist()
+
+
+def test_bad_input_is_a_clear_error():
+    engine = Engine(pack(build_model(preset("toy-mlp")).eval()))
+    with pytest.raises(EngineError, match=r"expected shape \(N, 2\)"):
+        engine.logits(np.zeros((4, 3), np.float32))
+    with pytest.raises(EngineError, match="int64"):
+        engine.logits(np.zeros((4, 2), np.int64))
+
+
+@pytest.mark.mnist
+def test_full_mnist_test_set_bit_exact(mnist_dir):
+    from workbench.data import load_dataset
+    from workbench.spec import default_training_spec
+    from workbench.training import train
+
+    dataset = load_dataset(f"mnist:{mnist_dir}")
+    spec = small_mlp(256)
+    training = dict(default_training_spec(), epochs=1, batch_size=256)
+    model = train(spec, training, dataset).model.eval()
+    packed = pack((model, spec), preprocessing=dataset.preprocessing)
+    u = np.rint((dataset.x_test - PIXELS["offset"]) / PIXELS["scale"]).astype(np.uint8)
+    logits, reference, results = compare_hidden_bits(model, packed, u)
+    for layer, (differing, near) in results.items():
+        assert differing <= near, f"{layer}: {differing} bits differ, {near} near-ties"
+    assert (logits.argmax(1) == reference.argmax(1)).all()
+    assert (logits.argmax(1) == dataset.y_test).mean() > 0.8

@@ -227,3 +227,10 @@ def test_training_spec_errors_name_the_field(ts, field, words):
     assert str(info.value).startswith(f"training spec: field '{field}'")
     for word in words:
         assert word in str(info.value)
+
+
+def test_normalised_training_spec_validates_again_unchanged():
+    """Stored runs keep the normalised form; reading it back must not fail (distillation fills the unset teacher with None)."""
+    for distillation in ({"teacher": "float_twin"}, {"teacher_run": "run-1", "alpha": 0.5}):
+        once = validate_training_spec({"distillation": distillation})
+        assert validate_training_spec(once) == once

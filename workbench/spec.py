@@ -121,6 +121,11 @@ def _bool(value):
     return value
 
 
+def _or_none(check):
+    """Accept None as 'not set' (the normalised form fills unset alternatives with None)."""
+    return lambda value: None if value is None else check(value)
+
+
 def _choice(options):
     def check(value):
         if value not in options:
@@ -489,7 +494,7 @@ def validate_training_spec(ts: dict) -> dict:
             raise _training_error("weight_clip", f"{bad} or null", out["weight_clip"]) from None
     out["distillation"] = _sub_object(
         out, "distillation", {"teacher_run": None, "teacher": None, "alpha": 0.9, "temperature": 4.0},
-        {"teacher_run": _non_empty_string, "teacher": _choice(("float_twin",)), "alpha": fraction,
+        {"teacher_run": _or_none(_non_empty_string), "teacher": _or_none(_choice(("float_twin",))), "alpha": fraction,
          "temperature": _positive}, optional=True)
     if out["distillation"] is not None and (out["distillation"]["teacher_run"] is None) == (
             out["distillation"]["teacher"] is None):

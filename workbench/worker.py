@@ -127,18 +127,6 @@ def _failure_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}\n" + "\n".join(tail)
 
 
-def _revalidatable(training_spec: dict) -> dict:
-    """The stored (normalised) training spec with the unset teacher field of distillation dropped.
-
-    validate_training_spec fills both ``teacher_run`` and ``teacher`` (one as None) but refuses None when it
-    reads the result again; train() validates once more, so hand it only the field that is set.
-    """
-    distillation = training_spec.get("distillation")
-    if not distillation:
-        return training_spec
-    return dict(training_spec, distillation={k: v for k, v in distillation.items() if v is not None})
-
-
 def _mark_ended(store: RunStore, run_id: str, error: BaseException) -> None:
     """Ctrl-C stops a foreground run (resumable); any other exception fails it, with the reason."""
     if isinstance(error, KeyboardInterrupt):
@@ -171,7 +159,7 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
     bar = _progress_for(record, dataset, resume.epoch if resume else 0) if progress else None
     reporter = _reporter_class()(store, run_id, watch=watch, progress=bar)
     try:
-        result = _training().train(record.network_spec, _revalidatable(record.training_spec), dataset, reporter,
+        result = _training().train(record.network_spec, record.training_spec, dataset, reporter,
                                    resume=resume, teacher=teacher)
     except BaseException as error:
         reporter.close()
@@ -260,7 +248,7 @@ def _prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) ->
     if training_spec is not None:
         from workbench.spec import validate_training_spec
 
-        store.update_run(run_id, training_spec=validate_training_spec(_revalidatable(training_spec)))
+        store.update_run(run_id, training_spec=validate_training_spec(training_spec))
     store.update_run(run_id, status="queued", pid=None, request=None, error=None, finished_at=None)
 
 

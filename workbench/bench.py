@@ -124,3 +124,129 @@ def cli_bench_kernels(args: argparse.Namespace) -> int:
     pack = _best_seconds(lambda: kernels.pack_signs(acts), repeats)
     print(f"\npack_signs float32 (64, {k}): {acts.size / pack:.3e} values/s")
     return 0
+
+
+# ----------------------------------------------------------------------------------------- bench training
+
+# (preset, batch size, learning rate, most epochs): Adam with cosine decay, latent weights clipped to [-1, 1].
+_TRAINING_RECIPES = {
+    "binary-cnn": (128, 1e-3, 30),
+    "binary-cnn-float": (128, 1e-3, 30),
+    "binary-mlp": (256, 3e-3, 30),
+    "binary-mlp-float": (256, 1e-3, 30),
+}
+_TRAINING_TARGETS = {"binary-cnn": 0.985, "binary-mlp": 0.975}
+
+
+def _train_timed(network_spec: dict, training_spec: dict, dataset, seconds: float, teacher=None, verbose=False):
+    """train() with a deadline (stops between batches once it passes); returns (result, seconds, batch times)."""
+    from workbench.training import TrainingReporter, train
+
+    class Deadline(TrainingReporter):
+        def __init__(self):
+            self.started = time.perf_counter()
+            self.ticks: list[float] = []
+
+        def on_batch(self, epoch, step, metrics):
+            self.ticks.append(time.perf_counter())
+
+        def on_epoch(self, epoch, metrics, histograms, checkpoint, is_best):
+            if verbose:
+                print(f"    epoch {epoch}: val accuracy {metrics['val_accuracy']:.4f}, "
+                      f"{time.perf_counter() - self.started:.0f} s", flush=True)
+
+        def control(self):
+            return "stop" if time.perf_counter() - self.started > seconds else "continue"
+
+    reporter = Deadline()
+    result = train(network_spec, training_spec, dataset, reporter, teacher=teacher)
+    return result, time.perf_counter() - reporter.started, np.diff(reporter.ticks)
+
+
+def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        predicted = torch.cat([model(torch.from_numpy(x[i:i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
+    return float((predicted.numpy() == y).mean())
+
+
+def _step_seconds(name: str, dataset, batch: int, steps: int) -> float:
+    """Median wall time of one training step of preset ``name`` inside train() (metrics and clipping included)."""
+    from dataclasses import replace
+
+    from workbench.presets import preset
+
+    n = batch * (steps + 3)
+    probe = replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n],
+                    x_test=dataset.x_test[:batch], y_test=dataset.y_test[:batch])
+    training = {"epochs": 1, "batch_size": batch, "validation_split": 0.0, "weight_clip": 1.0,
+                "optimizer": {"name": "adam", "lr": 1e-3}, "lr_schedule": {"name": "constant"}}
+    _, _, ticks = _train_timed(preset(name), training, probe, float("inf"))
+    return float(np.median(ticks[2:]))
+
+
+def cli_bench_training(args: argparse.Namespace) -> int:
+    """`bnn-workbench bench training`: the MNIST presets trained within a time budget each, side by side.
+
+    Trains the binary CNN, the binary MLP, the MLP's float twin and the binary MLP distilled from that twin on
+    full MNIST, choosing the epochs from a measured step time so each run fits ``--minutes``; prints their test
+    accuracy and each binary preset's training step time against its float twin's on the same batch size.
+    """
+    from dataclasses import replace
+
+    from workbench.data import load_dataset
+    from workbench.presets import preset
+
+    folder = getattr(args, "mnist", None) or os.environ.get("BNN_MNIST_DIR")
+    if not folder:
+        raise ValueError("bench training: needs full MNIST: pass --mnist DIR or set BNN_MNIST_DIR "
+                         "(a folder with the four MNIST IDX files)")
+    quick = bool(getattr(args, "quick", False))
+    budget = 60.0 * float(getattr(args, "minutes", 10.0))
+    dataset = load_dataset("mnist:" + folder)
+    if quick:
+        dataset = replace(dataset, x_train=dataset.x_train[:6000], y_train=dataset.y_train[:6000],
+                          x_test=dataset.x_test[:1000], y_test=dataset.y_test[:1000])
+    print(f"MNIST: {len(dataset.x_train)} training images (10% held out for validation), "
+          f"{len(dataset.x_test)} test images; budget {budget / 60:.1f} min per model", flush=True)
+
+    # Binary and float twin measured alternately, best of two each: other load on the machine hits both alike.
+    steps = 8 if quick else 30
+    step_seconds = {name: float("inf") for name in _TRAINING_RECIPES}
+    for _ in range(2):
+        for name in _TRAINING_RECIPES:
+            step_seconds[name] = min(step_seconds[name],
+                                     _step_seconds(name, dataset, _TRAINING_RECIPES[name][0], steps))
+
+    runs = [("binary-cnn", "binary-cnn", None), ("binary-mlp", "binary-mlp", None),
+            ("binary-mlp-float", "binary-mlp-float", None), ("binary-mlp + KD", "binary-mlp", "binary-mlp-float")]
+    trained, rows = {}, []
+    fit = int(round(len(dataset.x_train) * 0.9))
+    for label, name, teacher_name in runs:
+        batch, lr, most = _TRAINING_RECIPES[name]
+        per_epoch = (fit // batch) * step_seconds[name] * (1.4 if teacher_name else 1.0) + 3.0
+        epochs = 1 if quick else max(1, min(most, int(0.8 * budget / per_epoch)))
+        training = {"epochs": epochs, "batch_size": batch, "seed": 0, "optimizer": {"name": "adam", "lr": lr},
+                    "lr_schedule": {"name": "cosine"}, "weight_clip": 1.0, "validation_split": 0.1}
+        if teacher_name:
+            training["distillation"] = {"teacher": "float_twin", "alpha": 0.9, "temperature": 4.0}
+        print(f"training {label}: {epochs} epochs, batch {batch}, Adam lr {lr:g} cosine", flush=True)
+        result, seconds, _ = _train_timed(preset(name), training, dataset, budget,
+                                          teacher=trained.get(teacher_name), verbose=True)
+        accuracy = result.test_accuracy if result.test_accuracy is not None else _accuracy(
+            result.model, dataset.x_test, dataset.y_test)
+        trained[name] = result.model
+        rows.append((label, result.epochs_done, batch, seconds, accuracy, _TRAINING_TARGETS.get(label)))
+
+    print(f"\n{'model':<20}{'epochs':>7}{'batch':>7}{'minutes':>9}{'test accuracy':>15}  target")
+    for label, epochs, batch, seconds, accuracy, target in rows:
+        verdict = "" if target is None else f"{'met' if accuracy >= target else 'MISSED'} (>= {target:.1%})"
+        print(f"{label:<20}{epochs:>7}{batch:>7}{seconds / 60:>9.2f}{accuracy:>15.2%}  {verdict}")
+    print("\ntraining step time inside train(), binary preset vs its float twin on the same batch size:")
+    for name in ("binary-cnn", "binary-mlp"):
+        binary, floating = step_seconds[name], step_seconds[name + "-float"]
+        print(f"  {name:<12} batch {_TRAINING_RECIPES[name][0]:>4}: {binary * 1e3:7.1f} ms vs "
+              f"{floating * 1e3:7.1f} ms float: {binary / floating:.2f}x")
+    return 0

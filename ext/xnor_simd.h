@@ -260,6 +260,13 @@ XNOR_AVX512_ATTR static void xnor_tile_avx512(const uint64_t *a, int64_t lda, co
         for (; j < n; j++)
             xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 4, 1);
     }
+    for (; i + 2 <= m; i += 2) { /* 2 or 3 rows left: stream B once for two of them */
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 8);
+        for (; j < n; j++)
+            xnor_block_avx512(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 1);
+    }
     for (; i < m; i++) {
         int64_t j = 0;
         for (; j + 8 <= n; j += 8)

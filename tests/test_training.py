@@ -142,11 +142,14 @@ def test_weight_clip_bounds_latent_weights_of_quantized_layers_only():
 def test_bop_flips_binary_weights_and_adam_trains_the_rest():
     recorder = Recorder()
     optimizer = {"name": "bop", "threshold": 1e-5, "gamma": 0.05, "lr": 0.01}
-    result = train(SPEC, _training(optimizer=optimizer), _dataset(), recorder)
+    schedule = {"threshold_decay": 0.5, "gamma_decay": 0.1, "every": 1}
+    result = train(SPEC, _training(optimizer=optimizer, bop_schedule=schedule), _dataset(), recorder)
     for _, layer in result.model.quantized_layers():
         assert set(layer.weight.unique().tolist()) <= {-1.0, 1.0}
     assert sum(m["flip/2_dense"] for _, _, m in recorder.batches) > 0
     assert recorder.epochs[-1]["metrics"]["saturated/2_dense"] == 1.0
+    assert [r["metrics"]["bop_threshold"] for r in recorder.epochs] == pytest.approx([1e-5, 5e-6])
+    assert [r["metrics"]["bop_gamma"] for r in recorder.epochs] == pytest.approx([0.05, 0.005])
     initial_bn_weight = torch.ones(24)
     assert not torch.equal(result.model.state_dict()["layers.1.weight"], initial_bn_weight)
 

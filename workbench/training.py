@@ -286,6 +286,9 @@ class _Trainer:
         metrics = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
                    "lr": lr, "epoch_seconds": time.perf_counter() - started}
         metrics.update(_flip_shares(codes_at_start, codes_now))
+        if "bop" in self.optimizers:
+            group = self.optimizers["bop"].param_groups[0]
+            metrics.update(bop_threshold=group["threshold"], bop_gamma=group["gamma"])
         for name, entry in histograms.items():
             if entry.get("saturated_share") is not None:
                 metrics[f"saturated/{name}"] = entry["saturated_share"]

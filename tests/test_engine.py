@@ -183,7 +183,7 @@ def test_full_mnist_test_set_bit_exact(mnist_dir):
     from workbench.training import train
 
     dataset = load_dataset(f"mnist:{mnist_dir}")
-    spec = small_mlp(256)
+    spec = small_mlp(128)
     training = dict(default_training_spec(), epochs=1, batch_size=256)
     model = train(spec, training, dataset).model.eval()
     packed = pack((model, spec), preprocessing=dataset.preprocessing)

@@ -175,6 +175,7 @@ class Engine:
         total = signs.sum(axis=1, dtype=np.int64)
         a, b = layer.arrays["scale"].astype(np.float64), layer.arrays["shift"].astype(np.float64)
         to_bits = layer.attrs["output"] == "bits"
+        rule = self._integer_rule(a, b, total) if to_bits else None
 
         def run(state):
             kind, x = state
@@ -182,7 +183,10 @@ class Engine:
                 x = x.reshape(len(x), -1)
                 planes = kernels.pack_signs(self._planes(x).reshape(8 * len(x), k))
                 d = kernels.xnor_gemm(planes, w, k, self.threads).reshape(8, len(x), -1)
-                u = (np.tensordot(1 << _BIT_PLANES.astype(np.int64), d, axes=1) + 255 * total) // 2
+                # dot(u_b, w) = (dot(2 u_b - 1, w) + sum(w)) / 2, summed over the planes with weights 2^b
+                u = (self._horner(d) + 255 * total) // 2
+                if to_bits:
+                    return ("bits", self._apply_rule(u, rule))
                 dot_x = self.pixel_scale * u + self.pixel_offset * total
             else:
                 dot_x = (self._real(state).reshape(len(x), -1) @ signs.T).astype(np.float64)
@@ -197,9 +201,9 @@ class Engine:
         _, h, width = self.input_shape
         signs = kernels.unpack_signs(w, c).astype(np.float32)  # (O, KH, KW, C)
         tap_sums = signs.sum(axis=3).astype(np.int64)  # (O, KH, KW)
-        total = tap_sums.sum(axis=(1, 2))
         oh, ow = kernels.conv_output_shape(h, width, kh, kw, stride, padding)
-        (top, _), (left, _) = _pads(padding, kh), _pads(padding, kw)
+        pad = _pads(padding, kh)
+        (top, _), (left, _) = pad, _pads(padding, kw)
         # sum of the weights over the taps that fall inside the image, per output position
         valid = np.zeros((oh, ow, o), np.int64)
         rows, cols = np.arange(oh) * stride - top, np.arange(ow) * stride - left
@@ -208,23 +212,59 @@ class Engine:
                 inside = ((rows + i >= 0) & (rows + i < h))[:, None] & ((cols + j >= 0) & (cols + j < width))[None]
                 valid += inside[:, :, None] * tap_sums[None, None, :, i, j]
         a, b = layer.arrays["scale"].astype(np.float64), layer.arrays["shift"].astype(np.float64)
-        matrix = signs.reshape(o, -1).T
+        matrix = np.ascontiguousarray(signs.reshape(o, -1).T)
         to_bits = layer.attrs["output"] == "bits"
-        pad = _pads(padding, kh)
+        rule = self._integer_rule(a, b, valid) if to_bits else None
+        # Integer sums below 2^24 are exact in float32: 255 * KH*KW*C bounds every partial sum of dot(u, w).
+        exact_float = 255 * kh * kw * c < 2**24
 
         def run(state):
             kind, x = state
-            n = len(x)
             if kind == "input" and x.dtype == np.uint8:
-                planes = kernels.pack_signs(self._planes(_nchw_to_nhwc(x)).reshape(8 * n, h, width, c))
-                d = kernels.xnor_conv2d(planes, w, c, stride, padding, self.threads).reshape(8, n, oh, ow, o)
-                u = (np.tensordot(1 << _BIT_PLANES.astype(np.int64), d, axes=1) + 255 * (2 * valid - total)) // 2
+                if exact_float:
+                    u = (_im2col(_nchw_to_nhwc(x).astype(np.float32), kh, kw, stride, pad, 0.0) @ matrix)
+                    u = u.astype(np.int64)
+                else:
+                    n = len(x)
+                    planes = kernels.pack_signs(self._planes(_nchw_to_nhwc(x)).reshape(8 * n, h, width, c))
+                    d = kernels.xnor_conv2d(planes, w, c, stride, padding, self.threads).reshape(8, n, oh, ow, o)
+                    # padded taps hold +1 in every plane: dot_valid(u_b, w) = (d_b - sum(w) + 2 valid) / 2
+                    u = (self._horner(d) + 255 * (2 * valid - tap_sums.sum(axis=(1, 2)))) // 2
+                if to_bits:
+                    return ("bits", self._apply_rule(u, rule))
                 dot_x = self.pixel_scale * u + self.pixel_offset * valid
             else:
                 dot_x = (_im2col(self._real(state), kh, kw, stride, pad, 0.0) @ matrix).astype(np.float64)
             z = a * dot_x + b
             return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
         return run
+
+    def _integer_rule(self, a, b, weight_sums):
+        """Integer thresholds on dot(u, w) for uint8 input: sign(a * (scale * U + offset * S) + b) becomes
+        +1 iff direction * (U - T) >= 0, T per channel (and per position where S varies with padding)."""
+        slope = a * self.pixel_scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boundary = -(b + a * self.pixel_offset * weight_sums) / slope
+        limit = 2**40
+        thresholds = np.where(slope > 0, np.ceil(boundary), np.floor(boundary))
+        constant = np.where(b + a * self.pixel_offset * weight_sums >= 0, -limit, limit)
+        thresholds = np.where(slope == 0, constant, np.nan_to_num(thresholds, nan=limit, posinf=limit, neginf=-limit))
+        direction = np.where(slope < 0, -1, 1)
+        return np.clip(thresholds, -limit, limit).astype(np.int64), np.broadcast_to(direction, thresholds.shape).astype(np.int64)
+
+    @staticmethod
+    def _apply_rule(u, rule):
+        thresholds, direction = rule
+        return kernels.pack_signs((u - thresholds) * direction)
+
+    @staticmethod
+    def _horner(d):
+        """sum_b 2^b d[b] for the 8 planes, in place on int64 (d stays untouched)."""
+        acc = d[7].astype(np.int64)
+        for plane in d[6::-1]:
+            acc *= 2
+            acc += plane
+        return acc
 
     @staticmethod
     def _planes(u: np.ndarray) -> np.ndarray:

@@ -1,0 +1,187 @@
+"""Memory and speed reports of a packed model: what packing saves, and how fast the engine runs.
+
+``memory_report`` counts per op the bytes the .bnn stores against the float32 weights they replace.
+``speed_report`` times the engine against two float32 twins in the same run: torch (the spec's float
+twin, built here only, so the engine itself never needs torch) and NumPy (the same ops with the binary
+weights unpacked to float32 +-1). Latencies are medians over repeats; timings are printed, never tested.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+import numpy as np
+
+from workbench import bnnfile, kernels
+from workbench.engine import Engine
+from workbench.packed import PackedLayer, PackedModel
+
+_WEIGHT_OPS = ("binary_dense", "binary_conv2d", "input_dense", "input_conv2d")
+
+
+def _float_weight_count(layer: PackedLayer) -> int:
+    """Weights the layer holds as a float model would: binary ones unpacked, float ones as they are."""
+    if layer.op in _WEIGHT_OPS:
+        w = layer.arrays["weight_bits"]
+        if layer.op.endswith("dense"):
+            return w.shape[0] * int(np.prod(layer.attrs["in_shape"]))
+        return int(np.prod(w.shape[:-1])) * int(layer.attrs["k"])
+    return sum(a.size for a in layer.arrays.values())
+
+
+def memory_report(packed: PackedModel, path: str | pathlib.Path | None = None) -> dict:
+    """Per op and total: fp32 bytes (4 per weight and per channel parameter), packed bytes, their ratio.
+
+    With ``path`` (the .bnn file) the file size sits beside the summary's prediction (spec-based).
+    """
+    rows = []
+    for layer in packed.layers:
+        if not layer.arrays:
+            continue
+        packed_bytes = sum(a.nbytes for a in layer.arrays.values())
+        weights = _float_weight_count(layer)
+        if layer.op in _WEIGHT_OPS:
+            weight_bytes = layer.arrays["weight_bits"].nbytes
+            rows.append({"layer": layer.name, "op": layer.op, "fp32_bytes": 4 * weights, "packed_bytes": packed_bytes,
+                         "weight_fp32_bytes": 4 * weights, "weight_packed_bytes": weight_bytes,
+                         "ratio": 4 * weights / packed_bytes})
+        else:
+            rows.append({"layer": layer.name, "op": layer.op, "fp32_bytes": 4 * weights, "packed_bytes": packed_bytes,
+                         "ratio": 4 * weights / packed_bytes if packed_bytes else 1.0})
+    fp32 = sum(r["fp32_bytes"] for r in rows)
+    total = sum(r["packed_bytes"] for r in rows)
+    report = {"rows": rows, "totals": {"fp32_bytes": fp32, "packed_bytes": total, "ratio": fp32 / total if total else 1.0}}
+    spec = packed.meta.get("network_spec")
+    if spec:
+        from workbench.summary import summary
+
+        report["summary_packed_bytes"] = int(summary(spec).totals["memory_packed_bytes"])
+    if path is not None:
+        report["file_bytes"] = pathlib.Path(path).stat().st_size
+    return report
+
+
+def float_twin_packed(packed: PackedModel) -> PackedModel:
+    """The same ops in float32 NumPy: binary layers become float layers with +-1 weights (for timing)."""
+    layers = []
+    for layer in packed.layers:
+        if layer.op == "max_pool_bits":
+            layers.append(PackedLayer(layer.name, "max_pool", layer.attrs, {}))
+            continue
+        if layer.op not in _WEIGHT_OPS:
+            layers.append(layer)
+            continue
+        bits = layer.arrays["weight_bits"]
+        k = int(layer.attrs["k"])
+        signs = kernels.unpack_signs(np.ascontiguousarray(bits), k).astype(np.float32)
+        name = layer.name
+        if layer.op.endswith("dense"):
+            layers.append(PackedLayer(name, "float_dense", {}, {"weight": signs.reshape(len(signs), -1)}))
+        else:
+            layers.append(PackedLayer(name, "float_conv2d", {"stride": layer.attrs["stride"],
+                                                             "padding": layer.attrs["padding"], "pad_value": 1.0},
+                                      {"weight": np.ascontiguousarray(signs.transpose(0, 3, 1, 2))}))
+        channels = len(signs)
+        layers.append(PackedLayer(name, "float_affine", {}, {"scale": np.ones(channels, np.float32),
+                                                             "shift": np.zeros(channels, np.float32)}))
+    twin = PackedModel(dict(packed.meta), layers)
+    # a flattened NHWC map with padded words: the float flatten gives C*H*W features, size the dense to it
+    for i, layer in enumerate(twin.layers):
+        if layer.op == "float_dense" and i and twin.layers[i - 1].op == "flatten":
+            features = int(np.prod(twin.layers[i - 1].attrs["in_shape"]))
+            w = layer.arrays["weight"]
+            if w.shape[1] != features:
+                layer.arrays["weight"] = np.resize(w, (w.shape[0], features)).astype(np.float32)
+    return twin
+
+
+def _median_seconds(function, budget: float = 0.3, max_repeats: int = 200) -> float:
+    function()  # warm up
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < budget and len(times) < max_repeats):
+        t = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def _torch_twin(spec: dict):
+    import torch
+
+    from workbench.model import build_model
+    from workbench.spec import float_twin
+
+    torch.manual_seed(0)
+    return build_model(float_twin(spec)).eval()
+
+
+def speed_report(packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, torch_twin: bool = True,
+                 budget: float = 0.3) -> dict:
+    """Median latency (seconds per batch) of the engine, the NumPy float32 twin and the torch float32 twin
+    for every batch size and thread count, and the engine's per-op latencies."""
+    rng = np.random.default_rng(0)
+    twin_engine = Engine(float_twin_packed(packed))
+    model = _torch_twin(packed.meta["network_spec"]) if torch_twin and packed.meta.get("network_spec") else None
+    rows = []
+    for batch in batch_sizes:
+        u = rng.integers(0, 256, (batch, *packed.input_shape), dtype=np.uint8)
+        x = twin_engine._real(("input", u))
+        x_nchw = x.transpose(0, 3, 1, 2).copy() if x.ndim == 4 else x
+        for count in threads:
+            engine = Engine(packed, threads=count)
+            row = {"batch": batch, "threads": count, "engine_s": _median_seconds(lambda: engine.logits(u), budget)}
+            row["numpy_float32_s"] = _median_seconds(lambda: twin_engine.logits(u), budget)
+            if model is not None:
+                import torch
+
+                torch.set_num_threads(count)
+                tensor = torch.from_numpy(x_nchw)
+                with torch.inference_mode():
+                    row["torch_float32_s"] = _median_seconds(lambda: model(tensor), budget)
+                row["speedup_vs_torch"] = row["torch_float32_s"] / row["engine_s"]
+            row["speedup_vs_numpy"] = row["numpy_float32_s"] / row["engine_s"]
+            traces = [engine.trace(u)[1] for _ in range(5)]
+            row["layers"] = [{"layer": r["name"], "op": r["op"],
+                              "seconds": float(np.median([t[i]["seconds"] for t in traces]))}
+                             for i, r in enumerate(traces[0])]
+            rows.append(row)
+    return {"rows": rows, "backend": kernels.backend()}
+
+
+def format_reports(memory: dict, speed: dict) -> str:
+    """Plain-text tables for the CLI."""
+    lines = [f"{'layer':<16}{'op':<16}{'fp32 bytes':>14}{'packed bytes':>14}{'ratio':>8}"]
+    for r in memory["rows"]:
+        lines.append(f"{r['layer']:<16}{r['op']:<16}{r['fp32_bytes']:>14,}{r['packed_bytes']:>14,}{r['ratio']:>8.1f}")
+    t = memory["totals"]
+    lines.append(f"{'total':<32}{t['fp32_bytes']:>14,}{t['packed_bytes']:>14,}{t['ratio']:>8.1f}")
+    if "file_bytes" in memory:
+        predicted = memory.get("summary_packed_bytes")
+        lines.append(f"file size {memory['file_bytes']:,} bytes; summary's prediction {predicted:,} bytes "
+                     f"({(memory['file_bytes'] / predicted - 1) * 100:+.1f}%)" if predicted else
+                     f"file size {memory['file_bytes']:,} bytes")
+    lines.append("")
+    lines.append(f"latency per batch (median, kernels: {speed['backend']})")
+    lines.append(f"{'batch':>6}{'threads':>8}{'engine ms':>12}{'numpy ms':>12}{'torch ms':>12}{'x torch':>9}{'x numpy':>9}")
+    for r in speed["rows"]:
+        torch_ms = f"{r['torch_float32_s'] * 1e3:>12.3f}" if "torch_float32_s" in r else f"{'-':>12}"
+        torch_x = f"{r['speedup_vs_torch']:>9.1f}" if "speedup_vs_torch" in r else f"{'-':>9}"
+        lines.append(f"{r['batch']:>6}{r['threads']:>8}{r['engine_s'] * 1e3:>12.3f}{r['numpy_float32_s'] * 1e3:>12.3f}"
+                     f"{torch_ms}{torch_x}{r['speedup_vs_numpy']:>9.1f}")
+    first = speed["rows"][0]
+    lines.append("")
+    lines.append(f"engine per op at batch {first['batch']}, {first['threads']} thread(s):")
+    for layer in first["layers"]:
+        lines.append(f"  {layer['layer']:<16}{layer['op']:<16}{layer['seconds'] * 1e6:>10.1f} us")
+    return "\n".join(lines)
+
+
+def cli_bench_model(args: argparse.Namespace) -> int:
+    """``bnn-workbench bench MODEL.bnn [--batch 1 64] [--threads 1 2]``."""
+    packed = bnnfile.load(args.target)
+    memory = memory_report(packed, args.target)
+    speed = speed_report(packed, args.batch, args.threads, budget=0.1 if args.quick else 0.5)
+    print(format_reports(memory, speed))
+    return 0

@@ -116,6 +116,8 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
     cdef int tid
     cdef const uint64_t *rows
     cdef int32_t *dots
+    if threads > tasks:  # no idle threads for small problems
+        threads = <int>tasks
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
         tid = openmp.omp_get_thread_num()
         i0 = (t // tn) * MT

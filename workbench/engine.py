@@ -393,13 +393,26 @@ class Engine:
         return lambda s: ("real", self._real(s) + self._saved.pop())
 
 
+def raw_inputs(x: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """The uint8 values behind preprocessed images (for the exact first layer), or x unchanged when the
+    preprocessing is not an affine map of uint8 values that reproduces x exactly."""
+    if (preprocessing or {}).get("kind") != "affine" or not len(x):
+        return x
+    scale, offset = np.float32(preprocessing["scale"]), np.float32(preprocessing["offset"])
+    u = np.rint((x - offset) / scale)
+    if u.min() < 0 or u.max() > 255:
+        return x
+    u = u.astype(np.uint8)
+    return u if np.array_equal(u.astype(np.float32) * scale + offset, x) else x
+
+
 def cli_predict(args: argparse.Namespace) -> int:
     """``bnn-workbench predict model.bnn --data ... [--run RUN]``: accuracy, and agreement with torch."""
     from workbench.data import load_dataset
 
     engine = Engine(bnnfile.load(args.model), threads=args.threads)
     dataset = load_dataset(args.data)
-    x = dataset.x_test
+    x = raw_inputs(dataset.x_test, dataset.preprocessing)
     start = time.perf_counter()
     predictions = engine.predict(x)
     seconds = time.perf_counter() - start
@@ -414,7 +427,7 @@ def cli_predict(args: argparse.Namespace) -> int:
 
         model, _ = load_trained_model(args.run, store=RunStore(args.runs_dir))
         with torch.no_grad():
-            reference = model(torch.from_numpy(x)).argmax(dim=1).numpy()
+            reference = model(torch.from_numpy(dataset.x_test)).argmax(dim=1).numpy()
         agreement = float((reference == predictions).mean()) if len(x) else float("nan")
         print(f"agreement with the torch model of run {args.run}: {agreement:.4f} "
               f"({int((reference != predictions).sum())} of {len(x)} differ)")

@@ -1,0 +1,83 @@
+"""Packing: the threshold folding rule, layer choices, metadata, and the export/predict commands."""
+import numpy as np
+import pytest
+import torch
+
+from workbench import bnnfile
+from workbench.cli import main
+from workbench.engine import Engine, raw_inputs
+from workbench.model import build_model
+from workbench.packing import INT32_MAX, INT32_MIN, fold_thresholds, pack
+from workbench.presets import preset
+
+
+def test_fold_thresholds_reproduces_the_sign_of_the_affine_map():
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.normal(size=50), [0.0, 0.0, -0.0, 2.0, -2.0]])
+    b = np.concatenate([rng.normal(size=50) * 20, [1.0, -1.0, 0.0, -3.0, -3.0]])  # -3/2: a tie at d = 1.5
+    thresholds, flip = fold_thresholds(a, b)
+    d = np.arange(-60, 61)[:, None]
+    expected = a * d + b >= 0
+    rule = np.where(flip == 1, d <= thresholds, d >= thresholds)
+    assert (rule == expected).all()
+    assert thresholds[50] == INT32_MIN and thresholds[51] == INT32_MAX  # gamma = 0: always / never
+
+
+def test_binary_layers_become_xnor_ops_and_meta_is_kept():
+    spec = preset("binary-cnn")
+    packed = pack((build_model(spec).eval(), spec), class_names=list("0123456789"),
+                  preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0},
+                  training={"run_id": "r1"}, test_accuracy=0.9)
+    ops = [layer.op for layer in packed.layers]
+    assert ops[0] == "input_conv2d" and ops.count("binary_conv2d") == 2 and ops.count("max_pool_bits") == 2
+    assert packed.layers[-1].op == "binary_dense" and packed.layers[-1].attrs["output"] == "float"
+    assert packed.meta["training"] == {"run_id": "r1"} and packed.meta["test_accuracy"] == 0.9
+    assert packed.meta["network_spec"]["name"] == "binary-cnn"
+
+
+def test_a_model_in_training_mode_is_packed_in_eval_mode_and_left_as_it_was():
+    model = build_model(preset("toy-mlp"))
+    model.train()
+    packed = pack(model)
+    assert model.training
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype(np.float32)
+    model.eval()
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(Engine(packed).logits(x), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_raw_inputs_only_when_they_reproduce_the_floats():
+    pixels = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
+    u = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    x = u.astype(np.float32) * np.float32(2 / 255) + np.float32(-1.0)
+    assert raw_inputs(x, pixels).dtype == np.uint8 and np.array_equal(raw_inputs(x, pixels), u)
+    assert raw_inputs(x + 1e-3, pixels).dtype == np.float32
+    assert raw_inputs(x, {"kind": "none"}) is x
+
+
+def test_predict_command_reports_accuracy(tmp_path, capsys):
+    spec = preset("binary-mlp")
+    bnnfile.save(pack(build_model(spec).eval(), preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0}),
+                 tmp_path / "m.bnn")
+    assert main(["predict", str(tmp_path / "m.bnn"), "--data", "mnist-sample", "--threads", "1"]) == 0
+    assert "1000 test samples of mnist-sample, accuracy" in capsys.readouterr().out
+
+
+def test_export_of_an_unknown_run_is_a_clear_error(capsys):
+    assert main(["export", "no-such-run", "-o", "x.bnn"]) == 2
+    assert "no-such-run" in capsys.readouterr().err
+
+
+def test_train_export_predict_round_trip(tmp_path, capsys):
+    from workbench.store import RunStore
+
+    assert main(["train", "toy-mlp", "--data", "moons", "--epochs", "1"]) == 0
+    run_id = RunStore().list_runs()[0].id
+    capsys.readouterr()
+    assert main(["export", run_id, "-o", str(tmp_path / "toy.bnn")]) == 0
+    packed = bnnfile.load(tmp_path / "toy.bnn")
+    assert packed.meta["training"]["run_id"] == run_id and packed.meta["training"]["data_ref"] == "moons"
+    assert main(["predict", str(tmp_path / "toy.bnn"), "--data", "moons", "--run", run_id]) == 0
+    out = capsys.readouterr().out
+    assert "agreement with the torch model" in out and "(0 of" in out

@@ -403,54 +403,37 @@ XNOR_DEFINE_PACK_SCALAR(xnor_pack_i32, int32_t)
 XNOR_DEFINE_PACK_SCALAR(xnor_pack_i64, int64_t)
 
 #if XNOR_X86
-/* 16 floats per compare-into-mask; the tail of each row is a masked load (zeros compare as +1). */
-XNOR_AVX512_ATTR static void xnor_pack_f32_avx512(const float *x, int64_t rows, int64_t k, uint64_t *out,
-                                                  int64_t words, int *nan)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    __mmask16 bad = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * k;
-        for (int64_t w = 0; w < words; w++) {
-            uint64_t bits = 0;
-            for (int q = 0; q < 4; q++) {
-                int64_t start = 64 * w + 16 * q;
-                if (start >= k)
-                    break;
-                __mmask16 valid = k - start >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - start)) - 1u);
-                __m512 v = _mm512_maskz_loadu_ps(valid, xr + start);
-                bits |= (uint64_t)_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ) << (16 * q);
-                bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-            }
-            out[r * words + w] = bits;
-        }
+/* LANES values per compare-into-mask (16 floats or 8 doubles); the tail of each row is a masked load
+ * (zeros compare as +1). */
+#define XNOR_DEFINE_PACK_AVX512(NAME, T, VEC, LANES, MASK, LOAD, CMP)                               \
+    XNOR_AVX512_ATTR static void NAME(const T *x, int64_t rows, int64_t k, uint64_t *out,          \
+                                      int64_t words, int *nan)                                      \
+    {                                                                                               \
+        const VEC zero = (VEC){0};                                                                  \
+        MASK bad = 0;                                                                               \
+        for (int64_t r = 0; r < rows; r++) {                                                        \
+            const T *xr = x + r * k;                                                                \
+            for (int64_t w = 0; w < words; w++) {                                                   \
+                uint64_t bits = 0;                                                                  \
+                for (int q = 0; q < 64 / LANES; q++) {                                              \
+                    int64_t start = 64 * w + LANES * q;                                             \
+                    if (start >= k)                                                                 \
+                        break;                                                                      \
+                    MASK valid = k - start >= LANES ? (MASK)~0u : (MASK)((1u << (k - start)) - 1u); \
+                    VEC v = LOAD(valid, xr + start);                                                \
+                    bits |= (uint64_t)CMP(v, zero, _CMP_LT_OQ) << (LANES * q);                      \
+                    bad |= CMP(v, v, _CMP_UNORD_Q);                                                 \
+                }                                                                                   \
+                out[r * words + w] = bits;                                                          \
+            }                                                                                       \
+        }                                                                                           \
+        *nan = bad != 0;                                                                            \
     }
-    *nan = bad != 0;
-}
 
-XNOR_AVX512_ATTR static void xnor_pack_f64_avx512(const double *x, int64_t rows, int64_t k, uint64_t *out,
-                                                  int64_t words, int *nan)
-{
-    const __m512d zero = _mm512_setzero_pd();
-    __mmask8 bad = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const double *xr = x + r * k;
-        for (int64_t w = 0; w < words; w++) {
-            uint64_t bits = 0;
-            for (int q = 0; q < 8; q++) {
-                int64_t start = 64 * w + 8 * q;
-                if (start >= k)
-                    break;
-                __mmask8 valid = k - start >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (k - start)) - 1u);
-                __m512d v = _mm512_maskz_loadu_pd(valid, xr + start);
-                bits |= (uint64_t)_mm512_cmp_pd_mask(v, zero, _CMP_LT_OQ) << (8 * q);
-                bad |= _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
-            }
-            out[r * words + w] = bits;
-        }
-    }
-    *nan = bad != 0;
-}
+XNOR_DEFINE_PACK_AVX512(xnor_pack_f32_avx512, float, __m512, 16, __mmask16, _mm512_maskz_loadu_ps,
+                        _mm512_cmp_ps_mask)
+XNOR_DEFINE_PACK_AVX512(xnor_pack_f64_avx512, double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd,
+                        _mm512_cmp_pd_mask)
 
 /* 8 floats per compare + movemask; the partial last group of a row goes through the scalar loop. */
 XNOR_AVX2_ATTR static void xnor_pack_f32_avx2(const float *x, int64_t rows, int64_t k, uint64_t *out,

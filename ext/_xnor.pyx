@@ -44,6 +44,8 @@ AVX512 = XNOR_AVX512
 # that packed output words never straddle two tiles).
 DEF MT = 64
 DEF NT = 256
+# Word pairs (64 binary MACs each) of work per thread below which more threads do not pay.
+DEF MIN_WORK = 65536
 
 ctypedef fused packable:
     float
@@ -103,6 +105,21 @@ cdef struct Geometry:
     int64_t h, w, cw, kh, kw, sh, sw, pt, pl, oh, ow
 
 
+cdef int _team_size(int64_t m, int64_t n, int64_t words, int threads) noexcept nogil:
+    """No more threads than tiles, and one per MIN_WORK word pairs at most: forking and joining a team
+    costs microseconds, and far more when the cores are busy with other processes."""
+    cdef int64_t tasks = ((m + MT - 1) // MT) * ((n + NT - 1) // NT)
+    cdef int64_t useful = (m * n * (words if words > 0 else 1)) // MIN_WORK
+    if useful < tasks:
+        tasks = useful if useful > 1 else 1
+    return <int>tasks if threads > tasks else threads
+
+
+def team_size(int64_t m, int64_t n, int64_t words, int threads):
+    """The number of threads a GEMM (or conv: m = output pixels, words = KH*KW*ceil(C/64)) will use."""
+    return _team_size(m, n, words, threads)
+
+
 cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geometry *geom,
                  const uint64_t *b, int64_t n, int64_t words, int32_t k, int32_t *c,
                  const int32_t *thr, const uint8_t *flip, uint64_t *bits_out, int64_t ldo,
@@ -116,8 +133,7 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
     cdef int tid
     cdef const uint64_t *rows
     cdef int32_t *dots
-    if threads > tasks:  # no idle threads for small problems
-        threads = <int>tasks
+    threads = _team_size(m, n, words, threads)
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
         tid = openmp.omp_get_thread_num()
         i0 = (t // tn) * MT

@@ -31,7 +31,7 @@ def reference_conv(x, w, stride, pads):
     for i in range(kh):
         for j in range(kw):
             patch = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
-            out += patch @ w[:, i, j, :].T.astype(np.int64)
+            out += (patch.astype(np.float64) @ w[:, i, j, :].T.astype(np.float64)).astype(np.int64)  # exact
     return out
 
 
@@ -213,6 +213,37 @@ def test_conv2d_matches_reference(simd, n, h, w, c, o, kh, kw, stride, padding):
                                              threads=threads)
         assert bits.shape == (*expected.shape[:3], (o + 63) // 64)
         np.testing.assert_array_equal(kernels.unpack_signs(bits, o), reference_threshold(expected, thresholds, flip))
+
+
+def test_two_threads_on_work_big_enough_to_split(simd):
+    """Small problems run on one thread; these are large enough that both threads take tiles."""
+    from workbench import _xnor
+
+    rng = np.random.default_rng(7)
+    x, wt = signs(rng, 2, 16, 16, 130), signs(rng, 300, 3, 3, 130)
+    assert _xnor.team_size(2 * 16 * 16, 300, 9 * 3, 2) == 2
+    expected = reference_conv(x, wt, 1, (1, 1, 1, 1))
+    thresholds = rng.integers(-60, 61, size=300).astype(np.int32)
+    flip = rng.random(300) < 0.5
+    xb, wb = kernels.pack_signs(x), kernels.pack_signs(wt)
+    np.testing.assert_array_equal(kernels.xnor_conv2d(xb, wb, 130, padding="same", threads=2), expected)
+    bits = kernels.xnor_conv2d_threshold(xb, wb, 130, thresholds, flip, padding="same", threads=2)
+    np.testing.assert_array_equal(kernels.unpack_signs(bits, 300), reference_threshold(expected, thresholds, flip))
+
+    a, b = signs(rng, 130, 784), signs(rng, 300, 784)
+    assert _xnor.team_size(130, 300, 13, 2) == 2
+    dots = a.astype(np.float64) @ b.T.astype(np.float64)
+    bits = kernels.xnor_gemm_threshold(kernels.pack_signs(a), kernels.pack_signs(b), 784, thresholds, flip, threads=2)
+    np.testing.assert_array_equal(kernels.unpack_signs(bits, 300), reference_threshold(dots, thresholds, flip))
+
+
+def test_team_size_never_exceeds_tiles_or_request():
+    from workbench import _xnor
+
+    assert _xnor.team_size(1, 512, 8, 2) == 1  # too little work to split
+    assert _xnor.team_size(1, 4096, 64, 2) == 2
+    assert _xnor.team_size(64, 256, 4096, 8) == 1  # a single tile
+    assert _xnor.team_size(4096, 4096, 64, 3) == 3
 
 
 def test_conv_same_keeps_size_and_strided_size():

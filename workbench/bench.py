@@ -143,20 +143,29 @@ def _train_timed(network_spec: dict, training_spec: dict, dataset, seconds: floa
     from workbench.training import TrainingReporter, train
 
     class Deadline(TrainingReporter):
+        """Stops mid-epoch past the deadline, or at an epoch's end when another epoch would not fit."""
+
         def __init__(self):
-            self.started = time.perf_counter()
+            self.started = self.epoch_ended = time.perf_counter()
             self.ticks: list[float] = []
+            self.last_epoch = 0.0
+            self.at_epoch_start = False
 
         def on_batch(self, epoch, step, metrics):
             self.ticks.append(time.perf_counter())
 
         def on_epoch(self, epoch, metrics, histograms, checkpoint, is_best):
+            now = time.perf_counter()
+            self.last_epoch, self.epoch_ended, self.at_epoch_start = now - self.epoch_ended, now, True
             if verbose:
                 print(f"    epoch {epoch}: val accuracy {metrics['val_accuracy']:.4f}, "
-                      f"{time.perf_counter() - self.started:.0f} s", flush=True)
+                      f"{now - self.started:.0f} s", flush=True)
 
         def control(self):
-            return "stop" if time.perf_counter() - self.started > seconds else "continue"
+            elapsed = time.perf_counter() - self.started
+            next_epoch = self.last_epoch if self.at_epoch_start else 0.0
+            self.at_epoch_start = False
+            return "stop" if elapsed + next_epoch > seconds else "continue"
 
     reporter = Deadline()
     result = train(network_spec, training_spec, dataset, reporter, teacher=teacher)
@@ -226,7 +235,9 @@ def cli_bench_training(args: argparse.Namespace) -> int:
     fit = int(round(len(dataset.x_train) * 0.9))
     for label, name, teacher_name in runs:
         batch, lr, most = _TRAINING_RECIPES[name]
-        per_epoch = (fit // batch) * step_seconds[name] * (1.4 if teacher_name else 1.0) + 3.0
+        # Re-measured just before training: other load on a shared machine changes over the run.
+        step = _step_seconds(name, dataset, batch, steps) if not quick else 0.0
+        per_epoch = (fit // batch) * step * (1.4 if teacher_name else 1.0) + 3.0
         epochs = 1 if quick else max(1, min(most, int(0.8 * budget / per_epoch)))
         training = {"epochs": epochs, "batch_size": batch, "seed": 0, "optimizer": {"name": "adam", "lr": lr},
                     "lr_schedule": {"name": "cosine"}, "weight_clip": 1.0, "validation_split": 0.1}

@@ -77,6 +77,8 @@ def test_pack_other_dtypes():
     np.testing.assert_array_equal(kernels.pack_signs(np.array([-1.0, 2.0], dtype=np.float16)), [1])
     np.testing.assert_array_equal(kernels.pack_signs([[-3, 4], [5, -6]]), [[1], [2]])
     assert kernels.pack_signs(np.zeros((0, 5), np.float32)).shape == (0, 1)
+    assert kernels.pack_signs(np.zeros((3, 0), np.float32)).shape == (3, 0)
+    assert kernels.unpack_signs(np.zeros((3, 0), np.uint64), 0).shape == (3, 0)
     # strided input is copied, not misread
     x = np.array([[-1.0, 1.0], [1.0, -1.0]], dtype=np.float32)
     np.testing.assert_array_equal(kernels.pack_signs(x.T), [[1], [2]])

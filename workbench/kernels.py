@@ -167,7 +167,7 @@ def unpack_signs(bits, k: int) -> np.ndarray:
         raise ValueError("unpack_signs: bits: expected an array of words (..., ceil(k/64)), got a scalar")
     bits = _check_bits(bits, "unpack_signs: bits", getattr(bits, "ndim", 1), "(..., words)")
     _check_words(bits, "unpack_signs: bits", k, "k")
-    rows = bits.reshape(-1, bits.shape[-1])
+    rows = bits.reshape(int(np.prod(bits.shape[:-1])), bits.shape[-1])
     out = np.empty((rows.shape[0], k), dtype=np.int8)
     _xnor.unpack_rows(rows, k, out)
     return out.reshape(*bits.shape[:-1], k)

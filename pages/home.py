@@ -23,7 +23,7 @@ gradient through where |w| ≤ clip. Batch norm followed by sign folds into one 
 )
 st.plotly_chart(
     primer_figure(weights=[0.73, -0.12, 0.0, -0.91, 0.35, -0.48, 0.08, -0.27],
-                  activations=[-0.5, -0.3, 1.2, 0.0, -0.8, 0.4, 0.6, -1.1]),
+                  activations=[0.5, -0.3, -1.2, -0.2, 0.0, -0.4, 0.6, 0.9]),
     key="primer",
 )
 st.caption("Blue: +1 (bit 0), red: −1 (bit 1). sign(0) = +1 everywhere: in training, packing and the engine.")

@@ -13,9 +13,11 @@ import streamlit as st
 from workbench.ui.figures import lines_figure
 from workbench.ui.widgets import show_error
 
-MAX_POINTS = 600  # step curves are thinned to about this many points
-STATUS_ICONS = {"queued": "⏳", "running": "🟢", "paused": "⏸️", "stopped": "⏹️", "completed": "✅",
-                "failed": "❌", "interrupted": "⚠️"}
+MAX_POINTS = 500  # batch curves are averaged down to about this many points
+STATUS_ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/play_circle:",
+                "paused": ":material/pause_circle:", "stopped": ":material/stop_circle:",
+                "completed": ":material/check_circle:", "failed": ":material/error:",
+                "interrupted": ":material/warning:"}
 
 
 @dataclass
@@ -61,12 +63,14 @@ def format_seconds(seconds: float) -> str:
 
 
 def thin(x: list, y: list, limit: int = MAX_POINTS) -> tuple[list, list]:
-    """Keep every n-th point (and the last) so a long run's step curve stays light; drops missing values."""
+    """At most about ``limit`` points: a long run's batch curve is averaged over equal runs of batches
+    (each point at the run's last step), which also smooths the per-batch noise. Missing values are dropped."""
     pairs = [(a, b) for a, b in zip(x, y) if b is not None]
-    if len(pairs) > limit:
-        every = -(-len(pairs) // limit)
-        pairs = pairs[::every] + ([pairs[-1]] if (len(pairs) - 1) % every else [])
-    return [a for a, _ in pairs], [b for _, b in pairs]
+    if len(pairs) <= limit:
+        return [a for a, _ in pairs], [b for _, b in pairs]
+    size = -(-len(pairs) // limit)
+    chunks = [pairs[start:start + size] for start in range(0, len(pairs), size)]
+    return [chunk[-1][0] for chunk in chunks], [sum(b for _, b in chunk) / len(chunk) for chunk in chunks]
 
 
 def layer_keys(table: dict, prefix: str) -> list[str]:

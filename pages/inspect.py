@@ -110,7 +110,7 @@ if layer in layers:
     index = int(st.number_input(f"output channel (0 – {weight.shape[0] - 1})", min_value=0,
                                 max_value=weight.shape[0] - 1, value=0, step=1, key="inspect_neuron"))
     view = neuron_view(weight, index)
-    st.plotly_chart(neuron_figure(view.latent, data.get("clip")), key="inspect_neuron_figure")
+    st.plotly_chart(neuron_figure(view.latent), key="inspect_neuron_figure")
     st.caption(f"{view.count} weights: {view.count - view.negative} at +1, {view.negative} at −1. "
                "Packed: bit j of word w is element 64·w + j, 1 where the sign is −1.")
     st.dataframe({"covers": view.word_labels, "uint64 words (hex)": [" ".join(r) for r in view.hex_words()],
@@ -136,8 +136,7 @@ shown = wrong[:GALLERY_SIZE]
 if len(shown) and to_image(dataset.x_test[shown[0]], dataset.preprocessing) is not None:
     columns = st.columns(8)
     for position, sample in enumerate(shown):
-        caption = (f"#{sample}: {names[evaluation.predictions[sample]]} "
-                   f"(true {names[evaluation.labels[sample]]})")
+        caption = f"{names[evaluation.predictions[sample]]}, true {names[evaluation.labels[sample]]}"
         columns[position % 8].image(to_image(dataset.x_test[sample], dataset.preprocessing), caption=caption,
                                     width=84)
 elif len(shown):

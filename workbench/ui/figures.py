@@ -145,12 +145,15 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Fi
                           height=height)
 
 
-def neuron_figure(latent: np.ndarray, clip: float | None = None) -> go.Figure:
-    """One neuron or filter: its latent float weights beside their signs, in the same grid."""
+def neuron_figure(latent: np.ndarray) -> go.Figure:
+    """One neuron or filter: its latent float weights beside their signs, in the same grid.
+
+    The colour scale spans the neuron's own largest |w|, so small latent weights stay readable.
+    """
     latent = np.asarray(latent, dtype=np.float64)
     grid = latent if latent.ndim == 2 else latent.reshape(1, -1)
     signs = np.where(np.isnan(grid), np.nan, sign_bits(np.nan_to_num(grid))[0])  # NaN: padding cells
-    bound = clip or float(np.nanmax(np.abs(grid))) or 1.0
+    bound = float(np.nanmax(np.abs(grid))) or 1.0
     figure = make_subplots(rows=1, cols=2, subplot_titles=("latent float weights", "binarized sign(w)"),
                            horizontal_spacing=0.08)
     figure.add_trace(go.Heatmap(z=grid, colorscale="RdBu", zmin=-bound, zmax=bound,

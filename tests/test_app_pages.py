@@ -261,3 +261,42 @@ def test_runs_lists_compares_and_deletes(trained_store):
     at.button(key="runs_delete_button").click().run()
     no_exceptions(at)
     assert [r.id for r in store.list_runs()] == [first]
+
+
+def test_a_failed_run_shows_its_error(isolated_runs_dir):
+    from workbench.worker import start_run
+
+    training = dict(default_training_spec(), epochs=1)
+    run_id = start_run(preset("toy-mlp"), training, "mnist-sample", runs_dir=isolated_runs_dir)  # 2-D net, images
+    record = wait_for(RunStore(isolated_runs_dir), run_id, finished)
+    assert record.status == "failed" and record.error
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["run"] = run_id
+    at.run().switch_page("pages/train.py")
+    at.query_params["run"] = run_id
+    at.run()
+    no_exceptions(at)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("The run failed: ") and record.error in e for e in errors), errors
+    at.switch_page("pages/inspect.py").run()
+    no_exceptions(at)
+    assert any("This run failed" in e.value for e in at.error)
+
+
+def test_train_on_an_uploaded_csv_saves_it_under_the_runs_dir(isolated_runs_dir):
+    rows = ["label,x0,x1"] + [f"{i % 2},{(i % 2) * 2 - 1 + 0.01 * i},{0.5 - 0.01 * i}" for i in range(80)]
+    at = app_on()
+    at.session_state[state.SPEC_KEY] = preset("toy-mlp")
+    at.switch_page("pages/train.py").run()
+    at.radio(key="train_data_source").set_value("Upload a file").run()
+    at.get("file_uploader")[0].set_value(("my points.csv", "\n".join(rows).encode(), "text/csv"))
+    at.run()
+    at.number_input(key="ts_epochs").set_value(1).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    no_exceptions(at)
+    saved = isolated_runs_dir / "uploads" / "my_points.csv"
+    assert saved.read_text() == "\n".join(rows)
+    store = RunStore(isolated_runs_dir)
+    record = wait_for(store, at.query_params["run"], finished)
+    assert record.data_ref == str(saved)
+    assert record.status == "completed", record.error

@@ -1,0 +1,80 @@
+"""Export: download a run as a .bnn file, its spec JSON and a model card, and prove the file by reading it
+back: checksum, the engine on test samples against the model that was written, the header metadata."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from workbench.modelcard import model_card
+from workbench.store import RunStore
+from workbench.ui import deploy_view as view
+from workbench.ui.widgets import pick_run, show_error
+
+ROUND_TRIP_SAMPLES = 32
+
+st.title("Export")
+store = RunStore()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
+def _dataset(data_ref: str, seed: int):
+    from workbench.data import load_dataset
+
+    return load_dataset(data_ref, seed=seed)
+
+
+run_id = pick_run(store, key="export_run")
+if run_id is None:
+    st.info("No runs yet: train one on the Train page.")
+    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+    st.stop()
+st.query_params["run"] = run_id
+record = store.get_run(run_id)
+try:
+    with st.spinner("Packing the best checkpoint…"):
+        run = view.packed_run(st.session_state, store, record)
+    dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
+except (ValueError, FileNotFoundError) as error:
+    show_error(error)
+    st.stop()
+packed = run.packed
+memory = view.memory_with_file(packed, run.data)
+measured = st.session_state.get("deploy_agreement")
+agreement = measured[1] if measured and measured[0][:2] == (run_id, run.stamp) else None
+card = model_card(record, packed.meta, memory, agreement)
+stem = f"{packed.meta['network_spec']['name']}-{run_id}"
+
+# ------------------------------------------------------------ downloads
+columns = st.columns(3)
+columns[0].download_button(f"{stem}.bnn ({len(run.data):,} bytes)", run.data, file_name=f"{stem}.bnn",
+                           mime="application/octet-stream", icon=":material/download:", key="export_bnn")
+columns[1].download_button("network spec (JSON)", json.dumps(packed.meta["network_spec"], indent=2),
+                           file_name=f"{stem}.json", mime="application/json", icon=":material/data_object:",
+                           key="export_spec")
+columns[2].download_button("model card (Markdown)", card, file_name=f"{stem}.md", mime="text/markdown",
+                           icon=":material/description:", key="export_card")
+
+# ------------------------------------------------------------ read it back
+st.subheader("Read back")
+try:
+    check = view.round_trip(run.data, packed, dataset.x_test[:ROUND_TRIP_SAMPLES])
+except ValueError as error:
+    show_error(error, "The .bnn bytes do not read back: ")
+    st.stop()
+if check["identical_logits"]:
+    st.success(f"Round trip OK: the {check['bytes']:,} bytes load back with bnnfile, the SHA-256 checksum passed, "
+               f"and the engine gives identical logits on {check['samples']} test samples "
+               f"({check['matching']} of {check['samples']} predictions match).", icon=":material/verified:")
+else:
+    st.error(f"Round trip mismatch: the reloaded model's logits differ ({check['matching']} of {check['samples']} "
+             "predictions match).", icon=":material/error:")
+st.caption(f"SHA-256 of the data: {check['sha256']}")
+loaded = check["loaded"]
+left, right = st.columns(2)
+left.markdown("**Header metadata**")
+left.json({key: value for key, value in loaded.meta.items() if key != "network_spec"}, expanded=1)
+right.markdown("**Ops in the file**")
+right.dataframe(pd.DataFrame(view.layer_table(loaded)), hide_index=True, width="stretch")
+
+with st.expander("Model card", expanded=True):
+    st.markdown(card)

@@ -1,0 +1,314 @@
+"""What the Deploy and Export pages compute: pack a run once per checkpoint, compare engine and torch,
+turn an uploaded or drawn picture into a model input, chart memory and speed, prove a .bnn round trip.
+
+Everything here takes and returns plain data (NumPy arrays, dicts, figures). ``one_slot`` keeps one cached
+value per purpose in a mapping such as st.session_state, so switching runs replaces the cache instead of
+growing it; ``draw_input`` is the one widget (a drawing canvas, when streamlit-drawable-canvas is installed).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+from typing import Callable, MutableMapping
+
+import numpy as np
+
+from workbench import bnnfile
+from workbench.engine import Engine, raw_inputs
+from workbench.packed import PackedModel
+from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, _layout, layer_bars_figure
+
+PACKED_SLOT = "deploy_packed"
+NOT_DEPLOYABLE = ("queued", "running", "paused")
+
+
+@dataclass
+class PackedRun:
+    """A run packed from one checkpoint file version: the model, the .bnn bytes and the torch model."""
+
+    run_id: str
+    stamp: float
+    packed: PackedModel
+    data: bytes
+    model: object
+    seconds: float
+
+
+def one_slot(cache: MutableMapping, slot: str, ident, compute: Callable[[], object]):
+    """The value cached under ``slot`` when it was made for ``ident``, else compute it and replace it."""
+    entry = cache.get(slot)
+    if entry is None or entry[0] != ident:
+        entry = (ident, compute())
+        cache[slot] = entry
+    return entry[1]
+
+
+def checkpoint_stamp(store, record) -> float:
+    """The mtime of the run's best checkpoint; ValueError for a run still training, FileNotFoundError without one."""
+    if record.status in NOT_DEPLOYABLE:
+        raise ValueError(f"run {record.id} is {record.status}: wait until it has finished (or stop it) to pack it")
+    return store.checkpoint_path(record.id, "best").stat().st_mtime
+
+
+def pack_run(store, record, stamp: float) -> PackedRun:
+    """Pack a run's best checkpoint and serialise it; keeps the torch model for the agreement check."""
+    from workbench.packing import pack
+    from workbench.trained import load_trained_model
+
+    start = time.perf_counter()
+    packed = pack(record.id, store=store, which="best")
+    data = bnnfile.to_bytes(packed)
+    seconds = time.perf_counter() - start
+    model, _ = load_trained_model(record.id, store=store, which="best")
+    return PackedRun(record.id, stamp, packed, data, model, seconds)
+
+
+def packed_run(cache: MutableMapping, store, record) -> PackedRun:
+    """The run packed, from ``cache`` when its best checkpoint has not changed since (one entry in all)."""
+    stamp = checkpoint_stamp(store, record)
+    return one_slot(cache, PACKED_SLOT, (record.id, stamp), lambda: pack_run(store, record, stamp))
+
+
+# ------------------------------------------------------------------ engine vs torch
+
+
+def hidden_bit_agreement(model, packed: PackedModel, records: list[dict], captured: dict) -> list[dict]:
+    """Per XNOR layer fed by packed bits: how many of the engine's input bits equal torch's signs."""
+    import torch
+
+    from workbench.kernels import pack_signs
+
+    rows = []
+    for name, layer in model.quantized_layers():
+        position = next((i for i, r in enumerate(records) if r["name"] == name and r["op"].startswith("binary_")), None)
+        if position is None or position == 0 or "bits" not in records[position - 1] or name not in captured:
+            continue
+        pre = captured[name]
+        if layer.input_quantizer.spec["name"] == "rsign":
+            pre = pre - layer.input_quantizer.threshold.detach().view([1, -1] + [1] * (pre.dim() - 2))
+        pre = pre.to(torch.float32).numpy()
+        bits = records[position - 1]["bits"]
+        if pre.ndim == 4:
+            pre = pre.transpose(0, 2, 3, 1)
+        elif records[position - 1]["op"] == "flatten":  # dense after a flattened feature map: NHWC order
+            in_shape = packed.layers[position - 1].attrs["in_shape"]
+            if len(in_shape) == 3:
+                pre = pre.reshape(len(pre), *in_shape).transpose(0, 2, 3, 1)
+        expected = pack_signs(np.ascontiguousarray(pre)).reshape(bits.shape)
+        total = int(pre.size)
+        differing = int(np.unpackbits((expected ^ bits).view(np.uint8)).sum())
+        rows.append({"layer": name, "bits": total, "differing": differing,
+                     "agreement": 1.0 - differing / total if total else 1.0})
+    return rows
+
+
+def agreement(run: PackedRun, x: np.ndarray, y: np.ndarray) -> dict:
+    """Engine vs torch on preprocessed test inputs ``x`` (labels ``y``): predictions, accuracies, bit agreement."""
+    import torch
+
+    engine = Engine(run.packed)
+    u = raw_inputs(x, run.packed.meta.get("preprocessing") or {})
+    start = time.perf_counter()
+    logits, records = engine.trace(u)
+    engine_seconds = time.perf_counter() - start
+    with torch.no_grad(), run.model.capture_preactivations() as captured:
+        reference = run.model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    engine_pred, torch_pred = logits.argmax(axis=1), reference.argmax(axis=1)
+    count = len(y)
+    return {
+        "samples": count,
+        "engine_predictions": engine_pred,
+        "torch_predictions": torch_pred,
+        "engine_accuracy": float((engine_pred == y).mean()) if count else float("nan"),
+        "torch_accuracy": float((torch_pred == y).mean()) if count else float("nan"),
+        "disagreements": int((engine_pred != torch_pred).sum()),
+        "engine_seconds": engine_seconds,
+        "exact_input": u.dtype == np.uint8,
+        "layers": hidden_bit_agreement(run.model, run.packed, records, captured),
+    }
+
+
+# ------------------------------------------------------------------ try it: one input
+
+
+def image_input(data: bytes, input_shape: tuple, name: str = "image", center: bool = True) -> np.ndarray:
+    """An uploaded PNG/JPEG as the model's uint8 input (C, H, W): grayscale or RGB, resized, and inverted
+    when the picture is dark-on-light (MNIST digits are white on black). ``center`` fits the ink into the
+    middle 20/28 of the frame, as MNIST's digits are."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise ValueError(f"{name}: the model takes input of shape {list(input_shape)}, not an image "
+                         "(expected (1, H, W) or (3, H, W))")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            picture = image.convert("RGBA")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"{name}: not an image Pillow can read (expected PNG or JPEG): {error}") from None
+    background = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+    picture = Image.alpha_composite(background, picture)  # transparent canvas/PNG pixels read as paper
+    return picture_input(np.asarray(picture.convert("RGB")), input_shape, center)
+
+
+def picture_input(rgb: np.ndarray, input_shape: tuple, center: bool = True) -> np.ndarray:
+    """An (H, W, 3) uint8 picture as the model's uint8 input (C, H, W); see ``image_input``."""
+    from PIL import Image
+
+    channels, height, width = input_shape
+    gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    invert = float(border.mean()) > 127
+    if invert:
+        rgb, gray = 255 - rgb, 255 - gray
+    source = Image.fromarray(gray if channels == 1 else np.ascontiguousarray(rgb))
+    if center:
+        source = _centered(source, gray, height, width)
+    else:
+        source = source.resize((width, height), Image.Resampling.LANCZOS)
+    pixels = np.asarray(source, dtype=np.uint8)
+    return pixels[None] if channels == 1 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _centered(source, gray: np.ndarray, height: int, width: int):
+    """The ink's bounding box scaled into the middle 20/28 of a (height, width) black frame."""
+    from PIL import Image
+
+    rows, cols = np.nonzero(gray > 32)
+    if len(rows):
+        source = source.crop((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1))
+    box_w, box_h = max(1, round(width * 20 / 28)), max(1, round(height * 20 / 28))
+    scale = min(box_w / source.width, box_h / source.height)
+    size = (max(1, round(source.width * scale)), max(1, round(source.height * scale)))
+    inner = source.resize(size, Image.Resampling.LANCZOS)
+    frame = Image.new(source.mode, (width, height), 0)
+    frame.paste(inner, ((width - size[0]) // 2, (height - size[1]) // 2))
+    return frame
+
+
+def draw_input(input_shape: tuple, key: str = "deploy_canvas") -> np.ndarray | None:
+    """A white canvas to draw on with the mouse; the drawing as model input, None while it is empty."""
+    import streamlit as st
+
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except ImportError:
+        st.info("Drawing needs the streamlit-drawable-canvas package (pip install streamlit-drawable-canvas); "
+                "upload a picture or pick a test sample instead.")
+        return None
+    result = st_canvas(stroke_width=18, stroke_color="#000000", background_color="#ffffff", height=280, width=280,
+                       drawing_mode="freedraw", return_image_data=True, key=key)
+    if not (result.json_data or {}).get("objects") or result.image_bytes is None:
+        st.caption("Draw a digit above, then release the mouse.")
+        return None
+    return image_input(result.image_bytes, input_shape, "drawing")
+
+
+def shown_image(u: np.ndarray, preprocessing: dict) -> np.ndarray | None:
+    """What the engine sees, for st.image: uint8 inputs as they are, float ones mapped back to pixels."""
+    from workbench.ui.widgets import to_image
+
+    if u.dtype == np.uint8:
+        return to_image(u.astype(np.float32), {"kind": "affine", "scale": 1.0, "offset": 0.0})
+    return to_image(u, preprocessing)
+
+
+def classify(engine: Engine, u: np.ndarray) -> tuple[np.ndarray, float]:
+    """(class probabilities (softmax of the engine's logits), seconds the engine took) for one input."""
+    start = time.perf_counter()
+    logits = engine.logits(u[None])[0].astype(np.float64)
+    seconds = time.perf_counter() - start
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum(), seconds
+
+
+def probabilities_figure(probabilities: np.ndarray, class_names: list[str]):
+    """Bars of the class probabilities, the predicted class highlighted."""
+    import plotly.graph_objects as go
+
+    best = int(np.argmax(probabilities))
+    colors = [BINARY_COLOR if i == best else FP32_COLOR for i in range(len(probabilities))]
+    figure = go.Figure(go.Bar(x=[str(c) for c in class_names], y=list(probabilities), marker_color=colors,
+                              text=[f"{p:.1%}" for p in probabilities], textposition="outside"))
+    figure.update_xaxes(title="class", type="category")
+    figure.update_yaxes(title="probability", range=[0, 1.1])
+    return _layout(figure, f"Prediction: {class_names[best]} ({probabilities[best]:.1%})", height=300)
+
+
+# ------------------------------------------------------------------ memory and speed panels
+
+
+def memory_with_file(packed: PackedModel, data: bytes) -> dict:
+    """``reports.memory_report`` with the real .bnn size (the bytes the Export page offers) beside it."""
+    from workbench.reports import memory_report
+
+    report = memory_report(packed)
+    report["file_bytes"] = len(data)
+    return report
+
+
+def memory_figure(memory: dict):
+    rows = memory["rows"]
+    return layer_bars_figure([r["layer"] for r in rows],
+                             {"float32": [r["fp32_bytes"] for r in rows], "packed": [r["packed_bytes"] for r in rows]},
+                             f"Bytes per layer: float32 vs packed (total {memory['totals']['ratio']:.1f}x smaller)",
+                             "bytes (log)", log=True, colors={"float32": FP32_COLOR, "packed": BINARY_COLOR})
+
+
+def speed_report_for(packed: PackedModel, batch: int, threads: int) -> dict:
+    """``reports.speed_report`` for one batch size and thread count, leaving torch's thread count as it was."""
+    import torch
+
+    from workbench.reports import speed_report
+
+    previous = torch.get_num_threads()
+    try:
+        return speed_report(packed, (batch,), (threads,), budget=0.3)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def speed_rows(speed: dict) -> list[dict]:
+    """One table row per implementation: latency per batch and per sample, and the engine's speed-up over it."""
+    table = []
+    for row in speed["rows"]:
+        for label, key in (("XNOR engine", "engine_s"), ("torch float32", "torch_float32_s"),
+                           ("NumPy float32", "numpy_float32_s")):
+            if key not in row:
+                continue
+            table.append({"implementation": label, "batch": row["batch"], "threads": row["threads"],
+                          "ms per batch": row[key] * 1e3, "µs per sample": row[key] / row["batch"] * 1e6,
+                          "engine speed-up": row[key] / row["engine_s"]})
+    return table
+
+
+def speed_figure(speed: dict):
+    table = speed_rows(speed)
+    figure = layer_bars_figure([r["implementation"] for r in table], {"ms per batch": [r["ms per batch"] for r in table]},
+                               f"Latency per batch of {table[0]['batch']}, {table[0]['threads']} thread(s) "
+                               f"(median; kernels: {speed['backend']})", "milliseconds")
+    figure.update_traces(text=[f"{r['engine speed-up']:.2f}x" for r in table], textposition="outside")
+    figure.update_layout(showlegend=False)
+    return figure
+
+
+# ------------------------------------------------------------------ export round trip
+
+
+def round_trip(data: bytes, original: PackedModel, x: np.ndarray) -> dict:
+    """Load .bnn bytes back (the SHA-256 is checked there) and run both models on ``x``: do they agree?"""
+    loaded = bnnfile.from_bytes(data)
+    u = raw_inputs(x, original.meta.get("preprocessing") or {})
+    before, after = Engine(original).logits(u), Engine(loaded).logits(u)
+    return {"loaded": loaded, "sha256": hashlib.sha256(data[:-bnnfile.DIGEST_BYTES]).hexdigest(),
+            "bytes": len(data), "samples": len(u), "identical_logits": bool(np.array_equal(before, after)),
+            "predictions": after.argmax(axis=1), "matching": int((before.argmax(axis=1) == after.argmax(axis=1)).sum())}
+
+
+def layer_table(packed: PackedModel) -> list[dict]:
+    """The .bnn header's layers: name, op and each array's dtype and shape."""
+    return [{"layer": layer.name, "op": layer.op,
+             "arrays": ", ".join(f"{key} {array.dtype.name}{list(array.shape)}" for key, array in layer.arrays.items())}
+            for layer in packed.layers]

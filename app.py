@@ -13,6 +13,8 @@ PAGES = [
     ("pages/design.py", "Design", ":material/schema:"),
     ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/inspect.py", "Inspect", ":material/query_stats:"),
+    ("pages/deploy.py", "Deploy", ":material/rocket_launch:"),
+    ("pages/export.py", "Export", ":material/download:"),
     ("pages/runs.py", "Runs", ":material/table_rows:"),
 ]
 

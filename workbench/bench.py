@@ -130,10 +130,10 @@ def cli_bench_kernels(args: argparse.Namespace) -> int:
 
 # (preset, batch size, learning rate, most epochs): Adam with cosine decay, latent weights clipped to [-1, 1].
 _TRAINING_RECIPES = {
-    "binary-cnn": (128, 1e-3, 30),
-    "binary-cnn-float": (128, 1e-3, 30),
-    "binary-mlp": (256, 3e-3, 30),
-    "binary-mlp-float": (256, 1e-3, 30),
+    "binary-cnn": (128, 2e-3, 15),
+    "binary-cnn-float": (128, 1e-3, 15),
+    "binary-mlp": (256, 3e-3, 15),
+    "binary-mlp-float": (256, 1e-3, 15),
 }
 _TRAINING_TARGETS = {"binary-cnn": 0.985, "binary-mlp": 0.975}
 

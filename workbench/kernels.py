@@ -123,16 +123,17 @@ def _check_thresholds(thresholds, flip, n: int) -> tuple[np.ndarray, np.ndarray]
         raise ValueError(f"thresholds: expected shape ({n},), one per output channel, got {thr.shape}")
     if not np.issubdtype(thr.dtype, np.integer):
         raise ValueError(f"thresholds: expected integers (int32), got dtype {thr.dtype}")
-    if thr.size and (thr.min() < -_INT32_MAX - 1 or thr.max() > _INT32_MAX):
+    if thr.dtype != np.int32 and thr.size and (thr.min() < -_INT32_MAX - 1 or thr.max() > _INT32_MAX):
         raise ValueError("thresholds: values do not fit in int32")
     flips = np.asarray(flip)
     if flips.ndim == 0:
         flips = np.full(n, flips)
     if flips.ndim != 1 or flips.shape[0] != n:
         raise ValueError(f"flip: expected shape ({n},), one flag per output channel, got {flips.shape}")
+    # The engine calls this per layer and batch: keep the check to one cheap pass (no np.isin).
     if flips.dtype != np.bool_ and not (np.issubdtype(flips.dtype, np.integer)
-                                        and np.isin(flips, (0, 1)).all()):
-        raise ValueError(f"flip: expected booleans or 0/1, got dtype {flips.dtype}")
+                                        and (flips.size == 0 or (flips.min() >= 0 and flips.max() <= 1))):
+        raise ValueError(f"flip: expected booleans or 0/1, got dtype {flips.dtype} with values outside 0/1")
     return np.ascontiguousarray(thr, dtype=np.int32), np.ascontiguousarray(flips, dtype=np.uint8)
 
 

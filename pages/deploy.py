@@ -73,7 +73,7 @@ columns[2].metric("ratio", f"{totals['ratio']:.1f}x")
 predicted = memory.get("summary_packed_bytes")
 columns[3].metric(".bnn file", f"{memory['file_bytes']:,} B",
                   help="header with the spec JSON, aligned arrays and a SHA-256",
-                  delta=f"summary predicted {predicted:,} B payload" if predicted else None, delta_color="off")
+                  delta=f"summary: {predicted:,} B payload" if predicted else None, delta_color="off")
 st.plotly_chart(view.memory_figure(memory), key="deploy_memory_chart")
 
 # ------------------------------------------------------------ speed

@@ -46,7 +46,7 @@ stem = f"{packed.meta['network_spec']['name']}-{run_id}"
 
 # ------------------------------------------------------------ downloads
 columns = st.columns(3)
-columns[0].download_button(f"{stem}.bnn ({len(run.data):,} bytes)", run.data, file_name=f"{stem}.bnn",
+columns[0].download_button(f".bnn file ({len(run.data):,} bytes)", run.data, file_name=f"{stem}.bnn",
                            mime="application/octet-stream", icon=":material/download:", key="export_bnn")
 columns[1].download_button("network spec (JSON)", json.dumps(packed.meta["network_spec"], indent=2),
                            file_name=f"{stem}.json", mime="application/json", icon=":material/data_object:",
@@ -72,7 +72,7 @@ st.caption(f"SHA-256 of the data: {check['sha256']}")
 loaded = check["loaded"]
 left, right = st.columns(2)
 left.markdown("**Header metadata**")
-left.json({key: value for key, value in loaded.meta.items() if key != "network_spec"}, expanded=1)
+left.json({key: value for key, value in loaded.meta.items() if key != "network_spec"}, expanded=2)
 right.markdown("**Ops in the file**")
 right.dataframe(pd.DataFrame(view.layer_table(loaded)), hide_index=True, width="stretch")
 

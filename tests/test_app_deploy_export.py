@@ -168,6 +168,15 @@ def test_deploy_try_it_with_an_upload_and_a_broken_file(store, runs):
     assert any("broken.png: not an image Pillow can read" in e.value for e in at.error), [e.value for e in at.error]
 
 
+def test_deploy_draw_shows_an_empty_canvas(store, runs):
+    _, _, mnist = runs
+    at = open_page("pages/deploy.py", mnist)
+    at.radio(key="deploy_source").set_value("Draw").run()
+    no_exceptions(at)
+    assert any("Draw a digit above" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not any("Prediction:" in chart.proto.spec for chart in at.get("plotly_chart"))
+
+
 def test_deploy_try_it_with_a_test_sample(store, runs):
     _, moons, _ = runs
     at = open_page("pages/deploy.py", moons)
@@ -217,7 +226,7 @@ def test_export_round_trip_downloads_and_model_card(store, runs):
     assert "Round trip OK" in success and "SHA-256 checksum passed" in success and "32 of 32 predictions match" in success
     size = len(bnnfile.to_bytes(pack(moons, store=store)))
     labels = [button.label for button in at.get("download_button")]
-    assert labels == [f"toy-mlp-{moons}.bnn ({size:,} bytes)", "network spec (JSON)", "model card (Markdown)"]
+    assert labels == [f".bnn file ({size:,} bytes)", "network spec (JSON)", "model card (Markdown)"]
     card = next(m.value for m in at.markdown if m.value.startswith("# Model card"))
     assert "dataset: `moons`" in card and "## Size" in card
     ops = at.dataframe[0].value

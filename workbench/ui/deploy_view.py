@@ -289,7 +289,9 @@ def speed_figure(speed: dict):
     figure = layer_bars_figure([r["implementation"] for r in table], {"ms per batch": [r["ms per batch"] for r in table]},
                                f"Latency per batch of {table[0]['batch']}, {table[0]['threads']} thread(s) "
                                f"(median; kernels: {speed['backend']})", "milliseconds")
-    figure.update_traces(text=[f"{r['engine speed-up']:.2f}x" for r in table], textposition="outside")
+    figure.update_traces(text=[f"{r['engine speed-up']:.2f}x" for r in table], textposition="outside",
+                         marker_color=[BINARY_COLOR if r["implementation"] == "XNOR engine" else FP32_COLOR
+                                       for r in table])
     figure.update_layout(showlegend=False)
     return figure
 

@@ -7,35 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from workbench.engine import Engine, raw_inputs
-from workbench.store import RunStore
 from workbench.ui import deploy_view as view
-from workbench.ui.widgets import pick_run, show_error
+from workbench.ui.widgets import show_error
 
 st.title("Deploy")
-store = RunStore()
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
-def _dataset(data_ref: str, seed: int):
-    from workbench.data import load_dataset
-
-    return load_dataset(data_ref, seed=seed)
-
-
-run_id = pick_run(store, key="deploy_run")
-if run_id is None:
-    st.info("No runs yet: train one on the Train page.")
-    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
-    st.stop()
-st.query_params["run"] = run_id
-record = store.get_run(run_id)
-try:
-    with st.spinner("Packing the best checkpoint…"):
-        run = view.packed_run(st.session_state, store, record)
-    dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
-except (ValueError, FileNotFoundError) as error:
-    show_error(error)
-    st.stop()
+_, record, run, dataset = view.pick_packed_run("deploy_run")
+run_id = record.id
 packed = run.packed
 binary = sum(1 for layer in packed.layers if layer.op.startswith(("binary_", "input_")))
 st.success(f"Packed run {run_id} (best checkpoint): {len(packed.layers)} ops, {binary} with packed weights, "

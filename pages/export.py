@@ -6,37 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from workbench.modelcard import model_card
-from workbench.store import RunStore
 from workbench.ui import deploy_view as view
-from workbench.ui.widgets import pick_run, show_error
+from workbench.ui.widgets import show_error
 
 ROUND_TRIP_SAMPLES = 32
 
 st.title("Export")
-store = RunStore()
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
-def _dataset(data_ref: str, seed: int):
-    from workbench.data import load_dataset
-
-    return load_dataset(data_ref, seed=seed)
-
-
-run_id = pick_run(store, key="export_run")
-if run_id is None:
-    st.info("No runs yet: train one on the Train page.")
-    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
-    st.stop()
-st.query_params["run"] = run_id
-record = store.get_run(run_id)
-try:
-    with st.spinner("Packing the best checkpoint…"):
-        run = view.packed_run(st.session_state, store, record)
-    dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
-except (ValueError, FileNotFoundError) as error:
-    show_error(error)
-    st.stop()
+_, record, run, dataset = view.pick_packed_run("export_run")
+run_id = record.id
 packed = run.packed
 memory = view.memory_with_file(packed, run.data)
 measured = st.session_state.get("deploy_agreement")

@@ -1,9 +1,10 @@
 """What the Deploy and Export pages compute: pack a run once per checkpoint, compare engine and torch,
 turn an uploaded or drawn picture into a model input, chart memory and speed, prove a .bnn round trip.
 
-Everything here takes and returns plain data (NumPy arrays, dicts, figures). ``one_slot`` keeps one cached
-value per purpose in a mapping such as st.session_state, so switching runs replaces the cache instead of
-growing it; ``draw_input`` is the one widget (a drawing canvas, when streamlit-drawable-canvas is installed).
+The computing functions take and return plain data (NumPy arrays, dicts, figures). ``one_slot`` keeps one
+cached value per purpose in a mapping such as st.session_state, so switching runs replaces the cache instead
+of growing it. Two widgets live here because both pages need them: ``pick_packed_run`` (run picker, packing,
+errors in the page) and ``draw_input`` (a drawing canvas, when streamlit-drawable-canvas is installed).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, MutableMapping
 
 import numpy as np
+import streamlit as st
 
 from workbench import bnnfile
 from workbench.engine import Engine, raw_inputs
@@ -69,6 +71,40 @@ def packed_run(cache: MutableMapping, store, record) -> PackedRun:
     """The run packed, from ``cache`` when its best checkpoint has not changed since (one entry in all)."""
     stamp = checkpoint_stamp(store, record)
     return one_slot(cache, PACKED_SLOT, (record.id, stamp), lambda: pack_run(store, record, stamp))
+
+
+def pick_packed_run(key: str):
+    """The page's run picker, then the picked run packed and its dataset: (store, record, PackedRun, dataset).
+
+    Stops the page with a message when there is no run, or shows the library's error when the run cannot be
+    packed (still training, no checkpoint, a checkpoint that does not fit its spec, data gone)."""
+    from workbench.store import RunStore
+    from workbench.ui.widgets import pick_run, show_error
+
+    store = RunStore()
+    run_id = pick_run(store, key=key)
+    if run_id is None:
+        st.info("No runs yet: train one on the Train page.")
+        st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+        st.stop()
+    st.query_params["run"] = run_id
+    record = store.get_run(run_id)
+    try:
+        with st.spinner("Packing the best checkpoint…"):
+            run = packed_run(st.session_state, store, record)
+        dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
+    except (ValueError, FileNotFoundError) as error:
+        show_error(error)
+        st.stop()
+    return store, record, run, dataset
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
+def _dataset(data_ref: str, seed: int):
+    """The run's dataset, shared by the app's sessions (two at most in memory)."""
+    from workbench.data import load_dataset
+
+    return load_dataset(data_ref, seed=seed)
 
 
 # ------------------------------------------------------------------ engine vs torch
@@ -190,8 +226,6 @@ def _centered(source, gray: np.ndarray, height: int, width: int):
 
 def draw_input(input_shape: tuple, key: str = "deploy_canvas") -> np.ndarray | None:
     """A white canvas to draw on with the mouse; the drawing as model input, None while it is empty."""
-    import streamlit as st
-
     try:
         from streamlit_drawable_canvas import st_canvas
     except ImportError:

@@ -49,7 +49,7 @@ st.caption(f"SHA-256 of the data: {check['sha256']}")
 loaded = check["loaded"]
 left, right = st.columns(2)
 left.markdown("**Header metadata**")
-left.json({key: value for key, value in loaded.meta.items() if key != "network_spec"}, expanded=2)
+left.json({key: value for key, value in loaded.meta.items() if key != "network_spec"}, expanded=1)
 right.markdown("**Ops in the file**")
 right.dataframe(pd.DataFrame(view.layer_table(loaded)), hide_index=True, width="stretch")
 

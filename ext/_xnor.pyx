@@ -33,6 +33,8 @@ cdef extern from "xnor_simd.h" nogil:
                      int64_t p0, int64_t p1, uint64_t *out)
     void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, const uint64_t *or_mask,
                       uint64_t *out)
+    void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
+                      int64_t m, int64_t n, int32_t *c, int64_t ldc)
 
 xnor_init()
 
@@ -46,6 +48,8 @@ DEF MT = 64
 DEF NT = 256
 # Word pairs (64 binary MACs each) of work per thread below which more threads do not pay.
 DEF MIN_WORK = 65536
+# A uint8 row against a weight word (64 MACs on 8-bit values) costs about as much as this many word pairs.
+DEF U8_WORD_COST = 8
 
 ctypedef fused packable:
     float
@@ -123,17 +127,18 @@ def team_size(int64_t m, int64_t n, int64_t words, int threads):
 cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geometry *geom,
                  const uint64_t *b, int64_t n, int64_t words, int32_t k, int32_t *c,
                  const int32_t *thr, const uint8_t *flip, uint64_t *bits_out, int64_t ldo,
-                 uint64_t *patch_buf, int64_t patch_stride, int32_t *dots_buf) noexcept nogil:
-    """Run all tiles. A rows come from `a` or, with `geom`, are gathered as conv patches into each
-    thread's slice of patch_buf. Dots go to `c` (m x n) or, with `thr`, through each thread's slice of
-    dots_buf into packed bits (m x ldo words)."""
+                 uint64_t *patch_buf, int64_t patch_stride, int32_t *dots_buf,
+                 const uint8_t *u=NULL) noexcept nogil:
+    """Run all tiles. A rows come from `a`, from uint8 rows `u` (k bytes each) or, with `geom`, are
+    gathered as conv patches into each thread's slice of patch_buf. Dots go to `c` (m x n) or, with
+    `thr`, through each thread's slice of dots_buf into packed bits (m x ldo words)."""
     cdef int64_t tn = (n + NT - 1) // NT
     cdef int64_t tasks = ((m + MT - 1) // MT) * tn
     cdef int64_t t, i0, j0, mm, nn, lda
     cdef int tid
     cdef const uint64_t *rows
     cdef int32_t *dots
-    threads = _team_size(m, n, words, threads)
+    threads = _team_size(m, n, words * U8_WORD_COST if u != NULL else words, threads)
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
         tid = openmp.omp_get_thread_num()
         i0 = (t // tn) * MT
@@ -146,11 +151,12 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
             rows = patch_buf + tid * patch_stride
         else:
             rows = a + i0 * words
-        if thr == NULL:
-            xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, c + i0 * n + j0, n)
+        dots = c + i0 * n + j0 if thr == NULL else dots_buf + tid * MT * NT
+        if u != NULL:
+            xnor_u8_tile(path, u + i0 * k, k, k, b + j0 * words, words, mm, nn, dots, n if thr == NULL else NT)
         else:
-            dots = dots_buf + tid * MT * NT
-            xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, dots, NT)
+            xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, dots, n if thr == NULL else NT)
+        if thr != NULL:
             xnor_threshold_pack(path, dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
 
 
@@ -183,6 +189,34 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
         _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
                words, k, NULL, &thresholds[0], &flip[0], &out[0, 0], out.shape[1], NULL, 0,
                &dots_view[0, 0])
+
+
+def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads):
+    """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64))."""
+    cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
+    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,
+           "gemm_uint8: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        _drive(path, threads, NULL, m, NULL, &b[0, 0] if words else NULL, n, words, <int32_t>k, &out[0, 0],
+               NULL, NULL, NULL, 0, NULL, 0, NULL, &u[0, 0] if k else NULL)
+
+
+def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
+                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads):
+    """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
+    cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
+    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and thresholds.shape[0] == n and flip.shape[0] == n
+           and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    dots = np.empty((threads, MT * NT), dtype=np.int32)
+    cdef int32_t[:, ::1] dots_view = dots
+    with nogil:
+        _drive(path, threads, NULL, m, NULL, &b[0, 0] if words else NULL, n, words, <int32_t>k, NULL,
+               &thresholds[0], &flip[0], &out[0, 0], out.shape[1], NULL, 0, &dots_view[0, 0],
+               &u[0, 0] if k else NULL)
 
 
 def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights, int32_t c,

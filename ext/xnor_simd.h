@@ -33,7 +33,8 @@ static int xnor_cpu_supports(int path)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
     if (path == XNOR_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq");
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq")
+            && __builtin_cpu_supports("avx512vnni");
 #endif
     return 0;
 }
@@ -178,7 +179,7 @@ XNOR_AVX2_ATTR static void xnor_tile_avx2(const uint64_t *a, int64_t lda, const 
  * AVX-512 path: XOR + VPOPCNTQ + add, 8 words per register, accumulators kept across K, the last
  * partial group read with a masked (zeroing) load so padding words XOR to zero.
  * ---------------------------------------------------------------------------------------------- */
-#define XNOR_AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt")))
+#define XNOR_AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx512vnni,popcnt")))
 
 /* c[0..3] = k - 2 * (horizontal sums of p, q, r, s): one transposing reduction instead of four. */
 XNOR_AVX512_ATTR static inline void xnor_store4_avx512(__m512i p, __m512i q, __m512i r, __m512i s, int32_t k,
@@ -563,6 +564,143 @@ static void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int
                     o[c] = (all & ~or_mask[c]) | (any & or_mask[c]);
                 }
             }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * uint8 rows against packed -1/+1 rows (the exact first layer on raw pixels):
+ * c[i][j] = sum_t u_i[t] * w_j[t] = sum(u_i) - 2 * (sum of u_i[t] where bit t of w_j is 1, i.e. w = -1).
+ * Row length k bytes (row stride ldu), weights ceil(k/64) words (row stride ldb), padding bits 0.
+ * |c| <= 255 * k, which the caller keeps below 2^31.
+ * ---------------------------------------------------------------------------------------------- */
+static void xnor_u8_tile_portable(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
+                                  int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+    const int64_t words = (k + 63) / 64;
+    for (int64_t i = 0; i < m; i++) {
+        const uint8_t *ui = u + i * ldu;
+        int32_t total = 0;
+        for (int64_t t = 0; t < k; t++)
+            total += ui[t];
+        for (int64_t j = 0; j < n; j++) {
+            const uint64_t *bj = b + j * ldb;
+            int32_t neg = 0;
+            for (int64_t w = 0; w < words; w++) {
+                const uint64_t x = bj[w];
+                const uint8_t *uw = ui + 64 * w;
+                const int64_t end = k - 64 * w < 64 ? k - 64 * w : 64;
+                for (int64_t t = 0; t < end; t++)
+                    neg += (int32_t)uw[t] & -(int32_t)((x >> t) & 1u);
+            }
+            c[i * ldc + j] = total - 2 * neg;
+        }
+    }
+}
+
+#if XNOR_X86
+/* 16 vectors of 16 int32 -> one vector of their 16 horizontal sums, in order (a transposing tree). */
+XNOR_AVX512_ATTR static inline __m512i xnor_reduce16_epi32(const __m512i v[16])
+{
+    __m512i x[8], y[4];
+    for (int i = 0; i < 8; i++) /* per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] */
+        x[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++) /* per lane: the lane sums of v[4i .. 4i+3] */
+        y[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(x[2 * i], x[2 * i + 1]),
+                                _mm512_unpackhi_epi64(x[2 * i], x[2 * i + 1]));
+    __m512i z0 = _mm512_add_epi32(_mm512_shuffle_i32x4(y[0], y[1], 0x88), _mm512_shuffle_i32x4(y[0], y[1], 0xdd));
+    __m512i z1 = _mm512_add_epi32(_mm512_shuffle_i32x4(y[2], y[3], 0x88), _mm512_shuffle_i32x4(y[2], y[3], 0xdd));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(z0, z1, 0x88), _mm512_shuffle_i32x4(z0, z1, 0xdd));
+}
+
+XNOR_AVX512_ATTR static inline int32_t xnor_u8_sum_avx512(const uint8_t *u, int64_t k)
+{
+    __m512i acc = _mm512_setzero_si512();
+    for (int64_t t = 0; t < k; t += 64) {
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(valid, u + t), _mm512_setzero_si512()));
+    }
+    return (int32_t)_mm512_reduce_add_epi64(acc);
+}
+
+/* An MR x NR block (MR * NR = 16, or 1 x 1): each weight word becomes a byte mask (0xff where w = -1)
+ * that VPDPBUSD multiplies with 64 pixels at once, accumulating -(sum of u where w = -1). */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
+                     const int32_t *totals, int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    __m512i acc[16];
+    for (int q = 0; q < MR * NR; q++)
+        acc[q] = _mm512_setzero_si512();
+    for (int64_t t = 0, w = 0; t < k; t += 64, w++) {
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        __m512i vu[2];
+        for (int i = 0; i < MR; i++)
+            vu[i] = _mm512_maskz_loadu_epi8(valid, u + i * ldu + t);
+        for (int j = 0; j < NR; j++) {
+            __m512i neg = _mm512_movm_epi8(_cvtu64_mask64(b[j * ldb + w]));
+            for (int i = 0; i < MR; i++)
+                acc[i * NR + j] = _mm512_dpbusd_epi32(acc[i * NR + j], vu[i], neg);
+        }
+    }
+    if (MR * NR == 16) {
+        __m512i sums = xnor_reduce16_epi32(acc);
+        __m512i tot = MR == 1 ? _mm512_set1_epi32(totals[0])
+                              : _mm512_inserti64x4(_mm512_set1_epi32(totals[0]), _mm256_set1_epi32(totals[1]), 1);
+        __m512i dots = _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums));
+        if (MR == 1) {
+            _mm512_storeu_si512((void *)c, dots);
+        } else {
+            _mm256_storeu_si256((__m256i *)c, _mm512_castsi512_si256(dots));
+            _mm256_storeu_si256((__m256i *)(c + ldc), _mm512_extracti64x4_epi64(dots, 1));
+        }
+    } else {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                c[i * ldc + j] = totals[i] + 2 * _mm512_reduce_add_epi32(acc[i * NR + j]);
+    }
+}
+
+XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b,
+                                                 int64_t ldb, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+    int64_t i = 0;
+    int32_t totals[2];
+    for (; i + 2 <= m; i += 2) {
+        totals[0] = xnor_u8_sum_avx512(u + i * ldu, k);
+        totals[1] = xnor_u8_sum_avx512(u + (i + 1) * ldu, k);
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            xnor_u8_block_avx512(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 2, 8);
+        for (; j < n; j++) {
+            xnor_u8_block_avx512(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 1);
+            xnor_u8_block_avx512(u + (i + 1) * ldu, ldu, k, b + j * ldb, ldb, totals + 1, c + (i + 1) * ldc + j,
+                                 ldc, 1, 1);
+        }
+    }
+    for (; i < m; i++) {
+        totals[0] = xnor_u8_sum_avx512(u + i * ldu, k);
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16)
+            xnor_u8_block_avx512(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 16);
+        for (; j < n; j++)
+            xnor_u8_block_avx512(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 1);
+    }
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch: AVX-512 (with VNNI) has its own kernel; the other paths share the portable loop, which the
+ * compiler vectorises for the baseline ISA. */
+static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
+                         int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_u8_tile_avx512(u, ldu, k, b, ldb, m, n, c, ldc);
+        return;
+    }
+#endif
+    (void)path;
+    xnor_u8_tile_portable(u, ldu, k, b, ldb, m, n, c, ldc);
 }
 
 #endif /* XNOR_SIMD_H */

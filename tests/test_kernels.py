@@ -181,6 +181,89 @@ def test_gemm_error_messages():
         kernels.xnor_gemm(a, a, 100, threads=0)
 
 
+# ---------------------------------------------------------------------------------------------- uint8 rows
+
+@pytest.mark.parametrize("k", [0, *KS])
+@pytest.mark.parametrize("m, n", [(0, 3), (1, 1), (1, 17), (2, 9), (5, 70), (67, 260)])
+def test_gemm_uint8_matches_reference(simd, k, m, n):
+    rng = np.random.default_rng(10 * k + m + n)
+    u = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+    u[: m // 2, : k // 2] = 255  # extreme values
+    u[m // 2:, k // 2:] = 0
+    w = signs(rng, n, k)
+    expected = u.astype(np.int64) @ w.T.astype(np.int64)
+    w_bits = kernels.pack_signs(w)
+    thresholds = rng.integers(-40 * k - 1, 40 * k + 2, size=n).astype(np.int32)
+    if expected.size:
+        thresholds[0] = expected[0, 0]  # an equality case
+    flip = rng.random(n) < 0.5
+    for threads in (1, 2):
+        got = kernels.xnor_gemm_uint8(u, w_bits, k, threads=threads)
+        assert got.dtype == np.int32 and got.shape == (m, n)
+        np.testing.assert_array_equal(got, expected)
+        bits = kernels.xnor_gemm_uint8_threshold(u, w_bits, k, thresholds, flip, threads=threads)
+        assert bits.shape == (m, (n + 63) // 64)
+        np.testing.assert_array_equal(kernels.unpack_signs(bits, n), reference_threshold(expected, thresholds, flip))
+
+
+def test_gemm_uint8_all_255_is_the_largest_dot(simd):
+    u = np.full((3, 4097), 255, np.uint8)
+    w = np.ones((2, 4097), np.int8)
+    w[1] = -1
+    got = kernels.xnor_gemm_uint8(u, kernels.pack_signs(w), 4097)
+    np.testing.assert_array_equal(got, [[255 * 4097, -255 * 4097]] * 3)
+
+
+def test_gemm_uint8_error_messages():
+    w = np.zeros((3, 2), np.uint64)
+    with pytest.raises(ValueError, match="u: expected a 2-D numpy uint8 array.*float32"):
+        kernels.xnor_gemm_uint8(np.zeros((1, 100), np.float32), w, 100)
+    with pytest.raises(ValueError, match="u: expected k=100 values per row, got 99"):
+        kernels.xnor_gemm_uint8(np.zeros((1, 99), np.uint8), w, 100)
+    with pytest.raises(ValueError, match="w_bits: expected ceil\\(k/64\\) = 1 words"):
+        kernels.xnor_gemm_uint8(np.zeros((1, 60), np.uint8), w, 60)
+    with pytest.raises(ValueError, match="255 \\* k must fit in int32"):
+        kernels.xnor_gemm_uint8(np.zeros((0, 2**24), np.uint8), np.zeros((3, 2**18), np.uint64), 2**24)
+    with pytest.raises(ValueError, match="flip: expected shape \\(3,\\)"):
+        kernels.xnor_gemm_uint8_threshold(np.zeros((1, 100), np.uint8), w, 100, [0, 0, 0], [0])
+
+
+# ---------------------------------------------------------------------------------------------- bound calls
+
+def test_bound_calls_match_the_checked_functions(simd):
+    rng = np.random.default_rng(3)
+    a, w = kernels.pack_signs(signs(rng, 7, 130)), kernels.pack_signs(signs(rng, 70, 130))
+    u = rng.integers(0, 256, size=(7, 130), dtype=np.uint8)
+    thresholds, flip = rng.integers(-20, 21, size=70).astype(np.int32), rng.random(70) < 0.5
+    np.testing.assert_array_equal(kernels.bind_gemm(w, 130, threads=2)(a), kernels.xnor_gemm(a, w, 130))
+    np.testing.assert_array_equal(kernels.bind_gemm(w, 130, thresholds, flip)(a),
+                                  kernels.xnor_gemm_threshold(a, w, 130, thresholds, flip))
+    np.testing.assert_array_equal(kernels.bind_gemm(w, 130, uint8=True)(u), kernels.xnor_gemm_uint8(u, w, 130))
+    np.testing.assert_array_equal(kernels.bind_gemm(w, 130, thresholds, flip, uint8=True)(u),
+                                  kernels.xnor_gemm_uint8_threshold(u, w, 130, thresholds, flip))
+    x, wc = kernels.pack_signs(signs(rng, 2, 9, 8, 65)), kernels.pack_signs(signs(rng, 70, 3, 3, 65))
+    for stride, padding in ((1, "same"), (2, "valid"), (2, (1, 0, 2, 1))):
+        np.testing.assert_array_equal(kernels.bind_conv2d(wc, 65, stride=stride, padding=padding)(x),
+                                      kernels.xnor_conv2d(x, wc, 65, stride, padding))
+        np.testing.assert_array_equal(
+            kernels.bind_conv2d(wc, 65, thresholds, flip, stride=stride, padding=padding, threads=2)(x),
+            kernels.xnor_conv2d_threshold(x, wc, 65, thresholds, flip, stride, padding))
+
+
+def test_bound_calls_reject_mismatched_activations():
+    w = np.zeros((3, 2), np.uint64)
+    with pytest.raises(ValueError, match="thresholds: expected shape \\(3,\\)"):
+        kernels.bind_gemm(w, 100, [0], [0])
+    with pytest.raises(ValueError, match="shapes do not match"):
+        kernels.bind_gemm(w, 100)(np.zeros((1, 1), np.uint64))
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        kernels.bind_gemm(w, 100)(np.zeros((1, 2), np.int64))
+    with pytest.raises(ValueError, match="k=100 values, got shape \\(1, 99\\)"):
+        kernels.bind_gemm(w, 100, uint8=True)(np.zeros((1, 99), np.uint8))
+    with pytest.raises(ValueError, match="x_bits: expected \\(N, H, W, words\\)"):
+        kernels.bind_conv2d(np.zeros((2, 3, 3, 1), np.uint64), 10)(np.zeros((4, 4, 1), np.uint64))
+
+
 # ---------------------------------------------------------------------------------------------- conv
 
 CONV_CASES = [

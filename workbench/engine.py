@@ -146,8 +146,7 @@ class Engine:
         w, k = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
         if w.ndim != 2 or w.shape[1] != _words(k):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={k}")
-        return self._binary_output(layer, lambda s: kernels.xnor_gemm(self._bits(s), w, k, self.threads),
-                                   lambda s, t, f: kernels.xnor_gemm_threshold(self._bits(s), w, k, t, f, self.threads))
+        return self._binary_output(layer, lambda **kw: kernels.bind_gemm(w, k, threads=self.threads, **kw))
 
     def _build_binary_conv2d(self, layer):
         w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
@@ -155,17 +154,18 @@ class Engine:
         if w.ndim != 4 or w.shape[3] != _words(c):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={c}")
         return self._binary_output(
-            layer, lambda s: kernels.xnor_conv2d(self._bits(s), w, c, stride, padding, self.threads),
-            lambda s, t, f: kernels.xnor_conv2d_threshold(self._bits(s), w, c, t, f, stride, padding, self.threads))
+            layer, lambda **kw: kernels.bind_conv2d(w, c, stride=stride, padding=padding, threads=self.threads, **kw))
 
-    def _binary_output(self, layer, dot, dot_threshold):
+    def _binary_output(self, layer, bind):
+        """The layer's step with its kernel bound at load: fused thresholds to bits, or dots * scale + shift."""
         if layer.attrs["output"] == "bits":
-            thresholds = np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32)
-            flip = np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8)
-            return lambda s: ("bits", dot_threshold(s, thresholds, flip))
+            kernel = bind(thresholds=np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32),
+                          flip=np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8))
+            return lambda s: ("bits", kernel(self._bits(s)))
+        kernel = bind()
         scale = layer.arrays["scale"].astype(np.float32)
         shift = layer.arrays["shift"].astype(np.float32)
-        return lambda s: ("real", dot(s) * scale + shift)
+        return lambda s: ("real", kernel(self._bits(s)) * scale + shift)
 
     # ------------------------------------------------------------------------------ first layer
 
@@ -175,24 +175,33 @@ class Engine:
         total = signs.sum(axis=1, dtype=np.int64)
         a, b = layer.arrays["scale"].astype(np.float64), layer.arrays["shift"].astype(np.float64)
         to_bits = layer.attrs["output"] == "bits"
-        rule = self._integer_rule(a, b, total) if to_bits else None
+        if to_bits:
+            # uint8 input: one kernel call, exact integer dots compared with integer thresholds
+            exact = kernels.bind_gemm(w, k, *self._int32_rule(self._integer_rule(a, b, total), k), uint8=True,
+                                      threads=self.threads)
+        else:
+            exact = kernels.bind_gemm(w, k, uint8=True, threads=self.threads)
 
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
-                x = x.reshape(len(x), -1)
-                planes = kernels.pack_signs(self._planes(x).reshape(8 * len(x), k))
-                d = kernels.xnor_gemm(planes, w, k, self.threads).reshape(8, len(x), -1)
-                # dot(u_b, w) = (dot(2 u_b - 1, w) + sum(w)) / 2, summed over the planes with weights 2^b
-                u = (self._horner(d) + 255 * total) // 2
+                u = exact(np.ascontiguousarray(x.reshape(len(x), -1)))
                 if to_bits:
-                    return ("bits", self._apply_rule(u, rule))
+                    return ("bits", u)
                 dot_x = self.pixel_scale * u + self.pixel_offset * total
             else:
                 dot_x = (self._real(state).reshape(len(x), -1) @ signs.T).astype(np.float64)
             z = a * dot_x + b
             return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
         return run
+
+    @staticmethod
+    def _int32_rule(rule, k):
+        """The integer rule as int32 thresholds and flip flags for the fused kernels: |dot(u, w)| <= 255 k,
+        so thresholds beyond that range are clipped to 255 k + 1 (never / always met, as before)."""
+        thresholds, direction = rule
+        bound = 255 * k + 1
+        return np.clip(thresholds, -bound, bound).astype(np.int32), (direction < 0).astype(np.uint8)
 
     def _build_input_conv2d(self, layer):
         w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])

@@ -20,8 +20,10 @@ from workbench import _xnor
 
 __all__ = [
     "available_backends", "backend", "set_backend", "default_threads",
-    "pack_signs", "unpack_signs", "xnor_gemm", "xnor_gemm_threshold",
+    "pack_signs", "unpack_signs", "xnor_gemm", "xnor_gemm_threshold", "xnor_gemm_uint8",
+    "xnor_gemm_uint8_threshold",
     "conv_output_shape", "xnor_conv2d", "xnor_conv2d_threshold", "max_pool2d_bits",
+    "bind_gemm", "bind_conv2d",
 ]
 
 _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "scalar": _xnor.SCALAR}
@@ -201,6 +203,121 @@ def _gemm_operands(a_bits, b_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
     _check_words(a, "xnor_gemm: a_bits", k, "k")
     _check_words(b, "xnor_gemm: b_bits", k, "k")
     return a, b, k
+
+
+def xnor_gemm_uint8(u, w_bits, k: int, threads: int | None = None) -> np.ndarray:
+    """Exact dot products of uint8 rows u (M, k) with -1/+1 rows packed in w_bits (N, ceil(k/64)): int32 (M, N).
+
+    The first layer on raw pixels: sum_t u[t] * w[t] = sum(u) - 2 * (sum of u[t] where w[t] = -1), computed
+    in integers (no bit planes, no float rounding); 255 * k must fit in int32.
+    """
+    u, w, k = _uint8_operands(u, w_bits, k, "xnor_gemm_uint8")
+    out = np.empty((u.shape[0], w.shape[0]), dtype=np.int32)
+    _xnor.gemm_uint8(u, w, out, _PATHS[_backend], _threads(threads))
+    return out
+
+
+def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int | None = None) -> np.ndarray:
+    """xnor_gemm_uint8 compared per output channel n: packed uint64 (M, ceil(N/64)), bit 1 = -1.
+
+    flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
+    """
+    u, w, k = _uint8_operands(u, w_bits, k, "xnor_gemm_uint8_threshold")
+    thr, flips = _check_thresholds(thresholds, flip, w.shape[0])
+    out = np.empty((u.shape[0], _words(w.shape[0])), dtype=np.uint64)
+    _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], _threads(threads))
+    return out
+
+
+def _uint8_operands(u, w_bits, k, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    k = _check_k(k, f"{name}: k")
+    if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.ndim != 2:
+        raise ValueError(f"{name}: u: expected a 2-D numpy uint8 array (M, k), got "
+                         f"{getattr(u, 'dtype', type(u).__name__)} with shape {getattr(u, 'shape', None)}")
+    if u.shape[1] != k:
+        raise ValueError(f"{name}: u: expected k={k} values per row, got {u.shape[1]}")
+    if 255 * k > _INT32_MAX:
+        raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
+    w = _check_bits(w_bits, f"{name}: w_bits", 2, "(N, words)")
+    _check_words(w, f"{name}: w_bits", k, "k")
+    return np.ascontiguousarray(u), w, k
+
+
+def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False, threads: int | None = None):
+    """A dense layer's kernel call with its weights (and thresholds) validated once: returns ``f(a)``.
+
+    ``f(a)`` is xnor_gemm (or xnor_gemm_threshold when thresholds are given; xnor_gemm_uint8[_threshold]
+    with ``uint8=True``) on the activations ``a``. For the engine's hot path: only ``a`` is checked per call,
+    by the compiled function (dtype, shape agreement; a mismatch raises ValueError), which saves the
+    few microseconds the full checks cost at batch 1. The thread count is resolved now, the SIMD path per call.
+    """
+    name = "bind_gemm"
+    k = _check_k(k, f"{name}: k")
+    w = _check_bits(w_bits, f"{name}: w_bits", 2, "(N, words)")
+    _check_words(w, f"{name}: w_bits", k, "k")
+    if uint8 and 255 * k > _INT32_MAX:
+        raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
+    count, n, words = _threads(threads), w.shape[0], _words(w.shape[0])
+    if thresholds is None:
+        if uint8:
+            def dense_uint8(a):
+                _check_row_length(a, k)
+                out = np.empty((len(a), n), dtype=np.int32)
+                _xnor.gemm_uint8(a, w, out, _PATHS[_backend], count)
+                return out
+            return dense_uint8
+
+        def dense(a):
+            out = np.empty((len(a), n), dtype=np.int32)
+            _xnor.gemm(a, w, k, out, _PATHS[_backend], count)
+            return out
+        return dense
+    thr, flips = _check_thresholds(thresholds, flip, n)
+    if uint8:
+        def threshold_uint8(a):
+            _check_row_length(a, k)
+            out = np.empty((len(a), words), dtype=np.uint64)
+            _xnor.gemm_uint8_threshold(a, w, thr, flips, out, _PATHS[_backend], count)
+            return out
+        return threshold_uint8
+
+    def threshold(a):
+        out = np.empty((len(a), words), dtype=np.uint64)
+        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count)
+        return out
+    return threshold
+
+
+def _check_row_length(a, k: int) -> None:
+    if getattr(a, "ndim", 0) != 2 or a.shape[1] != k:
+        raise ValueError(f"bind_gemm: u: expected uint8 rows of k={k} values, got shape {getattr(a, 'shape', None)}")
+
+
+def bind_conv2d(w_bits, c: int, thresholds=None, flip=None, stride=1, padding="valid", threads: int | None = None):
+    """xnor_conv2d (or xnor_conv2d_threshold) with weights, geometry and thresholds validated once:
+    returns ``f(x_bits)``, checked per call only by the compiled function (see bind_gemm)."""
+    c = _check_k(c, "bind_conv2d: c")
+    w = _check_bits(w_bits, "bind_conv2d: w_bits", 4, "(O, KH, KW, words), OHWI packed along I")
+    _check_words(w, "bind_conv2d: w_bits", c, "c")
+    o, kh, kw = w.shape[:3]
+    if kh < 1 or kw < 1 or kh * kw * c > _INT32_MAX:
+        raise ValueError(f"bind_conv2d: w_bits: expected a kernel of at least 1x1 with KH*KW*C < 2^31, "
+                         f"got {kh}x{kw}x{c}")
+    sh, sw = _stride(stride)
+    top, bottom, left, right = _padding(padding, kh, kw)
+    count = _threads(threads)
+    thr, flips = _check_thresholds(thresholds, flip, o) if thresholds is not None else (None, None)
+    channels = o if thresholds is None else _words(o)
+
+    def conv(x):
+        if getattr(x, "ndim", 0) != 4:
+            raise ValueError(f"bind_conv2d: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
+        oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
+        ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
+        out = np.empty((x.shape[0], oh, ow, channels), dtype=np.int32 if thresholds is None else np.uint64)
+        _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], count)
+        return out
+    return conv
 
 
 def _padding(padding, kh: int, kw: int) -> tuple[int, int, int, int]:

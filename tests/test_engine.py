@@ -193,3 +193,28 @@ def test_full_mnist_test_set_bit_exact(mnist_dir):
         assert differing <= near, f"{layer}: {differing} bits differ, {near} near-ties"
     assert (logits.argmax(1) == reference.argmax(1)).all()
     assert (logits.argmax(1) == dataset.y_test).mean() > 0.8
+
+
+def test_uint8_first_conv_with_odd_channels_and_padding_bit_exact():
+    """The uint8 first conv: per-position thresholds ("same") and a channel count that is not a multiple of 64."""
+    spec = {"name": "odd", "input_shape": [3, 9, 7], "num_classes": 4, "layers": [
+        {"type": "conv2d", "filters": 70, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
+        {"type": "batch_norm"},
+        {"type": "conv2d", "filters": 5, "kernel_size": 3, "stride": 2, "input_quantizer": "ste_sign",
+         "kernel_quantizer": "ste_sign"},
+        {"type": "batch_norm"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 4, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+        {"type": "batch_norm"},
+    ]}
+    torch.manual_seed(3)
+    model = randomize_batch_norms(build_model(spec), seed=3)
+    packed = pack((model, spec), preprocessing=PIXELS)
+    u = np.random.default_rng(3).integers(0, 256, (4, 3, 9, 7), dtype=np.uint8)
+    u[0] = 255
+    u[1] = 0
+    logits, reference, results = compare_hidden_bits(model, packed, u)
+    assert results
+    for layer, (differing, near) in results.items():
+        assert differing == 0, f"{layer}: {differing} bits differ ({near} pre-activations within 1e-5 of 0)"
+    np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)

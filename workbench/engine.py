@@ -16,9 +16,6 @@ import numpy as np
 from workbench import bnnfile, kernels
 from workbench.packed import PackedModel
 
-_BIT_PLANES = np.arange(8, dtype=np.uint8)
-
-
 class EngineError(ValueError):
     """A packed model whose ops do not fit together, or input of the wrong shape or dtype."""
 
@@ -45,6 +42,15 @@ def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: tuple[int, int], 
 def _pool_float(x: np.ndarray, size: int, stride: int, reduce) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
     return reduce(windows, axis=(-2, -1))
+
+
+def _pack_mask(mask: np.ndarray) -> np.ndarray:
+    """bool (..., C) -> packed uint64 (..., ceil(C/64)), bit 1 where True, padding bits 0."""
+    packed = np.packbits(mask, axis=-1, bitorder="little")
+    missing = 8 * _words(mask.shape[-1]) - packed.shape[-1]
+    if missing:
+        packed = np.pad(packed, [(0, 0)] * (mask.ndim - 1) + [(0, missing)])
+    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
 
 
 def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -223,24 +229,28 @@ class Engine:
         a, b = layer.arrays["scale"].astype(np.float64), layer.arrays["shift"].astype(np.float64)
         matrix = np.ascontiguousarray(signs.reshape(o, -1).T)
         to_bits = layer.attrs["output"] == "bits"
-        rule = self._integer_rule(a, b, valid) if to_bits else None
-        # Integer sums below 2^24 are exact in float32: 255 * KH*KW*C bounds every partial sum of dot(u, w).
-        exact_float = 255 * kh * kw * c < 2**24
+        # uint8 input: im2col of the pixels (padded with 0, so padded taps add nothing) against the weights
+        # packed along the whole patch K = KH*KW*C, exact integer dots in one kernel call
+        k = kh * kw * c
+        patch_bits = kernels.pack_signs(signs.reshape(o, k))
+        thresholds, flip = self._int32_rule(self._integer_rule(a, b, valid), k) if to_bits else (None, None)
+        per_channel = to_bits and thresholds.size > 0 and bool((thresholds == thresholds[:1, :1]).all())
+        exact = kernels.bind_gemm(patch_bits, k, thresholds[0, 0] if per_channel else None,
+                                  flip[0, 0] if per_channel else None, uint8=True, threads=self.threads)
+        if to_bits and not per_channel:  # bit 1 (-1) iff dot < T (flip 0) or dot > T (flip 1)
+            direction = np.where(flip[0, 0], -1, 1).astype(np.int32)
+            signed_thresholds = thresholds * direction
 
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
-                if exact_float:
-                    u = (_im2col(_nchw_to_nhwc(x).astype(np.float32), kh, kw, stride, pad, 0.0) @ matrix)
-                    u = u.astype(np.int64)
-                else:
-                    n = len(x)
-                    planes = kernels.pack_signs(self._planes(_nchw_to_nhwc(x)).reshape(8 * n, h, width, c))
-                    d = kernels.xnor_conv2d(planes, w, c, stride, padding, self.threads).reshape(8, n, oh, ow, o)
-                    # padded taps hold +1 in every plane: dot_valid(u_b, w) = (d_b - sum(w) + 2 valid) / 2
-                    u = (self._horner(d) + 255 * (2 * valid - tap_sums.sum(axis=(1, 2)))) // 2
-                if to_bits:
-                    return ("bits", self._apply_rule(u, rule))
+                n = len(x)
+                u = exact(_im2col(_nchw_to_nhwc(x), kh, kw, stride, pad, 0).reshape(n * oh * ow, k))
+                if per_channel:
+                    return ("bits", u.reshape(n, oh, ow, -1))
+                u = u.reshape(n, oh, ow, o)
+                if to_bits:  # thresholds vary with the position where padded taps drop out of the sum
+                    return ("bits", _pack_mask(u * direction < signed_thresholds))
                 dot_x = self.pixel_scale * u + self.pixel_offset * valid
             else:
                 dot_x = (_im2col(self._real(state), kh, kw, stride, pad, 0.0) @ matrix).astype(np.float64)
@@ -260,26 +270,6 @@ class Engine:
         thresholds = np.where(slope == 0, constant, np.nan_to_num(thresholds, nan=limit, posinf=limit, neginf=-limit))
         direction = np.where(slope < 0, -1, 1)
         return np.clip(thresholds, -limit, limit).astype(np.int64), np.broadcast_to(direction, thresholds.shape).astype(np.int64)
-
-    @staticmethod
-    def _apply_rule(u, rule):
-        thresholds, direction = rule
-        return kernels.pack_signs((u - thresholds) * direction)
-
-    @staticmethod
-    def _horner(d):
-        """sum_b 2^b d[b] for the 8 planes, in place on int64 (d stays untouched)."""
-        acc = d[7].astype(np.int64)
-        for plane in d[6::-1]:
-            acc *= 2
-            acc += plane
-        return acc
-
-    @staticmethod
-    def _planes(u: np.ndarray) -> np.ndarray:
-        """(8, *u.shape) int8: +1 where bit b of u is set, -1 where it is clear (bit-plane b as +-1)."""
-        bits = (u[None] >> _BIT_PLANES.reshape((8,) + (1,) * u.ndim)) & 1
-        return (bits.astype(np.int8) << 1) - 1
 
     # ------------------------------------------------------------------------------ bits plumbing
 

@@ -1,24 +1,20 @@
 """The main flow in a real browser: design a small MLP, train it on bundled data (2 epochs) while the live chart grows,
 reload the tab and find the run again, inspect it.
 
-Starts the app with `streamlit run` on a free port and a temporary run store, and drives Debian's
+Starts the app with `bnn-workbench app` on a free port and a temporary run store, and drives Debian's
 Chromium through Playwright's sync API. Each step is a function taking the page, and saves a screenshot
 to screenshots/ (gitignored); later steps (Deploy, Export) append to STEPS.
 """
 import os
 import pathlib
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
+from app_server import ROOT, running_app
 
 pytestmark = pytest.mark.browser
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -31,27 +27,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the app exited with {process.returncode} before it was healthy")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url}/_stcore/health did not say ok within {seconds} s")
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     if sync_playwright is None:
@@ -59,23 +34,8 @@ def app_url(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
     runs_dir = tmp_path_factory.mktemp("browser_runs")
-    port = _free_port()
-    log = open(runs_dir / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=dict(os.environ, BNN_WORKBENCH_RUNS=str(runs_dir)), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
+    with running_app(runs_dir) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ screenshots); starts its own app on a run store that holds the trained run.
 """
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from app_server import running_app
 
 pytestmark = pytest.mark.browser
 
@@ -20,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, SCREENSHOTS, WAIT_MS, _free_port, _wait_healthy, main,
+from test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, SCREENSHOTS, WAIT_MS, main,
                           no_exception, open_page, shot)
 
 from workbench import bnnfile
@@ -53,30 +52,14 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(trained):
     runs_dir, run_id = trained
-    port = _free_port()
-    log = open(runs_dir / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=dict(os.environ, BNN_WORKBENCH_RUNS=str(runs_dir)), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     SCREENSHOTS.mkdir(exist_ok=True)
-    try:
-        _wait_healthy(url, process)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            tab = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
-            tab.set_default_timeout(WAIT_MS)
-            tab.app_url, tab.run_id = url, run_id
-            yield tab
-            browser.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with running_app(runs_dir) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+        tab.set_default_timeout(WAIT_MS)
+        tab.app_url, tab.run_id = url, run_id
+        yield tab
+        browser.close()
 
 
 def metric(page, label: str) -> str:
@@ -86,7 +69,12 @@ def metric(page, label: str) -> str:
 
 
 def step_deploy(page, flow):
-    page.goto(page.app_url)
+    # A deep link as the server's first request must still get the app's navigation (titled pages),
+    # not Streamlit's automatic pages/ menu (file names, no entry script).
+    page.goto(f"{page.app_url}/deploy")
+    navigation = page.get_by_test_id("stSidebarNav")
+    expect(navigation.get_by_role("link", name="Home")).to_be_visible()
+    assert navigation.get_by_role("link", name="app").count() == 0
     open_page(page, "Deploy")
     expect(main(page).get_by_text(re.compile(rf"Packed run {page.run_id}"))).to_be_visible()
     expect(main(page).get_by_text("engine accuracy", exact=True)).to_be_visible()

@@ -71,15 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli_app(args: argparse.Namespace) -> int:
-    """Start the app with the same Python, so the installed workbench is the one it imports."""
-    import pathlib
-    import subprocess
+    """Serve app.py on 127.0.0.1 from this process, with this Python's installed workbench.
 
+    Streamlit treats a ``pages/`` folder beside the entry script as old-style pages until the first
+    ``st.navigation`` call of the server's life: a deep link as the first request (a reloaded
+    ``/train?run=...`` after a restart) would run ``pages/train.py`` on its own, without the app's
+    navigation. Declaring up front that the app navigates with ``st.navigation`` closes that gap.
+    """
+    import os
+    import pathlib
+
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli as streamlit_cli
+
+    if args.runs_dir:
+        os.environ["BNN_WORKBENCH_RUNS"] = str(pathlib.Path(args.runs_dir).resolve())
     entry = pathlib.Path(__file__).resolve().parent.parent / "app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", "127.0.0.1",
-               "--server.port", str(args.port), "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    return subprocess.call(command)
+    PagesManager.uses_pages_directory = False
+    sys.argv = ["streamlit", "run", str(entry), "--server.address", "127.0.0.1", "--server.port", str(args.port),
+                "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return streamlit_cli.main(prog_name="streamlit")
 
 
 def _handler_key(args: argparse.Namespace) -> str:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from workbench.store import RunStore
 from workbench.ui.figures import confusion_figure, heatmap_figure, histogram_figure, neuron_figure
-from workbench.ui.widgets import pick_run, show_error, to_image
+from workbench.ui.widgets import pick_run_or_stop, show_error, to_image
 
 GALLERY_SIZE = 24
 
@@ -38,12 +38,7 @@ def _evaluation(runs_dir: str, run_id: str, which, stamp: float, data_ref: str, 
     return evaluate_model(_model(runs_dir, run_id, which, stamp), _dataset(data_ref, seed), "test")
 
 
-run_id = pick_run(store, key="inspect_run")
-if run_id is None:
-    st.info("No runs yet: train one on the Train page.")
-    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
-    st.stop()
-st.query_params["run"] = run_id
+run_id = pick_run_or_stop(store, key="inspect_run")
 record = store.get_run(run_id)
 if record.status == "failed":
     st.error(f"This run failed: {record.error}", icon=":material/error:")

@@ -79,15 +79,10 @@ def pick_packed_run(key: str):
     Stops the page with a message when there is no run, or shows the library's error when the run cannot be
     packed (still training, no checkpoint, a checkpoint that does not fit its spec, data gone)."""
     from workbench.store import RunStore
-    from workbench.ui.widgets import pick_run, show_error
+    from workbench.ui.widgets import pick_run_or_stop, show_error
 
     store = RunStore()
-    run_id = pick_run(store, key=key)
-    if run_id is None:
-        st.info("No runs yet: train one on the Train page.")
-        st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
-        st.stop()
-    st.query_params["run"] = run_id
+    run_id = pick_run_or_stop(store, key=key)
     record = store.get_run(run_id)
     try:
         with st.spinner("Packing the best checkpoint…"):

@@ -41,6 +41,18 @@ def pick_run(store, key: str, label: str = "Run", statuses: tuple[str, ...] | No
     return st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
 
 
+def pick_run_or_stop(store, key: str) -> str:
+    """pick_run for pages that need a run: with none in the store, say so, link to Train and stop the page.
+    The picked run goes into the URL, so a reload comes back to it."""
+    run_id = pick_run(store, key=key)
+    if run_id is None:
+        st.info("No runs yet: train one on the Train page.")
+        st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+        st.stop()
+    st.query_params["run"] = run_id
+    return run_id
+
+
 def to_image(x: np.ndarray, preprocessing: dict) -> np.ndarray | None:
     """A model input (C, H, W) back to uint8 pixels for st.image, inverting the dataset's affine map.
 

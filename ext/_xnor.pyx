@@ -33,6 +33,9 @@ cdef extern from "xnor_simd.h" nogil:
                      int64_t p0, int64_t p1, uint64_t *out)
     void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, const uint64_t *or_mask,
                       uint64_t *out)
+    void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel)
+    void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
+                         int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                       int64_t m, int64_t n, int32_t *c, int64_t ldc)
 
@@ -50,6 +53,8 @@ DEF NT = 256
 DEF MIN_WORK = 65536
 # A uint8 row against a weight word (64 MACs on 8-bit values) costs about as much as this many word pairs.
 DEF U8_WORD_COST = 8
+# Rows of A from which re-laying B out as a panel (make_panel) in every call pays on the AVX-512 path.
+DEF PANEL_MIN_ROWS = 32
 
 ctypedef fused packable:
     float
@@ -128,10 +133,11 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
                  const uint64_t *b, int64_t n, int64_t words, int32_t k, int32_t *c,
                  const int32_t *thr, const uint8_t *flip, uint64_t *bits_out, int64_t ldo,
                  uint64_t *patch_buf, int64_t patch_stride, int32_t *dots_buf,
-                 const uint8_t *u=NULL) noexcept nogil:
+                 const uint8_t *u=NULL, const uint64_t *panel=NULL) noexcept nogil:
     """Run all tiles. A rows come from `a`, from uint8 rows `u` (k bytes each) or, with `geom`, are
-    gathered as conv patches into each thread's slice of patch_buf. Dots go to `c` (m x n) or, with
-    `thr`, through each thread's slice of dots_buf into packed bits (m x ldo words)."""
+    gathered as conv patches into each thread's slice of patch_buf. B is read from `panel` (make_panel's
+    layout) when given. Dots go to `c` (m x n) or, with `thr`, through each thread's slice of dots_buf
+    into packed bits (m x ldo words)."""
     cdef int64_t tn = (n + NT - 1) // NT
     cdef int64_t tasks = ((m + MT - 1) // MT) * tn
     cdef int64_t t, i0, j0, mm, nn, lda
@@ -154,28 +160,59 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
         dots = c + i0 * n + j0 if thr == NULL else dots_buf + tid * MT * NT
         if u != NULL:
             xnor_u8_tile(path, u + i0 * k, k, k, b + j0 * words, words, mm, nn, dots, n if thr == NULL else NT)
+        elif panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
+            xnor_panel_tile(path, rows, words, panel + j0 * words, words, k, mm, nn, dots, n if thr == NULL else NT)
         else:
             xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, dots, n if thr == NULL else NT)
         if thr != NULL:
             xnor_threshold_pack(path, dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
 
 
+def make_panel(const uint64_t[:, ::1] b):
+    """B (n x words) in the AVX-512 broadcast kernel's layout: groups of 8 rows, word-interleaved, 1-D."""
+    cdef int64_t n = b.shape[0], words = b.shape[1]
+    panel = np.zeros(((n + 7) // 8) * 8 * words, dtype=np.uint64)
+    cdef uint64_t[::1] view = panel
+    if n and words:
+        with nogil:
+            xnor_make_panel(&b[0, 0], n, words, &view[0])
+    return panel
+
+
+cdef const uint64_t *_panel_of(object panel, int64_t n, int64_t words) except? NULL:
+    """The data of a make_panel result for B (n x words), checked, or NULL for None."""
+    if panel is None:
+        return NULL
+    cdef const uint64_t[::1] view = panel
+    _check(view.shape[0] == ((n + 7) // 8) * 8 * words, "panel: length does not match B")
+    return &view[0] if view.shape[0] else NULL
+
+
+def _auto_panel(const uint64_t[:, ::1] b, int64_t m, int path, panel):
+    """The panel to use: the given one, or one made now on the AVX-512 path when M rows amortise it."""
+    if panel is not None or path != XNOR_AVX512 or m < PANEL_MIN_ROWS:
+        return panel
+    return make_panel(b)
+
+
 def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[:, ::1] out,
-         int path, int threads):
-    """out = K - 2 popcount(a_i ^ b_j): -1/+1 dot products of rows of A and rows of B."""
+         int path, int threads, panel=None):
+    """out = K - 2 popcount(a_i ^ b_j): -1/+1 dot products of rows of A and rows of B (or of its panel)."""
     cdef int64_t m = a.shape[0], n = b.shape[0], words = a.shape[1]
     _check(b.shape[1] == words and words == (k + 63) // 64 and out.shape[0] == m and out.shape[1] == n,
            "gemm: shapes do not match")
     if m == 0 or n == 0:
         return
+    panel = _auto_panel(b, m, path, panel)
+    cdef const uint64_t *p = _panel_of(panel, n, words)
     with nogil:
         _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
-               words, k, &out[0, 0], NULL, NULL, NULL, 0, NULL, 0, NULL)
+               words, k, &out[0, 0], NULL, NULL, NULL, 0, NULL, 0, NULL, NULL, p)
 
 
 def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k,
                    const int32_t[::1] thresholds, const uint8_t[::1] flip, uint64_t[:, ::1] out,
-                   int path, int threads):
+                   int path, int threads, panel=None):
     """Dot products compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
     cdef int64_t m = a.shape[0], n = b.shape[0], words = a.shape[1]
     _check(b.shape[1] == words and words == (k + 63) // 64 and thresholds.shape[0] == n
@@ -183,12 +220,14 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
            "gemm_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
+    panel = _auto_panel(b, m, path, panel)
+    cdef const uint64_t *p = _panel_of(panel, n, words)
     dots = np.empty((threads, MT * NT), dtype=np.int32)
     cdef int32_t[:, ::1] dots_view = dots
     with nogil:
         _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
                words, k, NULL, &thresholds[0], &flip[0], &out[0, 0], out.shape[1], NULL, 0,
-               &dots_view[0, 0])
+               &dots_view[0, 0], NULL, p)
 
 
 def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads):
@@ -221,8 +260,8 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
 
 def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights, int32_t c,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
-           out, thresholds, flip, int path, int threads):
-    """Binary convolution as im2col of packed words + the GEMM tiles.
+           out, thresholds, flip, int path, int threads, panel=None):
+    """Binary convolution as im2col of packed words + the GEMM tiles (on the weights' panel if given).
 
     `out` is int32 (N, OH, OW, O) when thresholds is None, else packed uint64 (N, OH, OW, ceil(O/64)).
     """
@@ -250,6 +289,9 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
     if m == 0 or o == 0:
         return
     geom.x = &x[0, 0, 0, 0] if x.size else NULL
+    if row_words:
+        panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel)
+    cdef const uint64_t *p = _panel_of(panel, o, row_words) if row_words else NULL
     patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
     cdef uint64_t[:, ::1] patch_view = patches
     cdef const uint64_t *w_ptr = &weights[0, 0, 0, 0] if row_words else NULL
@@ -263,7 +305,8 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
         _check(dense_out.shape[3] == o, "conv2d: output channels do not match")
         with nogil:
             _drive(path, threads, NULL, m, &geom, w_ptr, o, row_words, <int32_t>k_total,
-                   &dense_out[0, 0, 0, 0], NULL, NULL, NULL, 0, &patch_view[0, 0], patch_view.shape[1], NULL)
+                   &dense_out[0, 0, 0, 0], NULL, NULL, NULL, 0, &patch_view[0, 0], patch_view.shape[1], NULL,
+                   NULL, p)
     else:
         bits_out = out
         thr_view = thresholds
@@ -275,7 +318,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
         with nogil:
             _drive(path, threads, NULL, m, &geom, w_ptr, o, row_words, <int32_t>k_total, NULL,
                    &thr_view[0], &flip_view[0], &bits_out[0, 0, 0, 0], bits_out.shape[3],
-                   &patch_view[0, 0], patch_view.shape[1], &dots_view[0, 0])
+                   &patch_view[0, 0], patch_view.shape[1], &dots_view[0, 0], NULL, p)
 
 
 def pool2x2(const uint64_t[:, :, :, ::1] x, const uint64_t[::1] or_mask, uint64_t[:, :, :, ::1] out):

@@ -301,6 +301,114 @@ static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Panel layout of B for the AVX-512 broadcast kernel: rows in groups of 8, word-interleaved,
+ * panel[(g * words + w) * 8 + r] = B[8g + r][w] (zero rows pad the last group). One A word broadcast
+ * against 8 rows of B fills the 8 lanes with 8 different dot products: no horizontal reduction and no
+ * partial last group of words, which is what short reductions (3x3 convs: 9 * ceil(C/64) words) lose
+ * most to. A single row of A also streams B in one contiguous pass.
+ * ---------------------------------------------------------------------------------------------- */
+static void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel)
+{
+    const int64_t groups = (n + 7) / 8;
+    for (int64_t g = 0; g < groups; g++) {
+        const uint64_t *rows[8];
+        for (int64_t r = 0; r < 8; r++)
+            rows[r] = 8 * g + r < n ? b + (8 * g + r) * words : NULL;
+        uint64_t *dst = panel + g * words * 8;
+        if (8 * g + 8 <= n) {
+            for (int64_t w = 0; w < words; w++, dst += 8)
+                for (int r = 0; r < 8; r++)
+                    dst[r] = rows[r][w];
+        } else {
+            for (int64_t w = 0; w < words; w++, dst += 8)
+                for (int r = 0; r < 8; r++)
+                    dst[r] = rows[r] ? rows[r][w] : 0;
+        }
+    }
+}
+
+#if XNOR_X86
+/* MR rows of A x NR groups of 8 rows of B; `valid` = how many of the last group's 8 columns exist. */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_panel_block_avx512(const uint64_t *a, int64_t lda, const uint64_t *p, int64_t words, int32_t k,
+                        int32_t *c, int64_t ldc, int valid, const int MR, const int NR)
+{
+    __m512i acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm512_setzero_si512();
+    for (int64_t w = 0; w < words; w++) {
+        __m512i vb[4];
+        for (int j = 0; j < NR; j++)
+            vb[j] = _mm512_loadu_si512((const void *)(p + (j * words + w) * 8));
+        for (int i = 0; i < MR; i++) {
+            __m512i va = _mm512_set1_epi64((long long)a[i * lda + w]);
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va, vb[j])));
+        }
+    }
+    const __m256i kv = _mm256_set1_epi32(k);
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            __m256i dots = _mm256_sub_epi32(kv, _mm256_slli_epi32(_mm512_cvtepi64_epi32(acc[i][j]), 1));
+            if (j < NR - 1 || valid == 8)
+                _mm256_storeu_si256((__m256i *)(c + i * ldc + 8 * j), dots);
+            else
+                _mm256_mask_storeu_epi32(c + i * ldc + 8 * j, (__mmask8)((1u << valid) - 1u), dots);
+        }
+}
+
+/* m rows of A against columns [0, n) of a panel (group 0 first), dots into c (row stride ldc). */
+XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t lda, const uint64_t *panel,
+                                                    int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
+                                                    int64_t ldc)
+{
+    const int64_t groups = (n + 7) / 8, step = 8 * words;
+    const int last = (int)(n - 8 * (groups - 1));
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        int64_t g = 0;
+        for (; g + 4 <= groups; g += 4)
+            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
+                                    g + 4 == groups ? last : 8, 4, 4);
+        for (; g < groups; g++)
+            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
+                                    g + 1 == groups ? last : 8, 4, 1);
+    }
+    for (; i < m; i++) {
+        int64_t g = 0;
+        for (; g + 4 <= groups; g += 4)
+            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
+                                    g + 4 == groups ? last : 8, 1, 4);
+        for (; g < groups; g++)
+            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
+                                    g + 1 == groups ? last : 8, 1, 1);
+    }
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch one tile against a panel. The callers use panels on the AVX-512 path only; the portable loop
+ * keeps any other path correct. */
+static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
+                            int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_panel_tile_avx512(a, lda, panel, words, k, m, n, c, ldc);
+        return;
+    }
+#endif
+    (void)path;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            int64_t s = 0;
+            for (int64_t w = 0; w < words; w++)
+                s += xnor_popcount_swar(a[i * lda + w] ^ panel[((j / 8) * words + w) * 8 + j % 8]);
+            c[i * ldc + j] = k - 2 * (int32_t)s;
+        }
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Thresholds on the int32 dots of a tile, written as packed output bits.
  * ---------------------------------------------------------------------------------------------- */
 #define XNOR_DEFINE_THRESHOLD(NAME, ATTR, BITS64)                                                   \

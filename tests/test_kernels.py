@@ -107,7 +107,7 @@ def test_unpack_rejects_bad_input():
 # ---------------------------------------------------------------------------------------------- GEMM
 
 @pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (9, 70), (67, 260)])
+@pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (9, 70), (40, 13), (67, 260)])
 def test_gemm_matches_reference(simd, k, m, n):
     rng = np.random.default_rng(1000 * k + m)
     a, b = signs(rng, m, k), signs(rng, n, k)
@@ -248,6 +248,23 @@ def test_bound_calls_match_the_checked_functions(simd):
         np.testing.assert_array_equal(
             kernels.bind_conv2d(wc, 65, thresholds, flip, stride=stride, padding=padding, threads=2)(x),
             kernels.xnor_conv2d_threshold(x, wc, 65, thresholds, flip, stride, padding))
+
+
+@pytest.mark.parametrize("path", sorted(set(kernels.available_backends()) | {"scalar"}))
+def test_panel_layout_on_every_path(path):
+    """B laid out for the broadcast kernel gives the same dots; other paths read it with a portable loop."""
+    from workbench import _xnor
+
+    rng = np.random.default_rng(5)
+    a, b = signs(rng, 6, 200), signs(rng, 45, 200)
+    a_bits, b_bits = kernels.pack_signs(a), kernels.pack_signs(b)
+    panel = _xnor.make_panel(b_bits)
+    assert panel.shape == (48 * 4,) and panel[8 * 4 + 1] == b_bits[9, 0] and not panel[-1]
+    out = np.empty((6, 45), np.int32)
+    _xnor.gemm(a_bits, b_bits, 200, out, kernels._PATHS[path], 1, panel)
+    np.testing.assert_array_equal(out, a.astype(np.int64) @ b.T.astype(np.int64))
+    with pytest.raises(ValueError, match="panel: length does not match"):
+        _xnor.gemm(a_bits, b_bits, 200, out, kernels._PATHS[path], 1, panel[:-8])
 
 
 def test_bound_calls_reject_mismatched_activations():

@@ -250,6 +250,7 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
     with ``uint8=True``) on the activations ``a``. For the engine's hot path: only ``a`` is checked per call,
     by the compiled function (dtype, shape agreement; a mismatch raises ValueError), which saves the
     few microseconds the full checks cost at batch 1. The thread count is resolved now, the SIMD path per call.
+    On AVX-512 the weights are also laid out once as a panel for the broadcast kernel (docs/KERNELS.md).
     """
     name = "bind_gemm"
     k = _check_k(k, f"{name}: k")
@@ -258,6 +259,7 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
     if uint8 and 255 * k > _INT32_MAX:
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
     count, n, words = _threads(threads), w.shape[0], _words(w.shape[0])
+    panel = _panel(w)
     if thresholds is None:
         if uint8:
             def dense_uint8(a):
@@ -269,7 +271,7 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
 
         def dense(a):
             out = np.empty((len(a), n), dtype=np.int32)
-            _xnor.gemm(a, w, k, out, _PATHS[_backend], count)
+            _xnor.gemm(a, w, k, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
             return out
         return dense
     thr, flips = _check_thresholds(thresholds, flip, n)
@@ -283,9 +285,16 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
 
     def threshold(a):
         out = np.empty((len(a), words), dtype=np.uint64)
-        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count)
+        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count,
+                             panel if _backend == "avx512" else None)
         return out
     return threshold
+
+
+def _panel(rows: np.ndarray):
+    """The weights in the AVX-512 broadcast kernel's layout (made once, as large as the weights), or None
+    where the CPU has no AVX-512 path."""
+    return _xnor.make_panel(rows) if "avx512" in available_backends() and rows.shape[1] else None
 
 
 def _check_row_length(a, k: int) -> None:
@@ -308,6 +317,7 @@ def bind_conv2d(w_bits, c: int, thresholds=None, flip=None, stride=1, padding="v
     count = _threads(threads)
     thr, flips = _check_thresholds(thresholds, flip, o) if thresholds is not None else (None, None)
     channels = o if thresholds is None else _words(o)
+    panel = _panel(w.reshape(o, -1))
 
     def conv(x):
         if getattr(x, "ndim", 0) != 4:
@@ -315,7 +325,8 @@ def bind_conv2d(w_bits, c: int, thresholds=None, flip=None, stride=1, padding="v
         oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
         ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
         out = np.empty((x.shape[0], oh, ow, channels), dtype=np.int32 if thresholds is None else np.uint64)
-        _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], count)
+        _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], count,
+                     panel if _backend == "avx512" else None)
         return out
     return conv
 

@@ -218,3 +218,28 @@ def test_uint8_first_conv_with_odd_channels_and_padding_bit_exact():
     for layer, (differing, near) in results.items():
         assert differing == 0, f"{layer}: {differing} bits differ ({near} pre-activations within 1e-5 of 0)"
     np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)
+
+
+def test_binary_pooling_other_than_2x2_bit_exact():
+    """3x3 stride-2 max pooling between binary convs takes the NumPy fallback, with mixed AND/OR channels."""
+    spec = {"name": "pool3", "input_shape": [1, 12, 12], "num_classes": 3, "layers": [
+        {"type": "conv2d", "filters": 6, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
+        {"type": "max_pool", "pool_size": 3, "stride": 2},
+        {"type": "batch_norm"},
+        {"type": "conv2d", "filters": 7, "kernel_size": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+        {"type": "batch_norm"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+        {"type": "batch_norm"},
+    ]}
+    torch.manual_seed(4)
+    model = randomize_batch_norms(build_model(spec), seed=4, zero_gamma=0)
+    packed = pack((model, spec), preprocessing=PIXELS)
+    pools = [layer for layer in packed.layers if layer.op == "max_pool_bits"]
+    assert pools and 0 < int((pools[0].arrays["use_or"] > 0).sum()) < 6  # mixed directions
+    u = np.random.default_rng(4).integers(0, 256, (5, 1, 12, 12), dtype=np.uint8)
+    logits, reference, results = compare_hidden_bits(model, packed, u)
+    assert results
+    for layer, (differing, near) in results.items():
+        assert differing == 0, f"{layer}: {differing} bits differ ({near} pre-activations within 1e-5 of 0)"
+    np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)

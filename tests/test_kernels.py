@@ -387,6 +387,17 @@ def test_max_pool_bits(h, w):
     per_channel = rng.random(c) < 0.5
     expected = np.where(per_channel, windows.min(axis=(2, 4)), windows.max(axis=(2, 4)))
     np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb, per_channel), c), expected)
+    for flipped in (False, True, per_channel):
+        np.testing.assert_array_equal(kernels.bind_max_pool2d_bits(flipped)(xb), kernels.max_pool2d_bits(xb, flipped))
+
+
+def test_bound_max_pool_error_messages():
+    with pytest.raises(ValueError, match="flipped: expected a bool or a 1-D bool array"):
+        kernels.bind_max_pool2d_bits(np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="expected 2 words for 70 channels, got 1"):
+        kernels.bind_max_pool2d_bits(np.zeros(70, bool))(np.zeros((1, 2, 2, 1), np.uint64))
+    with pytest.raises(ValueError, match="x_bits: expected \\(N, H, W, words\\)"):
+        kernels.bind_max_pool2d_bits(False)(np.zeros((2, 2, 1), np.uint64))
 
 
 def test_max_pool_error_messages():

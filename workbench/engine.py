@@ -284,20 +284,18 @@ class Engine:
     def _build_max_pool_bits(self, layer):
         size, stride = int(layer.attrs["pool_size"]), int(layer.attrs["stride"])
         use_or = layer.arrays.get("use_or")
-        mask = kernels.pack_signs(np.where(use_or > 0, -1, 1).astype(np.int8)) if use_or is not None else None
-        any_or = mask is not None and bool(mask.any())
-        all_or = mask is not None and bool((np.where(use_or > 0, -1, 1) < 0).all())
-
-        def pool(bits, flipped):
-            if size == 2 and stride == 2:
-                return kernels.max_pool2d_bits(bits, flipped)
-            return _pool_float(bits, size, stride, np.bitwise_or.reduce if flipped else np.bitwise_and.reduce)
+        flipped = np.asarray(use_or) > 0 if use_or is not None else False
+        if size == 2 and stride == 2:  # AND (max of +-1) per channel, OR (min) where the next threshold is flipped
+            pool = kernels.bind_max_pool2d_bits(flipped)
+            return lambda s: ("bits", pool(self._bits(s)))
+        mask = kernels.pack_signs(np.where(flipped, -1, 1).astype(np.int8)) if use_or is not None else None
 
         def run(state):
             bits = self._bits(state)
-            if all_or or not any_or:
-                return ("bits", pool(bits, all_or))
-            return ("bits", (pool(bits, False) & ~mask) | (pool(bits, True) & mask))
+            low = _pool_float(bits, size, stride, np.bitwise_and.reduce)
+            if mask is None or not mask.any():
+                return ("bits", low)
+            return ("bits", (low & ~mask) | (_pool_float(bits, size, stride, np.bitwise_or.reduce) & mask))
         return run
 
     def _build_flatten(self, layer):

@@ -23,7 +23,7 @@ __all__ = [
     "pack_signs", "unpack_signs", "xnor_gemm", "xnor_gemm_threshold", "xnor_gemm_uint8",
     "xnor_gemm_uint8_threshold",
     "conv_output_shape", "xnor_conv2d", "xnor_conv2d_threshold", "max_pool2d_bits",
-    "bind_gemm", "bind_conv2d",
+    "bind_gemm", "bind_conv2d", "bind_max_pool2d_bits",
 ]
 
 _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "scalar": _xnor.SCALAR}
@@ -428,3 +428,29 @@ def max_pool2d_bits(x_bits, flipped=False) -> np.ndarray:
     out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
     _xnor.pool2x2(x, mask, out)
     return out
+
+
+def bind_max_pool2d_bits(flipped=False):
+    """max_pool2d_bits with its AND/OR choice (a bool, or one bool per channel) prepared once: returns
+    ``f(x_bits)``, checked per call only by the compiled function (see bind_gemm)."""
+    flips = np.asarray(flipped)
+    if flips.dtype != np.bool_ or flips.ndim > 1:
+        raise ValueError(f"bind_max_pool2d_bits: flipped: expected a bool or a 1-D bool array, got "
+                         f"dtype {flips.dtype} shape {flips.shape}")
+    masks = {}  # words -> or_mask
+    if flips.ndim == 1:
+        masks[_words(flips.shape[0])] = pack_signs(np.where(flips, -1, 1).astype(np.int8))
+
+    def pool(x):
+        if getattr(x, "ndim", 0) != 4:
+            raise ValueError(f"bind_max_pool2d_bits: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
+        mask = masks.get(x.shape[3])
+        if mask is None:
+            if flips.ndim:
+                raise ValueError(f"bind_max_pool2d_bits: x_bits: expected {_words(flips.shape[0])} words for "
+                                 f"{flips.shape[0]} channels, got {x.shape[3]}")
+            mask = masks[x.shape[3]] = np.full(x.shape[3], np.uint64(2**64 - 1) if flips else np.uint64(0))
+        out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
+        _xnor.pool2x2(x, mask, out)
+        return out
+    return pool

@@ -680,29 +680,53 @@ static void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int
  * Row length k bytes (row stride ldu), weights ceil(k/64) words (row stride ldb), padding bits 0.
  * |c| <= 255 * k, which the caller keeps below 2^31.
  * ---------------------------------------------------------------------------------------------- */
-static void xnor_u8_tile_portable(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
-                                  int64_t m, int64_t n, int32_t *c, int64_t ldc)
-{
-    const int64_t words = (k + 63) / 64;
-    for (int64_t i = 0; i < m; i++) {
-        const uint8_t *ui = u + i * ldu;
-        int32_t total = 0;
-        for (int64_t t = 0; t < k; t++)
-            total += ui[t];
-        for (int64_t j = 0; j < n; j++) {
-            const uint64_t *bj = b + j * ldb;
-            int32_t neg = 0;
-            for (int64_t w = 0; w < words; w++) {
-                const uint64_t x = bj[w];
-                const uint8_t *uw = ui + 64 * w;
-                const int64_t end = k - 64 * w < 64 ? k - 64 * w : 64;
-                for (int64_t t = 0; t < end; t++)
-                    neg += (int32_t)uw[t] & -(int32_t)((x >> t) & 1u);
-            }
-            c[i * ldc + j] = total - 2 * neg;
-        }
+/* Portable and POPCNT paths: bit-planes of the row (plane b = bit b of every pixel), 64 words at a time
+ * so that the planes fit on the stack, then sum_b 2^b popcount(plane_b AND w) per weight row. */
+#define XNOR_U8_CHUNK 64
+#define XNOR_DEFINE_U8_TILE(NAME, ATTR, POP)                                                        \
+    ATTR static void NAME(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb, \
+                          int64_t m, int64_t n, int32_t *c, int64_t ldc)                            \
+    {                                                                                               \
+        const int64_t words = (k + 63) / 64;                                                        \
+        uint64_t planes[8][XNOR_U8_CHUNK];                                                          \
+        for (int64_t i = 0; i < m; i++) {                                                           \
+            const uint8_t *ui = u + i * ldu;                                                        \
+            int32_t total = 0;                                                                      \
+            for (int64_t t = 0; t < k; t++)                                                         \
+                total += ui[t];                                                                     \
+            for (int64_t j = 0; j < n; j++)                                                         \
+                c[i * ldc + j] = total;                                                             \
+            for (int64_t w0 = 0; w0 < words; w0 += XNOR_U8_CHUNK) {                                 \
+                const int64_t cw = words - w0 < XNOR_U8_CHUNK ? words - w0 : XNOR_U8_CHUNK;         \
+                for (int64_t w = 0; w < cw; w++) {                                                  \
+                    const uint8_t *uw = ui + 64 * (w0 + w);                                         \
+                    const int64_t end = k - 64 * (w0 + w) < 64 ? k - 64 * (w0 + w) : 64;            \
+                    for (int bit = 0; bit < 8; bit++) {                                             \
+                        uint64_t plane = 0;                                                         \
+                        for (int64_t t = 0; t < end; t++)                                           \
+                            plane |= (uint64_t)((uw[t] >> bit) & 1u) << t;                          \
+                        planes[bit][w] = plane;                                                     \
+                    }                                                                               \
+                }                                                                                   \
+                for (int64_t j = 0; j < n; j++) {                                                   \
+                    const uint64_t *bj = b + j * ldb + w0;                                          \
+                    int64_t neg = 0;                                                                \
+                    for (int bit = 7; bit >= 0; bit--) {                                            \
+                        int64_t s = 0;                                                              \
+                        for (int64_t w = 0; w < cw; w++)                                            \
+                            s += POP(planes[bit][w] & bj[w]);                                       \
+                        neg = 2 * neg + s;                                                          \
+                    }                                                                               \
+                    c[i * ldc + j] -= 2 * (int32_t)neg;                                             \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
     }
-}
+
+XNOR_DEFINE_U8_TILE(xnor_u8_tile_swar, , xnor_popcount_swar)
+#if XNOR_X86
+XNOR_DEFINE_U8_TILE(xnor_u8_tile_popcnt, __attribute__((target("popcnt"))), __builtin_popcountll)
+#endif
 
 #if XNOR_X86
 /* 16 vectors of 16 int32 -> one vector of their 16 horizontal sums, in order (a transposing tree). */
@@ -796,8 +820,8 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
 }
 #endif /* XNOR_X86 */
 
-/* Dispatch: AVX-512 (with VNNI) has its own kernel; the other paths share the portable loop, which the
- * compiler vectorises for the baseline ISA. */
+/* Dispatch: AVX-512 (with VNNI) has its own kernel; AVX2 and scalar share the bit-plane loop (with the
+ * POPCNT instruction when the CPU has it). */
 static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                          int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
@@ -806,9 +830,13 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
         xnor_u8_tile_avx512(u, ldu, k, b, ldb, m, n, c, ldc);
         return;
     }
+    if (xnor_scalar_popcnt) {
+        xnor_u8_tile_popcnt(u, ldu, k, b, ldb, m, n, c, ldc);
+        return;
+    }
 #endif
     (void)path;
-    xnor_u8_tile_portable(u, ldu, k, b, ldb, m, n, c, ldc);
+    xnor_u8_tile_swar(u, ldu, k, b, ldb, m, n, c, ldc);
 }
 
 #endif /* XNOR_SIMD_H */

@@ -1,7 +1,7 @@
 """The XNOR engine: runs a PackedModel (or a .bnn file) on NumPy arrays through workbench.kernels.
 
 Input is a batch in the spec's channels-first layout, (N, C, H, W) or (N, F), either uint8 raw values
-(images: the exact bit-plane path of the first layer, docs/FORMAT.md) or float32 already preprocessed
+(images: the first layer then runs in exact integers, docs/FORMAT.md) or float32 already preprocessed
 (x = u * scale + offset; the first layer then runs in float32). Inside, activations are NHWC: packed
 sign bits between binary layers, float32 elsewhere. Everything that can be is prepared at load, so a
 layer costs one kernel call and little Python. No torch here.

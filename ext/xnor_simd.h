@@ -358,32 +358,31 @@ xnor_panel_block_avx512(const uint64_t *a, int64_t lda, const uint64_t *p, int64
         }
 }
 
-/* m rows of A against columns [0, n) of a panel (group 0 first), dots into c (row stride ldc). */
+/* MR rows of A against columns [0, n) of a panel (group 0 first), dots into c (row stride ldc). */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_panel_rows_avx512(const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words, int32_t k,
+                       int64_t n, int32_t *c, int64_t ldc, const int MR)
+{
+    const int64_t groups = (n + 7) / 8, step = 8 * words;
+    const int last = (int)(n - 8 * (groups - 1));
+    int64_t g = 0;
+    for (; g + 4 <= groups; g += 4)
+        xnor_panel_block_avx512(a, lda, panel + g * step, words, k, c + 8 * g, ldc, g + 4 == groups ? last : 8,
+                                MR, 4);
+    for (; g < groups; g++)
+        xnor_panel_block_avx512(a, lda, panel + g * step, words, k, c + 8 * g, ldc, g + 1 == groups ? last : 8,
+                                MR, 1);
+}
+
 XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t lda, const uint64_t *panel,
                                                     int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
                                                     int64_t ldc)
 {
-    const int64_t groups = (n + 7) / 8, step = 8 * words;
-    const int last = (int)(n - 8 * (groups - 1));
     int64_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        int64_t g = 0;
-        for (; g + 4 <= groups; g += 4)
-            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
-                                    g + 4 == groups ? last : 8, 4, 4);
-        for (; g < groups; g++)
-            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
-                                    g + 1 == groups ? last : 8, 4, 1);
-    }
-    for (; i < m; i++) {
-        int64_t g = 0;
-        for (; g + 4 <= groups; g += 4)
-            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
-                                    g + 4 == groups ? last : 8, 1, 4);
-        for (; g < groups; g++)
-            xnor_panel_block_avx512(a + i * lda, lda, panel + g * step, words, k, c + i * ldc + 8 * g, ldc,
-                                    g + 1 == groups ? last : 8, 1, 1);
-    }
+    for (; i + 4 <= m; i += 4)
+        xnor_panel_rows_avx512(a + i * lda, lda, panel, words, k, n, c + i * ldc, ldc, 4);
+    for (; i < m; i++)
+        xnor_panel_rows_avx512(a + i * lda, lda, panel, words, k, n, c + i * ldc, ldc, 1);
 }
 #endif /* XNOR_X86 */
 

@@ -243,3 +243,12 @@ def test_binary_pooling_other_than_2x2_bit_exact():
     for layer, (differing, near) in results.items():
         assert differing == 0, f"{layer}: {differing} bits differ ({near} pre-activations within 1e-5 of 0)"
     np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["binary-mlp", "binary-cnn"])
+def test_empty_batch(name):
+    spec = preset(name)
+    engine = Engine(pack(build_model(spec).eval(), preprocessing=PIXELS), threads=1)
+    for dtype in (np.uint8, np.float32):
+        empty = np.zeros((0, *spec["input_shape"]), dtype)
+        assert engine.logits(empty).shape == (0, 10) and engine.predict(empty).shape == (0,)

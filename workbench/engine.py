@@ -44,6 +44,11 @@ def _pool_float(x: np.ndarray, size: int, stride: int, reduce) -> np.ndarray:
     return reduce(windows, axis=(-2, -1))
 
 
+def _rows(x: np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, features), also for an empty batch (where reshape(N, -1) is ambiguous)."""
+    return x.reshape(len(x), int(np.prod(x.shape[1:], dtype=np.int64)))
+
+
 def _pack_mask(mask: np.ndarray) -> np.ndarray:
     """bool (..., C) -> packed uint64 (..., ceil(C/64)), bit 1 where True, padding bits 0."""
     packed = np.packbits(mask, axis=-1, bitorder="little")
@@ -191,12 +196,12 @@ class Engine:
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
-                u = exact(np.ascontiguousarray(x.reshape(len(x), -1)))
+                u = exact(np.ascontiguousarray(_rows(x)))
                 if to_bits:
                     return ("bits", u)
                 dot_x = self.pixel_scale * u + self.pixel_offset * total
             else:
-                dot_x = (self._real(state).reshape(len(x), -1) @ signs.T).astype(np.float64)
+                dot_x = (_rows(self._real(state)) @ signs.T).astype(np.float64)
             z = a * dot_x + b
             return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
         return run
@@ -247,7 +252,7 @@ class Engine:
                 n = len(x)
                 u = exact(_im2col(_nchw_to_nhwc(x), kh, kw, stride, pad, 0).reshape(n * oh * ow, k))
                 if per_channel:
-                    return ("bits", u.reshape(n, oh, ow, -1))
+                    return ("bits", u.reshape(n, oh, ow, u.shape[1]))
                 u = u.reshape(n, oh, ow, o)
                 if to_bits:  # thresholds vary with the position where padded taps drop out of the sum
                     return ("bits", _pack_mask(u * direction < signed_thresholds))
@@ -302,8 +307,8 @@ class Engine:
         def run(state):
             kind, x = state
             if kind == "bits" or kind == "input":
-                return (kind, x.reshape(len(x), -1))
-            return (kind, np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), -1) if x.ndim == 4 else x)
+                return (kind, _rows(x))
+            return (kind, _rows(np.ascontiguousarray(x.transpose(0, 3, 1, 2))) if x.ndim == 4 else x)
         return run
 
     # ------------------------------------------------------------------------------ float ops
@@ -360,7 +365,7 @@ class Engine:
                 return np.where((x - thresholds if thresholds is not None else x) >= 0, one, -one)
         elif name == "magnitude_aware_sign":
             def f(x):
-                scale = np.abs(x).reshape(len(x), -1).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+                scale = _rows(np.abs(x)).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
                 return np.where(x >= 0, one, -one) * scale.astype(np.float32)
         elif name == "ste_heaviside":
             def f(x):

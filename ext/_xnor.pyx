@@ -33,7 +33,7 @@ cdef extern from "xnor_simd.h" nogil:
                      int64_t p0, int64_t p1, uint64_t *out)
     void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, const uint64_t *or_mask,
                       uint64_t *out)
-    void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel)
+    void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel, int64_t g0, int64_t g1)
     void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
@@ -168,14 +168,20 @@ cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geom
             xnor_threshold_pack(path, dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
 
 
-def make_panel(const uint64_t[:, ::1] b):
-    """B (n x words) in the AVX-512 broadcast kernel's layout: groups of 8 rows, word-interleaved, 1-D."""
-    cdef int64_t n = b.shape[0], words = b.shape[1]
-    panel = np.zeros(((n + 7) // 8) * 8 * words, dtype=np.uint64)
+def make_panel(const uint64_t[:, ::1] b, int threads=1):
+    """B (n x words) in the AVX-512 broadcast kernel's layout: groups of 8 rows, word-interleaved, 1-D.
+    A large B is laid out by `threads` threads, each taking an equal range of groups."""
+    cdef int64_t n = b.shape[0], words = b.shape[1], groups = (n + 7) // 8, t, per
+    panel = np.zeros(groups * 8 * words, dtype=np.uint64)
     cdef uint64_t[::1] view = panel
-    if n and words:
-        with nogil:
-            xnor_make_panel(&b[0, 0], n, words, &view[0])
+    if n == 0 or words == 0:
+        return panel
+    if n * words < MIN_WORK:
+        threads = 1
+    per = (groups + threads - 1) // threads
+    with nogil:
+        for t in prange(threads, num_threads=threads, schedule="static"):
+            xnor_make_panel(&b[0, 0], n, words, &view[0], t * per, min((t + 1) * per, groups))
     return panel
 
 
@@ -188,11 +194,11 @@ cdef const uint64_t *_panel_of(object panel, int64_t n, int64_t words) except? N
     return &view[0] if view.shape[0] else NULL
 
 
-def _auto_panel(const uint64_t[:, ::1] b, int64_t m, int path, panel):
+def _auto_panel(const uint64_t[:, ::1] b, int64_t m, int path, panel, int threads):
     """The panel to use: the given one, or one made now on the AVX-512 path when M rows amortise it."""
     if panel is not None or path != XNOR_AVX512 or m < PANEL_MIN_ROWS:
         return panel
-    return make_panel(b)
+    return make_panel(b, _team_size(m, b.shape[0], b.shape[1], threads))
 
 
 def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[:, ::1] out,
@@ -203,7 +209,7 @@ def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[
            "gemm: shapes do not match")
     if m == 0 or n == 0:
         return
-    panel = _auto_panel(b, m, path, panel)
+    panel = _auto_panel(b, m, path, panel, threads)
     cdef const uint64_t *p = _panel_of(panel, n, words)
     with nogil:
         _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
@@ -220,7 +226,7 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
            "gemm_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
-    panel = _auto_panel(b, m, path, panel)
+    panel = _auto_panel(b, m, path, panel, threads)
     cdef const uint64_t *p = _panel_of(panel, n, words)
     dots = np.empty((threads, MT * NT), dtype=np.int32)
     cdef int32_t[:, ::1] dots_view = dots
@@ -290,7 +296,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
         return
     geom.x = &x[0, 0, 0, 0] if x.size else NULL
     if row_words:
-        panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel)
+        panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
     cdef const uint64_t *p = _panel_of(panel, o, row_words) if row_words else NULL
     patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
     cdef uint64_t[:, ::1] patch_view = patches

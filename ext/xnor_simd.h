@@ -307,10 +307,9 @@ static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *
  * partial last group of words, which is what short reductions (3x3 convs: 9 * ceil(C/64) words) lose
  * most to. A single row of A also streams B in one contiguous pass.
  * ---------------------------------------------------------------------------------------------- */
-static void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel)
+static void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel, int64_t g0, int64_t g1)
 {
-    const int64_t groups = (n + 7) / 8;
-    for (int64_t g = 0; g < groups; g++) {
+    for (int64_t g = g0; g < g1; g++) { /* groups g0 .. g1-1 of (n + 7) / 8 */
         const uint64_t *rows[8];
         for (int64_t r = 0; r < 8; r++)
             rows[r] = 8 * g + r < n ? b + (8 * g + r) * words : NULL;

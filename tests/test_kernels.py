@@ -267,6 +267,15 @@ def test_panel_layout_on_every_path(path):
         _xnor.gemm(a_bits, b_bits, 200, out, kernels._PATHS[path], 1, panel[:-8])
 
 
+def test_panel_made_by_two_threads_is_the_same():
+    from workbench import _xnor
+
+    b = np.random.default_rng(6).integers(0, 2**63, size=(1027, 64), dtype=np.uint64)  # 129 groups, 65,728 words
+    one, two = _xnor.make_panel(b, 1), _xnor.make_panel(b, 2)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one.reshape(129, 64, 8).transpose(0, 2, 1).reshape(-1, 64)[:1027], b)
+
+
 def test_bound_calls_reject_mismatched_activations():
     w = np.zeros((3, 2), np.uint64)
     with pytest.raises(ValueError, match="thresholds: expected shape \\(3,\\)"):

@@ -187,13 +187,14 @@ def _step_seconds(name: str, dataset, batch: int, steps: int) -> float:
 
     from workbench.presets import preset
 
-    n = batch * (steps + 3)
+    warmup = 10  # the first batches of a process pay for allocator and oneDNN set-up
+    n = batch * (steps + warmup + 1)
     probe = replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n],
                     x_test=dataset.x_test[:batch], y_test=dataset.y_test[:batch])
     training = {"epochs": 1, "batch_size": batch, "validation_split": 0.0, "weight_clip": 1.0,
                 "optimizer": {"name": "adam", "lr": 1e-3}, "lr_schedule": {"name": "constant"}}
     _, _, ticks = _train_timed(preset(name), training, probe, float("inf"))
-    return float(np.median(ticks[2:]))
+    return float(np.median(ticks[warmup:]))
 
 
 def cli_bench_training(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
 """Memory and speed reports: the counts behind them and the bench command (timings printed, not tested)."""
+import re
+
 import numpy as np
 
 from workbench import bnnfile
@@ -49,3 +51,11 @@ def test_bench_command_prints_memory_and_latency(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "m.bnn"), "--batch", "1", "--threads", "1", "--quick"]) == 0
     out = capsys.readouterr().out
     assert "summary's prediction" in out and "engine ms" in out and "3_conv2d" in out
+
+
+def test_bench_command_measures_a_preset_with_random_weights(capsys):
+    assert main(["bench", "toy-mlp", "--batch", "1", "--threads", "1", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "toy-mlp: random weights" in out
+    assert "file size" in out and "summary's prediction" in out
+    assert re.search(r"^\s+1\s+1\s+[\d.]+", out, re.MULTILINE)  # a latency row for batch 1, 1 thread

@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = runs_commands.add_parser("show", help="a run's specs, status and metrics")
     show.add_argument("run_id")
 
-    bench = commands.add_parser("bench", help="measure: 'bench kernels', 'bench training', or 'bench MODEL.bnn'")
-    bench.add_argument("target", help="'kernels', 'training', or a .bnn file")
+    bench = commands.add_parser("bench", help="measure: 'bench kernels', 'bench training', 'bench MODEL.bnn' or 'bench PRESET'")
+    bench.add_argument("target", help="'kernels', 'training', a .bnn file, or a preset name (random weights)")
     bench.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to measure")
     bench.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (bench MODEL.bnn)")
     bench.add_argument("--mnist", help="folder with the MNIST IDX files (bench training; default $BNN_MNIST_DIR)")

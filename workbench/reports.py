@@ -178,10 +178,52 @@ def format_reports(memory: dict, speed: dict) -> str:
     return "\n".join(lines)
 
 
+def random_preset_file(name: str, path, seed: int = 0) -> None:
+    """Write a preset with random weights and random batch-norm statistics to a .bnn file.
+
+    Memory and latency do not depend on the values, so this measures a network (VGG-small, say) that has
+    no trained run at hand. Uses torch: for the benchmark only.
+    """
+    import torch
+
+    from workbench.model import build_model
+    from workbench.packing import pack_model
+    from workbench.presets import preset
+
+    torch.manual_seed(seed)
+    model = build_model(preset(name))
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_(0.0, 4.0)
+            module.running_var.uniform_(0.5, 30.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+    pixels = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
+    bnnfile.save(pack_model(model.eval(), preprocessing=pixels), path)
+
+
 def cli_bench_model(args: argparse.Namespace) -> int:
-    """``bnn-workbench bench MODEL.bnn [--batch 1 64] [--threads 1 2]``."""
-    packed = bnnfile.load(args.target)
-    memory = memory_report(packed, args.target)
+    """``bnn-workbench bench MODEL.bnn|PRESET [--batch 1 64] [--threads 1 2]``.
+
+    A preset name (vgg-small, binary-mlp, ...) is measured with random weights, packed into a temporary file.
+    """
+    import pathlib
+    import tempfile
+
+    from workbench.presets import PRESETS
+
+    if args.target in PRESETS and not pathlib.Path(args.target).exists():
+        with tempfile.TemporaryDirectory() as folder:
+            path = pathlib.Path(folder) / f"{args.target}.bnn"
+            random_preset_file(args.target, path)
+            print(f"{args.target}: random weights and batch-norm statistics (timing and size do not depend on them)")
+            return _bench_file(path, args)
+    return _bench_file(args.target, args)
+
+
+def _bench_file(path, args: argparse.Namespace) -> int:
+    packed = bnnfile.load(path)
+    memory = memory_report(packed, path)
     speed = speed_report(packed, args.batch, args.threads, budget=0.1 if args.quick else 0.5)
     print(format_reports(memory, speed))
     return 0

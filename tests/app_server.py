@@ -33,8 +33,8 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 60.0) -> 
 
 
 @contextlib.contextmanager
-def running_app(runs_dir: pathlib.Path):
-    """Yield the app's base URL; the server (the same command as `make app`) stops afterwards."""
+def app_process(runs_dir: pathlib.Path):
+    """Yield (base URL, server process) of `bnn-workbench app` on a free port; the server stops afterwards."""
     port = free_port()
     log = open(runs_dir / "streamlit.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "workbench.cli", "--runs-dir", str(runs_dir), "app",
@@ -44,7 +44,7 @@ def running_app(runs_dir: pathlib.Path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -52,3 +52,10 @@ def running_app(runs_dir: pathlib.Path):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@contextlib.contextmanager
+def running_app(runs_dir: pathlib.Path):
+    """Yield the app's base URL (the same command as `make app`)."""
+    with app_process(runs_dir) as (url, _):
+        yield url

@@ -19,12 +19,22 @@ __all__ = ["binary_sign", "SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareS
 
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
-    """+1 where x >= 0, -1 elsewhere (sign(0) = +1), in x's dtype."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    """+1 where x >= 0, -1 elsewhere (sign(0) = +1, also for -0.0), in x's dtype.
+
+    2 * [x >= 0] - 1 rather than torch.where(x >= 0, 1.0, -1.0): the same values at less than half the cost
+    on the CPU, and this runs on every latent weight at every step.
+    """
+    return (x >= 0).to(x.dtype).mul_(2).sub_(1)
 
 
-def _ste_mask(x: torch.Tensor, clip: float) -> torch.Tensor:
-    return (x.abs() <= clip).to(x.dtype)
+def _ste_grad(grad: torch.Tensor, x: torch.Tensor, clip: float) -> torch.Tensor:
+    """grad * 1[|x| <= clip], in one fused pass (hardtanh's backward, which keeps grad where -b < x < b).
+
+    b is the next value above clip in x's dtype, so the strict bounds keep |x| == clip: a latent weight
+    clipped to the bound still gets its gradient and can come back, as in Larq's ste_sign.
+    """
+    bound = torch.nextafter(torch.tensor(float(clip), dtype=x.dtype), torch.tensor(float("inf"), dtype=x.dtype))
+    return torch.ops.aten.hardtanh_backward(grad, x, -bound.item(), bound.item())
 
 
 class _ClippedSte(torch.autograd.Function):
@@ -38,7 +48,7 @@ class _ClippedSte(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return (grad * _ste_mask(x, ctx.clip),) + (None,) * ctx.n_params
+        return (_ste_grad(grad, x, ctx.clip),) + (None,) * ctx.n_params
 
 
 class SteSign(_ClippedSte):
@@ -97,7 +107,7 @@ class MagnitudeAwareSign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, scale = ctx.saved_tensors
-        return grad * scale * _ste_mask(x, ctx.clip), None
+        return _ste_grad(grad * scale, x, ctx.clip), None
 
 
 class SteHeaviside(_ClippedSte):

@@ -7,7 +7,7 @@ import pytest
 from workbench.kernels import unpack_signs
 from workbench.ui.figures import histogram_figure, primer_figure, sign_bits
 from workbench.ui.neuron import neuron_view
-from workbench.ui.run_monitor import estimate_progress, format_seconds, thin
+from workbench.ui.run_monitor import MAX_POINTS, estimate_progress, format_seconds, poll_stride, thin
 from workbench.ui.training_form import save_upload, upload_ref
 from workbench.ui.widgets import bundled_data_for, to_image
 
@@ -66,14 +66,20 @@ def _record(status, epochs_done, epochs=4, started=100.0):
 
 
 def test_progress_counts_batches_of_the_current_epoch_once_an_epoch_is_known():
-    steps = {"epoch": [1] * 10 + [2] * 5}
-    progress = estimate_progress(_record("running", 1), steps, now=160.0)
+    epochs = {"epoch": [1], "step": [10]}  # epoch 1 ended at batch 10
+    progress = estimate_progress(_record("running", 1), epochs, last_step=15, now=160.0)
     assert progress.fraction == pytest.approx(1.5 / 4)
     assert progress.eta_seconds == pytest.approx(60.0 * (1 - 0.375) / 0.375)
     assert "epoch 2 of 4, batch 5 of 10" in progress.text
-    first = estimate_progress(_record("running", 0), {"epoch": [1] * 7}, now=110.0)
+    first = estimate_progress(_record("running", 0), {"epoch": [], "step": []}, last_step=7, now=110.0)
     assert first.fraction == 0 and first.eta_seconds is None
-    assert estimate_progress(_record("completed", 4), steps).fraction == 1.0
+    assert estimate_progress(_record("completed", 4), epochs, last_step=40).fraction == 1.0
+
+
+def test_a_live_tick_reads_a_bounded_number_of_batch_rows():
+    for last_step in (None, 10, 999, 1000, 20_000, 1_000_000):
+        rows = (last_step or 0) // poll_stride(last_step)
+        assert rows <= 2 * MAX_POINTS + 1 and (last_step is None or last_step < 2 * MAX_POINTS or rows >= MAX_POINTS)
 
 
 def test_thin_averages_long_series_and_drops_missing_values():

@@ -27,28 +27,36 @@ class Progress:
     text: str
 
 
-def estimate_progress(record, steps: dict, now: float | None = None) -> Progress:
+def estimate_progress(record, epochs: dict, last_step: int | None, now: float | None = None) -> Progress:
     """Share of the run done and time left, from completed epochs and the batches of the current one.
 
-    Batches per epoch are known once an epoch has finished; until then only finished epochs count.
+    ``epochs`` is the store's epoch table (its ``step`` column holds the global batch count at each epoch's
+    end) and ``last_step`` the newest batch: nothing here needs the per-batch rows. Batches per epoch are
+    known once an epoch has finished; until then only finished epochs count.
     """
-    epochs = int(record.training_spec.get("epochs", 1)) or 1
-    done = min(record.epochs_done, epochs)
-    epoch_of_step = steps.get("epoch", [])
-    per_epoch = max((epoch_of_step.count(e) for e in range(1, done + 1)), default=0)
-    current = epoch_of_step.count(done + 1) if done < epochs else 0
-    within = min(current / per_epoch, 1.0) if per_epoch else 0.0
-    fraction = 1.0 if record.status == "completed" else min((done + within) / epochs, 1.0)
+    total = int(record.training_spec.get("epochs", 1)) or 1
+    done = min(record.epochs_done, total)
+    end_of = dict(zip(epochs.get("epoch", []), epochs.get("step", [])))
+    per_epoch = end_of[done] // done if done and end_of.get(done) else 0
+    current = min(max((last_step or 0) - end_of.get(done, 0), 0), per_epoch) if per_epoch and done < total else 0
+    within = current / per_epoch if per_epoch else 0.0
+    fraction = 1.0 if record.status == "completed" else min((done + within) / total, 1.0)
     eta = None
     if record.status == "running" and record.started_at and 0 < fraction < 1 and (done or per_epoch):
         elapsed = (now or time.time()) - record.started_at
         eta = elapsed * (1 - fraction) / fraction
-    text = f"epoch {min(done + 1, epochs) if record.status in ('running', 'paused') else done} of {epochs}"
+    text = f"epoch {min(done + 1, total) if record.status in ('running', 'paused') else done} of {total}"
     if per_epoch and record.status in ("running", "paused"):
         text += f", batch {current} of {per_epoch}"
     if eta is not None:
         text += f" · about {format_seconds(eta)} left"
     return Progress(fraction, eta, text)
+
+
+def poll_stride(last_step: int | None) -> int:
+    """Read every n-th batch row so that one live tick reads at most about 2 * MAX_POINTS of them, however
+    long the run: the cost (and the server's memory) of a tick must not grow with the run."""
+    return max(1, (last_step or 0) // (2 * MAX_POINTS))
 
 
 def format_seconds(seconds: float) -> str:
@@ -137,9 +145,10 @@ def run_panel(store, run_id: str, resume_run=None) -> None:
     if resume_run is not None and record.status in ("stopped", "interrupted", "failed"):
         if st.button("Resume from the last checkpoint", key="run_resume_checkpoint"):
             resume_run(record)
-    steps = store.metrics(run_id, "step")
+    last_step = store.last_step(run_id)
+    steps = store.metrics(run_id, "step", stride=poll_stride(last_step))
     epochs = store.metrics(run_id, "epoch")
-    progress = estimate_progress(record, steps)
+    progress = estimate_progress(record, epochs, last_step)
     st.progress(progress.fraction, text=progress.text)
     figures = curves(steps, epochs)
     left, right = st.columns(2)
@@ -147,4 +156,4 @@ def run_panel(store, run_id: str, resume_run=None) -> None:
     right.plotly_chart(figures["accuracy"], key="live_accuracy")
     left.plotly_chart(figures["lr"], key="live_lr")
     right.plotly_chart(figures["flips"], key="live_flips")
-    st.caption(f"{len(steps.get('step', []))} batches and {len(figures['epochs'])} epochs recorded")
+    st.caption(f"{last_step or 0} batches and {len(figures['epochs'])} epochs recorded")

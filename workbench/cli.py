@@ -88,6 +88,9 @@ def cli_app(args: argparse.Namespace) -> int:
         os.environ["BNN_WORKBENCH_RUNS"] = str(pathlib.Path(args.runs_dir).resolve())
     entry = pathlib.Path(__file__).resolve().parent.parent / "app.py"
     PagesManager.uses_pages_directory = False
+    # Pages run in this process: import what Home needs now, so the first visitor does not wait for it.
+    importlib.import_module("workbench.ui.figures")
+    importlib.import_module("workbench.ui.widgets")
     sys.argv = ["streamlit", "run", str(entry), "--server.address", "127.0.0.1", "--server.port", str(args.port),
                 "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     return streamlit_cli.main(prog_name="streamlit")

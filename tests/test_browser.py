@@ -85,12 +85,15 @@ def recorded(page) -> tuple[int, int]:
     return int(batches), int(epochs)
 
 
-def loss_points(page) -> int:
-    """Points of the first trace of the live loss chart, as Plotly holds them in the browser."""
+def loss_last_step(page) -> int:
+    """The newest step drawn in the first trace of the live loss chart, as Plotly holds it in the browser.
+
+    (Not the number of points: long curves are averaged down to a bounded number of points.)"""
     return page.evaluate("() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];"
                          " const title = p => ((p.layout && p.layout.title && p.layout.title.text) || '').replace(/<[^>]+>/g, '');"
                          " const loss = plots.find(p => title(p) === 'Loss');"
-                         " return loss ? loss.data[0].x.length : -1; }")
+                         " const x = loss ? loss.data[0].x : [];"
+                         " return x.length ? x[x.length - 1] : -1; }")
 
 
 # ------------------------------------------------------------------ steps
@@ -134,9 +137,9 @@ def step_train(page, flow):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(looks) < 2:
         batches, _ = recorded(page)
-        points = loss_points(page)
-        if batches > 0 and points > 0 and (not looks or batches > looks[-1][0] and points > looks[-1][1]):
-            looks.append((batches, points))
+        drawn = loss_last_step(page)
+        if batches > 0 and drawn > 0 and (not looks or batches > looks[-1][0] and drawn > looks[-1][1]):
+            looks.append((batches, drawn))
             if len(looks) == 1:
                 shot(page, "03_train_running")
         page.wait_for_timeout(1200)

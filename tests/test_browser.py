@@ -1,4 +1,4 @@
-"""The main flow in a real browser: design a small MLP, train it on bundled data (2 epochs) while the live chart grows,
+"""The main flow in a real browser: design a small MLP, train it on bundled data while the live chart grows,
 reload the tab and find the run again, inspect it.
 
 Starts the app with `bnn-workbench app` on a free port and a temporary run store, and drives Debian's
@@ -20,6 +20,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "screenshots"
 WAIT_MS = 60_000
+EPOCHS = 6  # about 2,000 batches of 16: the run must still be going when the test first looks
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -129,7 +130,7 @@ def step_train(page, flow):
     """Train on the bundled MNIST sample; the live chart must grow between two looks while the run trains."""
     open_page(page, "Train")
     expect(main(page).get_by_text("Network binary-mlp from Design")).to_be_visible()
-    set_number(page, "epochs", 2)
+    set_number(page, "epochs", EPOCHS)
     set_number(page, "batch size", 16)
     main(page).get_by_role("button", name="Start training").click()
     expect(main(page).get_by_text(re.compile(r"run \S+ · running"))).to_be_visible()
@@ -154,7 +155,7 @@ def step_reload(page, flow):
     page.reload()
     expect(main(page).get_by_text(re.compile(rf"run {flow['run_id']} · "))).to_be_visible()
     expect(main(page).get_by_text(re.compile(rf"run {flow['run_id']} · completed"))).to_be_visible(timeout=300_000)
-    expect(main(page).get_by_text(re.compile(r"\d+ batches and 2 epochs recorded"))).to_be_visible()
+    expect(main(page).get_by_text(re.compile(rf"\d+ batches and {EPOCHS} epochs recorded"))).to_be_visible()
     no_exception(page)
     shot(page, "04_train_completed")
 

@@ -28,12 +28,17 @@ except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def require_browser() -> None:
+    """Skip, saying what is missing, where the real browser cannot run."""
     if sync_playwright is None:
         pytest.skip("playwright is not installed")
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    require_browser()
     runs_dir = tmp_path_factory.mktemp("browser_runs")
     with running_app(runs_dir) as url:
         yield url

@@ -5,7 +5,6 @@ downloaded from Export and run again here from the downloaded .bnn file.
 Reuses the app engineer's helpers in tests/test_browser.py (Chromium path and flags, waiting for the app,
 screenshots); starts its own app on a run store that holds the trained run.
 """
-import os
 import re
 
 import numpy as np
@@ -20,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
 from test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, SCREENSHOTS, WAIT_MS, main,
-                          no_exception, open_page, shot)
+                          no_exception, open_page, require_browser, shot)
 
 from workbench import bnnfile
 from workbench.data import load_dataset
@@ -35,10 +34,7 @@ from workbench.worker import run_worker
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(runs dir, run id): a 64-64 binary MLP, 1 epoch on the MNIST sample."""
-    if sync_playwright is None:
-        pytest.skip("playwright is not installed")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
+    require_browser()
     runs_dir = tmp_path_factory.mktemp("browser_deploy_runs")
     spec = preset("binary-mlp")
     spec["name"] = "small-mlp"

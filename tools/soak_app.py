@@ -64,7 +64,12 @@ def main() -> int:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(args.every)
-            RunStore(runs_dir).request(run_id, "stop")
+            # Stop the worker and wait for it before the run store's folder goes away with it.
+            store = RunStore(runs_dir)
+            store.request(run_id, "stop")
+            stop_deadline = time.monotonic() + 60
+            while store.get_run(run_id).active and time.monotonic() < stop_deadline:
+                time.sleep(0.5)
             browser.close()
     first, last = samples[0][1], samples[-1][1]
     peak = max(s[1] for s in samples)

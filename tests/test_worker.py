@@ -41,7 +41,7 @@ def workers(isolated_runs_dir):
 def test_sigkill_leaves_interrupted_run_that_resumes(workers):
     store = workers
     run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons", name="kill me")
-    _wait(lambda: store.checkpoint_epochs(run_id), "the first checkpoint")
+    _wait(lambda: store.get_run(run_id).epochs_done >= 1, "the first epoch to be recorded")
     pid = store.get_run(run_id).pid
     assert store.get_run(run_id).status == "running" and pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
@@ -128,3 +128,30 @@ def test_distillation_from_float_twin_and_teacher_run(workers):
     with pytest.raises(ValueError, match="not found"):
         run_worker(third, store.runs_dir)
     assert store.get_run(third).status == "failed" and "not found" in store.get_run(third).error
+
+
+@pytest.mark.parametrize("crash_in", ["write_metrics", "save_checkpoint"])
+def test_crash_between_an_epochs_writes_loses_no_epoch_on_resume(workers, monkeypatch, crash_in):
+    """A worker dying while epoch 2 is being recorded (after its metrics, or before them) resumes without a gap."""
+    store = workers
+    original = getattr(RunStore, crash_in)
+
+    def crash_at_epoch_2(self, run_id, *args, **kwargs):
+        rows = args[0] if crash_in == "write_metrics" else []
+        if any(level == "epoch" and epoch == 2 for level, _, epoch, _ in rows) or (
+                crash_in == "save_checkpoint" and args[0].epoch == 2):
+            raise OSError("simulated crash while recording epoch 2")
+        return original(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(RunStore, crash_in, crash_at_epoch_2)
+    run_id = store.create_run("crash", preset("toy-mlp"), _training(epochs=3), "moons")
+    with pytest.raises(OSError, match="simulated crash"):
+        run_worker(run_id, store.runs_dir)
+    assert store.get_run(run_id).status == "failed" and store.checkpoint_epochs(run_id) == [1]
+    monkeypatch.setattr(RunStore, crash_in, original)
+
+    store.update_run(run_id, status="queued")
+    assert run_worker(run_id, store.runs_dir) == "completed"
+    assert store.metrics(run_id)["epoch"] == [1, 2, 3]
+    steps = store.metrics(run_id, "step")["step"]
+    assert steps == sorted(set(steps)) and len(steps) == 14 * 3

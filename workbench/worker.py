@@ -52,8 +52,10 @@ def _reporter_class():
                 self.progress.batch(epoch, metrics)
 
         def on_epoch(self, epoch, metrics, histograms, checkpoint, is_best):
-            self.store.save_checkpoint(self.run_id, checkpoint, is_best)
+            # Metrics first, checkpoint second: a worker killed in between leaves an epoch row without its
+            # checkpoint, which resuming truncates and replays; the other order would lose the row for good.
             self.writer.epoch(epoch, metrics, histograms)
+            self.store.save_checkpoint(self.run_id, checkpoint, is_best)
             best = checkpoint.meta.get("best_val_accuracy")
             self.store.update_run(self.run_id, epochs_done=epoch, best_val_accuracy=best)
             if self.progress is not None:

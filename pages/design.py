@@ -17,6 +17,8 @@ UPLOAD_ERROR_KEY = "design_upload_error"
 
 st.title("Design")
 spec = state.get_spec()
+if note := st.session_state.pop(state.DRAFT_NOTE_KEY, None):
+    st.warning(note, icon=":material/warning:")
 
 
 def _load_preset() -> None:
@@ -89,6 +91,11 @@ else:
     for index, ((title, _), layer, (_, output_shape)) in enumerate(
             zip(slots, normalised["layers"], infer_shapes(normalised))):
         title.markdown(f"{layer_editor.layer_title(index, layer)} &nbsp; → {list(output_shape)}")
+
+if save_error := state.save_draft():
+    st.warning(save_error, icon=":material/warning:")
+else:
+    st.caption(f"Your edits are kept in {state.draft_path()} and come back when the tab is reloaded.")
 
 st.divider()
 st.subheader("Summary")

@@ -167,6 +167,35 @@ def test_design_upload_replaces_the_spec_and_a_broken_upload_keeps_it():
     assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
 
 
+def test_design_comes_back_after_a_reload_and_home_presets_replace_it(isolated_runs_dir):
+    at = app_on("pages/design.py")
+    at.number_input(key=key(at, 1, "units")).set_value(-4).run()  # mid-edit: invalid, and kept as it is
+    at.selectbox(key="design_new_layer_type").set_value("dropout").run()
+    at.button(key="design_add_layer").click().run()
+    edited = json.loads(json.dumps(at.session_state[state.SPEC_KEY]))
+    assert json.loads((isolated_runs_dir / state.DRAFT_NAME).read_text()) == edited
+
+    reloaded = app_on("pages/design.py")  # a new session, as after reloading the tab
+    no_exceptions(reloaded)
+    assert reloaded.session_state[state.SPEC_KEY] == edited
+    assert reloaded.number_input(key=key(reloaded, 1, "units")).value == -4
+    reloaded.switch_page("pages/home.py").run()
+    reloaded.button(key="design_toy-mlp").click().run()
+    assert app_on("pages/design.py").session_state[state.SPEC_KEY] == preset("toy-mlp")
+
+
+@pytest.mark.parametrize("draft", [b"{not json", b'{"layers": [{"type": "denes"}]}', b'[1, 2]',
+                                   b'{"layers": [], "input_shape": 784}', b"\xff\xfe"])
+def test_design_names_an_unreadable_draft_and_starts_from_the_preset(isolated_runs_dir, draft):
+    isolated_runs_dir.mkdir(parents=True)
+    (isolated_runs_dir / state.DRAFT_NAME).write_bytes(draft)
+    at = app_on("pages/design.py")
+    no_exceptions(at)
+    assert at.session_state[state.SPEC_KEY] == preset(state.DEFAULT_PRESET)
+    assert any(state.DRAFT_NAME in w.value and "could not be read back" in w.value for w in at.warning)
+    assert (isolated_runs_dir / "design-draft.unreadable.json").read_bytes() == draft
+
+
 # ------------------------------------------------------------------ Train
 
 

@@ -1,5 +1,6 @@
 """The worker with real processes: SIGKILL and resume, pause/resume/stop through the store, failures, distillation."""
 import os
+import shutil
 import signal
 import time
 
@@ -33,6 +34,8 @@ def workers(isolated_runs_dir):
     """The store the workers write to; any worker still alive at the end is killed."""
     store = RunStore(isolated_runs_dir)
     yield store
+    if not store.db_path.exists():  # the test deleted the store
+        return
     for run in store.list_runs():
         if run.pid and run.pid != os.getpid() and pid_alive(run.pid):
             os.kill(run.pid, signal.SIGKILL)
@@ -155,3 +158,14 @@ def test_crash_between_an_epochs_writes_loses_no_epoch_on_resume(workers, monkey
     assert store.metrics(run_id)["epoch"] == [1, 2, 3]
     steps = store.metrics(run_id, "step")["step"]
     assert steps == sorted(set(steps)) and len(steps) == 14 * 3
+
+
+def test_a_worker_whose_run_store_is_deleted_stops(workers):
+    store = workers
+    run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons")
+    _wait(lambda: store.metrics(run_id, "step")["step"], "the first batches")
+    pid = store.get_run(run_id).pid
+    store.close()
+    shutil.rmtree(store.runs_dir)
+    _wait(lambda: not pid_alive(pid), "the worker to notice its run store is gone and exit", timeout=30)
+    assert not store.runs_dir.exists(), "the worker must not recreate the deleted run store"

@@ -49,6 +49,10 @@ class RunNotFoundError(ValueError, LookupError):
     """No run with that id in this store."""
 
 
+class RunStoreGoneError(RuntimeError):
+    """The run store's database was removed while a worker was writing to it (its folder was deleted)."""
+
+
 def default_runs_dir() -> Path:
     return Path(os.environ.get("BNN_WORKBENCH_RUNS") or Path.home() / ".bnn-workbench" / "runs")
 

@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from workbench.store import HEARTBEAT_SECONDS, RESUMABLE, MetricsWriter, RunStore
+from workbench.store import HEARTBEAT_SECONDS, RESUMABLE, MetricsWriter, RunStore, RunStoreGoneError
 
 CONTROL_SECONDS = 0.2  # the store is asked for pause/stop requests at most this often
 PAUSE_POLL_SECONDS = 0.2
@@ -52,6 +52,7 @@ def _reporter_class():
                 self.progress.batch(epoch, metrics)
 
         def on_epoch(self, epoch, metrics, histograms, checkpoint, is_best):
+            self._check_store()
             # Metrics first, checkpoint second: a worker killed in between leaves an epoch row without its
             # checkpoint, which resuming truncates and replays; the other order would lose the row for good.
             self.writer.epoch(epoch, metrics, histograms)
@@ -60,6 +61,12 @@ def _reporter_class():
             self.store.update_run(self.run_id, epochs_done=epoch, best_val_accuracy=best)
             if self.progress is not None:
                 self.progress.epoch(epoch, metrics)
+
+        def _check_store(self) -> None:
+            """A worker whose run store was deleted stops, instead of training on into files nobody can see."""
+            if not self.store.db_path.exists():
+                raise RunStoreGoneError(f"run store {self.store.db_path} was removed while run {self.run_id} "
+                                        f"was training; the worker stops")
 
         def _request(self) -> str | None:
             requests = [self.store.pending_request(run_id) for run_id in self.watch]
@@ -70,12 +77,14 @@ def _reporter_class():
             if now - self._checked < CONTROL_SECONDS:
                 return "continue"
             self._checked = now
+            self._check_store()
             request = self._request()
             if request == "pause":
                 self.writer.flush()
                 self.store.update_run(self.run_id, status="paused")
                 while request == "pause":
                     time.sleep(PAUSE_POLL_SECONDS)
+                    self._check_store()
                     request = self._request()
                 self.store.update_run(self.run_id, status="running")
             return "stop" if request == "stop" else "continue"

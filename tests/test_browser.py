@@ -1,5 +1,5 @@
 """The main flow in a real browser: design a small MLP, train it on bundled data while the live chart grows,
-reload the tab and find the run again, inspect it.
+pause and resume it, reload the tab and find the run again, inspect it.
 
 Starts the app with `bnn-workbench app` on a free port and a temporary run store, and drives Debian's
 Chromium through Playwright's sync API. Each step is a function taking the page, and saves a screenshot
@@ -20,7 +20,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "screenshots"
 WAIT_MS = 60_000
-EPOCHS = 6  # about 2,000 batches of 16: the run must still be going when the test first looks
+EPOCHS = 10  # about 3,400 batches of 16: the run must still be going when the test looks, pauses and resumes
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -131,27 +131,47 @@ def step_design(page, flow):
     shot(page, "02_design")
 
 
+def look_until_grown(page, looks: list) -> None:
+    """Append (batches recorded, last step drawn) once both are past the previous look (or positive, at first)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        batches, drawn = recorded(page)[0], loss_last_step(page)
+        if batches > 0 and drawn > 0 and (not looks or batches > looks[-1][0] and drawn > looks[-1][1]):
+            looks.append((batches, drawn))
+            return
+        page.wait_for_timeout(1200)
+    raise AssertionError(f"the live chart did not grow while training: {looks}")
+
+
+def pause_and_resume(page, run: str) -> tuple[int, int]:
+    """Pause holds the run (no batches recorded while paused), Resume carries it on; returns the paused look."""
+    main(page).get_by_role("button", name="Pause").click()
+    expect(main(page).get_by_text(re.compile(rf"run {run} · paused"))).to_be_visible()
+    page.wait_for_timeout(1500)  # the worker writes its buffered rows as it pauses; the panel shows them
+    paused_at = (recorded(page)[0], loss_last_step(page))
+    shot(page, "03b_train_paused")
+    page.wait_for_timeout(2500)
+    assert (recorded(page)[0], loss_last_step(page)) == paused_at, "the run went on while paused"
+    main(page).get_by_role("button", name="Resume").click()
+    expect(main(page).get_by_text(re.compile(rf"run {run} · (running|completed)"))).to_be_visible()
+    return paused_at
+
+
 def step_train(page, flow):
-    """Train on the bundled MNIST sample; the live chart must grow between two looks while the run trains."""
+    """Train on the bundled MNIST sample: the live chart grows, stands still while paused, grows again."""
     open_page(page, "Train")
     expect(main(page).get_by_text("Network binary-mlp from Design")).to_be_visible()
     set_number(page, "epochs", EPOCHS)
     set_number(page, "batch size", 16)
     main(page).get_by_role("button", name="Start training").click()
     expect(main(page).get_by_text(re.compile(r"run \S+ · running"))).to_be_visible()
-    looks = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(looks) < 2:
-        batches, _ = recorded(page)
-        drawn = loss_last_step(page)
-        if batches > 0 and drawn > 0 and (not looks or batches > looks[-1][0] and drawn > looks[-1][1]):
-            looks.append((batches, drawn))
-            if len(looks) == 1:
-                shot(page, "03_train_running")
-        page.wait_for_timeout(1200)
-    assert len(looks) == 2, f"the live chart did not grow twice while training: {looks}"
-    flow["looks"] = looks
     flow["run_id"] = re.search(r"run=([\w-]+)", page.url).group(1)
+    looks = []
+    look_until_grown(page, looks)
+    shot(page, "03_train_running")
+    looks.append(pause_and_resume(page, flow["run_id"]))
+    look_until_grown(page, looks)  # past the paused look: training went on after Resume
+    flow["looks"] = looks
     no_exception(page)
 
 
@@ -185,4 +205,4 @@ def test_main_flow(page):
         except BaseException:
             page.screenshot(path=str(SCREENSHOTS / f"failed_{step.__name__}.png"))
             raise
-    assert flow["looks"][1][0] > flow["looks"][0][0]
+    assert flow["looks"][2][0] > flow["looks"][1][0] >= flow["looks"][0][0]

@@ -6,7 +6,6 @@ Chromium through Playwright's sync API. Each step is a function taking the page,
 to screenshots/ (gitignored); later steps (Deploy, Export) append to STEPS.
 """
 import os
-import pathlib
 import re
 import time
 

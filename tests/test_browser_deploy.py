@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, SCREENSHOTS, WAIT_MS, main,
+from test_browser import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WAIT_MS, main,
                           no_exception, open_page, require_browser, shot)
 
 from workbench import bnnfile

@@ -1,7 +1,6 @@
 """Dataset loaders: bundled, synthetic, MNIST folders, user files, downloads, and every malformed input."""
 import gzip
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from workbench import bnnfile
+from workbench.agreement import compare
 from workbench.engine import Engine, EngineError
-from workbench.kernels import pack_signs
 from workbench.model import build_model
 from workbench.packing import pack
 from workbench.presets import preset
@@ -37,31 +37,11 @@ def to_float(u):
 
 
 def compare_hidden_bits(model, packed, u, tolerance=1e-5):
-    """Per XNOR layer: (bits differing from torch's signs, torch pre-activations within tolerance of 0)."""
-    engine = Engine(packed, threads=1)
-    logits, records = engine.trace(u)
-    with torch.no_grad(), model.capture_preactivations() as captured:
-        reference = model(torch.from_numpy(to_float(u))).numpy()
-    results = {}
-    for name, layer in model.quantized_layers():
-        position = next((i for i, r in enumerate(records) if r["name"] == name and r["op"].startswith("binary_")), None)
-        if position is None or "bits" not in records[position - 1]:
-            continue
-        pre = captured[name]
-        if layer.input_quantizer.spec["name"] == "rsign":
-            pre = pre - layer.input_quantizer.threshold.detach().view([1, -1] + [1] * (pre.dim() - 2))
-        pre = pre.numpy()
-        bits = records[position - 1]["bits"]
-        if pre.ndim == 4:
-            pre = pre.transpose(0, 2, 3, 1)
-        elif records[position - 1]["op"] == "flatten":  # dense after a flattened feature map: NHWC order
-            in_shape = packed.layers[position - 1].attrs["in_shape"]
-            if len(in_shape) == 3:
-                pre = pre.reshape(len(pre), *in_shape).transpose(0, 2, 3, 1)
-        expected = pack_signs(pre).reshape(bits.shape)
-        differing = int(np.unpackbits((expected ^ bits).view(np.uint8)).sum())
-        results[name] = (differing, int((np.abs(pre) <= tolerance).sum()))
-    return logits, reference, results
+    """(engine logits, torch logits, per XNOR layer: (bits differing from torch's signs, pre-activations near 0))."""
+    result = compare(model, packed, to_float(u), threads=1, tolerance=tolerance)
+    assert result["exact_input"], "the engine must get the same uint8 pixels the float inputs came from"
+    return result["engine_logits"], result["torch_logits"], {
+        row["layer"]: (row["differing"], row["near_zero"]) for row in result["layers"]}
 
 
 @pytest.mark.parametrize("name", ["binary-cnn", "vgg-small", "binary-mlp"])

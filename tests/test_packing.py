@@ -1,6 +1,7 @@
 """Packing: the threshold folding rule, layer choices, metadata, and the export/predict commands."""
+import re
+
 import numpy as np
-import pytest
 import torch
 
 from workbench import bnnfile
@@ -81,3 +82,5 @@ def test_train_export_predict_round_trip(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "toy.bnn"), "--data", "moons", "--run", run_id]) == 0
     out = capsys.readouterr().out
     assert "agreement with the torch model" in out and "(0 of" in out
+    hidden = re.findall(r"hidden bits into (\S+): (\d+) of (\d+) differ", out)
+    assert hidden and all(differ == "0" and int(total) > 0 for _, differ, total in hidden), out

@@ -422,15 +422,16 @@ def cli_predict(args: argparse.Namespace) -> int:
     print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
           f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample)")
     if args.run:
-        import torch
-
+        from workbench.agreement import compare
         from workbench.store import RunStore
         from workbench.trained import load_trained_model
 
         model, _ = load_trained_model(args.run, store=RunStore(args.runs_dir))
-        with torch.no_grad():
-            reference = model(torch.from_numpy(dataset.x_test)).argmax(dim=1).numpy()
-        agreement = float((reference == predictions).mean()) if len(x) else float("nan")
+        result = compare(model, engine.packed, dataset.x_test, dataset.y_test, threads=args.threads)
+        agreement = 1.0 - result["disagreements"] / len(x) if len(x) else float("nan")
         print(f"agreement with the torch model of run {args.run}: {agreement:.4f} "
-              f"({int((reference != predictions).sum())} of {len(x)} differ)")
+              f"({result['disagreements']} of {len(x)} predictions differ)")
+        for row in result["layers"]:
+            print(f"  hidden bits into {row['layer']}: {row['differing']} of {row['bits']} differ "
+                  f"({row['near_zero']} torch pre-activations within 1e-5 of 0)")
     return 0

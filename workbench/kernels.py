@@ -12,7 +12,6 @@ The SIMD path ("avx512", "avx2" or "scalar") is chosen from the CPU at import; t
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
 

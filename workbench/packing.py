@@ -18,7 +18,7 @@ from torch import nn
 
 from workbench import bnnfile
 from workbench.kernels import pack_signs
-from workbench.layers import QuantConv2d, QuantDense, QuantLayer
+from workbench.layers import QuantLayer
 from workbench.packed import PackedLayer, PackedModel
 from workbench.spec import layer_name, validate_spec
 

@@ -14,7 +14,6 @@ Epochs are counted from 1 in the reporter's calls; ``Checkpoint.epoch`` is the n
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 

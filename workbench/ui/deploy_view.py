@@ -105,60 +105,11 @@ def _dataset(data_ref: str, seed: int):
 # ------------------------------------------------------------------ engine vs torch
 
 
-def hidden_bit_agreement(model, packed: PackedModel, records: list[dict], captured: dict) -> list[dict]:
-    """Per XNOR layer fed by packed bits: how many of the engine's input bits equal torch's signs."""
-    import torch
-
-    from workbench.kernels import pack_signs
-
-    rows = []
-    for name, layer in model.quantized_layers():
-        position = next((i for i, r in enumerate(records) if r["name"] == name and r["op"].startswith("binary_")), None)
-        if position is None or position == 0 or "bits" not in records[position - 1] or name not in captured:
-            continue
-        pre = captured[name]
-        if layer.input_quantizer.spec["name"] == "rsign":
-            pre = pre - layer.input_quantizer.threshold.detach().view([1, -1] + [1] * (pre.dim() - 2))
-        pre = pre.to(torch.float32).numpy()
-        bits = records[position - 1]["bits"]
-        if pre.ndim == 4:
-            pre = pre.transpose(0, 2, 3, 1)
-        elif records[position - 1]["op"] == "flatten":  # dense after a flattened feature map: NHWC order
-            in_shape = packed.layers[position - 1].attrs["in_shape"]
-            if len(in_shape) == 3:
-                pre = pre.reshape(len(pre), *in_shape).transpose(0, 2, 3, 1)
-        expected = pack_signs(np.ascontiguousarray(pre)).reshape(bits.shape)
-        total = int(pre.size)
-        differing = int(np.unpackbits((expected ^ bits).view(np.uint8)).sum())
-        rows.append({"layer": name, "bits": total, "differing": differing,
-                     "agreement": 1.0 - differing / total if total else 1.0})
-    return rows
-
-
 def agreement(run: PackedRun, x: np.ndarray, y: np.ndarray) -> dict:
     """Engine vs torch on preprocessed test inputs ``x`` (labels ``y``): predictions, accuracies, bit agreement."""
-    import torch
+    from workbench.agreement import compare
 
-    engine = Engine(run.packed)
-    u = raw_inputs(x, run.packed.meta.get("preprocessing") or {})
-    start = time.perf_counter()
-    logits, records = engine.trace(u)
-    engine_seconds = time.perf_counter() - start
-    with torch.no_grad(), run.model.capture_preactivations() as captured:
-        reference = run.model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
-    engine_pred, torch_pred = logits.argmax(axis=1), reference.argmax(axis=1)
-    count = len(y)
-    return {
-        "samples": count,
-        "engine_predictions": engine_pred,
-        "torch_predictions": torch_pred,
-        "engine_accuracy": float((engine_pred == y).mean()) if count else float("nan"),
-        "torch_accuracy": float((torch_pred == y).mean()) if count else float("nan"),
-        "disagreements": int((engine_pred != torch_pred).sum()),
-        "engine_seconds": engine_seconds,
-        "exact_input": u.dtype == np.uint8,
-        "layers": hidden_bit_agreement(run.model, run.packed, records, captured),
-    }
+    return compare(run.model, run.packed, x, y)
 
 
 # ------------------------------------------------------------------ try it: one input

@@ -9,6 +9,7 @@ import streamlit as st
 from workbench.presets import PRESETS, preset
 from workbench.spec import SpecError, infer_shapes, validate_spec
 from workbench.ui import layer_editor, state
+from workbench.ui.drafts import pop_notes
 from workbench.ui.summary_view import show_summary
 from workbench.ui.widgets import show_error
 
@@ -17,7 +18,7 @@ UPLOAD_ERROR_KEY = "design_upload_error"
 
 st.title("Design")
 spec = state.get_spec()
-if note := st.session_state.pop(state.DRAFT_NOTE_KEY, None):
+for note in pop_notes():
     st.warning(note, icon=":material/warning:")
 
 
@@ -92,10 +93,10 @@ else:
             zip(slots, normalised["layers"], infer_shapes(normalised))):
         title.markdown(f"{layer_editor.layer_title(index, layer)} &nbsp; → {list(output_shape)}")
 
-if save_error := state.save_draft():
+if save_error := state.save_spec_draft():
     st.warning(save_error, icon=":material/warning:")
 else:
-    st.caption(f"Your edits are kept in {state.draft_path()} and come back when the tab is reloaded.")
+    st.caption(f"Your edits are kept in {state.DESIGN_DRAFT.path} and come back when the tab is reloaded.")
 
 st.divider()
 st.subheader("Summary")

@@ -10,6 +10,7 @@ from workbench.data import DataError, check_ref
 from workbench.spec import SpecError, validate_spec, validate_training_spec
 from workbench.store import RunStore
 from workbench.ui import state
+from workbench.ui.drafts import pop_notes
 from workbench.ui.run_monitor import run_panel
 from workbench.ui.training_form import data_picker, training_form
 from workbench.ui.widgets import bundled_data_for, run_label, show_error
@@ -18,6 +19,9 @@ RUN_KEY = "train_run"
 
 st.title("Train")
 store = RunStore()
+spec, training_draft = state.get_spec(), state.get_training_spec()  # loaded first: a note on either shows here
+for note in pop_notes():
+    st.warning(note, icon=":material/warning:")
 
 # The run to watch: the one in the URL, else the last one started in this session.
 if "run" in st.query_params:
@@ -49,7 +53,6 @@ if watched:
     st.divider()
 
 st.subheader("New run")
-spec = state.get_spec()
 try:
     network = validate_spec(spec)
 except SpecError as error:
@@ -62,7 +65,7 @@ else:
 
 data_ref = data_picker(store.runs_dir, bundled_data_for(spec))
 teacher_runs = {r.id: run_label(r) for r in store.list_runs() if r.status == "completed"}
-training = training_form(state.get_training_spec(), teacher_runs)
+training = training_form(training_draft, teacher_runs)
 name = st.text_input("run name (optional)", key="train_run_name")
 
 try:
@@ -71,7 +74,8 @@ except SpecError as error:
     training_spec = None
     show_error(error)
 else:
-    st.session_state[state.TRAINING_KEY] = training_spec
+    if save_error := state.set_training_spec(training_spec):
+        st.warning(save_error, icon=":material/warning:")
 
 if st.button("Start training", type="primary", disabled=network is None or training_spec is None or not data_ref):
     from workbench.worker import start_run

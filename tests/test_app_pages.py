@@ -173,7 +173,7 @@ def test_design_comes_back_after_a_reload_and_home_presets_replace_it(isolated_r
     at.selectbox(key="design_new_layer_type").set_value("dropout").run()
     at.button(key="design_add_layer").click().run()
     edited = json.loads(json.dumps(at.session_state[state.SPEC_KEY]))
-    assert json.loads((isolated_runs_dir / state.DRAFT_NAME).read_text()) == edited
+    assert json.loads((isolated_runs_dir / state.DESIGN_DRAFT.file_name).read_text()) == edited
 
     reloaded = app_on("pages/design.py")  # a new session, as after reloading the tab
     no_exceptions(reloaded)
@@ -188,11 +188,11 @@ def test_design_comes_back_after_a_reload_and_home_presets_replace_it(isolated_r
                                    b'{"layers": [], "input_shape": 784}', b"\xff\xfe"])
 def test_design_names_an_unreadable_draft_and_starts_from_the_preset(isolated_runs_dir, draft):
     isolated_runs_dir.mkdir(parents=True)
-    (isolated_runs_dir / state.DRAFT_NAME).write_bytes(draft)
+    (isolated_runs_dir / state.DESIGN_DRAFT.file_name).write_bytes(draft)
     at = app_on("pages/design.py")
     no_exceptions(at)
     assert at.session_state[state.SPEC_KEY] == preset(state.DEFAULT_PRESET)
-    assert any(state.DRAFT_NAME in w.value and "could not be read back" in w.value for w in at.warning)
+    assert any(state.DESIGN_DRAFT.file_name in w.value and "could not be read back" in w.value for w in at.warning)
     assert (isolated_runs_dir / "design-draft.unreadable.json").read_bytes() == draft
 
 
@@ -254,6 +254,28 @@ def test_train_shows_an_invalid_training_field():
     no_exceptions(at)
     assert any("two_stage.first_epochs" in e.value for e in at.error), [e.value for e in at.error]
     assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_train_settings_come_back_after_a_reload(isolated_runs_dir):
+    at = app_on("pages/train.py")
+    at.number_input(key="ts_epochs").set_value(7).run()
+    at.toggle(key="ts_two_stage_on").set_value(True).run()
+    no_exceptions(at)
+    reloaded = app_on("pages/train.py")  # a new session, as after reloading the tab
+    no_exceptions(reloaded)
+    assert reloaded.number_input(key="ts_epochs").value == 7 and reloaded.toggle(key="ts_two_stage_on").value
+    assert reloaded.session_state[state.TRAINING_KEY]["epochs"] == 7
+
+
+def test_train_names_an_invalid_settings_draft_and_uses_the_defaults(isolated_runs_dir):
+    isolated_runs_dir.mkdir(parents=True)
+    (isolated_runs_dir / state.TRAINING_DRAFT.file_name).write_text(json.dumps({"epochs": -1}))
+    at = app_on("pages/train.py")
+    no_exceptions(at)
+    messages = [w.value for w in at.warning]
+    assert any("training-draft.json" in m and "epochs" in m and "training-draft.unreadable.json" in m
+               for m in messages), messages
+    assert at.number_input(key="ts_epochs").value == default_training_spec()["epochs"]
 
 
 # ------------------------------------------------------------------ Inspect and Runs

@@ -180,6 +180,7 @@ def step_reload(page, flow):
     expect(main(page).get_by_text(re.compile(rf"run {flow['run_id']} · "))).to_be_visible()
     expect(main(page).get_by_text(re.compile(rf"run {flow['run_id']} · completed"))).to_be_visible(timeout=300_000)
     expect(main(page).get_by_text(re.compile(rf"\d+ batches and {EPOCHS} epochs recorded"))).to_be_visible()
+    expect(main(page).get_by_label("epochs", exact=True)).to_have_value(str(EPOCHS))  # the settings' draft
     no_exception(page)
     shot(page, "04_train_completed")
 

@@ -4,40 +4,59 @@ The Design page edits the spec, Home's preset buttons replace it, Train starts r
 that show a spec field are keyed with the spec's *version*, so replacing or restructuring the spec
 (a preset, an upload, a moved layer) gives fresh widgets that show the new values.
 
-The spec is also kept as a draft file in the run store's folder, so a reloaded tab or a restarted app
-carries on with the network the user was building instead of falling back to a preset.
+Both specs are also kept as drafts (workbench.ui.drafts), so a reloaded tab or a restarted app carries
+on with the network being built and the training settings chosen instead of falling back to defaults.
 """
 from __future__ import annotations
 
 import copy
 import json
-import os
-from pathlib import Path
 
 import streamlit as st
 
 from workbench.spec import LAYER_TYPES
-from workbench.store import default_runs_dir
+from workbench.ui.drafts import Draft
 
 SPEC_KEY = "network_spec"
 SPEC_VERSION_KEY = "network_spec_version"
-DRAFT_SAVED_KEY = "network_spec_draft_saved"
-DRAFT_NOTE_KEY = "network_spec_draft_note"
-DRAFT_NAME = "design-draft.json"
 TRAINING_KEY = "training_spec"
 DEFAULT_PRESET = "binary-mlp"
+
+
+def _editable_spec(value) -> dict:
+    """A spec the layer editor can show; it may still fail validation (it is whatever was on screen)."""
+    if not isinstance(value, dict) or not isinstance(value.get("layers"), list):
+        raise ValueError("expected a JSON object with a 'layers' list")
+    for index, layer in enumerate(value["layers"]):
+        if not isinstance(layer, dict) or layer.get("type") not in LAYER_TYPES:
+            raise ValueError(f"layer {index}: expected an object with a known 'type', got {json.dumps(layer)[:60]}")
+    if not isinstance(value.get("input_shape", []), list):
+        raise ValueError("field 'input_shape' must be a list")
+    if not isinstance(value.get("num_classes", 10), int):
+        raise ValueError("field 'num_classes' must be an integer")
+    return value
+
+
+def _training_spec(value) -> dict:
+    from workbench.spec import validate_training_spec
+
+    return validate_training_spec(value)
+
+
+DESIGN_DRAFT = Draft("design-draft.json", "design", _editable_spec)
+TRAINING_DRAFT = Draft("training-draft.json", "training settings", _training_spec)
 
 
 def get_spec() -> dict:
     """The spec being edited (raw, possibly invalid): the saved draft, or a preset the first time."""
     if SPEC_KEY not in st.session_state:
-        draft = load_draft()
+        draft = DESIGN_DRAFT.load()
         if draft is None:
             from workbench.presets import preset
 
             draft = preset(DEFAULT_PRESET)
+            DESIGN_DRAFT.mark_saved(draft)
         st.session_state[SPEC_KEY] = draft
-        st.session_state[DRAFT_SAVED_KEY] = json.dumps(draft, indent=2)
         bump_version()
     return st.session_state[SPEC_KEY]
 
@@ -46,60 +65,12 @@ def set_spec(spec: dict) -> None:
     """Replace the spec (and its draft); widgets showing the old one are dropped."""
     st.session_state[SPEC_KEY] = copy.deepcopy(spec)
     bump_version()
-    save_draft()
+    DESIGN_DRAFT.save(st.session_state[SPEC_KEY])
 
 
-def draft_path() -> Path:
-    return default_runs_dir() / DRAFT_NAME
-
-
-def load_draft() -> dict | None:
-    """The spec last saved by save_draft, or None (no draft, or one the layer editor could not show).
-
-    The draft may fail validation (it is whatever was on screen), but each layer must be a dict with a
-    known type. A draft that is not usable is moved aside (never overwritten) and named in a note.
-    """
-    path = draft_path()
-    if not path.is_file():
-        return None
-    try:
-        draft = json.loads(path.read_text(encoding="utf-8"))
-        layers = draft["layers"]
-        usable = (isinstance(layers, list) and all(
-            isinstance(layer, dict) and layer.get("type") in LAYER_TYPES for layer in layers)
-            and isinstance(draft.get("input_shape", []), list) and isinstance(draft.get("num_classes", 10), int))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError):
-        usable = False
-    if not usable:
-        kept = path.with_name(DRAFT_NAME.replace(".json", ".unreadable.json"))
-        try:
-            os.replace(path, kept)
-            where = f"It was moved to {kept.name}"
-        except OSError as error:
-            where = f"It could not be moved aside ({error.strerror or error})"
-        st.session_state[DRAFT_NOTE_KEY] = (
-            f"The saved design {path} could not be read back as a network spec (expected JSON with a 'layers' "
-            f"list of known layer types, an 'input_shape' list and an integer 'num_classes'). {where}; "
-            f"starting from the {DEFAULT_PRESET} preset.")
-        return None
-    return draft
-
-
-def save_draft() -> str | None:
-    """Write the spec to the draft file when it changed; returns an error message if it could not be written."""
-    text = json.dumps(st.session_state[SPEC_KEY], indent=2)
-    if st.session_state.get(DRAFT_SAVED_KEY) == text:
-        return None
-    path = draft_path()
-    partial = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as error:
-        return f"The design could not be saved to {path} ({error.strerror or error}); it is kept in this tab only."
-    st.session_state[DRAFT_SAVED_KEY] = text
-    return None
+def save_spec_draft() -> str | None:
+    """Keep the spec as edited so far; a message when it could not be written."""
+    return DESIGN_DRAFT.save(get_spec())
 
 
 def bump_version() -> None:
@@ -116,9 +87,19 @@ def widget_key(*parts) -> str:
 
 
 def get_training_spec() -> dict:
-    """The training spec last used on the Train page (the library default the first time)."""
+    """The training spec last chosen on the Train page: its saved draft, or the library default the first time."""
     if TRAINING_KEY not in st.session_state:
-        from workbench.spec import default_training_spec
+        draft = TRAINING_DRAFT.load()
+        if draft is None:
+            from workbench.spec import default_training_spec
 
-        st.session_state[TRAINING_KEY] = default_training_spec()
+            draft = default_training_spec()
+            TRAINING_DRAFT.mark_saved(draft)
+        st.session_state[TRAINING_KEY] = draft
     return st.session_state[TRAINING_KEY]
+
+
+def set_training_spec(training_spec: dict) -> str | None:
+    """Keep a valid training spec (and its draft); a message when the draft could not be written."""
+    st.session_state[TRAINING_KEY] = training_spec
+    return TRAINING_DRAFT.save(training_spec)

@@ -335,3 +335,33 @@ def pool2x2(const uint64_t[:, :, :, ::1] x, const uint64_t[::1] or_mask, uint64_
         return
     with nogil:
         xnor_pool2x2(&x[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2], x.shape[3], &or_mask[0], &out[0, 0, 0, 0])
+
+
+def im2col_uint8(const uint8_t[:, :, :, ::1] x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                 int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t[:, ::1] out):
+    """Patches of NCHW uint8 images as rows (N*OH*OW, KH*KW*C), each in (KH, KW, C) order like OHWI weights;
+    taps outside the image (padding) are 0, so they add nothing to an exact integer dot product."""
+    cdef int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef int64_t b, r, q, i, j, ch, y, col, plane = h * w
+    cdef const uint8_t *src
+    cdef uint8_t *dst
+    _check(out.shape[0] == n * oh * ow and out.shape[1] == kh * kw * c, "im2col_uint8: output shape does not match")
+    if out.shape[0] == 0 or out.shape[1] == 0:
+        return
+    with nogil:
+        for b in range(n):
+            src = &x[b, 0, 0, 0]
+            for r in range(oh):
+                for q in range(ow):
+                    dst = &out[(b * oh + r) * ow + q, 0]
+                    for i in range(kh):
+                        y = r * sh - pt + i
+                        for j in range(kw):
+                            col = q * sw - pl + j
+                            if 0 <= y < h and 0 <= col < w:
+                                for ch in range(c):
+                                    dst[ch] = src[ch * plane + y * w + col]
+                            else:
+                                for ch in range(c):
+                                    dst[ch] = 0
+                            dst += c

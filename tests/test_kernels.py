@@ -326,6 +326,36 @@ def test_conv2d_matches_reference(simd, n, h, w, c, o, kh, kw, stride, padding):
         np.testing.assert_array_equal(kernels.unpack_signs(bits, o), reference_threshold(expected, thresholds, flip))
 
 
+@pytest.mark.parametrize("n, h, w, c, o, kh, kw, stride, padding", CONV_CASES)
+def test_uint8_patches_against_packed_weights_are_an_exact_pixel_convolution(simd, n, h, w, c, o, kh, kw, stride,
+                                                                             padding):
+    """im2col_uint8 + xnor_gemm_uint8: the first layer of an image network, padded with pixel value 0."""
+    rng = np.random.default_rng(h * 10 + c)
+    x, wt = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8), signs(rng, o, kh, kw, c)
+    top, bottom, left, right = {"valid": (0, 0, 0, 0), "same": (
+        (kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)}.get(padding, padding)
+    padded = np.pad(x.transpose(0, 2, 3, 1).astype(np.int64), ((0, 0), (top, bottom), (left, right), (0, 0)))
+    oh, ow = kernels.conv_output_shape(h, w, kh, kw, stride, padding)
+    expected = np.zeros((n, oh, ow, o), np.int64)
+    for r in range(oh):
+        for q in range(ow):
+            patch = padded[:, r * stride:r * stride + kh, q * stride:q * stride + kw, :]
+            expected[:, r, q] = np.einsum("nijc,oijc->no", patch, wt.astype(np.int64))
+    rows = kernels.im2col_uint8(x, kh, kw, stride, padding)
+    assert rows.shape == (n * oh * ow, kh * kw * c) and rows.dtype == np.uint8
+    got = kernels.xnor_gemm_uint8(rows, kernels.pack_signs(wt.reshape(o, -1)), kh * kw * c)
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+
+
+def test_im2col_uint8_error_messages():
+    with pytest.raises(ValueError, match="x: expected a 4-D numpy uint8 array \\(N, C, H, W\\), got ndarray float32"):
+        kernels.im2col_uint8(np.zeros((1, 1, 4, 4), np.float32), 3, 3)
+    with pytest.raises(ValueError, match="kh: expected a positive int, got 0"):
+        kernels.im2col_uint8(np.zeros((1, 1, 4, 4), np.uint8), 0, 3)
+    with pytest.raises(ValueError, match="padding: expected 'same', 'valid'"):
+        kernels.im2col_uint8(np.zeros((1, 1, 4, 4), np.uint8), 3, 3, padding="full")
+
+
 def test_two_threads_on_work_big_enough_to_split(simd):
     """Small problems run on one thread; these are large enough that both threads take tiles."""
     from workbench import _xnor

@@ -21,7 +21,7 @@ __all__ = [
     "available_backends", "backend", "set_backend", "default_threads",
     "pack_signs", "unpack_signs", "xnor_gemm", "xnor_gemm_threshold", "xnor_gemm_uint8",
     "xnor_gemm_uint8_threshold",
-    "conv_output_shape", "xnor_conv2d", "xnor_conv2d_threshold", "max_pool2d_bits",
+    "conv_output_shape", "im2col_uint8", "xnor_conv2d", "xnor_conv2d_threshold", "max_pool2d_bits",
     "bind_gemm", "bind_conv2d", "bind_max_pool2d_bits",
 ]
 
@@ -358,6 +358,26 @@ def conv_output_shape(h: int, w: int, kh: int, kw: int, stride=1, padding="valid
     sh, sw = _stride(stride)
     top, bottom, left, right = _padding(padding, kh, kw)
     return max((h + top + bottom - kh) // sh + 1, 0), max((w + left + right - kw) // sw + 1, 0)
+
+
+def im2col_uint8(x, kh: int, kw: int, stride=1, padding="valid") -> np.ndarray:
+    """The patches of NCHW uint8 images as rows (N*OH*OW, KH*KW*C), each in (KH, KW, C) order, padded with 0.
+
+    With OHWI weights packed along the whole patch (pack_signs of w.reshape(O, KH*KW*C)), xnor_gemm_uint8
+    on these rows is an exact convolution of the pixels: the first layer of an image network.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+        raise ValueError(f"im2col_uint8: x: expected a 4-D numpy uint8 array (N, C, H, W), got "
+                         f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}".rstrip())
+    for value, name in ((kh, "kh"), (kw, "kw")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"im2col_uint8: {name}: expected a positive int, got {value!r}")
+    sh, sw = _stride(stride)
+    top, _, left, _ = _padding(padding, kh, kw)
+    oh, ow = conv_output_shape(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    out = np.empty((x.shape[0] * oh * ow, kh * kw * x.shape[1]), dtype=np.uint8)
+    _xnor.im2col_uint8(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, oh, ow, out)
+    return out
 
 
 def _conv_operands(x_bits, w_bits, c, stride, padding):

@@ -14,7 +14,7 @@ import json
 
 import streamlit as st
 
-from workbench.spec import LAYER_TYPES
+from workbench.spec import LAYER_TYPES, default_training_spec, validate_training_spec
 from workbench.ui.drafts import Draft
 
 SPEC_KEY = "network_spec"
@@ -37,14 +37,8 @@ def _editable_spec(value) -> dict:
     return value
 
 
-def _training_spec(value) -> dict:
-    from workbench.spec import validate_training_spec
-
-    return validate_training_spec(value)
-
-
 DESIGN_DRAFT = Draft("design-draft.json", "design", _editable_spec)
-TRAINING_DRAFT = Draft("training-draft.json", "training settings", _training_spec)
+TRAINING_DRAFT = Draft("training-draft.json", "training settings", validate_training_spec)
 
 
 def get_spec() -> dict:
@@ -91,8 +85,6 @@ def get_training_spec() -> dict:
     if TRAINING_KEY not in st.session_state:
         draft = TRAINING_DRAFT.load()
         if draft is None:
-            from workbench.spec import default_training_spec
-
             draft = default_training_spec()
             TRAINING_DRAFT.mark_saved(draft)
         st.session_state[TRAINING_KEY] = draft

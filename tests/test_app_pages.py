@@ -167,6 +167,40 @@ def test_design_upload_replaces_the_spec_and_a_broken_upload_keeps_it():
     assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
 
 
+def test_design_edits_a_shortcut_s_inner_layers_with_the_same_editor():
+    """A Bi-Real-style block: shortcut(binary conv, batch norm) around x, built and edited with widgets."""
+    at = app_on("pages/design.py")
+    at.selectbox(key="design_preset").set_value("binary-cnn").run()
+    at.sidebar.button[0].click().run()
+    at.selectbox(key="design_new_layer_type").set_value("shortcut").run()
+    at.number_input(key=key(at, "new_layer_position")).set_value(4).run()  # after the second binary conv
+    at.button(key="design_add_layer").click().run()
+    no_exceptions(at)
+    assert layers(at)[4]["type"] == "shortcut" and [l["type"] for l in layers(at)[4]["layers"]] == ["batch_norm"]
+    at.selectbox(key="design_new_layer_type_4").set_value("conv2d").run()
+    at.number_input(key=key(at, "new_layer_position_4")).set_value(0).run()
+    at.button(key="design_add_layer_4").click().run()
+    no_exceptions(at)
+    inner = layers(at)[4]["layers"]
+    assert [layer["type"] for layer in inner] == ["conv2d", "batch_norm"]
+    at.number_input(key=key(at, "4.0", "filters")).set_value(64).run()  # as the conv before: x + conv(x)
+    at.selectbox(key=key(at, "4.0", "padding")).set_value("same").run()
+    at.selectbox(key=key(at, "4.0", "kernel_quantizer")).set_value("approx_sign").run()
+    no_exceptions(at)
+    inner = layers(at)[4]["layers"]
+    assert inner[0]["kernel_quantizer"]["name"] == "approx_sign" and inner[0]["input_quantizer"]["name"] == "ste_sign"
+    assert at.success, [e.value for e in at.error]  # the network with its Bi-Real block validates
+    assert any("4.0 · conv2d" in m.value for m in at.markdown)
+    at.button(key=key(at, "4.1", "up")).click().run()
+    assert [layer["type"] for layer in layers(at)[4]["layers"]] == ["batch_norm", "conv2d"]
+    at.button(key=key(at, "4.0", "remove")).click().run()
+    no_exceptions(at)
+    assert [layer["type"] for layer in layers(at)[4]["layers"]] == ["conv2d"]
+    at.number_input(key=key(at, "4.0", "filters")).set_value(32).run()
+    messages = [e.value for e in at.error]
+    assert any("layer 4" in m and "must keep the shape" in m for m in messages), messages
+
+
 def test_design_comes_back_after_a_reload_and_home_presets_replace_it(isolated_runs_dir):
     at = app_on("pages/design.py")
     at.number_input(key=key(at, 1, "units")).set_value(-4).run()  # mid-edit: invalid, and kept as it is

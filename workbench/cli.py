@@ -91,8 +91,12 @@ def cli_app(args: argparse.Namespace) -> int:
     # Pages run in this process: import what Home needs now, so the first visitor does not wait for it.
     importlib.import_module("workbench.ui.figures")
     importlib.import_module("workbench.ui.widgets")
+    # The settings of .streamlit/config.toml, given here so that they hold from any working directory; and no
+    # file watcher: it would watch the whole checkout (.venv included) for edits a user never makes.
     sys.argv = ["streamlit", "run", str(entry), "--server.address", "127.0.0.1", "--server.port", str(args.port),
-                "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none", "--server.maxUploadSize", "200",
+                "--client.toolbarMode", "minimal"]
     return streamlit_cli.main(prog_name="streamlit")
 
 

@@ -34,8 +34,12 @@ columns[3].metric("engine time", f"{result['engine_seconds'] * 1e3:.2f} ms",
 if result["layers"]:
     st.dataframe(pd.DataFrame(result["layers"]).rename(columns={
         "layer": "hidden layer (input bits)", "bits": "bits compared", "differing": "differing bits",
-        "agreement": "bit agreement"}), hide_index=True, width="stretch",
-        column_config={"bit agreement": st.column_config.NumberColumn(format="percent")})
+        "agreement": "bit agreement", "near_zero": "torch pre-activations within 1e-5 of 0"}),
+        hide_index=True, width="stretch",
+        column_config={"bit agreement": st.column_config.NumberColumn(format="percent"),
+                       "torch pre-activations within 1e-5 of 0": st.column_config.NumberColumn(
+                           help="where float rounding alone could decide the sign; a differing bit there "
+                                "would not be an engine error")})
 st.caption("Inputs go to the engine as " + ("raw uint8 pixels (exact first layer)." if result["exact_input"] else
                                             "float32 features, as torch gets them."))
 

@@ -72,7 +72,7 @@ spec["num_classes"] = int(classes_column.number_input("classes", value=int(spec.
                                                       key=state.widget_key("num_classes")))
 network_slot = st.empty()
 
-slots = [layer_editor.layer_block(index, layer, len(spec["layers"])) for index, layer in enumerate(spec["layers"])]
+slots = [layer_editor.layer_block((index,), layer, len(spec["layers"])) for index, layer in enumerate(spec["layers"])]
 layer_editor.add_layer_controls()
 
 try:

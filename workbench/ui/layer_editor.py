@@ -257,13 +257,12 @@ def layer_title(index: int, layer: dict) -> str:
     return text
 
 
-def layer_block(path: tuple | int, layer: dict, count: int):
-    """One layer (``path``: its index, or (shortcut index, inner index, ...)): a header with move/remove
+def layer_block(path: tuple[int, ...], layer: dict, count: int):
+    """One layer (``path``: (index,), or (shortcut index, inner index, ...)): a header with move/remove
     buttons, an error slot, its fields.
 
     Returns (title slot, error slot): the page fills them once the edited spec has been validated.
     """
-    path = (path,) if isinstance(path, int) else tuple(path)
     index = path[-1]
     with st.container(border=True):
         title, up, down, remove = st.columns([8, 1, 1, 1], vertical_alignment="center")

@@ -34,4 +34,4 @@ bench: setup
 	$(BIN)/bnn-workbench bench kernels
 
 clean:
-	rm -rf build *.egg-info workbench/*.so ext/*.c
+	rm -rf build *.egg-info workbench/deploy/*.so ext/*.c

@@ -1,4 +1,4 @@
-"""Build the Cython kernels in ext/ into the module ``workbench._xnor``.
+"""Build the Cython kernels in ext/ into the module ``workbench.deploy._xnor``.
 
 Everything else lives in pyproject.toml. The kernels are compiled for plain x86-64 (or the host's
 baseline on other architectures): SIMD paths are chosen at run time inside ext/xnor_simd.h through
@@ -9,7 +9,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 extension = Extension(
-    "workbench._xnor",
+    "workbench.deploy._xnor",
     sources=["ext/_xnor.pyx"],
     include_dirs=["ext", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled XNOR-popcount kernels: sign packing, GEMM, convolution, thresholds and pooling.
 
-The public, validating API is ``workbench.kernels``; the functions here check only what keeps memory
+The public, validating API is ``workbench.deploy.kernels``; the functions here check only what keeps memory
 access in bounds (dtypes and shapes through typed memoryviews, shape agreement), then release the GIL.
 Work is split into tiles of MT rows x NT output channels that OpenMP threads take in turn; every
 output element (and every packed output word) belongs to one tile, so results do not depend on the

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from workbench.engine import Engine, raw_inputs
+from workbench.deploy.engine import Engine, raw_inputs
 from workbench.ui import deploy_view as view
 from workbench.ui.widgets import show_error
 

@@ -6,8 +6,8 @@ import json
 
 import streamlit as st
 
-from workbench.presets import PRESETS, preset
-from workbench.spec import SpecError, infer_shapes, validate_spec
+from workbench.core.presets import PRESETS, preset
+from workbench.core.spec import SpecError, infer_shapes, validate_spec
 from workbench.ui import layer_editor, state
 from workbench.ui.drafts import pop_notes
 from workbench.ui.summary_view import show_summary

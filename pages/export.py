@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench.modelcard import model_card
+from workbench.core.modelcard import model_card
 from workbench.ui import deploy_view as view
 from workbench.ui.widgets import show_error
 

@@ -5,7 +5,7 @@ Kept free of torch so that the first page renders fast; training starts in the w
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from workbench.presets import PRESETS, preset
+from workbench.core.presets import PRESETS, preset
 from workbench.ui import state
 from workbench.ui.figures import primer_figure
 from workbench.ui.widgets import bundled_data_for, show_error
@@ -55,7 +55,7 @@ def _open_in_design(name: str) -> None:
 
 
 def _train_now(name: str, data_ref: str) -> None:
-    from workbench.worker import start_run
+    from workbench.runs.launch import start_run
 
     spec = preset(name)
     state.set_spec(spec)

@@ -3,7 +3,7 @@ import datetime
 
 import streamlit as st
 
-from workbench.store import RunStore
+from workbench.runs.store import RunStore
 from workbench.ui.figures import lines_figure
 from workbench.ui.widgets import ACTIVE, run_label, show_error
 

@@ -1,14 +1,14 @@
 """Train: pick data and training tricks, start the network from Design in a worker process, watch it live.
 
-The page never trains: workbench.worker.start_run starts a separate process that writes into the run
+The page never trains: workbench.runs.launch.start_run starts a separate process that writes into the run
 store, and the live panel re-reads the store every second. The run's id is kept in the URL (?run=...),
 so a reloaded tab re-attaches to it.
 """
 import streamlit as st
 
-from workbench.data import DataError, check_ref
-from workbench.spec import SpecError, validate_spec, validate_training_spec
-from workbench.store import RunStore
+from workbench.core.data import DataError, check_ref
+from workbench.core.spec import SpecError, validate_spec, validate_training_spec
+from workbench.runs.store import RunStore
 from workbench.ui import state
 from workbench.ui.drafts import pop_notes
 from workbench.ui.run_monitor import run_panel
@@ -31,7 +31,7 @@ elif RUN_KEY in st.session_state:
 
 
 def _resume(record) -> None:
-    from workbench.worker import start_run
+    from workbench.runs.launch import start_run
 
     try:
         start_run(None, None, None, resume_run_id=record.id, runs_dir=store.runs_dir)
@@ -78,7 +78,7 @@ else:
         st.warning(save_error, icon=":material/warning:")
 
 if st.button("Start training", type="primary", disabled=network is None or training_spec is None or not data_ref):
-    from workbench.worker import start_run
+    from workbench.runs.launch import start_run
 
     try:
         check_ref(data_ref)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from workbench.data import MNIST_FILES, _mnist_file, read_idx, write_idx  # noqa: E402
+from workbench.core.data import MNIST_FILES, _mnist_file, read_idx, write_idx  # noqa: E402
 
 PER_CLASS = {"train": 600, "t10k": 100}
 

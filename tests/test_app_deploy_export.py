@@ -10,15 +10,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from workbench import bnnfile
-from workbench.data import load_dataset
-from workbench.engine import Engine, raw_inputs
-from workbench.packing import pack
-from workbench.presets import preset
-from workbench.spec import default_training_spec
-from workbench.store import RunStore
+from workbench.deploy import bnnfile
+from workbench.core.data import load_dataset
+from workbench.deploy.engine import Engine, raw_inputs
+from workbench.runs.trained import pack_run
+from workbench.core.presets import preset
+from workbench.core.spec import default_training_spec
+from workbench.runs.store import RunStore
 from workbench.ui import deploy_view
-from workbench.worker import run_worker
+from workbench.runs.worker import run_worker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -89,11 +89,11 @@ def test_deploy_agrees_with_torch_and_shows_memory(store, runs):
     no_exceptions(at)
     shown = metrics(at)
     # the same comparison done here with the library
-    packed = pack(moons, store=store)
+    packed = pack_run(moons, store=store)
     dataset = load_dataset("moons")
     x, y = dataset.x_test[:150], dataset.y_test[:150]
     engine_pred = Engine(packed).predict(raw_inputs(x, packed.meta["preprocessing"]))
-    from workbench.trained import load_trained_model
+    from workbench.runs.trained import load_trained_model
     import torch
 
     model, _ = load_trained_model(moons, store=store)
@@ -160,7 +160,7 @@ def test_deploy_try_it_with_an_upload_and_a_broken_file(store, runs):
     at.get("file_uploader")[0].set_value(("digit.png", data, "image/png")).run()
     no_exceptions(at)
     assert not at.error, [e.value for e in at.error]
-    expected = int(Engine(pack(mnist, store=store)).predict(deploy_view.image_input(data, (1, 28, 28))[None])[0])
+    expected = int(Engine(pack_run(mnist, store=store)).predict(deploy_view.image_input(data, (1, 28, 28))[None])[0])
     assert any(f"Prediction: {expected} (" in chart.proto.spec for chart in at.get("plotly_chart"))
     assert metrics(at)["engine time"].endswith("µs")
     at.get("file_uploader")[0].set_value(("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png")).run()
@@ -185,7 +185,7 @@ def test_deploy_try_it_with_a_test_sample(store, runs):
     no_exceptions(at)
     dataset = load_dataset("moons")
     assert any(f"true class: {dataset.class_names[dataset.y_test[3]]}" in c.value for c in at.caption)
-    logits = Engine(pack(moons, store=store)).logits(dataset.x_test[3:4])[0]
+    logits = Engine(pack_run(moons, store=store)).logits(dataset.x_test[3:4])[0]
     assert any(f"Prediction: {int(np.argmax(logits))} (" in chart.proto.spec for chart in at.get("plotly_chart"))
 
 
@@ -224,7 +224,7 @@ def test_export_round_trip_downloads_and_model_card(store, runs):
     assert not at.error, [e.value for e in at.error]
     success = at.success[0].value
     assert "Round trip OK" in success and "SHA-256 checksum passed" in success and "32 of 32 predictions match" in success
-    size = len(bnnfile.to_bytes(pack(moons, store=store)))
+    size = len(bnnfile.to_bytes(pack_run(moons, store=store)))
     labels = [button.label for button in at.get("download_button")]
     assert labels == [f".bnn file ({size:,} bytes)", "network spec (JSON)", "model card (Markdown)"]
     card = next(m.value for m in at.markdown if m.value.startswith("# Model card"))
@@ -248,7 +248,7 @@ def test_export_card_carries_the_agreement_measured_on_deploy(store, runs):
 
 def test_round_trip_reports_a_corrupted_file(store, runs):
     _, moons, _ = runs
-    packed = pack(moons, store=store)
+    packed = pack_run(moons, store=store)
     data = bytearray(bnnfile.to_bytes(packed))
     x = load_dataset("moons").x_test[:8]
     assert deploy_view.round_trip(bytes(data), packed, x)["identical_logits"]
@@ -286,7 +286,7 @@ def test_image_input_errors_name_the_file_and_the_shape():
 
 def test_classify_gives_probabilities_of_the_engine_logits(store, runs):
     _, moons, _ = runs
-    engine = Engine(pack(moons, store=store))
+    engine = Engine(pack_run(moons, store=store))
     x = load_dataset("moons").x_test[:1]
     probabilities, seconds = deploy_view.classify(engine, x[0])
     logits = engine.logits(x)[0].astype(np.float64)

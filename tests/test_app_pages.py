@@ -6,9 +6,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench.presets import preset
-from workbench.spec import default_training_spec
-from workbench.store import RunStore
+from workbench.core.presets import preset
+from workbench.core.spec import default_training_spec
+from workbench.runs.store import RunStore
 from workbench.ui import state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def finished(record) -> bool:
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory):
     """Two small runs on moons made by the library (one with distillation from the other), in their own store."""
-    from workbench.worker import start_run
+    from workbench.runs.launch import start_run
 
     runs_dir = tmp_path_factory.mktemp("trained_runs")
     training = dict(default_training_spec(), epochs=2, batch_size=64)
@@ -349,7 +349,7 @@ def test_runs_lists_compares_and_deletes(trained_store):
 
 
 def test_a_failed_run_shows_its_error(isolated_runs_dir):
-    from workbench.worker import start_run
+    from workbench.runs.launch import start_run
 
     training = dict(default_training_spec(), epochs=1)
     run_id = start_run(preset("toy-mlp"), training, "mnist-sample", runs_dir=isolated_runs_dir)  # 2-D net, images

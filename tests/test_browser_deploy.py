@@ -21,14 +21,14 @@ except ImportError:  # pragma: no cover - depends on the environment
 from test_browser import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WAIT_MS, main,
                           no_exception, open_page, require_browser, shot)
 
-from workbench import bnnfile
-from workbench.data import load_dataset
-from workbench.engine import Engine, raw_inputs
-from workbench.packing import pack
-from workbench.presets import preset
-from workbench.spec import default_training_spec
-from workbench.store import RunStore
-from workbench.worker import run_worker
+from workbench.deploy import bnnfile
+from workbench.core.data import load_dataset
+from workbench.deploy.engine import Engine, raw_inputs
+from workbench.runs.trained import pack_run
+from workbench.core.presets import preset
+from workbench.core.spec import default_training_spec
+from workbench.runs.store import RunStore
+from workbench.runs.worker import run_worker
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_deploy_and_export(page, trained):
     downloaded = bnnfile.load(flow["bnn_path"])  # checks magic, layout and SHA-256
     dataset = load_dataset("mnist-sample")
     u = raw_inputs(dataset.x_test[:200], dataset.preprocessing)
-    packed_here = pack(run_id, store=RunStore(runs_dir))
+    packed_here = pack_run(run_id, store=RunStore(runs_dir))
     logits = Engine(downloaded).logits(u)
     assert np.array_equal(logits, Engine(packed_here).logits(u))
     assert flow["engine_accuracy"] == f"{(logits.argmax(axis=1) == dataset.y_test[:200]).mean():.2%}"

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from workbench.checkpoint import Checkpoint, flatten_state, unflatten_state
+from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
 
 
 def _trained_adam():

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from workbench.cli import main
-from workbench.presets import preset
-from workbench.store import RunStore
+from workbench.core.presets import preset
+from workbench.runs.store import RunStore
 
 
 def _run(capsys, *argv):

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench import data
-from workbench.data import DataError, load_dataset, read_idx, write_idx
+from workbench.core import data
+from workbench.core.data import DataError, load_dataset, read_idx, write_idx
 
 
 def _idx_pair(folder: Path, n_images=12, n_labels=12, classes=3, stem="digits", gz=False):

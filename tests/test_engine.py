@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import bnnfile
-from workbench.agreement import compare
-from workbench.engine import Engine, EngineError
-from workbench.model import build_model
-from workbench.packing import pack
-from workbench.presets import preset
+from workbench.deploy import bnnfile
+from workbench.train.agreement import compare
+from workbench.deploy.engine import Engine, EngineError
+from workbench.train.model import build_model
+from workbench.train.packing import pack_model
+from workbench.core.presets import preset
 
 PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def test_random_presets_bit_exact(name):
     torch.manual_seed(0)
     spec = preset(name)
     model = randomize_batch_norms(build_model(spec))
-    packed = pack((model, spec), preprocessing=PIXELS)
+    packed = pack_model(model, spec, preprocessing=PIXELS)
     u = np.random.default_rng(0).integers(0, 256, (6, *spec["input_shape"]), dtype=np.uint8)
     logits, reference, results = compare_hidden_bits(model, packed, u)
     assert len(results) >= 2
@@ -71,16 +71,16 @@ def small_mlp(width):
 
 
 def test_trained_on_mnist_sample_bit_exact():
-    from workbench.data import load_dataset
-    from workbench.spec import default_training_spec
-    from workbench.training import train
+    from workbench.core.data import load_dataset
+    from workbench.core.spec import default_training_spec
+    from workbench.train.training import train
 
     dataset = load_dataset("mnist-sample")
     spec = small_mlp(128)
     training = dict(default_training_spec(), epochs=1, batch_size=128)
     result = train(spec, training, dataset)
     model = result.model.eval()
-    packed = pack((model, spec), preprocessing=dataset.preprocessing)
+    packed = pack_model(model, spec, preprocessing=dataset.preprocessing)
     u = np.rint((dataset.x_test - PIXELS["offset"]) / PIXELS["scale"]).astype(np.uint8)
     assert np.array_equal(to_float(u), dataset.x_test)
     logits, reference, results = compare_hidden_bits(model, packed, u)
@@ -119,12 +119,12 @@ def test_shortcut_rsign_scaling_and_float_fallbacks_agree_with_torch():
     for module in model.modules():
         if hasattr(module, "threshold"):
             module.threshold.data.normal_(0, 0.3)
-    packed = pack(model)
+    packed = pack_model(model)
     ops = [layer.op for layer in packed.layers]
     assert "residual_begin" in ops and "sign" in ops and "max_pool_bits" in ops and "float_dense" in ops
     u = np.random.default_rng(2).integers(0, 256, (20, 2, 8, 8), dtype=np.uint8)
     x = to_float(u)
-    logits, reference, results = compare_hidden_bits(model, pack(model, preprocessing=PIXELS), u)
+    logits, reference, results = compare_hidden_bits(model, pack_model(model, preprocessing=PIXELS), u)
     for layer, (differing, near) in results.items():
         assert differing <= near, f"{layer}: {differing} bits differ, {near} near-ties"
     np.testing.assert_allclose(Engine(packed).logits(x), reference, rtol=1e-4, atol=1e-4)
@@ -133,13 +133,13 @@ def test_shortcut_rsign_scaling_and_float_fallbacks_agree_with_torch():
 def test_engine_runs_from_a_file_without_torch(tmp_path):
     spec = preset("binary-cnn")
     model = randomize_batch_norms(build_model(spec))
-    bnnfile.save(pack(model, preprocessing=PIXELS), tmp_path / "m.bnn")
+    bnnfile.save(pack_model(model, preprocessing=PIXELS), tmp_path / "m.bnn")
     u = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
     np.save(tmp_path / "u.npy", u)
     with torch.no_grad():
         expected = model(torch.from_numpy(to_float(u))).argmax(1).numpy()
     code = ("import sys, numpy as np\n"
-            "from workbench.engine import Engine\nfrom workbench import bnnfile\n"
+            "from workbench.deploy.engine import Engine\nfrom workbench.deploy import bnnfile\n"
             "engine = Engine(bnnfile.load(sys.argv[1]))\n"
             "print(' '.join(map(str, engine.predict(np.load(sys.argv[2])))))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
@@ -149,7 +149,7 @@ def test_engine_runs_from_a_file_without_torch(tmp_path):
 
 
 def test_bad_input_is_a_clear_error():
-    engine = Engine(pack(build_model(preset("toy-mlp")).eval()))
+    engine = Engine(pack_model(build_model(preset("toy-mlp")).eval()))
     with pytest.raises(EngineError, match=r"expected shape \(N, 2\)"):
         engine.logits(np.zeros((4, 3), np.float32))
     with pytest.raises(EngineError, match="int64"):
@@ -158,15 +158,15 @@ def test_bad_input_is_a_clear_error():
 
 @pytest.mark.mnist
 def test_full_mnist_test_set_bit_exact(mnist_dir):
-    from workbench.data import load_dataset
-    from workbench.spec import default_training_spec
-    from workbench.training import train
+    from workbench.core.data import load_dataset
+    from workbench.core.spec import default_training_spec
+    from workbench.train.training import train
 
     dataset = load_dataset(f"mnist:{mnist_dir}")
     spec = small_mlp(128)
     training = dict(default_training_spec(), epochs=1, batch_size=256)
     model = train(spec, training, dataset).model.eval()
-    packed = pack((model, spec), preprocessing=dataset.preprocessing)
+    packed = pack_model(model, spec, preprocessing=dataset.preprocessing)
     u = np.rint((dataset.x_test - PIXELS["offset"]) / PIXELS["scale"]).astype(np.uint8)
     logits, reference, results = compare_hidden_bits(model, packed, u)
     for layer, (differing, near) in results.items():
@@ -189,7 +189,7 @@ def test_uint8_first_conv_with_odd_channels_and_padding_bit_exact():
     ]}
     torch.manual_seed(3)
     model = randomize_batch_norms(build_model(spec), seed=3)
-    packed = pack((model, spec), preprocessing=PIXELS)
+    packed = pack_model(model, spec, preprocessing=PIXELS)
     u = np.random.default_rng(3).integers(0, 256, (4, 3, 9, 7), dtype=np.uint8)
     u[0] = 255
     u[1] = 0
@@ -214,7 +214,7 @@ def test_binary_pooling_other_than_2x2_bit_exact():
     ]}
     torch.manual_seed(4)
     model = randomize_batch_norms(build_model(spec), seed=4, zero_gamma=0)
-    packed = pack((model, spec), preprocessing=PIXELS)
+    packed = pack_model(model, spec, preprocessing=PIXELS)
     pools = [layer for layer in packed.layers if layer.op == "max_pool_bits"]
     assert pools and 0 < int((pools[0].arrays["use_or"] > 0).sum()) < 6  # mixed directions
     u = np.random.default_rng(4).integers(0, 256, (5, 1, 12, 12), dtype=np.uint8)
@@ -228,7 +228,7 @@ def test_binary_pooling_other_than_2x2_bit_exact():
 @pytest.mark.parametrize("name", ["binary-mlp", "binary-cnn"])
 def test_empty_batch(name):
     spec = preset(name)
-    engine = Engine(pack(build_model(spec).eval(), preprocessing=PIXELS), threads=1)
+    engine = Engine(pack_model(build_model(spec).eval(), preprocessing=PIXELS), threads=1)
     for dtype in (np.uint8, np.float32):
         empty = np.zeros((0, *spec["input_shape"]), dtype)
         assert engine.logits(empty).shape == (0, 10) and engine.predict(empty).shape == (0,)

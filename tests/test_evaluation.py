@@ -1,10 +1,10 @@
-"""workbench.evaluation: confusion matrix, predictions of a real model, misclassified ordering."""
+"""workbench.train.evaluation: confusion matrix, predictions of a real model, misclassified ordering."""
 import numpy as np
 import pytest
 import torch
 
-from workbench.data import Dataset
-from workbench.evaluation import Evaluation, confusion_matrix, evaluate_model
+from workbench.core.data import Dataset
+from workbench.train.evaluation import Evaluation, confusion_matrix, evaluate_model
 
 
 def test_confusion_matrix_counts_true_by_predicted():

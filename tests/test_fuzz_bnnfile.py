@@ -8,9 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from workbench import bnnfile
-from workbench.bnnfile import BnnFormatError
-from workbench.packed import PackedLayer, PackedModel
+from workbench.deploy import bnnfile
+from workbench.deploy.bnnfile import BnnFormatError
+from workbench.deploy.packed import PackedLayer, PackedModel
 
 
 def seed_file():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from workbench import kernels
+from workbench.deploy import kernels
 
 BACKENDS = kernels.available_backends()
 KS = [1, 63, 64, 65, 784, 4097]
@@ -253,7 +253,7 @@ def test_bound_calls_match_the_checked_functions(simd):
 @pytest.mark.parametrize("path", sorted(set(kernels.available_backends()) | {"scalar"}))
 def test_panel_layout_on_every_path(path):
     """B laid out for the broadcast kernel gives the same dots; other paths read it with a portable loop."""
-    from workbench import _xnor
+    from workbench.deploy import _xnor
 
     rng = np.random.default_rng(5)
     a, b = signs(rng, 6, 200), signs(rng, 45, 200)
@@ -268,7 +268,7 @@ def test_panel_layout_on_every_path(path):
 
 
 def test_panel_made_by_two_threads_is_the_same():
-    from workbench import _xnor
+    from workbench.deploy import _xnor
 
     b = np.random.default_rng(6).integers(0, 2**63, size=(1027, 64), dtype=np.uint64)  # 129 groups, 65,728 words
     one, two = _xnor.make_panel(b, 1), _xnor.make_panel(b, 2)
@@ -358,7 +358,7 @@ def test_im2col_uint8_error_messages():
 
 def test_two_threads_on_work_big_enough_to_split(simd):
     """Small problems run on one thread; these are large enough that both threads take tiles."""
-    from workbench import _xnor
+    from workbench.deploy import _xnor
 
     rng = np.random.default_rng(7)
     x, wt = signs(rng, 2, 16, 16, 130), signs(rng, 300, 3, 3, 130)
@@ -379,7 +379,7 @@ def test_two_threads_on_work_big_enough_to_split(simd):
 
 
 def test_team_size_never_exceeds_tiles_or_request():
-    from workbench import _xnor
+    from workbench.deploy import _xnor
 
     assert _xnor.team_size(1, 512, 8, 2) == 1  # too little work to split
     assert _xnor.team_size(1, 4096, 64, 2) == 2
@@ -468,7 +468,7 @@ def test_simd_environment_variable_is_read_at_import():
     import subprocess
     import sys
 
-    code = "from workbench import kernels; print(kernels.backend())"
+    code = "from workbench.deploy import kernels; print(kernels.backend())"
     env_run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            env={**__import__("os").environ, "BNN_WORKBENCH_SIMD": value})
     result = env_run("scalar")

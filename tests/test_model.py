@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from workbench.layers import QuantConv2d, QuantDense
-from workbench.model import build_model
-from workbench.presets import PRESETS, preset
-from workbench.spec import validate_spec
+from workbench.train.layers import QuantConv2d, QuantDense
+from workbench.train.model import build_model
+from workbench.core.presets import PRESETS, preset
+from workbench.core.spec import validate_spec
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -4,10 +4,10 @@ import sys
 
 import pytest
 
-from workbench.modelcard import describe_layer, model_card, training_tricks
-from workbench.presets import preset
-from workbench.spec import default_training_spec, validate_spec
-from workbench.store import RunRecord
+from workbench.core.modelcard import describe_layer, model_card, training_tricks
+from workbench.core.presets import preset
+from workbench.core.spec import default_training_spec, validate_spec
+from workbench.runs.store import RunRecord
 
 
 def record(**training) -> RunRecord:
@@ -85,6 +85,6 @@ def test_describe_layer(layer, text):
 
 
 def test_modelcard_imports_neither_torch_nor_streamlit():
-    code = "import sys, workbench.modelcard; print('torch' in sys.modules, 'streamlit' in sys.modules)"
+    code = "import sys, workbench.core.modelcard; print('torch' in sys.modules, 'streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.distillation import distillation_loss
-from workbench.optim import Bop, bop_at, lr_at
+from workbench.train.distillation import distillation_loss
+from workbench.train.optim import Bop, bop_at, lr_at
 
 
 def test_bop_flips_by_hand():

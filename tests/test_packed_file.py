@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from workbench import bnnfile
-from workbench.bnnfile import BnnFormatError
-from workbench.packed import PackedLayer, PackedModel, PackedModelError
+from workbench.deploy import bnnfile
+from workbench.deploy.bnnfile import BnnFormatError
+from workbench.deploy.packed import PackedLayer, PackedModel, PackedModelError
 
 
 def small_model(seed=0):
@@ -98,7 +98,7 @@ def test_writer_rejects_bad_layers():
 
 def test_reader_imports_without_torch(tmp_path):
     bnnfile.save(small_model(), tmp_path / "m.bnn")
-    code = ("import sys; from workbench import bnnfile; m = bnnfile.load(sys.argv[1]); "
+    code = ("import sys; from workbench.deploy import bnnfile; m = bnnfile.load(sys.argv[1]); "
             "assert len(m.layers) == 3; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.bnn")], check=True,
                    cwd=pathlib.Path(__file__).resolve().parent.parent)

@@ -4,12 +4,12 @@ import re
 import numpy as np
 import torch
 
-from workbench import bnnfile
+from workbench.deploy import bnnfile
 from workbench.cli import main
-from workbench.engine import Engine, raw_inputs
-from workbench.model import build_model
-from workbench.packing import INT32_MAX, INT32_MIN, fold_thresholds, pack
-from workbench.presets import preset
+from workbench.deploy.engine import Engine, raw_inputs
+from workbench.train.model import build_model
+from workbench.train.packing import INT32_MAX, INT32_MIN, fold_thresholds, pack_model
+from workbench.core.presets import preset
 
 
 def test_fold_thresholds_reproduces_the_sign_of_the_affine_map():
@@ -26,7 +26,7 @@ def test_fold_thresholds_reproduces_the_sign_of_the_affine_map():
 
 def test_binary_layers_become_xnor_ops_and_meta_is_kept():
     spec = preset("binary-cnn")
-    packed = pack((build_model(spec).eval(), spec), class_names=list("0123456789"),
+    packed = pack_model(build_model(spec).eval(), spec, class_names=list("0123456789"),
                   preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0},
                   training={"run_id": "r1"}, test_accuracy=0.9)
     ops = [layer.op for layer in packed.layers]
@@ -39,7 +39,7 @@ def test_binary_layers_become_xnor_ops_and_meta_is_kept():
 def test_a_model_in_training_mode_is_packed_in_eval_mode_and_left_as_it_was():
     model = build_model(preset("toy-mlp"))
     model.train()
-    packed = pack(model)
+    packed = pack_model(model)
     assert model.training
     x = np.random.default_rng(0).normal(size=(32, 2)).astype(np.float32)
     model.eval()
@@ -59,7 +59,7 @@ def test_raw_inputs_only_when_they_reproduce_the_floats():
 
 def test_predict_command_reports_accuracy(tmp_path, capsys):
     spec = preset("binary-mlp")
-    bnnfile.save(pack(build_model(spec).eval(), preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0}),
+    bnnfile.save(pack_model(build_model(spec).eval(), preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0}),
                  tmp_path / "m.bnn")
     assert main(["predict", str(tmp_path / "m.bnn"), "--data", "mnist-sample", "--threads", "1"]) == 0
     assert "1000 test samples of mnist-sample, accuracy" in capsys.readouterr().out
@@ -71,7 +71,7 @@ def test_export_of_an_unknown_run_is_a_clear_error(capsys):
 
 
 def test_train_export_predict_round_trip(tmp_path, capsys):
-    from workbench.store import RunStore
+    from workbench.runs.store import RunStore
 
     assert main(["train", "toy-mlp", "--data", "moons", "--epochs", "1"]) == 0
     run_id = RunStore().list_runs()[0].id

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from workbench.quantizers import make_quantizer
-from workbench.spec import QUANTIZERS, SpecError
+from workbench.train.quantizers import make_quantizer
+from workbench.core.spec import QUANTIZERS, SpecError
 
 # Values on both sides of every break point: 0, the clip (1), the ternary threshold, beyond the clip.
 X = torch.tensor([-3.0, -1.5, -1.0, -0.7, -0.05, -0.01, 0.0, 0.01, 0.03, 0.05, 0.5, 1.0, 1.2, 4.0])

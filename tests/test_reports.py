@@ -3,20 +3,21 @@ import re
 
 import numpy as np
 
-from workbench import bnnfile
+from workbench.deploy import bnnfile
 from workbench.cli import main
-from workbench.engine import Engine
-from workbench.model import build_model
-from workbench.packing import pack
-from workbench.presets import preset
-from workbench.reports import float_twin_packed, memory_report, speed_report
+from workbench.deploy.engine import Engine
+from workbench.train.model import build_model
+from workbench.train.benchmark import torch_float_twin_runner
+from workbench.train.packing import pack_model
+from workbench.core.presets import preset
+from workbench.deploy.reports import float_twin_packed, memory_report, speed_report
 
 PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
 
 
 def test_memory_report_ratios_and_file_size_against_the_summary(tmp_path):
     spec = preset("binary-mlp")
-    packed = pack(build_model(spec).eval(), preprocessing=PIXELS)
+    packed = pack_model(build_model(spec).eval(), preprocessing=PIXELS)
     bnnfile.save(packed, tmp_path / "m.bnn")
     report = memory_report(packed, tmp_path / "m.bnn")
     hidden = [r for r in report["rows"] if r["op"] == "binary_dense"]
@@ -30,7 +31,7 @@ def test_memory_report_ratios_and_file_size_against_the_summary(tmp_path):
 
 def test_numpy_float_twin_runs_the_same_shapes():
     spec = preset("binary-cnn")
-    packed = pack(build_model(spec).eval(), preprocessing=PIXELS)
+    packed = pack_model(build_model(spec).eval(), preprocessing=PIXELS)
     twin = float_twin_packed(packed)
     assert not any(layer.op.startswith(("binary_", "input_")) for layer in twin.layers)
     u = np.random.default_rng(0).integers(0, 256, (2, 1, 28, 28), dtype=np.uint8)
@@ -38,8 +39,9 @@ def test_numpy_float_twin_runs_the_same_shapes():
 
 
 def test_speed_report_rows_for_every_batch_and_thread_count():
-    packed = pack(build_model(preset("toy-mlp")).eval())
-    report = speed_report(packed, batch_sizes=(1, 4), threads=(1,), budget=0.01)
+    packed = pack_model(build_model(preset("toy-mlp")).eval())
+    runner = torch_float_twin_runner(packed.meta["network_spec"])
+    report = speed_report(packed, batch_sizes=(1, 4), threads=(1,), torch_runner=runner, budget=0.01)
     assert [(r["batch"], r["threads"]) for r in report["rows"]] == [(1, 1), (4, 1)]
     for row in report["rows"]:
         assert row["engine_s"] > 0 and row["torch_float32_s"] > 0 and row["numpy_float32_s"] > 0
@@ -47,7 +49,7 @@ def test_speed_report_rows_for_every_batch_and_thread_count():
 
 
 def test_bench_command_prints_memory_and_latency(tmp_path, capsys):
-    bnnfile.save(pack(build_model(preset("binary-cnn")).eval(), preprocessing=PIXELS), tmp_path / "m.bnn")
+    bnnfile.save(pack_model(build_model(preset("binary-cnn")).eval(), preprocessing=PIXELS), tmp_path / "m.bnn")
     assert main(["bench", str(tmp_path / "m.bnn"), "--batch", "1", "--threads", "1", "--quick"]) == 0
     out = capsys.readouterr().out
     assert "summary's prediction" in out and "engine ms" in out and "3_conv2d" in out

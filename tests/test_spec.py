@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from workbench.presets import PRESETS, preset
-from workbench.spec import (QUANTIZERS, SpecError, default_training_spec, float_twin, infer_shapes,
+from workbench.core.presets import PRESETS, preset
+from workbench.core.spec import (QUANTIZERS, SpecError, default_training_spec, float_twin, infer_shapes,
                             is_sign_quantizer, layer_name, validate_spec, validate_training_spec)
 
 

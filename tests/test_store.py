@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from workbench.checkpoint import Checkpoint
-from workbench.store import KEEP_EPOCHS, STALE_SECONDS, MetricsWriter, RunNotFoundError, RunStore, default_runs_dir
+from workbench.train.checkpoint import Checkpoint
+from workbench.runs.store import KEEP_EPOCHS, STALE_SECONDS, MetricsWriter, RunNotFoundError, RunStore, default_runs_dir
 
 NET = {"name": "tiny", "input_shape": [2], "num_classes": 2, "layers": [{"type": "dense", "units": 2}]}
 TRAIN = {"epochs": 3, "batch_size": 8}

@@ -3,10 +3,10 @@ import math
 
 import pytest
 
-from workbench.model import build_model
-from workbench.presets import PRESETS, preset
-from workbench.spec import validate_spec
-from workbench.summary import summary, threshold_batch_norms
+from workbench.train.model import build_model
+from workbench.core.presets import PRESETS, preset
+from workbench.core.spec import validate_spec
+from workbench.core.summary import summary, threshold_batch_norms
 
 SIGN = "ste_sign"
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.checkpoint import Checkpoint
-from workbench.data import Dataset
-from workbench.optim import lr_at
-from workbench.training import TrainingReporter, train
+from workbench.train.checkpoint import Checkpoint
+from workbench.core.data import Dataset
+from workbench.train.optim import lr_at
+from workbench.train.training import TrainingReporter, train
 
 SPEC = {
     "name": "tiny",
@@ -195,7 +195,7 @@ def test_stop_ends_cleanly_without_an_epoch():
 
 
 def test_soft_binarization_lowers_the_temperature_geometrically(monkeypatch):
-    from workbench.model import BNNModel
+    from workbench.train.model import BNNModel
 
     temperatures = []
     original = BNNModel.set_soft_temperature
@@ -213,7 +213,7 @@ def test_soft_binarization_lowers_the_temperature_geometrically(monkeypatch):
 
 
 def test_two_stage_trains_real_weights_first(monkeypatch):
-    from workbench.model import BNNModel
+    from workbench.train.model import BNNModel
 
     calls = []
     original = BNNModel.set_quantization

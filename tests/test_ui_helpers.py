@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from workbench.kernels import unpack_signs
+from workbench.deploy.kernels import unpack_signs
 from workbench.ui.figures import histogram_figure, primer_figure, sign_bits
 from workbench.ui.neuron import neuron_view
 from workbench.ui.run_monitor import MAX_POINTS, estimate_progress, format_seconds, poll_stride, thin

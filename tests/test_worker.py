@@ -6,11 +6,12 @@ import time
 
 import pytest
 
-from workbench.presets import preset
-from workbench.spec import default_training_spec, validate_training_spec
-from workbench.store import RunStore, pid_alive
-from workbench.trained import load_trained_model
-from workbench.worker import run_worker, start_run
+from workbench.core.presets import preset
+from workbench.core.spec import default_training_spec, validate_training_spec
+from workbench.runs.store import RunStore, pid_alive
+from workbench.runs.trained import load_trained_model
+from workbench.runs.launch import start_run
+from workbench.runs.worker import run_worker
 
 WAIT = 90.0  # seconds: generous, for a loaded 2-core machine; tests only wait this long when broken
 

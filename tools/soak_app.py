@@ -16,10 +16,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from app_server import app_process  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from workbench.presets import preset  # noqa: E402
-from workbench.spec import default_training_spec  # noqa: E402
-from workbench.store import RunStore  # noqa: E402
-from workbench.worker import start_run  # noqa: E402
+from workbench.core.presets import preset  # noqa: E402
+from workbench.core.spec import default_training_spec  # noqa: E402
+from workbench.runs.store import RunStore  # noqa: E402
+from workbench.runs.launch import start_run  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -17,9 +17,9 @@ from typing import Callable, MutableMapping
 import numpy as np
 import streamlit as st
 
-from workbench import bnnfile
-from workbench.engine import Engine, raw_inputs
-from workbench.packed import PackedModel
+from workbench.deploy import bnnfile
+from workbench.deploy.engine import Engine, raw_inputs
+from workbench.deploy.packed import PackedModel
 from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, _layout, layer_bars_figure
 
 PACKED_SLOT = "deploy_packed"
@@ -54,13 +54,12 @@ def checkpoint_stamp(store, record) -> float:
     return store.checkpoint_path(record.id, "best").stat().st_mtime
 
 
-def pack_run(store, record, stamp: float) -> PackedRun:
+def pack_best(store, record, stamp: float) -> PackedRun:
     """Pack a run's best checkpoint and serialise it; keeps the torch model for the agreement check."""
-    from workbench.packing import pack
-    from workbench.trained import load_trained_model
+    from workbench.runs.trained import load_trained_model, pack_run
 
     start = time.perf_counter()
-    packed = pack(record.id, store=store, which="best")
+    packed = pack_run(record.id, store=store, which="best")
     data = bnnfile.to_bytes(packed)
     seconds = time.perf_counter() - start
     model, _ = load_trained_model(record.id, store=store, which="best")
@@ -70,7 +69,7 @@ def pack_run(store, record, stamp: float) -> PackedRun:
 def packed_run(cache: MutableMapping, store, record) -> PackedRun:
     """The run packed, from ``cache`` when its best checkpoint has not changed since (one entry in all)."""
     stamp = checkpoint_stamp(store, record)
-    return one_slot(cache, PACKED_SLOT, (record.id, stamp), lambda: pack_run(store, record, stamp))
+    return one_slot(cache, PACKED_SLOT, (record.id, stamp), lambda: pack_best(store, record, stamp))
 
 
 def pick_packed_run(key: str):
@@ -78,7 +77,7 @@ def pick_packed_run(key: str):
 
     Stops the page with a message when there is no run, or shows the library's error when the run cannot be
     packed (still training, no checkpoint, a checkpoint that does not fit its spec, data gone)."""
-    from workbench.store import RunStore
+    from workbench.runs.store import RunStore
     from workbench.ui.widgets import pick_run_or_stop, show_error
 
     store = RunStore()
@@ -97,7 +96,7 @@ def pick_packed_run(key: str):
 @st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
 def _dataset(data_ref: str, seed: int):
     """The run's dataset, shared by the app's sessions (two at most in memory)."""
-    from workbench.data import load_dataset
+    from workbench.core.data import load_dataset
 
     return load_dataset(data_ref, seed=seed)
 
@@ -107,7 +106,7 @@ def _dataset(data_ref: str, seed: int):
 
 def agreement(run: PackedRun, x: np.ndarray, y: np.ndarray) -> dict:
     """Engine vs torch on preprocessed test inputs ``x`` (labels ``y``): predictions, accuracies, bit agreement."""
-    from workbench.agreement import compare
+    from workbench.train.agreement import compare
 
     return compare(run.model, run.packed, x, y)
 
@@ -222,7 +221,7 @@ def probabilities_figure(probabilities: np.ndarray, class_names: list[str]):
 
 def memory_with_file(packed: PackedModel, data: bytes) -> dict:
     """``reports.memory_report`` with the real .bnn size (the bytes the Export page offers) beside it."""
-    from workbench.reports import memory_report
+    from workbench.deploy.reports import memory_report
 
     report = memory_report(packed)
     report["file_bytes"] = len(data)
@@ -241,11 +240,13 @@ def speed_report_for(packed: PackedModel, batch: int, threads: int) -> dict:
     """``reports.speed_report`` for one batch size and thread count, leaving torch's thread count as it was."""
     import torch
 
-    from workbench.reports import speed_report
+    from workbench.deploy.reports import speed_report
+    from workbench.train.benchmark import torch_float_twin_runner
 
     previous = torch.get_num_threads()
+    runner = torch_float_twin_runner(packed.meta["network_spec"]) if packed.meta.get("network_spec") else None
     try:
-        return speed_report(packed, (batch,), (threads,), budget=0.3)
+        return speed_report(packed, (batch,), (threads,), torch_runner=runner, budget=0.3)
     finally:
         torch.set_num_threads(previous)
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 import streamlit as st
 
-from workbench.store import default_runs_dir
+from workbench.runs.store import default_runs_dir
 
 NOTES_KEY = "draft_notes"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.kernels import pack_signs
+from workbench.deploy.kernels import pack_signs
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Design page's summary: workbench.summary's table per layer, its totals, and two charts.
+"""The Design page's summary: workbench.core.summary's table per layer, its totals, and two charts.
 
 Charts: memory per layer in float32 vs packed bits, and multiply-accumulates by precision.
 """
@@ -10,7 +10,7 @@ from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, layer_bars_figure, st
 
 
 def show_summary(normalised_spec: dict) -> None:
-    from workbench.summary import summary
+    from workbench.core.summary import summary
 
     result = summary(normalised_spec)
     totals = result.totals

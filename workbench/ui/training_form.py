@@ -1,7 +1,7 @@
 """The Train page's "new run" form: the data to train on and every training trick as a switch.
 
-Both functions only collect choices; they return a data reference for workbench.data.load_dataset and
-a raw training spec for workbench.spec.validate_training_spec, which the page checks before starting.
+Both functions only collect choices; they return a data reference for workbench.core.data.load_dataset and
+a raw training spec for workbench.core.spec.validate_training_spec, which the page checks before starting.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench.data import BUILTIN_DATASETS, SYNTHETIC
+from workbench.core.data import BUILTIN_DATASETS, SYNTHETIC
 
 DATA_SOURCES = ("Bundled MNIST sample", "Synthetic 2-D set", "Upload a file", "Local MNIST folder")
 UPLOAD_FOLDER = "uploads"

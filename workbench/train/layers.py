@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.quantizers import make_quantizer
-from workbench.spec import is_sign_quantizer
+from workbench.train.quantizers import make_quantizer
+from workbench.core.spec import is_sign_quantizer
 
 
 class QuantLayer(nn.Module):

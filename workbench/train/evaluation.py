@@ -2,7 +2,7 @@
 
 The Inspect page shows these; from Python::
 
-    from workbench.evaluation import evaluate_run
+    from workbench.train.evaluation import evaluate_run
     result = evaluate_run(run_id)
     result.accuracy, result.confusion, result.misclassified[:10]
 """
@@ -88,9 +88,9 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 512) -
 
 def evaluate_run(run_id: str, store=None, which="best", split: str = "test", dataset=None) -> Evaluation:
     """Load a run's checkpoint and evaluate it on its own dataset (or the one given)."""
-    from workbench.data import load_dataset
-    from workbench.store import RunStore
-    from workbench.trained import load_trained_model
+    from workbench.core.data import load_dataset
+    from workbench.runs.store import RunStore
+    from workbench.runs.trained import load_trained_model
 
     store = store or RunStore()
     record = store.get_run(run_id)

@@ -2,20 +2,19 @@
 
 ``memory_report`` counts per op the bytes the .bnn stores against the float32 weights they replace.
 ``speed_report`` times the engine against two float32 twins in the same run: torch (the spec's float
-twin, built here only, so the engine itself never needs torch) and NumPy (the same ops with the binary
+twin, passed in by the caller, so this module never imports torch) and NumPy (the same ops with the binary
 weights unpacked to float32 +-1). Latencies are medians over repeats; timings are printed, never tested.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import time
 
 import numpy as np
 
-from workbench import bnnfile, kernels
-from workbench.engine import Engine
-from workbench.packed import PackedLayer, PackedModel
+from workbench.deploy import kernels
+from workbench.deploy.engine import Engine
+from workbench.deploy.packed import PackedLayer, PackedModel
 
 _WEIGHT_OPS = ("binary_dense", "binary_conv2d", "input_dense", "input_conv2d")
 
@@ -54,7 +53,7 @@ def memory_report(packed: PackedModel, path: str | pathlib.Path | None = None) -
     report = {"rows": rows, "totals": {"fp32_bytes": fp32, "packed_bytes": total, "ratio": fp32 / total if total else 1.0}}
     spec = packed.meta.get("network_spec")
     if spec:
-        from workbench.summary import summary
+        from workbench.core.summary import summary
 
         report["summary_packed_bytes"] = int(summary(spec).totals["memory_packed_bytes"])
     if path is not None:
@@ -107,23 +106,13 @@ def _median_seconds(function, budget: float = 0.3, max_repeats: int = 200) -> fl
     return float(np.median(times))
 
 
-def _torch_twin(spec: dict):
-    import torch
-
-    from workbench.model import build_model
-    from workbench.spec import float_twin
-
-    torch.manual_seed(0)
-    return build_model(float_twin(spec)).eval()
-
-
-def speed_report(packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, torch_twin: bool = True,
+def speed_report(packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, torch_runner=None,
                  budget: float = 0.3) -> dict:
-    """Median latency (seconds per batch) of the engine, the NumPy float32 twin and the torch float32 twin
-    for every batch size and thread count, and the engine's per-op latencies."""
+    """Median latency (seconds per batch) of the engine, the NumPy float32 twin and, given ``torch_runner``
+    (``workbench.train.benchmark.torch_float_twin_runner``), the torch float32 twin, for every batch size and
+    thread count; and the engine's per-op latencies."""
     rng = np.random.default_rng(0)
     twin_engine = Engine(float_twin_packed(packed))
-    model = _torch_twin(packed.meta["network_spec"]) if torch_twin and packed.meta.get("network_spec") else None
     rows = []
     for batch in batch_sizes:
         u = rng.integers(0, 256, (batch, *packed.input_shape), dtype=np.uint8)
@@ -133,13 +122,8 @@ def speed_report(packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, to
             engine = Engine(packed, threads=count)
             row = {"batch": batch, "threads": count, "engine_s": _median_seconds(lambda: engine.logits(u), budget)}
             row["numpy_float32_s"] = _median_seconds(lambda: twin_engine.logits(u), budget)
-            if model is not None:
-                import torch
-
-                torch.set_num_threads(count)
-                tensor = torch.from_numpy(x_nchw)
-                with torch.inference_mode():
-                    row["torch_float32_s"] = _median_seconds(lambda: model(tensor), budget)
+            if torch_runner is not None:
+                row["torch_float32_s"] = _median_seconds(torch_runner(x_nchw, count), budget)
                 row["speedup_vs_torch"] = row["torch_float32_s"] / row["engine_s"]
             row["speedup_vs_numpy"] = row["numpy_float32_s"] / row["engine_s"]
             traces = [engine.trace(u)[1] for _ in range(5)]
@@ -176,54 +160,3 @@ def format_reports(memory: dict, speed: dict) -> str:
     for layer in first["layers"]:
         lines.append(f"  {layer['layer']:<16}{layer['op']:<16}{layer['seconds'] * 1e6:>10.1f} us")
     return "\n".join(lines)
-
-
-def random_preset_file(name: str, path, seed: int = 0) -> None:
-    """Write a preset with random weights and random batch-norm statistics to a .bnn file.
-
-    Memory and latency do not depend on the values, so this measures a network (VGG-small, say) that has
-    no trained run at hand. Uses torch: for the benchmark only.
-    """
-    import torch
-
-    from workbench.model import build_model
-    from workbench.packing import pack_model
-    from workbench.presets import preset
-
-    torch.manual_seed(seed)
-    model = build_model(preset(name))
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.normal_(0.0, 4.0)
-            module.running_var.uniform_(0.5, 30.0)
-            module.weight.data.normal_()
-            module.bias.data.normal_()
-    pixels = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
-    bnnfile.save(pack_model(model.eval(), preprocessing=pixels), path)
-
-
-def cli_bench_model(args: argparse.Namespace) -> int:
-    """``bnn-workbench bench MODEL.bnn|PRESET [--batch 1 64] [--threads 1 2]``.
-
-    A preset name (vgg-small, binary-mlp, ...) is measured with random weights, packed into a temporary file.
-    """
-    import pathlib
-    import tempfile
-
-    from workbench.presets import PRESETS
-
-    if args.target in PRESETS and not pathlib.Path(args.target).exists():
-        with tempfile.TemporaryDirectory() as folder:
-            path = pathlib.Path(folder) / f"{args.target}.bnn"
-            random_preset_file(args.target, path)
-            print(f"{args.target}: random weights and batch-norm statistics (timing and size do not depend on them)")
-            return _bench_file(path, args)
-    return _bench_file(args.target, args)
-
-
-def _bench_file(path, args: argparse.Namespace) -> int:
-    packed = bnnfile.load(path)
-    memory = memory_report(packed, path)
-    speed = speed_report(packed, args.batch, args.threads, budget=0.1 if args.quick else 0.5)
-    print(format_reports(memory, speed))
-    return 0

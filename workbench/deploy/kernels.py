@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from workbench import _xnor
+from workbench.deploy import _xnor
 
 __all__ = [
     "available_backends", "backend", "set_backend", "default_threads",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 
 # Published md5 sums of the official gzip files, and of the same files decompressed.

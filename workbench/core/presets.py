@@ -5,7 +5,7 @@ The first layer sees real-valued pixels (binary weights only), as in BinaryNet a
 """
 from __future__ import annotations
 
-from workbench.spec import float_twin, validate_spec
+from workbench.core.spec import float_twin, validate_spec
 
 SIGN = {"name": "ste_sign", "clip": 1.0}
 

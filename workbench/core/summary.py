@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.spec import is_sign_quantizer, layer_name, layer_shapes, quantizer_bits, validate_spec
+from workbench.core.spec import is_sign_quantizer, layer_name, layer_shapes, quantizer_bits, validate_spec
 
 _PASS_THROUGH = ("max_pool", "dropout", "flatten")
 

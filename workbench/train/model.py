@@ -11,9 +11,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from workbench.layers import QuantConv2d, QuantDense, QuantLayer
-from workbench.quantizers import SoftSignQuantizer
-from workbench.spec import layer_name, layer_shapes, validate_spec
+from workbench.train.layers import QuantConv2d, QuantDense, QuantLayer
+from workbench.train.quantizers import SoftSignQuantizer
+from workbench.core.spec import layer_name, layer_shapes, validate_spec
 
 __all__ = ["BNNModel", "Shortcut", "build_model", "build_layer"]
 

@@ -1,12 +1,41 @@
-"""Benchmark commands: measured ratios printed to the terminal, never asserted in tests."""
+"""``bnn-workbench bench kernels|training|MODEL.bnn|PRESET``: measured ratios printed, never asserted in tests."""
+
 from __future__ import annotations
 
 import argparse
 import ctypes
 import os
+import pathlib
+import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
+
+from workbench.core.data import load_dataset
+from workbench.core.presets import PRESETS, preset
+from workbench.deploy import bnnfile, kernels
+from workbench.deploy.reports import format_reports, memory_report, speed_report
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "bench", help="measure: 'bench kernels', 'bench training', 'bench MODEL.bnn' or 'bench PRESET'")
+    parser.add_argument("target", help="'kernels', 'training', a .bnn file, or a preset name (random weights)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to measure")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (bench MODEL.bnn)")
+    parser.add_argument("--mnist", help="folder with the MNIST IDX files (bench training; default $BNN_MNIST_DIR)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model (bench training)")
+    parser.add_argument("--quick", action="store_true", help="smaller shapes / fewer repeats, for a smoke run")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target == "kernels":
+        return bench_kernels(args)
+    if args.target == "training":
+        return bench_training(args)
+    return bench_model(args)
 
 # ------------------------------------------------------------------------------------------ bench kernels
 
@@ -50,11 +79,9 @@ def _blas_thread_setter():
     return None
 
 
-def cli_bench_kernels(args: argparse.Namespace) -> int:
+def bench_kernels(args: argparse.Namespace) -> int:
     """`bnn-workbench bench kernels`: xnor_gemm vs numpy float32 matmul, binary 3x3 conv vs torch conv2d."""
-    import torch
-
-    from workbench import kernels
+    import torch  # lazy: the torch baseline loads only for the command that measures it
 
     quick = bool(getattr(args, "quick", False))
     threads_list = list(getattr(args, "threads", None) or [1, 2])
@@ -128,86 +155,14 @@ def cli_bench_kernels(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- bench training
 
-# (preset, batch size, learning rate, most epochs): Adam with cosine decay, latent weights clipped to [-1, 1].
-_TRAINING_RECIPES = {
-    "binary-cnn": (128, 2e-3, 15),
-    "binary-cnn-float": (128, 1e-3, 15),
-    "binary-mlp": (256, 3e-3, 15),
-    "binary-mlp-float": (256, 1e-3, 15),
-}
-_TRAINING_TARGETS = {"binary-cnn": 0.985, "binary-mlp": 0.975}
-
-
-def _train_timed(network_spec: dict, training_spec: dict, dataset, seconds: float, teacher=None, verbose=False):
-    """train() with a deadline (stops between batches once it passes); returns (result, seconds, batch times)."""
-    from workbench.training import TrainingReporter, train
-
-    class Deadline(TrainingReporter):
-        """Stops mid-epoch past the deadline, or at an epoch's end when another epoch would not fit."""
-
-        def __init__(self):
-            self.started = self.epoch_ended = time.perf_counter()
-            self.ticks: list[float] = []
-            self.last_epoch = 0.0
-            self.at_epoch_start = False
-
-        def on_batch(self, epoch, step, metrics):
-            self.ticks.append(time.perf_counter())
-
-        def on_epoch(self, epoch, metrics, histograms, checkpoint, is_best):
-            now = time.perf_counter()
-            self.last_epoch, self.epoch_ended, self.at_epoch_start = now - self.epoch_ended, now, True
-            if verbose:
-                print(f"    epoch {epoch}: val accuracy {metrics['val_accuracy']:.4f}, "
-                      f"{now - self.started:.0f} s", flush=True)
-
-        def control(self):
-            elapsed = time.perf_counter() - self.started
-            next_epoch = self.last_epoch if self.at_epoch_start else 0.0
-            self.at_epoch_start = False
-            return "stop" if elapsed + next_epoch > seconds else "continue"
-
-    reporter = Deadline()
-    result = train(network_spec, training_spec, dataset, reporter, teacher=teacher)
-    return result, time.perf_counter() - reporter.started, np.diff(reporter.ticks)
-
-
-def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        predicted = torch.cat([model(torch.from_numpy(x[i:i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
-    return float((predicted.numpy() == y).mean())
-
-
-def _step_seconds(name: str, dataset, batch: int, steps: int) -> float:
-    """Median wall time of one training step of preset ``name`` inside train() (metrics and clipping included)."""
-    from dataclasses import replace
-
-    from workbench.presets import preset
-
-    warmup = 10  # the first batches of a process pay for allocator and oneDNN set-up
-    n = batch * (steps + warmup + 1)
-    probe = replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n],
-                    x_test=dataset.x_test[:batch], y_test=dataset.y_test[:batch])
-    training = {"epochs": 1, "batch_size": batch, "validation_split": 0.0, "weight_clip": 1.0,
-                "optimizer": {"name": "adam", "lr": 1e-3}, "lr_schedule": {"name": "constant"}}
-    _, _, ticks = _train_timed(preset(name), training, probe, float("inf"))
-    return float(np.median(ticks[warmup:]))
-
-
-def cli_bench_training(args: argparse.Namespace) -> int:
+def bench_training(args: argparse.Namespace) -> int:
     """`bnn-workbench bench training`: the MNIST presets trained within a time budget each, side by side.
 
     Trains the binary CNN, the binary MLP, the MLP's float twin and the binary MLP distilled from that twin on
     full MNIST, choosing the epochs from a measured step time so each run fits ``--minutes``; prints their test
     accuracy and each binary preset's training step time against its float twin's on the same batch size.
     """
-    from dataclasses import replace
-
-    from workbench.data import load_dataset
-    from workbench.presets import preset
+    from workbench.train import benchmark  # lazy: torch loads only for the command that trains
 
     folder = getattr(args, "mnist", None) or os.environ.get("BNN_MNIST_DIR")
     if not folder:
@@ -224,20 +179,20 @@ def cli_bench_training(args: argparse.Namespace) -> int:
 
     # Binary and float twin measured alternately, best of two each: other load on the machine hits both alike.
     steps = 8 if quick else 30
-    step_seconds = {name: float("inf") for name in _TRAINING_RECIPES}
+    step_seconds = {name: float("inf") for name in benchmark.TRAINING_RECIPES}
     for _ in range(2):
-        for name in _TRAINING_RECIPES:
+        for name in benchmark.TRAINING_RECIPES:
             step_seconds[name] = min(step_seconds[name],
-                                     _step_seconds(name, dataset, _TRAINING_RECIPES[name][0], steps))
+                                     benchmark.step_seconds(name, dataset, benchmark.TRAINING_RECIPES[name][0], steps))
 
     runs = [("binary-cnn", "binary-cnn", None), ("binary-mlp", "binary-mlp", None),
             ("binary-mlp-float", "binary-mlp-float", None), ("binary-mlp + KD", "binary-mlp", "binary-mlp-float")]
     trained, rows = {}, []
     fit = int(round(len(dataset.x_train) * 0.9))
     for label, name, teacher_name in runs:
-        batch, lr, most = _TRAINING_RECIPES[name]
+        batch, lr, most = benchmark.TRAINING_RECIPES[name]
         # Re-measured just before training: other load on a shared machine changes over the run.
-        step = _step_seconds(name, dataset, batch, steps) if not quick else 0.0
+        step = benchmark.step_seconds(name, dataset, batch, steps) if not quick else 0.0
         per_epoch = (fit // batch) * step * (1.4 if teacher_name else 1.0) + 3.0
         epochs = 1 if quick else max(1, min(most, int(0.8 * budget / per_epoch)))
         training = {"epochs": epochs, "batch_size": batch, "seed": 0, "optimizer": {"name": "adam", "lr": lr},
@@ -245,12 +200,12 @@ def cli_bench_training(args: argparse.Namespace) -> int:
         if teacher_name:
             training["distillation"] = {"teacher": "float_twin", "alpha": 0.9, "temperature": 4.0}
         print(f"training {label}: {epochs} epochs, batch {batch}, Adam lr {lr:g} cosine", flush=True)
-        result, seconds, _ = _train_timed(preset(name), training, dataset, budget,
+        result, seconds, _ = benchmark.train_timed(preset(name), training, dataset, budget,
                                           teacher=trained.get(teacher_name), verbose=True)
-        accuracy = result.test_accuracy if result.test_accuracy is not None else _accuracy(
+        accuracy = result.test_accuracy if result.test_accuracy is not None else benchmark.test_accuracy_of(
             result.model, dataset.x_test, dataset.y_test)
         trained[name] = result.model
-        rows.append((label, result.epochs_done, batch, seconds, accuracy, _TRAINING_TARGETS.get(label)))
+        rows.append((label, result.epochs_done, batch, seconds, accuracy, benchmark.TRAINING_TARGETS.get(label)))
 
     print(f"\n{'model':<20}{'epochs':>7}{'batch':>7}{'minutes':>9}{'test accuracy':>15}  target")
     for label, epochs, batch, seconds, accuracy, target in rows:
@@ -259,6 +214,35 @@ def cli_bench_training(args: argparse.Namespace) -> int:
     print("\ntraining step time inside train(), binary preset vs its float twin on the same batch size:")
     for name in ("binary-cnn", "binary-mlp"):
         binary, floating = step_seconds[name], step_seconds[name + "-float"]
-        print(f"  {name:<12} batch {_TRAINING_RECIPES[name][0]:>4}: {binary * 1e3:7.1f} ms vs "
+        print(f"  {name:<12} batch {benchmark.TRAINING_RECIPES[name][0]:>4}: {binary * 1e3:7.1f} ms vs "
               f"{floating * 1e3:7.1f} ms float: {binary / floating:.2f}x")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ bench MODEL / PRESET
+
+
+def bench_model(args: argparse.Namespace) -> int:
+    """``bnn-workbench bench MODEL.bnn|PRESET [--batch 1 64] [--threads 1 2]``.
+
+    A preset name (vgg-small, binary-mlp, ...) is measured with random weights, packed into a temporary file.
+    """
+    from workbench.train import benchmark  # lazy: torch loads only for the command that measures its baseline
+
+    if args.target in PRESETS and not pathlib.Path(args.target).exists():
+        with tempfile.TemporaryDirectory() as folder:
+            path = pathlib.Path(folder) / f"{args.target}.bnn"
+            benchmark.random_preset_file(args.target, path)
+            print(f"{args.target}: random weights and batch-norm statistics (timing and size do not depend on them)")
+            return _bench_file(path, args, benchmark)
+    return _bench_file(args.target, args, benchmark)
+
+
+def _bench_file(path, args: argparse.Namespace, benchmark) -> int:
+    packed = bnnfile.load(path)
+    memory = memory_report(packed, path)
+    spec = packed.meta.get("network_spec")
+    runner = benchmark.torch_float_twin_runner(spec) if spec else None
+    speed = speed_report(packed, args.batch, args.threads, torch_runner=runner, budget=0.1 if args.quick else 0.5)
+    print(format_reports(memory, speed))
     return 0

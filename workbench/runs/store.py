@@ -323,8 +323,8 @@ class RunStore:
         return path
 
     def load_checkpoint(self, run_id: str, which: str | int = "best"):
-        """Read a run's checkpoint (a :class:`workbench.checkpoint.Checkpoint`; safetensors, no pickle)."""
-        from workbench.checkpoint import Checkpoint
+        """Read a run's checkpoint (a :class:`workbench.train.checkpoint.Checkpoint`; safetensors, no pickle)."""
+        from workbench.train.checkpoint import Checkpoint
 
         return Checkpoint.load(self.checkpoint_path(run_id, which))
 
@@ -378,71 +378,3 @@ def _plain(metrics: dict) -> dict:
         value = float(value)
         out[key] = value if value == value and abs(value) != float("inf") else None
     return out
-
-
-# ---------------------------------------------------------------- CLI: runs list / runs show
-
-
-def _when(moment: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment)) if moment else "-"
-
-
-def _number(value, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if not isinstance(value, float):
-        return str(value)
-    return f"{value:.{digits}f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2e}"
-
-
-def format_table(headers: list[str], rows: list[list]) -> str:
-    """A plain fixed-width text table."""
-    cells = [headers] + [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def _store(args) -> RunStore:
-    return RunStore(getattr(args, "runs_dir", None))
-
-
-def cli_runs_list(args) -> int:
-    runs = _store(args).list_runs()
-    if not runs:
-        print("no runs yet")
-        return 0
-    rows = [[r.id, r.name, r.status, r.data_ref, f"{r.epochs_done}/{r.training_spec.get('epochs', '?')}",
-             _number(r.best_val_accuracy), _number(r.test_accuracy), _when(r.created_at)] for r in runs]
-    print(format_table(["id", "name", "status", "data", "epochs", "best val acc", "test acc", "created"], rows))
-    return 0
-
-
-def cli_runs_show(args) -> int:
-    store = _store(args)
-    run = store.get_run(args.run_id)
-    net, training = run.network_spec, run.training_spec
-    layers = ", ".join(layer.get("type", "?") for layer in net.get("layers", []))
-    optimizer = training.get("optimizer") or {}
-    print(f"run       {run.id}  ({run.name})")
-    print(f"status    {run.status}" + (f"  (pid {run.pid})" if run.active else ""))
-    if run.parent_id:
-        print(f"teacher of {run.parent_id}")
-    print(f"network   {net.get('name', '?')}: input {net.get('input_shape')}, {net.get('num_classes')} classes; {layers}")
-    print(f"training  {training.get('epochs')} epochs, batch {training.get('batch_size')}, "
-          f"optimizer {optimizer.get('name')} lr {optimizer.get('lr')}, seed {training.get('seed')}"
-          + (f", distillation {training['distillation']}" if training.get("distillation") else ""))
-    print(f"data      {run.data_ref}")
-    print(f"times     created {_when(run.created_at)}, started {_when(run.started_at)}, finished {_when(run.finished_at)}")
-    print(f"results   epochs {run.epochs_done}, best val acc {_number(run.best_val_accuracy)}, "
-          f"test acc {_number(run.test_accuracy)}")
-    if run.error:
-        print("error     " + run.error.strip().replace("\n", "\n          "))
-    table = store.metrics(run.id, "epoch")
-    if table["epoch"]:
-        keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds") if k in table]
-        rows = [[table["epoch"][i]] + [_number(table[k][i]) for k in keys] for i in range(len(table["epoch"]))]
-        print()
-        print(format_table(["epoch"] + keys, rows))
-    return 0

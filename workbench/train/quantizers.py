@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workbench.spec import QUANTIZERS, SpecError, normalize_quantizer
+from workbench.core.spec import QUANTIZERS, SpecError, normalize_quantizer
 
 __all__ = ["binary_sign", "SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside", "SteTern",
            "DoReFa", "SoftTanh", "Quantizer", "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer",

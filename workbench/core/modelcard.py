@@ -4,12 +4,12 @@ The card is written from three things the library already has: the run record (d
 metrics), the packed model's ``meta`` (spec, preprocessing, class names, as the .bnn header stores them)
 and ``reports.memory_report``. Like the .bnn file it describes, it needs no torch and no Streamlit::
 
-    from workbench.modelcard import model_card
+    from workbench.core.modelcard import model_card
     text = model_card(store.get_run(run_id), packed.meta, memory_report(packed, "model.bnn"))
 """
 from __future__ import annotations
 
-from workbench.spec import layer_name
+from workbench.core.spec import layer_name
 
 
 def _percent(value) -> str:
@@ -134,7 +134,7 @@ def model_card(record, meta: dict, memory: dict, agreement: dict | None = None) 
         lines.append(f"- the spec summary's prediction for the packed payload: {_bytes(memory['summary_packed_bytes'])}")
 
     lines += ["", "## Use", "", "```python",
-              "from workbench.engine import Engine",
+              "from workbench.deploy.engine import Engine",
               "engine = Engine(\"model.bnn\")  # checks the SHA-256; NumPy only, no torch",
               f"classes = engine.predict(x)  # x: uint8 or float32, shape (N, {', '.join(map(str, meta['input_shape']))})",
               "```", ""]

@@ -3,7 +3,7 @@
 This answers "is the packed file really the network I trained?". The Deploy page shows it,
 ``bnn-workbench predict --run`` prints it and the engine tests assert that it is exact::
 
-    from workbench.agreement import compare
+    from workbench.train.agreement import compare
     result = compare(model, packed, x)          # x: preprocessed float inputs, as the model takes them
     result["disagreements"], result["layers"]   # per XNOR layer: bits compared, bits differing
 """
@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from workbench.engine import Engine, raw_inputs
-from workbench.kernels import pack_signs
-from workbench.packed import PackedModel
+from workbench.deploy.engine import Engine, raw_inputs
+from workbench.deploy.kernels import pack_signs
+from workbench.deploy.packed import PackedModel
 
 
 def compare(model, packed: PackedModel, x: np.ndarray, y: np.ndarray | None = None,

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.checkpoint import Checkpoint, flatten_state, unflatten_state
-from workbench.distillation import distillation_loss
-from workbench.optim import Bop, bop_at, lr_at, set_hyperparameter
+from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
+from workbench.train.distillation import distillation_loss
+from workbench.train.optim import Bop, bop_at, lr_at, set_hyperparameter
 
 HISTOGRAM_BINS = 41
 SATURATION_TOLERANCE = 1e-3  # relative to the clip bound: |w| >= b * (1 - tol) counts as saturated
@@ -57,12 +57,12 @@ class TrainingReporter:
 
 def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingReporter | None = None, *,
           resume: Checkpoint | None = None, teacher: torch.nn.Module | None = None) -> TrainResult:
-    """Train ``network_spec`` on ``dataset`` (a ``workbench.data.Dataset``) as ``training_spec`` says.
+    """Train ``network_spec`` on ``dataset`` (a ``workbench.core.data.Dataset``) as ``training_spec`` says.
 
     ``resume`` continues after the checkpoint's epoch with model and optimizer state restored; ``teacher``
     is the model to distil from when the training spec has ``distillation`` set.
     """
-    from workbench.spec import validate_spec, validate_training_spec
+    from workbench.core.spec import validate_spec, validate_training_spec
 
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec)
@@ -98,8 +98,8 @@ class _Trainer:
     """One training run; the state shared by the loop, evaluation, histograms and checkpoints."""
 
     def __init__(self, network_spec, training_spec, dataset, reporter, teacher):
-        from workbench.model import build_model
-        from workbench.spec import is_sign_quantizer
+        from workbench.train.model import build_model
+        from workbench.core.spec import is_sign_quantizer
 
         self.network_spec, self.spec, self.reporter, self.teacher = network_spec, training_spec, reporter, teacher
         self.seed = int(training_spec["seed"])

@@ -1,8 +1,8 @@
 """The packed model: what a trained network becomes for the XNOR engine, and what a .bnn file holds.
 
 A ``PackedModel`` is a flat program of layers (ops) over NumPy arrays plus JSON metadata. It is produced
-by ``workbench.packing.pack`` (which needs torch), written and read by ``workbench.bnnfile`` and run by
-``workbench.engine.Engine`` (neither of which imports torch). The ops and their arrays are documented in
+by ``workbench.train.packing.pack`` (which needs torch), written and read by ``workbench.deploy.bnnfile`` and run by
+``workbench.deploy.engine.Engine`` (neither of which imports torch). The ops and their arrays are documented in
 docs/FORMAT.md ("Ops"); this module knows their names and the arrays each one needs, so that every reader
 checks a layer the same way.
 """

@@ -9,18 +9,16 @@ exact because the chain is monotone per channel. Everything that is not XNOR-abl
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
 import torch
 from torch import nn
 
-from workbench import bnnfile
-from workbench.kernels import pack_signs
-from workbench.layers import QuantLayer
-from workbench.packed import PackedLayer, PackedModel
-from workbench.spec import layer_name, validate_spec
+from workbench.deploy.kernels import pack_signs
+from workbench.train.layers import QuantLayer
+from workbench.deploy.packed import PackedLayer, PackedModel
+from workbench.core.spec import layer_name, validate_spec
 
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 # Input quantizers whose eval output is sign(x - t): their layer can take packed bits.
@@ -321,40 +319,3 @@ def pack_model(model, spec: dict | None = None, *, preprocessing: dict | None = 
     packed = PackedModel(meta=meta, layers=compiler.ops)
     packed.check()
     return packed
-
-
-def pack(run_or_model, spec: dict | None = None, *, store=None, which: str = "best", **meta) -> PackedModel:
-    """Pack a run (its id, from ``store``) or a (model, spec) pair / a model into a PackedModel."""
-    if isinstance(run_or_model, tuple):
-        run_or_model, spec = run_or_model
-    if not isinstance(run_or_model, str):
-        return pack_model(run_or_model, spec, **meta)
-    from workbench.data import load_dataset
-    from workbench.store import RunStore
-    from workbench.trained import load_trained_model
-
-    store = store if store is not None else RunStore()
-    record = store.get_run(run_or_model)
-    model, spec = load_trained_model(run_or_model, store=store, which=which)
-    dataset_meta = {}
-    try:
-        dataset = load_dataset(record.data_ref)
-        dataset_meta = {"preprocessing": dataset.preprocessing, "class_names": dataset.class_names}
-    except (ValueError, OSError):
-        pass  # the data moved: the file then says "none" and numbered classes
-    training = {"run_id": record.id, "run_name": record.name, "training_spec": record.training_spec,
-                "data_ref": record.data_ref, "epochs_done": record.epochs_done,
-                "best_val_accuracy": record.best_val_accuracy}
-    return pack_model(model, spec, training=training, test_accuracy=record.test_accuracy,
-                      **{**dataset_meta, **meta})
-
-
-def cli_export(args: argparse.Namespace) -> int:
-    """``bnn-workbench export RUN -o model.bnn``."""
-    from workbench.store import RunStore
-
-    packed = pack(args.run_id, store=RunStore(args.runs_dir))
-    size = bnnfile.save(packed, args.output)
-    binary = sum(1 for layer in packed.layers if layer.op.startswith(("binary_", "input_")))
-    print(f"wrote {args.output}: {size} bytes, {len(packed.layers)} ops ({binary} binary layers)")
-    return 0

@@ -1,4 +1,4 @@
-"""The XNOR engine: runs a PackedModel (or a .bnn file) on NumPy arrays through workbench.kernels.
+"""The XNOR engine: runs a PackedModel (or a .bnn file) on NumPy arrays through workbench.deploy.kernels.
 
 Input is a batch in the spec's channels-first layout, (N, C, H, W) or (N, F), either uint8 raw values
 (images: the first layer then runs in exact integers, docs/FORMAT.md) or float32 already preprocessed
@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from workbench import bnnfile, kernels
-from workbench.packed import PackedModel
+from workbench.deploy import bnnfile, kernels
+from workbench.deploy.packed import PackedModel
 
 class EngineError(ValueError):
     """A packed model whose ops do not fit together, or input of the wrong shape or dtype."""
@@ -406,32 +406,3 @@ def raw_inputs(x: np.ndarray, preprocessing: dict) -> np.ndarray:
         return x
     u = u.astype(np.uint8)
     return u if np.array_equal(u.astype(np.float32) * scale + offset, x) else x
-
-
-def cli_predict(args: argparse.Namespace) -> int:
-    """``bnn-workbench predict model.bnn --data ... [--run RUN]``: accuracy, and agreement with torch."""
-    from workbench.data import load_dataset
-
-    engine = Engine(bnnfile.load(args.model), threads=args.threads)
-    dataset = load_dataset(args.data)
-    x = raw_inputs(dataset.x_test, dataset.preprocessing)
-    start = time.perf_counter()
-    predictions = engine.predict(x)
-    seconds = time.perf_counter() - start
-    accuracy = float((predictions == dataset.y_test).mean()) if len(x) else float("nan")
-    print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
-          f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample)")
-    if args.run:
-        from workbench.agreement import compare
-        from workbench.store import RunStore
-        from workbench.trained import load_trained_model
-
-        model, _ = load_trained_model(args.run, store=RunStore(args.runs_dir))
-        result = compare(model, engine.packed, dataset.x_test, dataset.y_test, threads=args.threads)
-        agreement = 1.0 - result["disagreements"] / len(x) if len(x) else float("nan")
-        print(f"agreement with the torch model of run {args.run}: {agreement:.4f} "
-              f"({result['disagreements']} of {len(x)} predictions differ)")
-        for row in result["layers"]:
-            print(f"  hidden bits into {row['layer']}: {row['differing']} of {row['bits']} differ "
-                  f"({row['near_zero']} torch pre-activations within 1e-5 of 0)")
-    return 0

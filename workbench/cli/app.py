@@ -1,0 +1,42 @@
+"""``bnn-workbench app``: serve the Streamlit app on 127.0.0.1 from this process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("app", help="start the Streamlit app on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8501)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve app.py with this Python's installed workbench.
+
+    Streamlit treats a ``pages/`` folder beside the entry script as old-style pages until the first
+    ``st.navigation`` call of the server's life: a deep link as the first request (a reloaded
+    ``/train?run=...`` after a restart) would run ``pages/train.py`` on its own, without the app's
+    navigation. Declaring up front that the app navigates with ``st.navigation`` closes that gap.
+    """
+    # lazy: Streamlit (and, below, Home's figure modules) load only for the command that serves the app
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli as streamlit_cli
+
+    import workbench.ui.figures  # noqa: F401  (imported now, so the first visitor does not wait for it)
+    import workbench.ui.widgets  # noqa: F401
+
+    if args.runs_dir:
+        os.environ["BNN_WORKBENCH_RUNS"] = str(pathlib.Path(args.runs_dir).resolve())
+    entry = pathlib.Path(__file__).resolve().parents[2] / "app.py"
+    PagesManager.uses_pages_directory = False
+    # The settings of .streamlit/config.toml, given here so that they hold from any working directory; and no
+    # file watcher: it would watch the whole checkout (.venv included) for edits a user never makes.
+    sys.argv = ["streamlit", "run", str(entry), "--server.address", "127.0.0.1", "--server.port", str(args.port),
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none", "--server.maxUploadSize", "200",
+                "--client.toolbarMode", "minimal"]
+    return streamlit_cli.main(prog_name="streamlit")

@@ -1,0 +1,83 @@
+"""``bnn-workbench train SPEC --data REF``: train one run in the foreground, with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from workbench.core import presets
+from workbench.core.data import load_dataset
+from workbench.core.spec import default_training_spec, validate_training_spec
+from workbench.runs.launch import create_run, prepare_resume
+from workbench.runs.store import RunStore
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("train", help="train a network spec in the foreground, with a progress bar")
+    parser.add_argument("spec", help="network spec JSON file, or a preset name (see docs/SPEC.md)")
+    parser.add_argument("--data", required=True, help="dataset: mnist-sample, moons, circles, spirals, xor, "
+                        "mnist:DIR (IDX files), or a .npz/.csv/.idx file")
+    parser.add_argument("--training", help="training spec JSON file (defaults per docs/SPEC.md)")
+    parser.add_argument("--epochs", type=int, help="override the training spec's epochs")
+    parser.add_argument("--name", help="a name for the run")
+    parser.add_argument("--resume", metavar="RUN_ID", help="resume a stopped or interrupted run")
+    parser.set_defaults(handler=run)
+
+
+def read_json(path: str, what: str) -> dict:
+    """A JSON object from a file, or a ValueError naming the file and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path}: invalid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def network_spec(argument: str) -> dict:
+    """A spec JSON file, or a preset name."""
+    if argument.endswith(".json") or os.path.sep in argument or os.path.exists(argument):
+        return read_json(argument, "network spec")
+    if argument not in presets.PRESETS:
+        raise ValueError(f"network spec {argument!r}: no such file, and not a preset "
+                         f"(presets: {', '.join(sorted(presets.PRESETS))})")
+    return presets.preset(argument)
+
+
+def run(args: argparse.Namespace) -> int:
+    from workbench.runs.worker import run_worker  # lazy: torch loads only for the command that trains
+
+    store = RunStore(args.runs_dir)
+    if args.resume:
+        record = store.get_run(args.resume)
+        training = read_json(args.training, "training spec") if args.training else dict(record.training_spec)
+        if args.epochs is not None:
+            training["epochs"] = args.epochs
+        prepare_resume(store, args.resume, training)
+        run_id = args.resume
+        data_ref = record.data_ref
+    else:
+        network = network_spec(args.spec)
+        training = read_json(args.training, "training spec") if args.training else default_training_spec()
+        if args.epochs is not None:
+            training["epochs"] = args.epochs
+        training = validate_training_spec(training)
+        data_ref = args.data
+        run_id = create_run(store, network, training, data_ref, args.name)
+    dataset = load_dataset(data_ref, seed=int(store.get_run(run_id).training_spec.get("seed", 0)))
+    print(f"run {run_id} in {store.runs_dir}", flush=True)
+    try:
+        status = run_worker(run_id, store.runs_dir, dataset=dataset, progress=True)
+    except KeyboardInterrupt:
+        print(f"run {run_id} stopped; resume with: bnn-workbench train {args.spec} --data {data_ref} "
+              f"--resume {run_id}", file=sys.stderr)
+        return 130
+    record = store.get_run(run_id)
+    best = "-" if record.best_val_accuracy is None else f"{record.best_val_accuracy:.4f}"
+    test = "-" if record.test_accuracy is None else f"{record.test_accuracy:.4f}"
+    print(f"run {run_id} {status}: {record.epochs_done} epochs, best val accuracy {best}, test accuracy {test}")
+    return 0 if status in ("completed", "stopped") else 1

@@ -1,0 +1,24 @@
+"""``bnn-workbench worker RUN_ID``: the worker process that ``start_run`` launches (not listed in --help)."""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("worker", description="train one queued run of the run store to its end")
+    parser.add_argument("run_id")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from workbench.runs.worker import run_worker  # lazy: torch loads only in the worker process
+
+    try:
+        status = run_worker(args.run_id, args.runs_dir)
+    except Exception:
+        traceback.print_exc()  # into the run's worker.log; the store has the message and the tail
+        return 1
+    print(f"run {args.run_id} {status}", flush=True)
+    return 0

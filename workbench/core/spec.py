@@ -12,6 +12,8 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
+from workbench.core.shapes import conv_output_size, padding_pair, pool_output_size
+
 
 class SpecError(ValueError):
     """A spec mistake, named by layer (index and type) and field, with what was expected and what came."""
@@ -288,8 +290,7 @@ def _output_shape(path, layer, shape):
         return (layer["units"],)
     if kind == "conv2d":
         k, s = layer["kernel_size"], layer["stride"]
-        pad = (k - 1) // 2 if layer["padding"] == "same" else 0
-        h, w = ((n + 2 * pad - k) // s + 1 for n in shape[1:])
+        h, w = (conv_output_size(n, k, s, *padding_pair(layer["padding"], k)) for n in shape[1:])
         if h <= 0 or w <= 0:
             raise _error(path, kind, "kernel_size", f"must fit the input {list(shape)} with padding "
                          f"{layer['padding']!r}, got {k}")
@@ -299,7 +300,7 @@ def _output_shape(path, layer, shape):
         if k > shape[1] or k > shape[2]:
             raise _error(path, kind, "pool_size", f"must be at most the input's height and width "
                          f"{list(shape[1:])}, got {k}")
-        return (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+        return (shape[0], pool_output_size(shape[1], k, s), pool_output_size(shape[2], k, s))
     if kind == "flatten":
         size = 1
         for n in shape:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.core.shapes import words
 from workbench.core.spec import is_sign_quantizer, layer_name, layer_shapes, quantizer_bits, validate_spec
 
 _PASS_THROUGH = ("max_pool", "dropout", "flatten")
@@ -70,7 +71,7 @@ def _kernel_row(layer: dict, shape_in: tuple, shape_out: tuple, folds_out: bool,
     n_weights = out_ch * spatial * in_ch
     bits = quantizer_bits(layer["kernel_quantizer"])
     if bits == 1:
-        packed = out_ch * spatial * _ceil_div(in_ch, 64) * 8
+        packed = out_ch * spatial * words(in_ch) * 8
     elif bits < 32:
         packed = _ceil_div(n_weights * bits, 8)
     else:

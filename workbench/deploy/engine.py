@@ -8,11 +8,11 @@ layer costs one kernel call and little Python. No torch here.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
+from workbench.core.shapes import conv_output_size, padding_pair, words
 from workbench.deploy import bnnfile, kernels
 from workbench.deploy.packed import PackedModel
 
@@ -20,20 +20,12 @@ class EngineError(ValueError):
     """A packed model whose ops do not fit together, or input of the wrong shape or dtype."""
 
 
-def _words(k: int) -> int:
-    return (k + 63) // 64
-
-
-def _pads(padding: str, k: int) -> tuple[int, int]:
-    return ((k - 1) // 2, k - 1 - (k - 1) // 2) if padding == "same" else (0, 0)
-
-
 def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: tuple[int, int], value: float) -> np.ndarray:
     """NHWC float -> (N, OH, OW, KH*KW*C) patches, padded with ``value``."""
     if pad != (0, 0):
         x = np.pad(x, ((0, 0), pad, pad, (0, 0)), constant_values=value)
     n, h, w, c = x.shape
-    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    oh, ow = conv_output_size(h, kh, stride), conv_output_size(w, kw, stride)
     patches = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # N, OH', OW', C, KH, KW
     patches = patches[:, ::stride, ::stride][:, :oh, :ow]
     return np.ascontiguousarray(patches.transpose(0, 1, 2, 4, 5, 3)).reshape(n, oh, ow, kh * kw * c)
@@ -52,7 +44,7 @@ def _rows(x: np.ndarray) -> np.ndarray:
 def _pack_mask(mask: np.ndarray) -> np.ndarray:
     """bool (..., C) -> packed uint64 (..., ceil(C/64)), bit 1 where True, padding bits 0."""
     packed = np.packbits(mask, axis=-1, bitorder="little")
-    missing = 8 * _words(mask.shape[-1]) - packed.shape[-1]
+    missing = 8 * words(mask.shape[-1]) - packed.shape[-1]
     if missing:
         packed = np.pad(packed, [(0, 0)] * (mask.ndim - 1) + [(0, missing)])
     return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
@@ -155,14 +147,14 @@ class Engine:
 
     def _build_binary_dense(self, layer):
         w, k = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
-        if w.ndim != 2 or w.shape[1] != _words(k):
+        if w.ndim != 2 or w.shape[1] != words(k):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={k}")
         return self._binary_output(layer, lambda **kw: kernels.bind_gemm(w, k, threads=self.threads, **kw))
 
     def _build_binary_conv2d(self, layer):
         w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
         stride, padding = int(layer.attrs["stride"]), layer.attrs["padding"]
-        if w.ndim != 4 or w.shape[3] != _words(c):
+        if w.ndim != 4 or w.shape[3] != words(c):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={c}")
         return self._binary_output(
             layer, lambda **kw: kernels.bind_conv2d(w, c, stride=stride, padding=padding, threads=self.threads, **kw))
@@ -222,8 +214,8 @@ class Engine:
         signs = kernels.unpack_signs(w, c).astype(np.float32)  # (O, KH, KW, C)
         tap_sums = signs.sum(axis=3).astype(np.int64)  # (O, KH, KW)
         oh, ow = kernels.conv_output_shape(h, width, kh, kw, stride, padding)
-        pad = _pads(padding, kh)
-        (top, _), (left, _) = pad, _pads(padding, kw)
+        pad = padding_pair(padding, kh)
+        (top, _), (left, _) = pad, padding_pair(padding, kw)
         # sum of the weights over the taps that fall inside the image, per output position
         valid = np.zeros((oh, ow, o), np.int64)
         rows, cols = np.arange(oh) * stride - top, np.arange(ow) * stride - left
@@ -323,7 +315,7 @@ class Engine:
         o, _, kh, kw = weight.shape
         matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, o))
         bias = layer.arrays.get("bias")
-        stride, pad, value = int(layer.attrs["stride"]), _pads(layer.attrs["padding"], kh), float(layer.attrs["pad_value"])
+        stride, pad, value = int(layer.attrs["stride"]), padding_pair(layer.attrs["padding"], kh), float(layer.attrs["pad_value"])
 
         def run(state):
             y = _im2col(self._real(state), kh, kw, stride, pad, value) @ matrix

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from workbench.core.shapes import conv_output_size, same_padding, words
 from workbench.deploy import _xnor
 
 __all__ = [
@@ -87,10 +88,6 @@ def _threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _words(k: int) -> int:
-    return (k + 63) // 64
-
-
 def _check_k(k, name: str) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0 or k > _INT32_MAX:
         raise ValueError(f"{name}: expected a non-negative integer bit count, got {k!r}")
@@ -112,8 +109,8 @@ def _check_bits(array, name: str, ndim: int, layout: str) -> np.ndarray:
 
 
 def _check_words(array: np.ndarray, name: str, k: int, what: str) -> None:
-    if array.shape[-1] != _words(k):
-        raise ValueError(f"{name}: expected ceil({what}/64) = {_words(k)} words in the last axis for "
+    if array.shape[-1] != words(k):
+        raise ValueError(f"{name}: expected ceil({what}/64) = {words(k)} words in the last axis for "
                          f"{what}={k}, got {array.shape[-1]}")
 
 
@@ -148,7 +145,7 @@ def pack_signs(x) -> np.ndarray:
         raise ValueError("pack_signs: expected an array with at least one axis (the one to pack), got a scalar")
     if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.unsignedinteger):
         k = array.shape[-1]
-        return np.zeros((*array.shape[:-1], _words(k)), dtype=np.uint64)  # never negative
+        return np.zeros((*array.shape[:-1], words(k)), dtype=np.uint64)  # never negative
     if array.dtype == np.float16:
         array = array.astype(np.float32)  # exact
     if array.dtype.type not in _PACK_DTYPES:
@@ -156,10 +153,10 @@ def pack_signs(x) -> np.ndarray:
     array = np.ascontiguousarray(array)
     k = array.shape[-1]
     rows = array.reshape(-1, k) if array.size else np.empty((int(np.prod(array.shape[:-1])), k), array.dtype)
-    out = np.empty((rows.shape[0], _words(k)), dtype=np.uint64)
+    out = np.empty((rows.shape[0], words(k)), dtype=np.uint64)
     if _xnor.pack_rows(rows, out, _PATHS[_backend]):
         raise ValueError("pack_signs: the input contains NaN, which has no sign")
-    return out.reshape(*array.shape[:-1], _words(k))
+    return out.reshape(*array.shape[:-1], words(k))
 
 
 def unpack_signs(bits, k: int) -> np.ndarray:
@@ -190,7 +187,7 @@ def xnor_gemm_threshold(a_bits, b_bits, k: int, thresholds, flip, threads: int |
     """
     a, b, k = _gemm_operands(a_bits, b_bits, k)
     thr, flips = _check_thresholds(thresholds, flip, b.shape[0])
-    out = np.empty((a.shape[0], _words(b.shape[0])), dtype=np.uint64)
+    out = np.empty((a.shape[0], words(b.shape[0])), dtype=np.uint64)
     _xnor.gemm_threshold(a, b, k, thr, flips, out, _PATHS[_backend], _threads(threads))
     return out
 
@@ -223,7 +220,7 @@ def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int 
     """
     u, w, k = _uint8_operands(u, w_bits, k, "xnor_gemm_uint8_threshold")
     thr, flips = _check_thresholds(thresholds, flip, w.shape[0])
-    out = np.empty((u.shape[0], _words(w.shape[0])), dtype=np.uint64)
+    out = np.empty((u.shape[0], words(w.shape[0])), dtype=np.uint64)
     _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], _threads(threads))
     return out
 
@@ -257,7 +254,7 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
     _check_words(w, f"{name}: w_bits", k, "k")
     if uint8 and 255 * k > _INT32_MAX:
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
-    count, n, words = _threads(threads), w.shape[0], _words(w.shape[0])
+    count, n, out_words = _threads(threads), w.shape[0], words(w.shape[0])
     panel = _panel(w)
     if thresholds is None:
         if uint8:
@@ -277,13 +274,13 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
     if uint8:
         def threshold_uint8(a):
             _check_row_length(a, k)
-            out = np.empty((len(a), words), dtype=np.uint64)
+            out = np.empty((len(a), out_words), dtype=np.uint64)
             _xnor.gemm_uint8_threshold(a, w, thr, flips, out, _PATHS[_backend], count)
             return out
         return threshold_uint8
 
     def threshold(a):
-        out = np.empty((len(a), words), dtype=np.uint64)
+        out = np.empty((len(a), out_words), dtype=np.uint64)
         _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count,
                              panel if _backend == "avx512" else None)
         return out
@@ -315,7 +312,7 @@ def bind_conv2d(w_bits, c: int, thresholds=None, flip=None, stride=1, padding="v
     top, bottom, left, right = _padding(padding, kh, kw)
     count = _threads(threads)
     thr, flips = _check_thresholds(thresholds, flip, o) if thresholds is not None else (None, None)
-    channels = o if thresholds is None else _words(o)
+    channels = o if thresholds is None else words(o)
     panel = _panel(w.reshape(o, -1))
 
     def conv(x):
@@ -336,7 +333,7 @@ def _padding(padding, kh: int, kw: int) -> tuple[int, int, int, int]:
         if padding == "valid":
             return 0, 0, 0, 0
         if padding == "same":
-            return (kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2
+            return (*same_padding(kh), *same_padding(kw))
         raise ValueError(f"padding: expected 'same', 'valid', an int or (top, bottom, left, right), got {padding!r}")
     values = (padding,) * 4 if isinstance(padding, (int, np.integer)) else tuple(padding)
     if len(values) == 2:  # (vertical, horizontal), as torch
@@ -357,7 +354,7 @@ def conv_output_shape(h: int, w: int, kh: int, kw: int, stride=1, padding="valid
     """(OH, OW) of a convolution, floor mode as torch: (H + pad_top + pad_bottom - KH) // stride + 1."""
     sh, sw = _stride(stride)
     top, bottom, left, right = _padding(padding, kh, kw)
-    return max((h + top + bottom - kh) // sh + 1, 0), max((w + left + right - kw) // sw + 1, 0)
+    return max(conv_output_size(h, kh, sh, top, bottom), 0), max(conv_output_size(w, kw, sw, left, right), 0)
 
 
 def im2col_uint8(x, kh: int, kw: int, stride=1, padding="valid") -> np.ndarray:
@@ -419,7 +416,7 @@ def xnor_conv2d_threshold(x_bits, w_bits, c: int, thresholds, flip, stride=1, pa
     """
     x, w, c, sh, sw, top, left, oh, ow = _conv_operands(x_bits, w_bits, c, stride, padding)
     thr, flips = _check_thresholds(thresholds, flip, w.shape[0])
-    out = np.empty((x.shape[0], oh, ow, _words(w.shape[0])), dtype=np.uint64)
+    out = np.empty((x.shape[0], oh, ow, words(w.shape[0])), dtype=np.uint64)
     _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], _threads(threads))
     return out
 
@@ -458,7 +455,7 @@ def bind_max_pool2d_bits(flipped=False):
                          f"dtype {flips.dtype} shape {flips.shape}")
     masks = {}  # words -> or_mask
     if flips.ndim == 1:
-        masks[_words(flips.shape[0])] = pack_signs(np.where(flips, -1, 1).astype(np.int8))
+        masks[words(flips.shape[0])] = pack_signs(np.where(flips, -1, 1).astype(np.int8))
 
     def pool(x):
         if getattr(x, "ndim", 0) != 4:
@@ -466,7 +463,7 @@ def bind_max_pool2d_bits(flipped=False):
         mask = masks.get(x.shape[3])
         if mask is None:
             if flips.ndim:
-                raise ValueError(f"bind_max_pool2d_bits: x_bits: expected {_words(flips.shape[0])} words for "
+                raise ValueError(f"bind_max_pool2d_bits: x_bits: expected {words(flips.shape[0])} words for "
                                  f"{flips.shape[0]} channels, got {x.shape[3]}")
             mask = masks[x.shape[3]] = np.full(x.shape[3], np.uint64(2**64 - 1) if flips else np.uint64(0))
         out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)

@@ -26,10 +26,6 @@ _BIT_INPUTS = ("ste_sign", "approx_sign", "swish_sign", "rsign", "stochastic_sig
 _SIGN_PRESERVING = ("identity", "hardtanh", "tanh")
 
 
-def _words(k: int) -> int:
-    return (k + 63) // 64
-
-
 def _f64(tensor) -> np.ndarray:
     return tensor.detach().to(torch.float64).cpu().numpy()
 

@@ -3,11 +3,12 @@
 Kept free of torch so that the first page renders fast; training starts in the worker process.
 """
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from workbench.core.presets import PRESETS, preset
+from workbench.runs.launch import start_run
 from workbench.ui import state
 from workbench.ui.figures import primer_figure
+from workbench.ui.pages import FLOW
 from workbench.ui.widgets import bundled_data_for, show_error
 
 st.title("BNN Workbench")
@@ -29,21 +30,11 @@ st.plotly_chart(
 st.caption("Blue: +1 (bit 0), red: −1 (bit 1). sign(0) = +1 everywhere: in training, packing and the engine.")
 
 st.subheader("The flow")
-steps = [
-    ("Design", "pages/design.py", "lay out the layers and their quantizers; see parameters, memory and MACs."),
-    ("Train", "pages/train.py", "pick data and training tricks; watch loss, accuracy and weight flips live."),
-    ("Inspect", "pages/inspect.py", "latent weights, saturation, flips, one neuron's bits, confusions."),
-    ("Deploy", "pages/deploy.py", "pack to bits and run the XNOR-popcount engine; memory and speed vs float."),
-    ("Export", "pages/export.py", "download the .bnn file and the code that loads it."),
-]
-for column, (number, (title, page, text)) in zip(st.columns(len(steps)), enumerate(steps, start=1)):
+for column, (number, page) in zip(st.columns(len(FLOW)), enumerate(FLOW, start=1)):
     with column:
-        st.markdown(f"**{number}. {title}**")
-        st.caption(text)
-        try:
-            st.page_link(page, label=f"Open {title}")
-        except StreamlitPageNotFoundError:  # a page not in the app's navigation yet
-            st.caption("(coming)")
+        st.markdown(f"**{number}. {page.title}**")
+        st.caption(page.flow)
+        st.page_link(page.script, label=f"Open {page.title}")
 
 st.subheader("Start from a preset")
 st.caption("Open a preset in Design to edit it, or train it right away with the default training settings.")
@@ -55,8 +46,6 @@ def _open_in_design(name: str) -> None:
 
 
 def _train_now(name: str, data_ref: str) -> None:
-    from workbench.runs.launch import start_run
-
     spec = preset(name)
     state.set_spec(spec)
     run_id = start_run(spec, state.get_training_spec(), data_ref, name=f"{name} on {data_ref}")

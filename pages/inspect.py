@@ -6,8 +6,16 @@ matrix and the misclassified examples load a checkpoint (torch is imported here 
 import numpy as np
 import streamlit as st
 
+from workbench.core.data import load_dataset
 from workbench.runs.store import RunStore
-from workbench.ui.figures import confusion_figure, heatmap_figure, histogram_figure, neuron_figure
+from workbench.runs.trained import load_trained_model
+from workbench.train.evaluation import evaluate_model
+from workbench.ui.figures import (
+    confusion_figure,
+    heatmap_figure,
+    histogram_figure,
+    neuron_figure,
+)
 from workbench.ui.widgets import pick_run_or_stop, show_error, to_image
 
 GALLERY_SIZE = 24
@@ -19,22 +27,16 @@ store = RunStore()
 @st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint…")
 def _model(runs_dir: str, run_id: str, which, stamp: float):
     """A run's model for one checkpoint file version (stamp: its mtime, so a rewritten 'best' reloads)."""
-    from workbench.runs.trained import load_trained_model
-
     return load_trained_model(run_id, RunStore(runs_dir), which)[0]
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
 def _dataset(data_ref: str, seed: int):
-    from workbench.core.data import load_dataset
-
     return load_dataset(data_ref, seed=seed)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Evaluating on the test split…")
 def _evaluation(runs_dir: str, run_id: str, which, stamp: float, data_ref: str, seed: int):
-    from workbench.train.evaluation import evaluate_model
-
     return evaluate_model(_model(runs_dir, run_id, which, stamp), _dataset(data_ref, seed), "test")
 
 

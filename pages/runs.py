@@ -3,9 +3,9 @@ import datetime
 
 import streamlit as st
 
-from workbench.runs.store import RunStore
+from workbench.runs.store import ACTIVE, RunStore
 from workbench.ui.figures import lines_figure
-from workbench.ui.widgets import ACTIVE, run_label, show_error
+from workbench.ui.widgets import run_label, show_error
 
 CURVES = {"val_accuracy": "validation accuracy", "accuracy": "train accuracy", "val_loss": "validation loss",
           "loss": "train loss", "lr": "learning rate"}

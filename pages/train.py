@@ -8,6 +8,7 @@ import streamlit as st
 
 from workbench.core.data import DataError, check_ref
 from workbench.core.spec import SpecError, validate_spec, validate_training_spec
+from workbench.runs.launch import start_run
 from workbench.runs.store import RunStore
 from workbench.ui import state
 from workbench.ui.drafts import pop_notes
@@ -31,8 +32,6 @@ elif RUN_KEY in st.session_state:
 
 
 def _resume(record) -> None:
-    from workbench.runs.launch import start_run
-
     try:
         start_run(None, None, None, resume_run_id=record.id, runs_dir=store.runs_dir)
     except (ValueError, FileNotFoundError) as error:

@@ -22,11 +22,12 @@ def run(args: argparse.Namespace) -> int:
     ``/train?run=...`` after a restart) would run ``pages/train.py`` on its own, without the app's
     navigation. Declaring up front that the app navigates with ``st.navigation`` closes that gap.
     """
-    # lazy: Streamlit (and, below, Home's figure modules) load only for the command that serves the app
+    # lazy: Streamlit loads only for the command that serves the app; Home's figure modules are imported
+    # here, while the server starts, so that the first visitor does not wait for them
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli as streamlit_cli
 
-    import workbench.ui.figures  # noqa: F401  (imported now, so the first visitor does not wait for it)
+    import workbench.ui.figures  # noqa: F401
     import workbench.ui.widgets  # noqa: F401
 
     if args.runs_dir:

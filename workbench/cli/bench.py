@@ -81,7 +81,8 @@ def _blas_thread_setter():
 
 def bench_kernels(args: argparse.Namespace) -> int:
     """`bnn-workbench bench kernels`: xnor_gemm vs numpy float32 matmul, binary 3x3 conv vs torch conv2d."""
-    import torch  # lazy: the torch baseline loads only for the command that measures it
+    # lazy: the torch baseline loads only for the command that measures it
+    import torch
 
     quick = bool(getattr(args, "quick", False))
     threads_list = list(getattr(args, "threads", None) or [1, 2])
@@ -162,7 +163,8 @@ def bench_training(args: argparse.Namespace) -> int:
     full MNIST, choosing the epochs from a measured step time so each run fits ``--minutes``; prints their test
     accuracy and each binary preset's training step time against its float twin's on the same batch size.
     """
-    from workbench.train import benchmark  # lazy: torch loads only for the command that trains
+    # lazy: torch loads only for the command that trains
+    from workbench.train import benchmark
 
     folder = getattr(args, "mnist", None) or os.environ.get("BNN_MNIST_DIR")
     if not folder:
@@ -227,7 +229,8 @@ def bench_model(args: argparse.Namespace) -> int:
 
     A preset name (vgg-small, binary-mlp, ...) is measured with random weights, packed into a temporary file.
     """
-    from workbench.train import benchmark  # lazy: torch loads only for the command that measures its baseline
+    # lazy: torch loads only for the command that measures its baseline
+    from workbench.train import benchmark
 
     if args.target in PRESETS and not pathlib.Path(args.target).exists():
         with tempfile.TemporaryDirectory() as folder:

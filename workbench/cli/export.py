@@ -16,7 +16,8 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.runs.trained import pack_run  # lazy: torch loads only for the command that packs
+    # lazy: torch loads only for the command that packs
+    from workbench.runs.trained import pack_run
 
     packed = pack_run(args.run_id, store=RunStore(args.runs_dir))
     size = bnnfile.save(packed, args.output)

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
           f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample)")
     if args.run:
-        from workbench.runs.trained import load_trained_model  # lazy: torch loads only with --run
+        # lazy: torch loads only with --run
+        from workbench.runs.trained import load_trained_model
         from workbench.train.agreement import compare
 
         model, _ = load_trained_model(args.run, store=RunStore(args.runs_dir))

@@ -49,7 +49,8 @@ def network_spec(argument: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.runs.worker import run_worker  # lazy: torch loads only for the command that trains
+    # lazy: torch loads only for the command that trains
+    from workbench.runs.worker import run_worker
 
     store = RunStore(args.runs_dir)
     if args.resume:

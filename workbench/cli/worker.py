@@ -13,7 +13,8 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.runs.worker import run_worker  # lazy: torch loads only in the worker process
+    # lazy: torch loads only in the worker process
+    from workbench.runs.worker import run_worker
 
     try:
         status = run_worker(args.run_id, args.runs_dir)

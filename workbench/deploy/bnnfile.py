@@ -16,7 +16,13 @@ import struct
 
 import numpy as np
 
-from workbench.deploy.packed import ALLOWED_DTYPES, OPS, PackedLayer, PackedModel, PackedModelError
+from workbench.deploy.packed import (
+    ALLOWED_DTYPES,
+    OPS,
+    PackedLayer,
+    PackedModel,
+    PackedModelError,
+)
 
 MAGIC = b"\x89BNN\r\n\x1a\n"
 VERSION = 1

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from workbench.core.summary import summary
 from workbench.deploy import kernels
 from workbench.deploy.engine import Engine
 from workbench.deploy.packed import PackedLayer, PackedModel
@@ -53,8 +54,6 @@ def memory_report(packed: PackedModel, path: str | pathlib.Path | None = None) -
     report = {"rows": rows, "totals": {"fp32_bytes": fp32, "packed_bytes": total, "ratio": fp32 / total if total else 1.0}}
     spec = packed.meta.get("network_spec")
     if spec:
-        from workbench.core.summary import summary
-
         report["summary_packed_bytes"] = int(summary(spec).totals["memory_packed_bytes"])
     if path is not None:
         report["file_bytes"] = pathlib.Path(path).stat().st_size

@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+# Every status a run can read as; the lists below are the only other place statuses are grouped.
 STATUSES = ("queued", "running", "paused", "stopped", "completed", "failed", "interrupted")
-ACTIVE = ("queued", "running", "paused")
-RESUMABLE = ("stopped", "interrupted", "failed")
+ACTIVE = ("queued", "running", "paused")  # a worker owns the run, or is about to
+RESUMABLE = ("stopped", "interrupted", "failed")  # ended early: resuming trains on from the last checkpoint
 REQUESTS = ("pause", "resume", "stop")
 HEARTBEAT_SECONDS = 2.0  # how often a worker says it is alive
 STALE_SECONDS = 60.0  # a live pid whose heartbeat is this old is not our worker any more
@@ -191,6 +192,8 @@ class RunStore:
         unknown = set(values) - {f.name for f in fields(RunRecord)}
         if unknown:
             raise ValueError(f"update_run: unknown column(s) {sorted(unknown)}")
+        if "status" in values and values["status"] not in STATUSES:
+            raise ValueError(f"update_run: status must be one of {', '.join(STATUSES)}, got {values['status']!r}")
         assignments = ", ".join(f"{key} = ?" for key in values)
         self._execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
 
@@ -324,6 +327,7 @@ class RunStore:
 
     def load_checkpoint(self, run_id: str, which: str | int = "best"):
         """Read a run's checkpoint (a :class:`workbench.train.checkpoint.Checkpoint`; safetensors, no pickle)."""
+        # lazy: the store stays torch-free for the pages and commands that only read runs
         from workbench.train.checkpoint import Checkpoint
 
         return Checkpoint.load(self.checkpoint_path(run_id, which))

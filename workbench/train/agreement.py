@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.deploy.kernels import pack_signs
@@ -27,8 +28,6 @@ def compare(model, packed: PackedModel, x: np.ndarray, y: np.ndarray | None = No
     ``y``), disagreements, the engine's seconds, whether the engine's input was exact, and ``layers``:
     the hidden-bit agreement of :func:`hidden_bit_agreement`.
     """
-    import torch
-
     engine = Engine(packed, threads=threads)
     u = raw_inputs(x, packed.meta.get("preprocessing") or {})
     start = time.perf_counter()

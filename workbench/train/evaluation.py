@@ -1,9 +1,13 @@
-"""Evaluate a trained run on its dataset's test split: predictions, confusion matrix, misclassified examples.
+"""Evaluate a trained model on a dataset's split: predictions, confusion matrix, misclassified examples.
 
 The Inspect page shows these; from Python::
 
-    from workbench.train.evaluation import evaluate_run
-    result = evaluate_run(run_id)
+    from workbench.core.data import load_dataset
+    from workbench.runs.trained import load_trained_model
+    from workbench.train.evaluation import evaluate_model
+
+    model, _ = load_trained_model(run_id)
+    result = evaluate_model(model, load_dataset("mnist-sample"))
     result.accuracy, result.confusion, result.misclassified[:10]
 """
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -53,8 +58,6 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Logits of a torch model in eval mode, computed in batches without gradients."""
-    import torch
-
     model.eval()
     outputs = []
     with torch.no_grad():
@@ -84,17 +87,3 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 512) -
     return Evaluation(labels=labels, predictions=predictions, probabilities=probabilities.astype(np.float32),
                       confusion=confusion_matrix(labels, predictions, dataset.num_classes),
                       class_names=class_names, split=split)
-
-
-def evaluate_run(run_id: str, store=None, which="best", split: str = "test", dataset=None) -> Evaluation:
-    """Load a run's checkpoint and evaluate it on its own dataset (or the one given)."""
-    from workbench.core.data import load_dataset
-    from workbench.runs.store import RunStore
-    from workbench.runs.trained import load_trained_model
-
-    store = store or RunStore()
-    record = store.get_run(run_id)
-    model, _ = load_trained_model(run_id, store=store, which=which)
-    if dataset is None:
-        dataset = load_dataset(record.data_ref, seed=record.training_spec.get("seed", 0))
-    return evaluate_model(model, dataset, split)

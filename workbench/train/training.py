@@ -21,8 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.core.spec import is_sign_quantizer, validate_spec, validate_training_spec
 from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
 from workbench.train.distillation import distillation_loss
+from workbench.train.model import build_model
 from workbench.train.optim import Bop, bop_at, lr_at, set_hyperparameter
 
 HISTOGRAM_BINS = 41
@@ -62,8 +64,6 @@ def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingRe
     ``resume`` continues after the checkpoint's epoch with model and optimizer state restored; ``teacher``
     is the model to distil from when the training spec has ``distillation`` set.
     """
-    from workbench.core.spec import validate_spec, validate_training_spec
-
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec)
     _check_dataset(network_spec, dataset)
@@ -98,9 +98,6 @@ class _Trainer:
     """One training run; the state shared by the loop, evaluation, histograms and checkpoints."""
 
     def __init__(self, network_spec, training_spec, dataset, reporter, teacher):
-        from workbench.train.model import build_model
-        from workbench.core.spec import is_sign_quantizer
-
         self.network_spec, self.spec, self.reporter, self.teacher = network_spec, training_spec, reporter, teacher
         self.seed = int(training_spec["seed"])
         self.epochs = int(training_spec["epochs"])

@@ -15,15 +15,24 @@ from dataclasses import dataclass
 from typing import Callable, MutableMapping
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
+import torch
+from PIL import Image, UnidentifiedImageError
 
+from workbench.core.data import load_dataset
 from workbench.deploy import bnnfile
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.deploy.packed import PackedModel
+from workbench.deploy.reports import memory_report, speed_report
+from workbench.runs.store import ACTIVE, RunStore
+from workbench.runs.trained import load_trained_model, pack_run
+from workbench.train.agreement import compare
+from workbench.train.benchmark import torch_float_twin_runner
 from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, _layout, layer_bars_figure
+from workbench.ui.widgets import pick_run_or_stop, show_error, to_image
 
 PACKED_SLOT = "deploy_packed"
-NOT_DEPLOYABLE = ("queued", "running", "paused")
 
 
 @dataclass
@@ -49,15 +58,13 @@ def one_slot(cache: MutableMapping, slot: str, ident, compute: Callable[[], obje
 
 def checkpoint_stamp(store, record) -> float:
     """The mtime of the run's best checkpoint; ValueError for a run still training, FileNotFoundError without one."""
-    if record.status in NOT_DEPLOYABLE:
+    if record.status in ACTIVE:
         raise ValueError(f"run {record.id} is {record.status}: wait until it has finished (or stop it) to pack it")
     return store.checkpoint_path(record.id, "best").stat().st_mtime
 
 
 def pack_best(store, record, stamp: float) -> PackedRun:
     """Pack a run's best checkpoint and serialise it; keeps the torch model for the agreement check."""
-    from workbench.runs.trained import load_trained_model, pack_run
-
     start = time.perf_counter()
     packed = pack_run(record.id, store=store, which="best")
     data = bnnfile.to_bytes(packed)
@@ -77,9 +84,6 @@ def pick_packed_run(key: str):
 
     Stops the page with a message when there is no run, or shows the library's error when the run cannot be
     packed (still training, no checkpoint, a checkpoint that does not fit its spec, data gone)."""
-    from workbench.runs.store import RunStore
-    from workbench.ui.widgets import pick_run_or_stop, show_error
-
     store = RunStore()
     run_id = pick_run_or_stop(store, key=key)
     record = store.get_run(run_id)
@@ -96,8 +100,6 @@ def pick_packed_run(key: str):
 @st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
 def _dataset(data_ref: str, seed: int):
     """The run's dataset, shared by the app's sessions (two at most in memory)."""
-    from workbench.core.data import load_dataset
-
     return load_dataset(data_ref, seed=seed)
 
 
@@ -106,8 +108,6 @@ def _dataset(data_ref: str, seed: int):
 
 def agreement(run: PackedRun, x: np.ndarray, y: np.ndarray) -> dict:
     """Engine vs torch on preprocessed test inputs ``x`` (labels ``y``): predictions, accuracies, bit agreement."""
-    from workbench.train.agreement import compare
-
     return compare(run.model, run.packed, x, y)
 
 
@@ -118,8 +118,6 @@ def image_input(data: bytes, input_shape: tuple, name: str = "image", center: bo
     """An uploaded PNG/JPEG as the model's uint8 input (C, H, W): grayscale or RGB, resized, and inverted
     when the picture is dark-on-light (MNIST digits are white on black). ``center`` fits the ink into the
     middle 20/28 of the frame, as MNIST's digits are."""
-    from PIL import Image, UnidentifiedImageError
-
     if len(input_shape) != 3 or input_shape[0] not in (1, 3):
         raise ValueError(f"{name}: the model takes input of shape {list(input_shape)}, not an image "
                          "(expected (1, H, W) or (3, H, W))")
@@ -136,8 +134,6 @@ def image_input(data: bytes, input_shape: tuple, name: str = "image", center: bo
 
 def picture_input(rgb: np.ndarray, input_shape: tuple, center: bool = True) -> np.ndarray:
     """An (H, W, 3) uint8 picture as the model's uint8 input (C, H, W); see ``image_input``."""
-    from PIL import Image
-
     channels, height, width = input_shape
     gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -155,8 +151,6 @@ def picture_input(rgb: np.ndarray, input_shape: tuple, center: bool = True) -> n
 
 def _centered(source, gray: np.ndarray, height: int, width: int):
     """The ink's bounding box scaled into the middle 20/28 of a (height, width) black frame."""
-    from PIL import Image
-
     rows, cols = np.nonzero(gray > 32)
     if len(rows):
         source = source.crop((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1))
@@ -171,7 +165,7 @@ def _centered(source, gray: np.ndarray, height: int, width: int):
 
 def draw_input(input_shape: tuple, key: str = "deploy_canvas") -> np.ndarray | None:
     """A white canvas to draw on with the mouse; the drawing as model input, None while it is empty."""
-    try:
+    try:  # lazy: an optional component; without it the page offers upload and test samples
         from streamlit_drawable_canvas import st_canvas
     except ImportError:
         st.info("Drawing needs the streamlit-drawable-canvas package (pip install streamlit-drawable-canvas); "
@@ -187,8 +181,6 @@ def draw_input(input_shape: tuple, key: str = "deploy_canvas") -> np.ndarray | N
 
 def shown_image(u: np.ndarray, preprocessing: dict) -> np.ndarray | None:
     """What the engine sees, for st.image: uint8 inputs as they are, float ones mapped back to pixels."""
-    from workbench.ui.widgets import to_image
-
     if u.dtype == np.uint8:
         return to_image(u.astype(np.float32), {"kind": "affine", "scale": 1.0, "offset": 0.0})
     return to_image(u, preprocessing)
@@ -205,8 +197,6 @@ def classify(engine: Engine, u: np.ndarray) -> tuple[np.ndarray, float]:
 
 def probabilities_figure(probabilities: np.ndarray, class_names: list[str]):
     """Bars of the class probabilities, the predicted class highlighted."""
-    import plotly.graph_objects as go
-
     best = int(np.argmax(probabilities))
     colors = [BINARY_COLOR if i == best else FP32_COLOR for i in range(len(probabilities))]
     figure = go.Figure(go.Bar(x=[str(c) for c in class_names], y=list(probabilities), marker_color=colors,
@@ -221,8 +211,6 @@ def probabilities_figure(probabilities: np.ndarray, class_names: list[str]):
 
 def memory_with_file(packed: PackedModel, data: bytes) -> dict:
     """``reports.memory_report`` with the real .bnn size (the bytes the Export page offers) beside it."""
-    from workbench.deploy.reports import memory_report
-
     report = memory_report(packed)
     report["file_bytes"] = len(data)
     return report
@@ -238,10 +226,6 @@ def memory_figure(memory: dict):
 
 def speed_report_for(packed: PackedModel, batch: int, threads: int) -> dict:
     """``reports.speed_report`` for one batch size and thread count, leaving torch's thread count as it was."""
-    import torch
-
-    from workbench.deploy.reports import speed_report
-    from workbench.train.benchmark import torch_float_twin_runner
 
     previous = torch.get_num_threads()
     runner = torch_float_twin_runner(packed.meta["network_spec"]) if packed.meta.get("network_spec") else None

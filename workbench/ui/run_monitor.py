@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from workbench.runs.store import ACTIVE, RESUMABLE
 from workbench.ui.figures import lines_figure
 from workbench.ui.widgets import show_error
 
@@ -116,7 +117,7 @@ def _controls(store, record) -> None:
         if resume.button("Resume", key="run_resume", disabled=record.status != "paused", width="stretch"):
             store.request(record.id, "resume")
             st.toast("resume requested")
-        if stop.button("Stop", key="run_stop", disabled=record.status not in ("queued", "running", "paused"),
+        if stop.button("Stop", key="run_stop", disabled=record.status not in ACTIVE,
                        width="stretch"):
             store.request(record.id, "stop")
             st.toast("stop requested")
@@ -142,7 +143,7 @@ def run_panel(store, run_id: str, resume_run=None) -> None:
         st.warning("The worker of this run stopped without finishing (killed or crashed); what it wrote so far "
                    "is kept and it can be resumed.", icon=":material/warning:")
     _controls(store, record)
-    if resume_run is not None and record.status in ("stopped", "interrupted", "failed"):
+    if resume_run is not None and record.status in RESUMABLE:
         if st.button("Resume from the last checkpoint", key="run_resume_checkpoint"):
             resume_run(record)
     last_step = store.last_step(run_id)

@@ -14,7 +14,12 @@ import json
 
 import streamlit as st
 
-from workbench.core.spec import LAYER_TYPES, default_training_spec, validate_training_spec
+from workbench.core.presets import preset
+from workbench.core.spec import (
+    LAYER_TYPES,
+    default_training_spec,
+    validate_training_spec,
+)
 from workbench.ui.drafts import Draft
 
 SPEC_KEY = "network_spec"
@@ -46,8 +51,6 @@ def get_spec() -> dict:
     if SPEC_KEY not in st.session_state:
         draft = DESIGN_DRAFT.load()
         if draft is None:
-            from workbench.core.presets import preset
-
             draft = preset(DEFAULT_PRESET)
             DESIGN_DRAFT.mark_saved(draft)
         st.session_state[SPEC_KEY] = draft

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, layer_bars_figure, stacked_bars_figure
+from workbench.core.summary import summary
+from workbench.ui.figures import (
+    BINARY_COLOR,
+    FP32_COLOR,
+    layer_bars_figure,
+    stacked_bars_figure,
+)
 
 
 def show_summary(normalised_spec: dict) -> None:
-    from workbench.core.summary import summary
-
     result = summary(normalised_spec)
     totals = result.totals
     metrics = st.columns(5)

@@ -5,8 +5,6 @@ import numpy as np
 import streamlit as st
 
 MNIST_SHAPE = (1, 28, 28)
-FINISHED = ("stopped", "completed", "failed", "interrupted")
-ACTIVE = ("queued", "running", "paused")
 
 
 def show_error(error: BaseException, prefix: str = "") -> None:

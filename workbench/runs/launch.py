@@ -1,0 +1,65 @@
+"""Start a run: validate its specs and data reference, create (or reopen) it in the store, launch its worker.
+
+Torch-free, so that the app's pages and the CLI start a run without loading the training stack: the worker
+process (``python -m workbench.cli worker RUN_ID``) is where torch is imported. The process starts in a new
+session, so the job outlives the Streamlit script run (and the app) that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from workbench.core.data import check_ref
+from workbench.core.spec import default_training_spec, validate_spec, validate_training_spec
+from workbench.runs.store import RESUMABLE, RunStore
+
+
+def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> None:
+    """Queue a stopped, interrupted or failed run again; a given training spec replaces the stored one."""
+    record = store.get_run(run_id)
+    if record.status not in RESUMABLE:
+        raise ValueError(f"run {run_id} is {record.status}; only {', '.join(RESUMABLE)} runs can be resumed")
+    if training_spec is not None:
+        store.update_run(run_id, training_spec=validate_training_spec(training_spec))
+    store.update_run(run_id, status="queued", pid=None, request=None, error=None, finished_at=None)
+
+
+def create_run(store: RunStore, network_spec: dict, training_spec: dict | None, data_ref: str, name: str | None) -> str:
+    """A new queued run, created only once both specs and the data reference are valid."""
+    network_spec = validate_spec(network_spec)
+    training_spec = validate_training_spec(training_spec if training_spec is not None else default_training_spec())
+    check_ref(data_ref)
+    return store.create_run(name, network_spec, training_spec, data_ref)
+
+
+def start_run(network_spec: dict | None, training_spec: dict | None, data_ref: str | None, *, name: str | None = None,
+              runs_dir: str | os.PathLike | None = None, resume_run_id: str | None = None) -> str:
+    """Create a run (or reopen ``resume_run_id``) and train it in a separate worker process; returns the run id.
+
+    Specs are validated here, so a bad spec raises SpecError before any process starts. When resuming, the
+    stored network spec and data are used; a given ``training_spec`` replaces the stored one (e.g. more epochs).
+    """
+    store = RunStore(runs_dir)
+    if resume_run_id:
+        prepare_resume(store, resume_run_id, training_spec)
+        run_id = resume_run_id
+    else:
+        run_id = create_run(store, network_spec, training_spec, data_ref, name)
+    log = open(store.log_path(run_id), "ab")
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "workbench.cli", "--runs-dir", str(store.runs_dir), "worker", run_id]
+    with log:
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                       start_new_session=True)
+        except OSError as error:
+            store.update_run(run_id, status="failed", error=f"could not start the worker: {error}",
+                             finished_at=time.time())
+            raise
+    store.update_run(run_id, pid=process.pid)
+    return run_id

@@ -11,7 +11,7 @@ PORT ?= 8501
 STAMP := $(VENV)/.installed-stamp
 SOURCES := pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
 
-.PHONY: setup app test bench clean
+.PHONY: setup app test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,18 @@ app: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Without the real-browser flows, the full-MNIST tests and the ones marked slow: the edit-test loop.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not browser and not mnist and not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: setup
 	$(BIN)/bnn-workbench bench kernels

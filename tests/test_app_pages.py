@@ -233,6 +233,7 @@ def test_design_names_an_unreadable_draft_and_starts_from_the_preset(isolated_ru
 # ------------------------------------------------------------------ Train
 
 
+@pytest.mark.slow
 def test_train_starts_a_run_and_shows_its_metrics(isolated_runs_dir):
     at = app_on()
     at.session_state[state.SPEC_KEY] = preset("toy-mlp")
@@ -257,6 +258,7 @@ def test_train_starts_a_run_and_shows_its_metrics(isolated_runs_dir):
     assert at.get("plotly_chart"), "the live charts are missing"
 
 
+@pytest.mark.slow
 def test_train_reattaches_to_the_run_in_the_url(trained_store):
     store, first, _ = trained_store
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -368,6 +370,7 @@ def test_a_failed_run_shows_its_error(isolated_runs_dir):
     assert any("This run failed" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_train_on_an_uploaded_csv_saves_it_under_the_runs_dir(isolated_runs_dir):
     rows = ["label,x0,x1"] + [f"{i % 2},{(i % 2) * 2 - 1 + 0.01 * i},{0.5 - 0.01 * i}" for i in range(80)]
     at = app_on()

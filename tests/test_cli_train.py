@@ -39,6 +39,7 @@ def test_train_then_list_and_show(tmp_path, capsys):
     assert [line.split()[0] for line in table[2:]] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_train_spec_and_training_files_and_resume(tmp_path, capsys):
     runs = str(tmp_path / "store")
     spec_file, training_file = tmp_path / "net.json", tmp_path / "training.json"

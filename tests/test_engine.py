@@ -70,6 +70,7 @@ def small_mlp(width):
     return spec
 
 
+@pytest.mark.slow
 def test_trained_on_mnist_sample_bit_exact():
     from workbench.core.data import load_dataset
     from workbench.core.spec import default_training_spec

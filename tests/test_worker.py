@@ -42,6 +42,7 @@ def workers(isolated_runs_dir):
             os.kill(run.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_interrupted_run_that_resumes(workers):
     store = workers
     run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons", name="kill me")
@@ -72,6 +73,7 @@ def test_sigkill_leaves_interrupted_run_that_resumes(workers):
     assert "Traceback" not in store.log_path(run_id).read_text()
 
 
+@pytest.mark.slow
 def test_pause_resume_stop_through_the_store(workers):
     store = workers
     run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons")
@@ -161,6 +163,7 @@ def test_crash_between_an_epochs_writes_loses_no_epoch_on_resume(workers, monkey
     assert steps == sorted(set(steps)) and len(steps) == 14 * 3
 
 
+@pytest.mark.slow
 def test_a_worker_whose_run_store_is_deleted_stops(workers):
     store = workers
     run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons")

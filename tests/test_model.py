@@ -174,3 +174,39 @@ def test_build_model_normalises_the_spec():
     model = build_model(_net([{"type": "dense", "units": 3, "kernel_quantizer": "ste_sign"}]))
     assert model.spec == validate_spec(model.spec)
     assert model.spec["layers"][0]["kernel_quantizer"] == {"name": "ste_sign", "clip": 1.0}
+
+
+def test_reset_parameters_gives_the_seeded_build_again():
+    spec = _net([
+        {"type": "conv2d", "filters": 4, "kernel_quantizer": "ste_sign", "scaling": "learnable"},
+        {"type": "batch_norm"},
+        {"type": "shortcut", "layers": [
+            {"type": "conv2d", "filters": 4, "input_quantizer": "rsign", "kernel_quantizer": "ste_sign",
+             "use_bias": True}]},
+        {"type": "flatten"},
+        {"type": "dense", "units": 3},
+    ], input_shape=(2, 5, 5))
+    torch.manual_seed(0)
+    model = build_model(spec)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(7.0)
+    torch.manual_seed(0)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    assert all(torch.equal(v, fresh[k]) for k, v in model.state_dict().items())
+
+
+def test_print_model_shows_widths_and_quantizers():
+    text = str(build_model(preset("binary-cnn")))
+    assert "name='binary-cnn', input_shape=[1, 28, 28], num_classes=10" in text
+    assert ("in_channels=1, filters=32, kernel_size=3, stride=1, padding=valid, input_quantizer=None, "
+            "kernel_quantizer=ste_sign(clip=1.0), scaling=none, bias=False") in text
+    assert ("in_features=576, units=64, input_quantizer=ste_sign(clip=1.0), kernel_quantizer=ste_sign(clip=1.0), "
+            "scaling=none, bias=False") in text
+    assert "(kernel_quantizer): SteSignQuantizer(clip=1.0)" in text
+    shortcut = build_model(_net([{"type": "shortcut", "layers": [{"type": "dense", "units": 4}]},
+                                 {"type": "dense", "units": 3}]))
+    assert "output = layers(x) + x" in str(shortcut.layers[0])

@@ -1,11 +1,18 @@
-"""Each quantizer's forward and backward against its formula, written out by hand here."""
+"""Each quantizer's forward and backward against its formula, written out by hand here; the catalogue, its
+torch implementations and the engine's eval formulas agree one to one."""
+import collections
+import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from workbench.train.quantizers import make_quantizer
-from workbench.core.spec import QUANTIZERS, SpecError
+from workbench.core.quantizer_catalog import QUANTIZERS
+from workbench.core.spec import SpecError
+from workbench.deploy.engine import EVAL_FORMULAS
+from workbench.train import quantizers
+from workbench.train.quantizers import IMPLEMENTATIONS, Quantizer, make_quantizer
 
 # Values on both sides of every break point: 0, the clip (1), the ternary threshold, beyond the clip.
 X = torch.tensor([-3.0, -1.5, -1.0, -0.7, -0.05, -0.01, 0.0, 0.01, 0.03, 0.05, 0.5, 1.0, 1.2, 4.0])
@@ -28,6 +35,45 @@ def run(quantizer, x=X, upstream=None, train=True):
 def test_every_catalogued_quantizer_builds():
     for name in QUANTIZERS:
         assert make_quantizer(name, channels=3).name == name
+
+
+def test_every_catalogue_entry_has_exactly_one_torch_implementation():
+    for name, info in QUANTIZERS.items():
+        assert IMPLEMENTATIONS[name].__name__ == info.implementation and issubclass(IMPLEMENTATIONS[name], Quantizer)
+    assert set(IMPLEMENTATIONS) == set(QUANTIZERS)
+    assert max(collections.Counter(IMPLEMENTATIONS.values()).values()) == 1  # no class shared by two entries
+    defined = {cls for _, cls in inspect.getmembers(quantizers, inspect.isclass)
+               if issubclass(cls, Quantizer) and cls is not Quantizer}
+    assert defined == set(IMPLEMENTATIONS.values())  # no implementation outside the catalogue
+
+
+def test_every_catalogue_entry_has_one_engine_formula_and_every_formula_is_used():
+    assert {info.eval_formula for info in QUANTIZERS.values()} == set(EVAL_FORMULAS)
+
+
+@pytest.mark.parametrize("name", list(QUANTIZERS))
+def test_engine_formula_matches_the_torch_eval_output(name):
+    torch.manual_seed(0)
+    x = X.repeat(2, 1) * torch.tensor([[1.0], [0.3]])
+    q = make_quantizer(name, channels=x.shape[1])
+    thresholds = None
+    if name == "rsign":
+        with torch.no_grad():
+            q.threshold.uniform_(-1, 1)
+        thresholds = q.threshold.detach().numpy()
+    q.eval()
+    engine = EVAL_FORMULAS[QUANTIZERS[name].eval_formula](q.spec, thresholds)(x.numpy())
+    assert np.array_equal(engine, q(x).detach().numpy())
+
+
+def test_quantizer_modules_show_their_parameters():
+    tern = make_quantizer({"name": "ste_tern", "threshold": 0.5}, 1)
+    assert repr(tern) == "SteTernQuantizer(threshold=0.5, clip=1.0)"
+    assert repr(make_quantizer("approx_sign", 1)) == "ApproxSignQuantizer()"
+    assert repr(make_quantizer("rsign", 8)) == "RSignQuantizer(channels=8, clip=1.0)"
+    soft = make_quantizer("soft_sign", 1)
+    soft.temperature, soft.enabled = 0.25, False
+    assert repr(soft) == "SoftSignQuantizer(temperature=0.25, enabled=False)"
 
 
 def test_sign_of_zero_is_plus_one_for_every_sign_quantizer():

@@ -4,8 +4,9 @@ import json
 import pytest
 
 from workbench.core.presets import PRESETS, preset
+from workbench.core import quantizer_catalog
 from workbench.core.spec import (QUANTIZERS, SpecError, default_training_spec, float_twin, infer_shapes,
-                            is_sign_quantizer, layer_name, validate_spec, validate_training_spec)
+                                 is_sign_quantizer, layer_name, quantizer_bits, validate_spec, validate_training_spec)
 
 
 def net(*layers, input_shape=(1, 8, 8), num_classes=10):
@@ -181,6 +182,15 @@ def test_quantizer_catalogue_and_is_sign():
     assert is_sign_quantizer("rsign") and is_sign_quantizer({"name": "soft_sign", "temperature": 0.5})
     assert not is_sign_quantizer("ste_heaviside") and not is_sign_quantizer(None)
     assert not is_sign_quantizer({"name": "dorefa", "bits": 1})
+    assert QUANTIZERS is quantizer_catalog.QUANTIZERS  # spec re-exports the one catalogue
+
+
+def test_quantizer_bits_and_labels():
+    assert quantizer_bits(None) == 32 and quantizer_bits("ste_sign") == 1 and quantizer_bits("ste_tern") == 2
+    assert quantizer_bits("dorefa") == 2 and quantizer_bits({"name": "dorefa", "bits": 5}) == 5
+    label = quantizer_catalog.quantizer_label
+    assert label(None) == "None" and label({"name": "approx_sign"}) == "approx_sign"
+    assert label({"name": "ste_tern", "threshold": 0.05, "clip": 1.0}) == "ste_tern(threshold=0.05, clip=1.0)"
 
 
 def test_layer_name():
@@ -230,7 +240,8 @@ def test_training_spec_errors_name_the_field(ts, field, words):
 
 
 def test_normalised_training_spec_validates_again_unchanged():
-    """Stored runs keep the normalised form; reading it back must not fail (distillation fills the unset teacher with None)."""
+    """Stored runs keep the normalised form; reading it back must not fail (distillation fills the unset teacher
+    with None)."""
     for distillation in ({"teacher": "float_twin"}, {"teacher_run": "run-1", "alpha": 0.5}):
         once = validate_training_spec({"distillation": distillation})
         assert validate_training_spec(once) == once

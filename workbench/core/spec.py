@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-from dataclasses import dataclass, field
 
+# QUANTIZERS stays importable from here, next to the helpers that read it (is_sign_quantizer, quantizer_bits).
+from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.shapes import conv_output_size, padding_pair, pool_output_size
 
 
@@ -26,41 +27,6 @@ class SpecError(ValueError):
         self.field = field
         self.path = path
 
-
-@dataclass(frozen=True)
-class QuantizerInfo:
-    """Catalogue entry: default params, bit width, whether the output is a +-1 sign (XNOR-packable)."""
-
-    name: str
-    params: dict = field(default_factory=dict)
-    bits: int = 1
-    is_sign: bool = True
-    description: str = ""
-    role: str = "any"  # "any", "kernel" (weights only) or "input" (activations only)
-
-
-QUANTIZERS: dict[str, QuantizerInfo] = {q.name: q for q in [
-    QuantizerInfo("ste_sign", {"clip": 1.0}, 1, True,
-                  "sign(x); straight-through gradient where |x| <= clip"),
-    QuantizerInfo("approx_sign", {}, 1, True,
-                  "sign(x); Bi-Real's piecewise-polynomial gradient 2 - 2|x| on |x| <= 1"),
-    QuantizerInfo("swish_sign", {"beta": 5.0}, 1, True,
-                  "sign(x); gradient of the sign-swish 2*sigmoid(beta*x)*(1 + beta*x*(1 - sigmoid(beta*x))) - 1"),
-    QuantizerInfo("magnitude_aware_sign", {"clip": 1.0}, 1, True,
-                  "sign(x) * mean|x| per output channel (Bi-Real weights); straight-through gradient", role="kernel"),
-    QuantizerInfo("ste_heaviside", {"clip": 1.0}, 1, False,
-                  "1 where x >= 0 else 0; straight-through gradient where |x| <= clip"),
-    QuantizerInfo("ste_tern", {"threshold": 0.05, "clip": 1.0}, 2, False,
-                  "+1 above threshold, -1 below -threshold, else 0; straight-through gradient"),
-    QuantizerInfo("dorefa", {"bits": 2}, 2, False,
-                  "round((2^k - 1) * clip(x, 0, 1)) / (2^k - 1); straight-through gradient on [0, 1]"),
-    QuantizerInfo("rsign", {"clip": 1.0}, 1, True,
-                  "sign(x - t_c) with a learnable per-channel threshold t_c (ReActNet)", role="input"),
-    QuantizerInfo("stochastic_sign", {"clip": 1.0}, 1, True,
-                  "training: +1 with probability clip((x + 1) / 2, 0, 1); eval: sign(x)"),
-    QuantizerInfo("soft_sign", {"temperature": 1.0}, 1, True,
-                  "training: tanh(x / T), T annealed towards 0 by the trainer; eval: sign(x)"),
-]}
 
 LAYER_TYPES = ("dense", "conv2d", "max_pool", "avg_pool", "batch_norm", "flatten", "dropout", "activation",
                "shortcut")
@@ -182,11 +148,11 @@ def normalize_quantizer(q) -> dict | None:
 
 
 def quantizer_bits(q) -> int:
-    """Bit width of a quantizer's output (32 for full precision)."""
+    """Bit width of a quantizer's output (32 for full precision); a "bits" parameter (dorefa) sets it."""
     q = normalize_quantizer(q)
     if q is None:
         return 32
-    return q["bits"] if q["name"] == "dorefa" else QUANTIZERS[q["name"]].bits
+    return q.get("bits", QUANTIZERS[q["name"]].bits)
 
 
 def is_sign_quantizer(q) -> bool:
@@ -379,15 +345,13 @@ def infer_shapes(spec: dict) -> list[tuple[tuple, tuple]]:
     return _validate(spec)[1]
 
 
-_TWIN_ACTIVATION = {"ste_heaviside": "relu", "dorefa": "relu"}  # others (signs, ternary) -> hardtanh
-
-
 def float_twin(spec: dict) -> dict:
     """The same network in full precision: no quantizers, scaling "none".
 
     A binary network's only non-linearity is the sign of its input quantizers, so removing them would leave
     a linear model; each removed input quantizer becomes an activation layer in front of its layer
-    (hardtanh for signs and ternary, the sign's straight-through surrogate; relu for 0/1 and DoReFa).
+    (the catalogue's twin_activation: hardtanh, the sign's straight-through surrogate, for signs and ternary;
+    relu for 0/1 and DoReFa).
     """
     normalised = validate_spec(spec)
 
@@ -400,7 +364,7 @@ def float_twin(spec: dict) -> dict:
             if layer["type"] in ("dense", "conv2d"):
                 q = layer["input_quantizer"]
                 if q is not None:
-                    out.append({"type": "activation", "fn": _TWIN_ACTIVATION.get(q["name"], "hardtanh")})
+                    out.append({"type": "activation", "fn": QUANTIZERS[q["name"]].twin_activation})
                 layer.update(input_quantizer=None, kernel_quantizer=None, scaling="none")
             out.append(layer)
         return out
@@ -415,14 +379,17 @@ _OPTIMIZERS = {"adam": {"lr": 0.001}, "sgd": {"lr": 0.01, "momentum": 0.9},
                "bop": {"threshold": 1e-8, "gamma": 1e-4, "lr": 0.001}}
 _SCHEDULES = {"constant": {}, "cosine": {}, "step": {"step_size": 1, "gamma": 0.1}, "exponential": {"gamma": 0.95}}
 _TRAINING_FIELDS = ("epochs", "batch_size", "seed", "optimizer", "bop_schedule", "lr_schedule", "weight_clip",
-                    "distillation", "soft_binarization", "two_stage", "validation_split")
+                    "distillation", "soft_binarization", "two_stage", "validation_split", "test_split",
+                    "split_method")
+SPLIT_METHODS = ("stratified", "random")
 
 
 def default_training_spec() -> dict:
     """The training spec of docs/SPEC.md with every field present."""
     return {"epochs": 5, "batch_size": 128, "seed": 0, "optimizer": {"name": "adam", "lr": 0.001},
             "bop_schedule": None, "lr_schedule": {"name": "cosine"}, "weight_clip": 1.0, "distillation": None,
-            "soft_binarization": None, "two_stage": None, "validation_split": 0.1}
+            "soft_binarization": None, "two_stage": None, "validation_split": 0.1, "test_split": 0.2,
+            "split_method": "stratified"}
 
 
 def _training_error(field_name, expected, got) -> SpecError:
@@ -518,6 +485,13 @@ def validate_training_spec(ts: dict) -> dict:
                                           what="a number in [0, 1)")
     except _Bad as bad:
         raise _training_error("validation_split", str(bad), out["validation_split"]) from None
+    try:
+        out["test_split"] = _number(out["test_split"], low=0.0, high=1.0, low_open=True, high_open=True,
+                                    what="a number in (0, 1)")
+    except _Bad as bad:
+        raise _training_error("test_split", str(bad), out["test_split"]) from None
+    if out["split_method"] not in SPLIT_METHODS:
+        raise _training_error("split_method", "one of " + ", ".join(SPLIT_METHODS), out["split_method"])
     return out
 
 

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.shapes import conv_output_size, padding_pair, words
 from workbench.deploy import bnnfile, kernels
 from workbench.deploy.packed import PackedModel
@@ -52,6 +53,41 @@ def _pack_mask(mask: np.ndarray) -> np.ndarray:
 
 def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+_ONE, _ZERO = np.float32(1), np.float32(0)
+
+
+def _eval_sign(q, thresholds):
+    """sign(x - t) with sign(0) = +1; t: the rsign thresholds per channel, none for the plain signs."""
+    return lambda x: np.where((x - thresholds if thresholds is not None else x) >= 0, _ONE, -_ONE)
+
+
+def _eval_scaled_sign(q, thresholds):
+    """sign(x) * mean |x| per output channel (row), as magnitude_aware_sign on a weight tensor."""
+    def f(x):
+        scale = _rows(np.abs(x)).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+        return np.where(x >= 0, _ONE, -_ONE) * scale.astype(np.float32)
+    return f
+
+
+def _eval_heaviside(q, thresholds):
+    return lambda x: np.where(x >= 0, _ONE, _ZERO)
+
+
+def _eval_ternary(q, thresholds):
+    t = np.float32(q["threshold"])
+    return lambda x: (x > t).astype(np.float32) - (x < -t).astype(np.float32)
+
+
+def _eval_dorefa(q, thresholds):
+    levels = np.float32(2.0 ** q["bits"] - 1.0)
+    return lambda x: np.round(np.clip(x, _ZERO, _ONE) * levels) / levels
+
+
+# Eval-mode output of each catalogue entry's ``eval_formula``: (quantizer dict, thresholds or None) -> x -> y.
+EVAL_FORMULAS = {"sign": _eval_sign, "scaled_sign": _eval_scaled_sign, "heaviside": _eval_heaviside,
+                 "ternary": _eval_ternary, "dorefa": _eval_dorefa}
 
 
 class Engine:
@@ -349,31 +385,10 @@ class Engine:
 
     def _build_quantize(self, layer):
         q = layer.attrs["quantizer"]
-        thresholds = layer.arrays.get("thresholds")
-        one, zero = np.float32(1), np.float32(0)
-        name = q["name"]
-        if name in ("ste_sign", "approx_sign", "swish_sign", "stochastic_sign", "soft_sign", "rsign"):
-            def f(x):
-                return np.where((x - thresholds if thresholds is not None else x) >= 0, one, -one)
-        elif name == "magnitude_aware_sign":
-            def f(x):
-                scale = _rows(np.abs(x)).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-                return np.where(x >= 0, one, -one) * scale.astype(np.float32)
-        elif name == "ste_heaviside":
-            def f(x):
-                return np.where(x >= 0, one, zero)
-        elif name == "ste_tern":
-            t = np.float32(q["threshold"])
-
-            def f(x):
-                return (x > t).astype(np.float32) - (x < -t).astype(np.float32)
-        elif name == "dorefa":
-            levels = np.float32(2.0 ** q["bits"] - 1.0)
-
-            def f(x):
-                return np.round(np.clip(x, zero, one) * levels) / levels
-        else:
-            raise ValueError(f"unknown quantizer {name!r}")
+        info = QUANTIZERS.get(q["name"])
+        if info is None:
+            raise ValueError(f"unknown quantizer {q['name']!r}")
+        f = EVAL_FORMULAS[info.eval_formula](q, layer.arrays.get("thresholds"))
         return lambda s: ("real", f(self._real(s)).astype(np.float32, copy=False))
 
     def _build_residual_begin(self, layer):

@@ -13,38 +13,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.train.quantizers import make_quantizer
+from workbench.core.quantizer_catalog import quantizer_label
 from workbench.core.spec import is_sign_quantizer
+from workbench.train.quantizers import make_quantizer
 
 
 class QuantLayer(nn.Module):
-    """Shared parts of QuantDense and QuantConv2d: quantizers, scaling, the binarized weight."""
+    """Shared parts of QuantDense and QuantConv2d: quantizers, scaling, the binarized weight.
 
-    weight: nn.Parameter
+    Like torch's _ConvNd, the base creates the parameters (weight of ``weight_shape``, then bias and the
+    learnable scale when the spec asks for them) and initialises them with ``reset_parameters``.
+    """
 
-    def _setup(self, spec: dict, in_channels: int, weight_shape: tuple[int, ...]) -> None:
+    def __init__(self, spec: dict, in_channels: int, weight_shape: tuple[int, ...]):
+        super().__init__()
         self.spec = dict(spec)
         out_channels = weight_shape[0]
         self.input_quantizer = make_quantizer(spec["input_quantizer"], in_channels)
         self.kernel_quantizer = make_quantizer(spec["kernel_quantizer"], out_channels)
         self.weight = nn.Parameter(torch.empty(weight_shape))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if spec["use_bias"] else None
-        self._init_weight(weight_shape)
-        if spec["scaling"] == "learnable":
-            self.scale = nn.Parameter(self._mean_abs_weight().detach().flatten().clone())
-        else:
-            self.scale = None
+        self.bias = nn.Parameter(torch.empty(out_channels)) if spec["use_bias"] else None
+        self.scale = nn.Parameter(torch.empty(out_channels)) if spec["scaling"] == "learnable" else None
+        self.reset_parameters()
 
-    def _init_weight(self, weight_shape) -> None:
+    def reset_parameters(self) -> None:
+        """Fresh latent weights, zero bias, and the learnable scale at the weights' mean |W| per channel.
+
+        Full precision: torch's Linear/Conv2d default, kaiming uniform with a = sqrt(5). Quantized kernels:
+        Glorot uniform, as Larq's quantized layers: small latent weights, well inside the STE clip.
+        """
         if self.kernel_quantizer is None:
-            # torch's default for Linear/Conv2d: kaiming uniform with a = sqrt(5); bias stays 0.
             nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         else:
-            # Glorot uniform, as Larq's quantized layers: small latent weights, well inside the STE clip.
-            receptive = math.prod(weight_shape[2:]) if len(weight_shape) > 2 else 1
-            fan_in, fan_out = weight_shape[1] * receptive, weight_shape[0] * receptive
+            shape = self.weight.shape
+            receptive = math.prod(shape[2:])
+            fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
             bound = math.sqrt(6.0 / (fan_in + fan_out))
             nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+        if self.scale is not None:
+            with torch.no_grad():
+                self.scale.copy_(self._mean_abs_weight().flatten())
 
     def _mean_abs_weight(self) -> torch.Tensor:
         """Per-output-channel mean |W| of the latent weights, shaped to broadcast against the weight."""
@@ -71,16 +81,25 @@ class QuantLayer(nn.Module):
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.input_quantizer(x) if self.input_quantizer is not None else x
 
+    def _quantization_repr(self) -> str:
+        """The spec's quantization fields, for the subclasses' extra_repr."""
+        return (f"input_quantizer={quantizer_label(self.spec['input_quantizer'])}, "
+                f"kernel_quantizer={quantizer_label(self.spec['kernel_quantizer'])}, "
+                f"scaling={self.spec['scaling']}, bias={self.bias is not None}")
+
 
 class QuantDense(QuantLayer):
     """y = q_in(x) @ (q_k(W) * s)^T + b, W of shape (units, in_features)."""
 
     def __init__(self, in_features: int, spec: dict):
-        super().__init__()
-        self._setup(spec, in_features, (spec["units"], in_features))
+        super().__init__(spec, in_features, (spec["units"], in_features))
+        self.in_features, self.units = in_features, spec["units"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.quantize_input(x), self.binarized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, units={self.units}, " + self._quantization_repr()
 
 
 class QuantConv2d(QuantLayer):
@@ -92,10 +111,10 @@ class QuantConv2d(QuantLayer):
     """
 
     def __init__(self, in_channels: int, spec: dict):
-        super().__init__()
         k = spec["kernel_size"]
-        self._setup(spec, in_channels, (spec["filters"], in_channels, k, k))
-        self.stride = spec["stride"]
+        super().__init__(spec, in_channels, (spec["filters"], in_channels, k, k))
+        self.in_channels, self.filters, self.kernel_size = in_channels, spec["filters"], k
+        self.stride, self.padding = spec["stride"], spec["padding"]
         self.pad = (k - 1) // 2 if spec["padding"] == "same" else 0
 
     @property
@@ -108,3 +127,7 @@ class QuantConv2d(QuantLayer):
         if self.pad:
             x = F.pad(x, (self.pad,) * 4, value=1.0 if self.pads_with_plus_one else 0.0)
         return F.conv2d(x, self.binarized_weight(), self.bias, stride=self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, filters={self.filters}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, " + self._quantization_repr())

@@ -11,9 +11,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from workbench.core.spec import layer_name, layer_shapes, validate_spec
 from workbench.train.layers import QuantConv2d, QuantDense, QuantLayer
 from workbench.train.quantizers import SoftSignQuantizer
-from workbench.core.spec import layer_name, layer_shapes, validate_spec
 
 __all__ = ["BNNModel", "Shortcut", "build_model", "build_layer"]
 
@@ -32,6 +32,9 @@ class Shortcut(nn.Module):
         for layer in self.layers:
             y = layer(y)
         return y + x
+
+    def extra_repr(self) -> str:
+        return "output = layers(x) + x"
 
 
 def build_layer(layer: dict, input_shape: tuple) -> nn.Module:
@@ -77,6 +80,10 @@ class BNNModel(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def extra_repr(self) -> str:
+        spec = self.spec
+        return f"name={spec['name']!r}, input_shape={spec['input_shape']}, num_classes={spec['num_classes']}"
 
     def named_spec_layers(self) -> Iterator[tuple[str, dict, nn.Module]]:
         """(layer name, spec dict, module) for every layer, shortcut contents included (after the shortcut)."""

@@ -2,7 +2,8 @@
 
 sign(0) = +1 everywhere (``torch.sign`` maps 0 to 0, so it is never used here). Each Function's
 docstring gives its forward and backward formula; tests/test_quantizers.py checks both against them.
-``make_quantizer(spec, channels)`` builds the module for a normalised quantizer dict from the spec.
+Each catalogue entry (workbench.core.quantizer_catalog) names its module class here; ``IMPLEMENTATIONS``
+resolves those names and ``make_quantizer(spec, channels)`` builds the module for a quantizer spec.
 Every module has ``enabled`` (two-stage training switches it off: the module then passes its input
 through unchanged) and ``spec`` (its normalised dict).
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workbench.core.spec import QUANTIZERS, SpecError, normalize_quantizer
+from workbench.core.quantizer_catalog import QUANTIZERS
+from workbench.core.spec import SpecError, normalize_quantizer
 
 __all__ = ["binary_sign", "SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside", "SteTern",
-           "DoReFa", "SoftTanh", "Quantizer", "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer",
-           "make_quantizer"]
+           "DoReFa", "SoftTanh", "Quantizer", "SteSignQuantizer", "ApproxSignQuantizer", "SwishSignQuantizer",
+           "MagnitudeAwareSignQuantizer", "SteHeavisideQuantizer", "SteTernQuantizer", "DoReFaQuantizer",
+           "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer", "IMPLEMENTATIONS", "make_quantizer"]
 
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
@@ -162,9 +165,12 @@ class SoftTanh(torch.autograd.Function):
 
 
 class Quantizer(nn.Module):
-    """A quantizer from its spec dict; ``enabled = False`` passes the input through (two-stage training)."""
+    """Base of the quantizer modules: ``enabled = False`` passes the input through (two-stage training).
 
-    def __init__(self, spec: dict):
+    Subclasses implement ``quantize``; ``channels`` sizes per-channel parameters (only rsign has any).
+    """
+
+    def __init__(self, spec: dict, channels: int):
         super().__init__()
         self.spec = dict(spec)
         self.enabled = True
@@ -177,25 +183,49 @@ class Quantizer(nn.Module):
         return self.quantize(x) if self.enabled else x
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.spec
-        if s["name"] == "ste_sign":
-            return SteSign.apply(x, s["clip"])
-        if s["name"] == "approx_sign":
-            return ApproxSign.apply(x)
-        if s["name"] == "swish_sign":
-            return SwishSign.apply(x, s["beta"])
-        if s["name"] == "magnitude_aware_sign":
-            return MagnitudeAwareSign.apply(x, s["clip"])
-        if s["name"] == "ste_heaviside":
-            return SteHeaviside.apply(x, s["clip"])
-        if s["name"] == "ste_tern":
-            return SteTern.apply(x, s["threshold"], s["clip"])
-        if s["name"] == "dorefa":
-            return DoReFa.apply(x, s["bits"])
-        raise AssertionError(s["name"])
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.spec.items())
+        parts = [f"{key}={value}" for key, value in self.spec.items() if key != "name"]
+        return ", ".join(parts + ([] if self.enabled else ["enabled=False"]))
+
+
+# One module per catalogue entry; each formula and its gradient is in its autograd Function above.
+
+
+class SteSignQuantizer(Quantizer):
+    def quantize(self, x):
+        return SteSign.apply(x, self.spec["clip"])
+
+
+class ApproxSignQuantizer(Quantizer):
+    def quantize(self, x):
+        return ApproxSign.apply(x)
+
+
+class SwishSignQuantizer(Quantizer):
+    def quantize(self, x):
+        return SwishSign.apply(x, self.spec["beta"])
+
+
+class MagnitudeAwareSignQuantizer(Quantizer):
+    def quantize(self, x):
+        return MagnitudeAwareSign.apply(x, self.spec["clip"])
+
+
+class SteHeavisideQuantizer(Quantizer):
+    def quantize(self, x):
+        return SteHeaviside.apply(x, self.spec["clip"])
+
+
+class SteTernQuantizer(Quantizer):
+    def quantize(self, x):
+        return SteTern.apply(x, self.spec["threshold"], self.spec["clip"])
+
+
+class DoReFaQuantizer(Quantizer):
+    def quantize(self, x):
+        return DoReFa.apply(x, self.spec["bits"])
 
 
 class RSignQuantizer(Quantizer):
@@ -206,12 +236,19 @@ class RSignQuantizer(Quantizer):
     """
 
     def __init__(self, spec: dict, channels: int):
-        super().__init__(spec)
-        self.threshold = nn.Parameter(torch.zeros(channels))
+        super().__init__(spec, channels)
+        self.threshold = nn.Parameter(torch.empty(channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.threshold)
 
     def quantize(self, x):
         shape = [1, -1] + [1] * (x.dim() - 2)
         return SteSign.apply(x - self.threshold.view(shape), self.spec["clip"])
+
+    def extra_repr(self) -> str:
+        return f"channels={self.threshold.numel()}, " + super().extra_repr()
 
 
 class StochasticSignQuantizer(Quantizer):
@@ -241,14 +278,24 @@ class SoftSignQuantizer(Quantizer):
     (with a straight-through gradient on |x| <= 1, should anything backpropagate in eval mode).
     """
 
-    def __init__(self, spec: dict):
-        super().__init__(spec)
+    def __init__(self, spec: dict, channels: int):
+        super().__init__(spec, channels)
         self.temperature = float(spec["temperature"])
 
     def quantize(self, x):
         if not self.training:
             return SteSign.apply(x, 1.0)
         return SoftTanh.apply(x, self.temperature)
+
+    def extra_repr(self) -> str:
+        """The current (annealed) temperature, not the spec's starting one."""
+        return f"temperature={self.temperature}" + ("" if self.enabled else ", enabled=False")
+
+
+# The registry: catalogue name -> module class, by the class name each catalogue entry gives (a missing
+# class fails here, at import).
+IMPLEMENTATIONS: dict[str, type[Quantizer]] = {name: globals()[info.implementation]
+                                              for name, info in QUANTIZERS.items()}
 
 
 def make_quantizer(spec, channels: int) -> Quantizer | None:
@@ -259,11 +306,4 @@ def make_quantizer(spec, channels: int) -> Quantizer | None:
         raise SpecError(f"quantizer: must be {error}, got {spec!r}") from None
     if q is None:
         return None
-    if q["name"] == "rsign":
-        return RSignQuantizer(q, channels)
-    if q["name"] == "stochastic_sign":
-        return StochasticSignQuantizer(q)
-    if q["name"] == "soft_sign":
-        return SoftSignQuantizer(q)
-    assert q["name"] in QUANTIZERS
-    return Quantizer(q)
+    return IMPLEMENTATIONS[q["name"]](q, channels)

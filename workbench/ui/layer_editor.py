@@ -11,7 +11,13 @@ import json
 
 import streamlit as st
 
-from workbench.core.spec import ACTIVATIONS, LAYER_TYPES, QUANTIZERS, SCALINGS, is_sign_quantizer
+from workbench.core.spec import (
+    ACTIVATIONS,
+    LAYER_TYPES,
+    QUANTIZERS,
+    SCALINGS,
+    is_sign_quantizer,
+)
 from workbench.ui import state
 
 NO_QUANTIZER = "none (float)"

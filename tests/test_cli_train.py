@@ -1,9 +1,11 @@
 """bnn-workbench train / runs list / runs show, end to end on a tiny synthetic set, and their bad-input errors."""
 import json
 
+import numpy as np
 import pytest
 
 from workbench.cli import main
+from workbench.core.data import load_dataset, load_run_data
 from workbench.core.presets import preset
 from workbench.runs.store import RunStore
 
@@ -21,13 +23,15 @@ def test_train_then_list_and_show(tmp_path, capsys):
     assert code == 0, err
     run = RunStore(runs).list_runs()[0]
     assert run.status == "completed" and run.epochs_done == 2 and run.name == "cli run"
-    assert f"run {run.id} completed: 2 epochs, best val accuracy {run.best_val_accuracy:.4f}" in out
+    assert f"run {run.id} completed: 2 epochs; exported checkpoint: epoch {run.best_epoch} of 2" in out
+    assert f"its val accuracy {run.best_val_accuracy:.4f}, test accuracy {run.test_accuracy:.4f}" in out
     assert f"test accuracy {run.test_accuracy:.4f}" in out
     assert "batch" in err and "loss=" in err and "acc=" in err  # the tqdm bar
 
     code, out, _ = _run(capsys, "--runs-dir", runs, "runs", "list")
     header, rule, row = out.splitlines()
-    assert header.split() == ["id", "name", "status", "data", "epochs", "best", "val", "acc", "test", "acc", "created"]
+    assert header.split() == ["id", "name", "status", "data", "epochs", "exported", "val", "acc", "test", "acc",
+                              "created"]
     assert row.startswith(run.id) and "cli run" in row and " completed " in row and " moons " in row and " 2/2 " in row
     assert f"{run.test_accuracy:.4f}" in row
 
@@ -97,3 +101,74 @@ def test_bad_spec_files(tmp_path, capsys):
 
 def test_runs_list_empty(tmp_path, capsys):
     assert _run(capsys, "--runs-dir", str(tmp_path), "runs", "list")[1] == "no runs yet\n"
+
+
+def _write_digits_csv(path, n=240, seed=0):
+    """A one-set CSV of 8x8 'images' (two classes by which half is brighter), as a user would bring."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    pixels = rng.integers(0, 120, (n, 64))
+    pixels[labels == 1, :32] += 120
+    pixels[labels == 0, 32:] += 120
+    header = ",".join(["label"] + [f"p{i}" for i in range(64)])
+    rows = [",".join(map(str, [label, *row])) for label, row in zip(labels, pixels)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return labels
+
+
+SMALL_CNN = {"name": "digits-cnn", "input_shape": [1, 8, 8], "num_classes": 2, "layers": [
+    {"type": "flatten"},
+    {"type": "dense", "units": 32, "kernel_quantizer": "ste_sign"},
+    {"type": "batch_norm"},
+    {"type": "dense", "units": 2, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}]}
+
+
+def test_predict_uses_the_runs_own_split_so_no_test_row_was_trained_on(tmp_path, capsys):
+    """With seed 1 the run's test rows differ from a seed-0 split; predict must evaluate the run's own."""
+    data = tmp_path / "digits.csv"
+    _write_digits_csv(data)
+    (tmp_path / "net.json").write_text(json.dumps(SMALL_CNN))
+    (tmp_path / "train.json").write_text(json.dumps({"epochs": 2, "seed": 1, "batch_size": 32}))
+    runs = str(tmp_path / "store")
+    assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data),
+                 "--training", str(tmp_path / "train.json")]) == 0
+    run = RunStore(runs).list_runs()[0]
+    assert main(["--runs-dir", runs, "export", run.id, "-o", str(tmp_path / "m.bnn")]) == 0
+    capsys.readouterr()
+    for extra in (["--run", run.id], []):  # from the run, or from the file's own header
+        assert main(["--runs-dir", runs, "predict", str(tmp_path / "m.bnn"), "--data", str(data), *extra]) == 0
+        out = capsys.readouterr().out
+        assert f"accuracy {run.test_accuracy:.4f}" in out, out
+    seed_one = load_run_data(str(data), run.training_spec)
+    seed_zero = load_dataset(str(data))
+    assert not np.array_equal(seed_one.x_test, seed_zero.x_test)
+
+
+def test_the_split_is_stratified_and_set_from_the_command_line(tmp_path, capsys):
+    data = tmp_path / "digits.csv"
+    labels = _write_digits_csv(data, n=200)
+    (tmp_path / "net.json").write_text(json.dumps(SMALL_CNN))
+    runs = str(tmp_path / "store")
+    assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data), "--epochs", "1",
+                 "--test-split", "0.3", "--validation-split", "0"]) == 0
+    run = RunStore(runs).list_runs()[0]
+    assert run.training_spec["test_split"] == 0.3 and run.training_spec["split_method"] == "stratified"
+    assert run.best_val_accuracy is None and run.best_epoch == 1  # no validation data: no validation score
+    dataset = load_run_data(str(data), run.training_spec)
+    assert len(dataset.y_test) == 60
+    assert abs(dataset.y_test.mean() - labels.mean()) <= 1 / 60  # both classes in the data's own proportion
+    assert main(["--runs-dir", runs, "train", "x", "--data", str(data), "--resume", run.id,
+                 "--validation-split", "0.2"]) == 2
+    assert "split are fixed" in capsys.readouterr().err
+
+
+def test_float_twin_of_a_custom_spec_from_the_command_line(tmp_path):
+    data = tmp_path / "digits.csv"
+    _write_digits_csv(data)
+    (tmp_path / "net.json").write_text(json.dumps(SMALL_CNN))
+    runs = str(tmp_path / "store")
+    assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data), "--epochs", "1",
+                 "--float-twin"]) == 0
+    layers = RunStore(runs).list_runs()[0].network_spec["layers"]
+    assert all(layer.get("kernel_quantizer") is None and layer.get("input_quantizer") is None
+               for layer in layers if layer["type"] == "dense")

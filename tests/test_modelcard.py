@@ -15,7 +15,7 @@ def record(**training) -> RunRecord:
     return RunRecord(id="20260101-000000-abcdef", name="cnn on mnist", network_spec=spec,
                      training_spec=dict(default_training_spec(), **training), data_ref="mnist-sample",
                      status="completed", created_at=0.0, started_at=0.0, finished_at=1.0, error=None, pid=None,
-                     epochs_done=5, best_val_accuracy=0.9512, test_accuracy=0.9433, parent_id=None)
+                     epochs_done=5, best_val_accuracy=0.9512, test_accuracy=0.9433, parent_id=None, best_epoch=4)
 
 
 def meta(spec: dict) -> dict:
@@ -38,7 +38,9 @@ def test_card_has_data_network_training_metrics_and_size():
         assert heading in card, heading
     assert "dataset: `mnist-sample`" in card
     assert "x = u · 0.00784313725490196 + -1.0" in card
-    assert "| best validation accuracy | 95.12% |" in card and "| test accuracy (torch) | 94.33% |" in card
+    assert "| exported checkpoint | epoch 4 of 5, best validation accuracy |" in card
+    assert "| validation accuracy (exported checkpoint) | 95.12% |" in card
+    assert "| test accuracy (torch, exported checkpoint) | 94.33% |" in card
     assert "5 of 5 epochs, batch size 128" in card
     assert "latent weights clipped to ±1.0" in card and "learning-rate schedule cosine" in card
     # one numbered line per spec layer, named as the reports name them

@@ -137,7 +137,7 @@ def test_writer_batches_commits(store, monkeypatch):
     assert store.get_run(run_id).heartbeat_at is not None
 
 
-def test_checkpoints_keep_last_epochs_and_best(store):
+def test_checkpoints_keep_last_and_best(store):
     run_id = store.create_run(None, NET, TRAIN, "moons")
     with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
         store.checkpoint_path(run_id, "last")
@@ -148,13 +148,21 @@ def test_checkpoints_keep_last_epochs_and_best(store):
     assert store.load_checkpoint(run_id, "best").epoch == 5
     last = store.load_checkpoint(run_id, "last")
     assert last.epoch == 6 and last.meta == {"step": 60} and torch.equal(last.model["w"], torch.full((2, 2), 6.0))
-    assert store.load_checkpoint(run_id, 5).model["w"][0, 0] == 5.0
-    with pytest.raises(FileNotFoundError, match="no 1 checkpoint"):
-        store.checkpoint_path(run_id, 1)
+    assert store.load_checkpoint(run_id, 6).model["w"][0, 0] == 6.0
+    with pytest.raises(FileNotFoundError, match="no 5 checkpoint"):
+        store.checkpoint_path(run_id, 5)  # its weights live on as best only
     with pytest.raises(ValueError, match="which must be"):
         store.checkpoint_path(run_id, "first")
-    assert sorted(p.name for p in store.run_dir(run_id).iterdir()) == [
-        "best.safetensors", "epoch-0004.safetensors", "epoch-0005.safetensors", "epoch-0006.safetensors"]
+    assert KEEP_EPOCHS == 1
+    assert sorted(p.name for p in store.run_dir(run_id).iterdir()) == ["best.safetensors", "epoch-0006.safetensors"]
+    assert torch.equal(store.load_checkpoint(run_id, "best").model["w"], torch.full((2, 2), 5.0))
+
+
+def test_the_best_checkpoint_of_the_last_epoch_is_stored_once(store):
+    run_id = store.create_run(None, NET, TRAIN, "moons")
+    store.save_checkpoint(run_id, Checkpoint(1, {"w": torch.ones(64, 64)}, {}, {}), is_best=True)
+    folder = store.run_dir(run_id)
+    assert (folder / "best.safetensors").stat().st_ino == (folder / "epoch-0001.safetensors").stat().st_ino
 
 
 def test_reader_never_blocks_while_writer_commits(store):

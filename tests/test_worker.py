@@ -6,11 +6,13 @@ import time
 
 import pytest
 
+from workbench.core.data import load_run_data
 from workbench.core.presets import preset
 from workbench.core.spec import default_training_spec, validate_training_spec
-from workbench.runs.store import RunStore, pid_alive
-from workbench.runs.trained import load_trained_model
+from workbench.deploy.engine import Engine
 from workbench.runs.launch import start_run
+from workbench.runs.store import RunStore, pid_alive
+from workbench.runs.trained import load_trained_model, pack_run
 from workbench.runs.worker import run_worker
 
 WAIT = 90.0  # seconds: generous, for a loaded 2-core machine; tests only wait this long when broken
@@ -173,3 +175,21 @@ def test_a_worker_whose_run_store_is_deleted_stops(workers):
     shutil.rmtree(store.runs_dir)
     _wait(lambda: not pid_alive(pid), "the worker to notice its run store is gone and exit", timeout=30)
     assert not store.runs_dir.exists(), "the worker must not recreate the deleted run store"
+
+
+@pytest.mark.slow
+def test_the_test_accuracy_shown_is_the_exported_models(tmp_path):
+    """A run whose best validation epoch is not its last: the test accuracy the store reports is measured on the
+    best checkpoint, the one export packs, so the exported file scores exactly that on the run's test split."""
+    training = validate_training_spec({"epochs": 6, "seed": 1, "batch_size": 32, "lr_schedule": "constant",
+                                       "optimizer": {"name": "adam", "lr": 0.2}})
+    store = RunStore(tmp_path)
+    run_id = store.create_run("unstable", preset("toy-mlp"), training, "moons")
+    assert run_worker(run_id, tmp_path) == "completed"
+    record = store.get_run(run_id)
+    assert record.best_epoch < record.epochs_done == 6  # the precondition: best is not last
+    packed = pack_run(run_id, store=store)
+    assert packed.meta["training"]["checkpoint_epoch"] == record.best_epoch
+    dataset = load_run_data(record.data_ref, record.training_spec)
+    exported = float((Engine(packed).predict(dataset.x_test) == dataset.y_test).mean())
+    assert exported == record.test_accuracy == packed.meta["test_accuracy"]

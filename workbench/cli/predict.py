@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from workbench.core.data import load_dataset
+from workbench.core.data import BUILTIN_DATASETS, load_dataset, load_run_data
 from workbench.deploy import bnnfile
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.runs.store import RunStore
@@ -21,15 +21,31 @@ def add_parser(commands) -> None:
     parser.set_defaults(handler=run)
 
 
+def _dataset(args: argparse.Namespace, packed) -> tuple:
+    """The data split as the model's run split it (from --run, else from the file's own header when it names
+    the same data), so that the test rows were never trained on; else the default split, said so."""
+    if args.run:
+        record = RunStore(args.runs_dir).get_run(args.run)
+        return load_run_data(args.data, record.training_spec), f"the test split of run {args.run}"
+    training = packed.meta.get("training") or {}
+    if training.get("data_ref") == args.data and training.get("training_spec"):
+        return load_run_data(args.data, training["training_spec"]), "the test split the model was trained with"
+    dataset = load_dataset(args.data)
+    if args.data in BUILTIN_DATASETS or args.data.startswith("mnist:"):
+        return dataset, "its test set"
+    return dataset, ("a default split (seed 0, stratified 20%): the model was not trained on this data reference, "
+                     "so some of these rows may be training rows; pass --run to use the run's split")
+
+
 def run(args: argparse.Namespace) -> int:
     engine = Engine(bnnfile.load(args.model), threads=args.threads)
-    dataset = load_dataset(args.data)
+    dataset, which = _dataset(args, engine.packed)
     x = raw_inputs(dataset.x_test, dataset.preprocessing)
     start = time.perf_counter()
     predictions = engine.predict(x)
     seconds = time.perf_counter() - start
     accuracy = float((predictions == dataset.y_test).mean()) if len(x) else float("nan")
-    print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
+    print(f"{args.model}: {len(x)} test samples of {args.data} ({which}), accuracy {accuracy:.4f} "
           f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample)")
     if args.run:
         # lazy: torch loads only with --run

@@ -43,9 +43,11 @@ def run_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
         return 0
+    # the accuracies are the exported (best) checkpoint's, whose epoch is the "exported" column
     rows = [[r.id, r.name, r.status, r.data_ref, f"{r.epochs_done}/{r.training_spec.get('epochs', '?')}",
-             _number(r.best_val_accuracy), _number(r.test_accuracy), _when(r.created_at)] for r in runs]
-    print(format_table(["id", "name", "status", "data", "epochs", "best val acc", "test acc", "created"], rows))
+             "-" if r.best_epoch is None else r.best_epoch, _number(r.best_val_accuracy), _number(r.test_accuracy),
+             _when(r.created_at)] for r in runs]
+    print(format_table(["id", "name", "status", "data", "epochs", "exported", "val acc", "test acc", "created"], rows))
     return 0
 
 
@@ -65,8 +67,8 @@ def run_show(args: argparse.Namespace) -> int:
           + (f", distillation {training['distillation']}" if training.get("distillation") else ""))
     print(f"data      {run.data_ref}")
     print(f"times     created {_when(run.created_at)}, started {_when(run.started_at)}, finished {_when(run.finished_at)}")
-    print(f"results   epochs {run.epochs_done}, best val acc {_number(run.best_val_accuracy)}, "
-          f"test acc {_number(run.test_accuracy)}")
+    print(f"results   epochs {run.epochs_done}; exported checkpoint: {run.best_checkpoint_label}; "
+          f"its val acc {_number(run.best_val_accuracy)}, test acc {_number(run.test_accuracy)}")
     if run.error:
         print("error     " + run.error.strip().replace("\n", "\n          "))
     table = store.metrics(run.id, "epoch")

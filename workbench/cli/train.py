@@ -8,8 +8,8 @@ import os
 import sys
 
 from workbench.core import presets
-from workbench.core.data import load_dataset
-from workbench.core.spec import default_training_spec, validate_training_spec
+from workbench.core.data import load_run_data
+from workbench.core.spec import default_training_spec, float_twin, validate_spec, validate_training_spec
 from workbench.runs.launch import create_run, prepare_resume
 from workbench.runs.store import RunStore
 
@@ -21,6 +21,12 @@ def add_parser(commands) -> None:
                         "mnist:DIR (IDX files), or a .npz/.csv/.idx file")
     parser.add_argument("--training", help="training spec JSON file (defaults per docs/SPEC.md)")
     parser.add_argument("--epochs", type=int, help="override the training spec's epochs")
+    parser.add_argument("--validation-split", type=float, metavar="FRACTION",
+                        help="override the training spec's validation share of the training data (0 for none)")
+    parser.add_argument("--test-split", type=float, metavar="FRACTION",
+                        help="override the test share split off data that comes as one set (a .csv, .npz or .idx)")
+    parser.add_argument("--float-twin", action="store_true",
+                        help="train the spec's float twin (every quantizer off, sign activations -> hardtanh)")
     parser.add_argument("--name", help="a name for the run")
     parser.add_argument("--resume", metavar="RUN_ID", help="resume a stopped or interrupted run")
     parser.set_defaults(handler=run)
@@ -48,6 +54,13 @@ def network_spec(argument: str) -> dict:
     return presets.preset(argument)
 
 
+def _override(training: dict, args: argparse.Namespace) -> None:
+    """The command line's values win over the training spec file's."""
+    for option, field in (("epochs", "epochs"), ("validation_split", "validation_split"), ("test_split", "test_split")):
+        if getattr(args, option) is not None:
+            training[field] = getattr(args, option)
+
+
 def run(args: argparse.Namespace) -> int:
     # lazy: torch loads only for the command that trains
     from workbench.runs.worker import run_worker
@@ -56,20 +69,23 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         record = store.get_run(args.resume)
         training = read_json(args.training, "training spec") if args.training else dict(record.training_spec)
-        if args.epochs is not None:
-            training["epochs"] = args.epochs
+        if args.validation_split is not None or args.test_split is not None or args.float_twin:
+            raise ValueError(f"--resume {args.resume}: the run's network and data split are fixed; only --epochs "
+                             f"and --training can change when resuming")
+        _override(training, args)
         prepare_resume(store, args.resume, training)
         run_id = args.resume
         data_ref = record.data_ref
     else:
         network = network_spec(args.spec)
+        if args.float_twin:
+            network = float_twin(validate_spec(network))
         training = read_json(args.training, "training spec") if args.training else default_training_spec()
-        if args.epochs is not None:
-            training["epochs"] = args.epochs
+        _override(training, args)
         training = validate_training_spec(training)
         data_ref = args.data
         run_id = create_run(store, network, training, data_ref, args.name)
-    dataset = load_dataset(data_ref, seed=int(store.get_run(run_id).training_spec.get("seed", 0)))
+    dataset = load_run_data(data_ref, store.get_run(run_id).training_spec)
     print(f"run {run_id} in {store.runs_dir}", flush=True)
     try:
         status = run_worker(run_id, store.runs_dir, dataset=dataset, progress=True)
@@ -80,5 +96,6 @@ def run(args: argparse.Namespace) -> int:
     record = store.get_run(run_id)
     best = "-" if record.best_val_accuracy is None else f"{record.best_val_accuracy:.4f}"
     test = "-" if record.test_accuracy is None else f"{record.test_accuracy:.4f}"
-    print(f"run {run_id} {status}: {record.epochs_done} epochs, best val accuracy {best}, test accuracy {test}")
+    print(f"run {run_id} {status}: {record.epochs_done} epochs; exported checkpoint: {record.best_checkpoint_label}; "
+          f"its val accuracy {best}, test accuracy {test}")
     return 0 if status in ("completed", "stopped") else 1

@@ -58,6 +58,21 @@ class DataError(ValueError):
     """A dataset file or reference that cannot be used; the message names the file and the problem."""
 
 
+@dataclass(frozen=True)
+class Split:
+    """How data that comes as one set is split into train and test: seeded, stratified by default."""
+
+    seed: int = 0
+    test_fraction: float = 0.2
+    method: str = "stratified"
+
+    @classmethod
+    def of(cls, training_spec: dict) -> Split:
+        """The split a run's (normalised) training spec stores."""
+        return cls(int(training_spec.get("seed", 0)), float(training_spec.get("test_split", 0.2)),
+                   str(training_spec.get("split_method", "stratified")))
+
+
 @dataclass
 class Dataset:
     """Train and test arrays ready for torch (float32 channels-first inputs, int64 labels)."""
@@ -197,17 +212,46 @@ def _to_inputs(x: np.ndarray, source) -> tuple[np.ndarray, dict]:
     return x, dict(FEATURES)
 
 
-def _split(x, y, fraction: float, seed: int):
-    """A seeded, shuffled train/test split for user data that comes as one set."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = max(1, int(round(len(x) * fraction)))
-    if len(x) - n_test < 1:
+def split_indices(labels: np.ndarray, fraction: float, seed: int, method: str = "stratified", *,
+                  at_least: int = 0, at_most: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices: a seeded share ``fraction`` held out, with every class in the same proportion
+    when ``method`` is "stratified" (largest remainders, so the total is exact), else a plain shuffle.
+
+    The one split rule of the workbench: the test split of single-file data and the validation split of
+    training both come from here, from the seed and fractions stored in the run's training spec.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    n_held = max(int(round(n * fraction)), at_least)
+    n_held = min(n_held, n if at_most is None else at_most)
+    if method == "random":
+        order = rng.permutation(n)
+        return order[n_held:], order[:n_held]
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = counts * (n_held / max(n, 1))
+    taken = np.floor(quotas).astype(np.int64)
+    for c in np.argsort(-(quotas - taken), kind="stable")[:n_held - int(taken.sum())]:
+        taken[c] += 1
+    kept, held = [], []
+    for value, count in zip(classes, taken):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        held.append(members[:count])
+        kept.append(members[count:])
+    kept, held = np.concatenate(kept), np.concatenate(held)
+    return rng.permutation(kept), rng.permutation(held)
+
+
+def _split(x, y, split: Split):
+    """A seeded train/test split for user data that comes as one set."""
+    if len(x) < 2:
         raise DataError(f"need at least 2 samples to split off a test set, got {len(x)}")
-    return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
+    kept, held = split_indices(y, split.test_fraction, split.seed, split.method, at_least=1, at_most=len(x) - 1)
+    return x[kept], y[kept], x[held], y[held]
 
 
-def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_names=None, seed=0,
-                 test_fraction=0.2, num_classes=None, source=None) -> Dataset:
+def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_names=None, split: Split = Split(),
+                 num_classes=None, source=None) -> Dataset:
     """Check raw arrays and build a :class:`Dataset` (splitting off a seeded test set when none is given)."""
     source = source or name
     y_train = _check_labels(y_train, source, num_classes)
@@ -215,7 +259,7 @@ def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_name
     if len(x_train) != len(y_train):
         raise DataError(f"{source}: {len(x_train)} samples but {len(y_train)} labels")
     if x_test is None:
-        x_train, y_train, x_test, y_test = _split(x_train, y_train, test_fraction, seed)
+        x_train, y_train, x_test, y_test = _split(x_train, y_train, split)
     else:
         y_test = _check_labels(y_test, f"{source} (test labels)", num_classes)
         x_test, _ = _to_inputs(x_test, f"{source} (test inputs)")
@@ -346,7 +390,7 @@ def make_synthetic(kind: str, n_train: int = 1000, n_test: int = 500, seed: int 
 # ---------------------------------------------------------------- user files
 
 
-def load_npz(path: str | Path, seed: int = 0) -> Dataset:
+def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
     """``x``/``y`` arrays (optionally ``x_test``/``y_test``, ``class_names``) from an .npz, never unpickled."""
     path = Path(path)
     try:
@@ -364,10 +408,10 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
         raise DataError(f"{path}: x_test and y_test must come together")
     names = arrays.get("class_names")
     return make_dataset(path.stem, arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"),
-                        class_names=None if names is None else list(names), seed=seed, source=str(path))
+                        class_names=None if names is None else list(names), split=split, source=str(path))
 
 
-def load_csv(path: str | Path, seed: int = 0) -> Dataset:
+def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
     """A CSV with a header and a ``label`` column; the other columns are numeric features.
 
     When there are s*s integer columns in 0..255 (s >= 8), the rows are taken as flattened s x s grey images.
@@ -402,7 +446,7 @@ def load_csv(path: str | Path, seed: int = 0) -> Dataset:
     side = int(round(np.sqrt(x.shape[1])))
     if side >= 8 and side * side == x.shape[1] and np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
         x = x.astype(np.uint8).reshape(-1, side, side)
-    return make_dataset(path.stem, x, y, seed=seed, source=str(path))
+    return make_dataset(path.stem, x, y, split=split, source=str(path))
 
 
 def _labels_path_for(images: Path) -> Path:
@@ -420,11 +464,11 @@ def _labels_path_for(images: Path) -> Path:
     return candidate
 
 
-def load_idx(path: str | Path, seed: int = 0) -> Dataset:
+def load_idx(path: str | Path, split: Split = Split()) -> Dataset:
     """An IDX images file and the labels file with the same name ('images' -> 'labels'); test set split off."""
     path = Path(path)
     images, labels = _read_idx_pair(path, _labels_path_for(path))
-    return make_dataset(path.name, images, labels, seed=seed, source=str(path))
+    return make_dataset(path.name, images, labels, split=split, source=str(path))
 
 
 def _is_idx_name(name: str) -> bool:
@@ -448,15 +492,25 @@ def check_ref(ref: str) -> None:
                     f"mnist:DIR, or a .npz, .csv or .idx file")
 
 
-def load_dataset(ref: str, *, seed: int = 0) -> Dataset:
-    """Resolve a dataset reference (see :data:`BUILTIN_DATASETS`, ``mnist:DIR``, or a file path)."""
+def load_dataset(ref: str, *, seed: int = 0, split: Split | None = None) -> Dataset:
+    """Resolve a dataset reference (see :data:`BUILTIN_DATASETS`, ``mnist:DIR``, or a file path).
+
+    ``split`` says how one-set data is split into train and test (default: stratified, 20% test, ``seed``);
+    the synthetic sets are generated from its seed. For a run, use :func:`load_run_data`.
+    """
+    split = split if split is not None else Split(seed)
     check_ref(ref)
     if ref == "mnist-sample":
         return load_mnist_sample()
     if ref in SYNTHETIC:
-        return make_synthetic(ref, seed=seed)
+        return make_synthetic(ref, seed=split.seed)
     if ref.startswith("mnist:"):
         return load_mnist(ref[6:])
     path = Path(ref)
     loader = {".npz": load_npz, ".csv": load_csv}.get(path.suffix, load_idx)
-    return loader(path, seed=seed)
+    return loader(path, split=split)
+
+
+def load_run_data(data_ref: str, training_spec: dict) -> Dataset:
+    """The dataset exactly as a run saw it: the split (seed, test share, method) its training spec stores."""
+    return load_dataset(data_ref, split=Split.of(training_spec))

@@ -109,13 +109,15 @@ def model_card(record, meta: dict, memory: dict, agreement: dict | None = None) 
 
     lines += ["", "## Training", "",
               f"- {record.epochs_done} of {training.get('epochs')} epochs, batch size {training.get('batch_size')}, "
-              f"seed {training.get('seed')}, validation split {training.get('validation_split')}"]
+              f"seed {training.get('seed')}, validation split {training.get('validation_split')}, "
+              f"{training.get('split_method', 'stratified')} splits"]
     lines += [f"- {trick}" for trick in training_tricks(training)]
 
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|",
               f"| status | {record.status} |",
-              f"| best validation accuracy | {_percent(record.best_val_accuracy)} |",
-              f"| test accuracy (torch) | {_percent(record.test_accuracy)} |"]
+              f"| exported checkpoint | {record.best_checkpoint_label} |",
+              f"| validation accuracy (exported checkpoint) | {_percent(record.best_val_accuracy)} |",
+              f"| test accuracy (torch, exported checkpoint) | {_percent(record.test_accuracy)} |"]
     if agreement:
         lines += [f"| engine accuracy ({agreement['samples']} test samples) | {_percent(agreement['engine_accuracy'])} |",
                   f"| torch accuracy (same samples) | {_percent(agreement['torch_accuracy'])} |",

@@ -17,6 +17,8 @@ from workbench.core.data import check_ref
 from workbench.core.spec import default_training_spec, validate_spec, validate_training_spec
 from workbench.runs.store import RESUMABLE, RunStore
 
+SPLIT_FIELDS = ("seed", "validation_split", "test_split", "split_method")  # what fixes a run's data split
+
 
 def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> None:
     """Queue a stopped, interrupted or failed run again; a given training spec replaces the stored one."""
@@ -24,7 +26,12 @@ def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> 
     if record.status not in RESUMABLE:
         raise ValueError(f"run {run_id} is {record.status}; only {', '.join(RESUMABLE)} runs can be resumed")
     if training_spec is not None:
-        store.update_run(run_id, training_spec=validate_training_spec(training_spec))
+        training_spec = validate_training_spec(training_spec)
+        changed = [key for key in SPLIT_FIELDS if training_spec[key] != record.training_spec.get(key, training_spec[key])]
+        if changed:
+            raise ValueError(f"run {run_id}: resuming cannot change {', '.join(changed)}: the data split is part of "
+                             f"the run (stored {', '.join(f'{k}={record.training_spec.get(k)!r}' for k in changed)})")
+        store.update_run(run_id, training_spec=training_spec)
     store.update_run(run_id, status="queued", pid=None, request=None, error=None, finished_at=None)
 
 

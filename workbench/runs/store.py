@@ -28,7 +28,7 @@ RESUMABLE = ("stopped", "interrupted", "failed")  # ended early: resuming trains
 REQUESTS = ("pause", "resume", "stop")
 HEARTBEAT_SECONDS = 2.0  # how often a worker says it is alive
 STALE_SECONDS = 60.0  # a live pid whose heartbeat is this old is not our worker any more
-KEEP_EPOCHS = 3  # epoch checkpoints kept per run, besides best
+KEEP_EPOCHS = 1  # epoch checkpoints kept per run (the last), besides best
 FLUSH_SECONDS = 0.25  # per-batch metrics are committed at most this often
 
 _SCHEMA = """
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, network_spec TEXT NOT NULL, training_spec TEXT NOT NULL,
     data_ref TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     error TEXT, pid INTEGER, heartbeat_at REAL, request TEXT, epochs_done INTEGER NOT NULL DEFAULT 0,
-    best_val_accuracy REAL, test_accuracy REAL, parent_id TEXT);
+    best_val_accuracy REAL, test_accuracy REAL, parent_id TEXT, best_epoch INTEGER);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
     time REAL NOT NULL, data TEXT NOT NULL);
@@ -44,6 +44,8 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, level, step);
 CREATE TABLE IF NOT EXISTS histograms (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, epoch));
 """
+# Columns added after the first release: (name, SQL type), added to an older runs table when it is opened.
+_ADDED_COLUMNS = (("best_epoch", "INTEGER"),)
 
 
 class RunNotFoundError(ValueError, LookupError):
@@ -79,6 +81,20 @@ class RunRecord:
     parent_id: str | None
     heartbeat_at: float | None = None
     request: str | None = None
+    best_epoch: int | None = None  # the epoch of the "best" checkpoint: the one export packs and test_accuracy measures
+
+    @property
+    def chosen_by_validation(self) -> bool:
+        """Whether the best checkpoint was chosen by validation accuracy (else it is the last epoch)."""
+        return float(self.training_spec.get("validation_split") or 0) > 0
+
+    @property
+    def best_checkpoint_label(self) -> str:
+        """Which model the run's test accuracy and its export are: e.g. "epoch 4 of 6, best validation accuracy"."""
+        if self.best_epoch is None:
+            return "no checkpoint yet"
+        why = "best validation accuracy" if self.chosen_by_validation else "the last epoch (no validation split)"
+        return f"epoch {self.best_epoch} of {self.epochs_done}, {why}"
 
     @property
     def active(self) -> bool:
@@ -114,6 +130,10 @@ class RunStore:
         self.db_path = self.runs_dir / "runs.db"
         self._local = threading.local()
         self._db().executescript(_SCHEMA)
+        present = {row[1] for row in self._execute("PRAGMA table_info(runs)")}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in present:
+                self._execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     # ------------------------------------------------------------ plumbing
 
@@ -313,13 +333,20 @@ class RunStore:
         return sorted(int(path.stem.split("-")[1]) for path in names)
 
     def save_checkpoint(self, run_id: str, checkpoint, is_best: bool) -> Path:
-        """Write ``epoch-NNNN.safetensors`` (and ``best.safetensors``), keeping the last KEEP_EPOCHS epochs."""
+        """Write ``epoch-NNNN.safetensors`` (and ``best.safetensors``), keeping the last KEEP_EPOCHS epochs.
+
+        The best checkpoint is a hard link to its epoch's file where the file system allows it (one copy on disk
+        while the last epoch is the best), else a copy."""
         folder = self.run_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         path = checkpoint.save(folder / f"epoch-{checkpoint.epoch:04d}.safetensors")
         if is_best:
             partial = folder / "best.safetensors.partial"
-            shutil.copyfile(path, partial)
+            partial.unlink(missing_ok=True)
+            try:
+                os.link(path, partial)
+            except OSError:
+                shutil.copyfile(path, partial)
             os.replace(partial, folder / "best.safetensors")
         for old in self.checkpoint_epochs(run_id)[:-KEEP_EPOCHS]:
             (folder / f"epoch-{old:04d}.safetensors").unlink(missing_ok=True)

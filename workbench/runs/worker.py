@@ -15,7 +15,7 @@ import traceback
 
 from tqdm import tqdm
 
-from workbench.core.data import load_dataset
+from workbench.core.data import load_run_data
 from workbench.core.spec import float_twin
 from workbench.runs.store import HEARTBEAT_SECONDS, MetricsWriter, RunStore, RunStoreGoneError
 from workbench.runs.trained import load_trained_model
@@ -49,8 +49,8 @@ class StoreReporter(TrainingReporter):
         # checkpoint, which resuming truncates and replays; the other order would lose the row for good.
         self.writer.epoch(epoch, metrics, histograms)
         self.store.save_checkpoint(self.run_id, checkpoint, is_best)
-        best = checkpoint.meta.get("best_val_accuracy")
-        self.store.update_run(self.run_id, epochs_done=epoch, best_val_accuracy=best)
+        self.store.update_run(self.run_id, epochs_done=epoch, best_val_accuracy=checkpoint.meta.get("best_val_accuracy"),
+                              best_epoch=checkpoint.meta.get("best_epoch"))
         if self.progress is not None:
             self.progress.epoch(epoch, metrics)
 
@@ -147,9 +147,11 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
                heartbeat: _Heartbeat | None = None):
     """Train the run ``run_id`` (resuming from its last checkpoint if it has one); returns the TrainResult."""
     record = store.get_run(run_id)
-    resume = None
+    resume = best = None
     if store.checkpoint_epochs(run_id):
         resume = store.load_checkpoint(run_id, "last")
+        if resume.meta.get("best_epoch", resume.epoch) != resume.epoch:
+            best = store.load_checkpoint(run_id, "best")
     store.truncate(run_id, resume.epoch if resume else 0)
     store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(),
                      started_at=record.started_at or time.time(), finished_at=None, error=None)
@@ -158,8 +160,8 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
     bar = _progress_for(record, dataset, resume.epoch if resume else 0) if progress else None
     reporter = StoreReporter(store, run_id, watch=watch, progress=bar)
     try:
-        result = train(record.network_spec, record.training_spec, dataset, reporter,
-                                   resume=resume, teacher=teacher)
+        result = train(record.network_spec, record.training_spec, dataset, reporter, resume=resume, best=best,
+                       teacher=teacher)
     except BaseException as error:
         reporter.close()
         _mark_ended(store, run_id, error)
@@ -172,7 +174,7 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
     reporter.close()
     store.update_run(run_id, status="stopped" if result.stopped else "completed", finished_at=time.time(),
                      epochs_done=result.epochs_done, best_val_accuracy=result.best_val_accuracy,
-                     test_accuracy=result.test_accuracy, request=None)
+                     best_epoch=result.best_epoch, test_accuracy=result.test_accuracy, request=None)
     return result
 
 
@@ -218,7 +220,7 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     heartbeat.start()
     try:
         if dataset is None:
-            dataset = load_dataset(record.data_ref, seed=int(record.training_spec.get("seed", 0)))
+            dataset = load_run_data(record.data_ref, record.training_spec)
         teacher, stopped = _teacher(store, record, dataset, progress, heartbeat)
         if stopped:
             store.update_run(run_id, status="stopped", finished_at=time.time(), request=None)

@@ -11,6 +11,10 @@ schedules are functions of the epoch and batch. A run resumed from a checkpoint 
 the uninterrupted run does, with no generator state to carry over.
 
 Epochs are counted from 1 in the reporter's calls; ``Checkpoint.epoch`` is the number of epochs completed.
+
+The model a run ships is its best checkpoint: the epoch with the highest validation accuracy, or the last
+epoch when the training spec holds out no validation data. ``train`` returns that model, and its test
+accuracy is measured on it, so the figure a user sees is the accuracy of the model that is exported.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.core.data import split_indices
 from workbench.core.spec import is_sign_quantizer, validate_spec, validate_training_spec
 from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
 from workbench.train.distillation import distillation_loss
@@ -35,11 +40,15 @@ PREACT_BATCH = 256
 
 @dataclass
 class TrainResult:
+    """``model`` is the best checkpoint's model (see the module docstring); ``test_accuracy`` is its accuracy
+    on the test split, ``best_epoch`` its epoch; ``best_val_accuracy`` is None without a validation split."""
+
     model: torch.nn.Module
     epochs_done: int
     best_val_accuracy: float | None
     test_accuracy: float | None
     stopped: bool
+    best_epoch: int | None = None
 
 
 class TrainingReporter:
@@ -58,11 +67,13 @@ class TrainingReporter:
 
 
 def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingReporter | None = None, *,
-          resume: Checkpoint | None = None, teacher: torch.nn.Module | None = None) -> TrainResult:
+          resume: Checkpoint | None = None, best: Checkpoint | None = None,
+          teacher: torch.nn.Module | None = None) -> TrainResult:
     """Train ``network_spec`` on ``dataset`` (a ``workbench.core.data.Dataset``) as ``training_spec`` says.
 
-    ``resume`` continues after the checkpoint's epoch with model and optimizer state restored; ``teacher``
-    is the model to distil from when the training spec has ``distillation`` set.
+    ``resume`` continues after the checkpoint's epoch with model and optimizer state restored, and ``best`` is
+    the run's best checkpoint so far when it is not ``resume`` itself; ``teacher`` is the model to distil from
+    when the training spec has ``distillation`` set.
     """
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec)
@@ -71,7 +82,7 @@ def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingRe
         raise ValueError("training spec field 'distillation': a teacher model is needed exactly when distillation "
                          f"is set; got distillation={training_spec.get('distillation')!r} and "
                          f"{'no teacher' if teacher is None else 'a teacher'}")
-    return _Trainer(network_spec, training_spec, dataset, reporter or TrainingReporter(), teacher).run(resume)
+    return _Trainer(network_spec, training_spec, dataset, reporter or TrainingReporter(), teacher).run(resume, best)
 
 
 def _check_dataset(network_spec: dict, dataset) -> None:
@@ -119,18 +130,18 @@ class _Trainer:
         self.layout = None
         self.step = 0
         self.best_val_accuracy: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ data
 
     def _split(self, dataset) -> None:
-        """Hold out a seeded validation share of the training set."""
+        """Hold out the training spec's validation share of the training set (seeded, stratified by default)."""
         x, y = _tensor(dataset.x_train, torch.float32), _tensor(dataset.y_train, torch.int64)
         share = float(self.spec.get("validation_split") or 0.0)
-        n_val = min(int(round(len(x) * share)), len(x) - 2)
-        order = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(x)))
-        val, fit = order[:n_val], order[n_val:]
-        self.x_val, self.y_val = x[val], y[val]
-        self.x_fit, self.y_fit = (x, y) if n_val == 0 else (x[fit], y[fit])
+        fit, val = split_indices(dataset.y_train, share, self.seed, self.spec["split_method"], at_most=len(x) - 2)
+        self.x_val, self.y_val = x[torch.from_numpy(val)], y[torch.from_numpy(val)]
+        self.x_fit, self.y_fit = (x, y) if len(val) == 0 else (x[torch.from_numpy(fit)], y[torch.from_numpy(fit)])
         self.x_test, self.y_test = _tensor(dataset.x_test, torch.float32), _tensor(dataset.y_test, torch.int64)
         self.batches = max(len(self.x_fit) // self.batch_size, 1)
 
@@ -198,17 +209,20 @@ class _Trainer:
 
     # ----------------------------------------------------------------- loop
 
-    def run(self, resume: Checkpoint | None) -> TrainResult:
+    def run(self, resume: Checkpoint | None, best: Checkpoint | None) -> TrainResult:
         start = 0
         if resume is not None:
-            start = self._restore(resume)
+            start = self._restore(resume, best)
+        epochs_done, stopped = self.epochs, False
         for epoch in range(start, self.epochs):
             if not self._train_epoch(epoch):
-                self.model.eval()
-                return TrainResult(self.model, epoch, self.best_val_accuracy, None, stopped=True)
+                epochs_done, stopped = epoch, True
+                break
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         self.model.eval()
-        _, test_accuracy = self._evaluate(self.x_test, self.y_test)
-        return TrainResult(self.model, self.epochs, self.best_val_accuracy, test_accuracy, stopped=False)
+        _, test_accuracy = self._evaluate(self.x_test, self.y_test) if self.best_state is not None else (None, None)
+        return TrainResult(self.model, epochs_done, self.best_val_accuracy, test_accuracy, stopped, self.best_epoch)
 
     def _train_epoch(self, epoch: int) -> bool:
         """One epoch; False when the reporter asked to stop (nothing of the partial epoch is saved)."""
@@ -288,10 +302,11 @@ class _Trainer:
         for name, entry in histograms.items():
             if entry.get("saturated_share") is not None:
                 metrics[f"saturated/{name}"] = entry["saturated_share"]
-        score = val_accuracy if val_accuracy is not None else accuracy
-        is_best = self.best_val_accuracy is None or score > self.best_val_accuracy
+        # without validation data the last epoch is the best: training accuracy would only reward overfitting
+        is_best = val_accuracy is None or self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy
         if is_best:
-            self.best_val_accuracy = score
+            self.best_val_accuracy, self.best_epoch = val_accuracy, epoch + 1
+            self.best_state = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
         metrics = {key: float("nan") if value is None else float(value) for key, value in metrics.items()}
         self.reporter.on_epoch(epoch + 1, metrics, histograms, self._checkpoint(epoch + 1), is_best)
 
@@ -355,14 +370,16 @@ class _Trainer:
         for name, optimizer in self.optimizers.items():
             named, skeletons[name] = flatten_state(optimizer.state_dict(), name)
             tensors.update({key: value.detach().clone() for key, value in named.items()})
-        meta = {"step": self.step, "best_val_accuracy": self.best_val_accuracy, "seed": self.seed,
+        meta = {"step": self.step, "best_val_accuracy": self.best_val_accuracy, "best_epoch": self.best_epoch,
+                "seed": self.seed,
                 "layout": self.layout, "optimizer_state": skeletons, "epochs": self.epochs,
                 "network_spec": self.network_spec, "training_spec": self.spec}
         model = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
         return Checkpoint(epoch=epochs_done, model=model, optimizer=tensors, meta=meta)
 
-    def _restore(self, checkpoint: Checkpoint) -> int:
-        """Load a checkpoint's model and optimizer state; returns the 0-based epoch to continue with."""
+    def _restore(self, checkpoint: Checkpoint, best: Checkpoint | None) -> int:
+        """Load a checkpoint's model and optimizer state, and the best model so far (``best``, or the checkpoint
+        itself when it is the best); returns the 0-based epoch to continue with."""
         try:
             self.model.load_state_dict(checkpoint.model)
         except RuntimeError as error:
@@ -371,7 +388,10 @@ class _Trainer:
         meta = checkpoint.meta
         self.step = int(meta.get("step", 0))
         self.best_val_accuracy = meta.get("best_val_accuracy")
+        self.best_epoch = meta.get("best_epoch", checkpoint.epoch)
         epoch = int(checkpoint.epoch)
+        source = checkpoint if best is None or self.best_epoch == epoch else best
+        self.best_state = {key: value.clone() for key, value in source.model.items()}
         if epoch < self.epochs and meta.get("layout") == self._stage_layout(epoch):
             self.optimizers, self.layout = self._make_optimizers(meta["layout"]), meta["layout"]
             for name, skeleton in meta.get("optimizer_state", {}).items():

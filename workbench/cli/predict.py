@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     predictions = engine.predict(x)
     seconds = time.perf_counter() - start
     accuracy = float((predictions == dataset.y_test).mean()) if len(x) else float("nan")
-    print(f"{args.model}: {len(x)} test samples of {args.data} ({which}), accuracy {accuracy:.4f} "
-          f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample)")
+    print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
+          f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample); samples: {which}")
     if args.run:
         # lazy: torch loads only with --run
         from workbench.runs.trained import load_trained_model

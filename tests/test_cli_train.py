@@ -116,8 +116,7 @@ def _write_digits_csv(path, n=240, seed=0):
     return labels
 
 
-SMALL_CNN = {"name": "digits-cnn", "input_shape": [1, 8, 8], "num_classes": 2, "layers": [
-    {"type": "flatten"},
+SMALL_MLP = {"name": "digits-mlp", "input_shape": [64], "num_classes": 2, "layers": [
     {"type": "dense", "units": 32, "kernel_quantizer": "ste_sign"},
     {"type": "batch_norm"},
     {"type": "dense", "units": 2, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}]}
@@ -127,7 +126,7 @@ def test_predict_uses_the_runs_own_split_so_no_test_row_was_trained_on(tmp_path,
     """With seed 1 the run's test rows differ from a seed-0 split; predict must evaluate the run's own."""
     data = tmp_path / "digits.csv"
     _write_digits_csv(data)
-    (tmp_path / "net.json").write_text(json.dumps(SMALL_CNN))
+    (tmp_path / "net.json").write_text(json.dumps(SMALL_MLP))
     (tmp_path / "train.json").write_text(json.dumps({"epochs": 2, "seed": 1, "batch_size": 32}))
     runs = str(tmp_path / "store")
     assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data),
@@ -147,7 +146,7 @@ def test_predict_uses_the_runs_own_split_so_no_test_row_was_trained_on(tmp_path,
 def test_the_split_is_stratified_and_set_from_the_command_line(tmp_path, capsys):
     data = tmp_path / "digits.csv"
     labels = _write_digits_csv(data, n=200)
-    (tmp_path / "net.json").write_text(json.dumps(SMALL_CNN))
+    (tmp_path / "net.json").write_text(json.dumps(SMALL_MLP))
     runs = str(tmp_path / "store")
     assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data), "--epochs", "1",
                  "--test-split", "0.3", "--validation-split", "0"]) == 0
@@ -165,10 +164,23 @@ def test_the_split_is_stratified_and_set_from_the_command_line(tmp_path, capsys)
 def test_float_twin_of_a_custom_spec_from_the_command_line(tmp_path):
     data = tmp_path / "digits.csv"
     _write_digits_csv(data)
-    (tmp_path / "net.json").write_text(json.dumps(SMALL_CNN))
+    (tmp_path / "net.json").write_text(json.dumps(SMALL_MLP))
     runs = str(tmp_path / "store")
     assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data), "--epochs", "1",
                  "--float-twin"]) == 0
     layers = RunStore(runs).list_runs()[0].network_spec["layers"]
     assert all(layer.get("kernel_quantizer") is None and layer.get("input_quantizer") is None
                for layer in layers if layer["type"] == "dense")
+
+
+def test_data_that_does_not_fit_the_network_leaves_no_run_behind(tmp_path, capsys):
+    data = tmp_path / "digits.csv"
+    _write_digits_csv(data)
+    runs = str(tmp_path / "store")
+    assert main(["--runs-dir", runs, "train", "binary-mlp", "--data", str(data), "--epochs", "1"]) == 2
+    assert "network input_shape is [1, 28, 28], the data has [64]" in capsys.readouterr().err
+    assert RunStore(runs).list_runs() == []
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["--runs-dir", runs, "train", "toy-mlp", "--data", str(tmp_path / "broken.npz")]) == 2
+    assert "broken.npz: not a readable .npz" in capsys.readouterr().err
+    assert RunStore(runs).list_runs() == []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from workbench.core import data
-from workbench.core.data import DataError, load_dataset, read_idx, write_idx
+from workbench.core.data import DataError, describe, load_dataset, read_idx, split_indices, write_idx
 
 
 def _idx_pair(folder: Path, n_images=12, n_labels=12, classes=3, stem="digits", gz=False):
@@ -38,7 +38,8 @@ def test_mnist_sample_is_balanced_and_scaled():
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     assert np.bincount(ds.y_train).tolist() == [600] * 10 and np.bincount(ds.y_test).tolist() == [100] * 10
     assert ds.input_shape == (1, 28, 28) and ds.num_classes == 10 and ds.class_names[3] == "3"
-    assert ds.preprocessing == {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
+    assert ds.preprocessing == {"kind": "affine", "scale": 2 / 255, "offset": -1.0, "value_range": [0.0, 255.0],
+                                "range_from": "stated"}
     assert ds.x_train.min() == -1.0 and ds.x_train.max() == 1.0
 
 
@@ -171,10 +172,11 @@ def test_npz_round_trip_with_test_split(tmp_path):
     assert ds.x_train.shape == (40, 3) and ds.x_test.shape == (10, 3) and ds.num_classes == 4
     assert ds.class_names == ["a", "b", "c", "d"] and ds.preprocessing == {"kind": "none"}
     assert sorted(np.concatenate([ds.x_train, ds.x_test])[:, 0]) == sorted(x[:, 0])
-    np.savez(tmp_path / "g.npz", x=np.zeros((6, 5, 5), np.uint8), y=[0, 1] * 3,
-             x_test=np.full((2, 5, 5), 255, np.uint8), y_test=[1, 0])
+    images = np.zeros((6, 5, 5), np.uint8)
+    images[::2] = 255
+    np.savez(tmp_path / "g.npz", x=images, y=[0, 1] * 3, x_test=np.full((2, 5, 5), 255, np.uint8), y_test=[1, 0])
     ds = load_dataset(str(tmp_path / "g.npz"))
-    assert ds.x_train.shape == (6, 1, 5, 5) and np.all(ds.x_test == 1.0) and np.all(ds.x_train == -1.0)
+    assert ds.x_train.shape == (6, 1, 5, 5) and np.all(ds.x_test == 1.0) and ds.x_train.min() == -1.0
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -221,7 +223,11 @@ def test_csv_features_and_flattened_images(tmp_path):
     lines += [",".join(map(str, [k % 2, *row])) for k, row in enumerate(pixels)]
     (tmp_path / "img.csv").write_text("\n".join(lines) + "\n")
     ds = load_dataset(str(tmp_path / "img.csv"))
-    assert ds.input_shape == (1, 8, 8) and ds.preprocessing["kind"] == "affine"
+    assert ds.input_shape == (64,) and ds.preprocessing["kind"] == "affine"  # flat unless declared
+    (tmp_path / "img.csv").write_text("# input_shape: 1,8,8\n# value_range: 0,255\n" + "\n".join(lines) + "\n")
+    ds = load_dataset(str(tmp_path / "img.csv"))
+    assert ds.input_shape == (1, 8, 8) and ds.preprocessing["range_from"] == "stated"
+    assert ds.preprocessing["scale"] == 2 / 255 and len(ds.x_train) + len(ds.x_test) == 6
 
 
 @pytest.mark.parametrize("text, message", [
@@ -240,3 +246,55 @@ def test_csv_malformed(tmp_path, text, message):
     with pytest.raises(DataError, match=message) as info:
         load_dataset(str(tmp_path / "bad.csv"))
     assert "bad.csv" in str(info.value)
+
+
+def _digits():
+    """8x8 digits with values 0..16 as scikit-learn ships them (made here: random integers of that range)."""
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 17, (60, 64)), np.arange(60) % 3
+
+
+def test_the_same_data_loads_the_same_from_every_format(tmp_path):
+    """Float .npz, uint8 .npz and CSV of the same 0..16 digits: one shape rule and one measured range."""
+    x, y = _digits()
+    np.savez(tmp_path / "float.npz", x=x.astype(np.float64), y=y)
+    np.savez(tmp_path / "uint8.npz", x=x.astype(np.uint8), y=y)
+    header = ",".join(["label"] + [f"p{i}" for i in range(64)])
+    (tmp_path / "d.csv").write_text(header + "\n" + "\n".join(",".join(map(str, [c, *r])) for c, r in zip(y, x)) + "\n")
+    loaded = [load_dataset(str(tmp_path / name), seed=2) for name in ("float.npz", "uint8.npz", "d.csv")]
+    for ds in loaded:
+        assert ds.input_shape == (64,)
+        assert ds.preprocessing["value_range"] == [0.0, 16.0] and ds.preprocessing["range_from"] == "measured"
+        assert ds.x_train.min() == -1.0 and ds.x_train.max() == 1.0  # not [-1, -0.875] as if 0..255
+        np.testing.assert_array_equal(ds.x_train, loaded[0].x_train)
+        np.testing.assert_array_equal(ds.y_test, loaded[0].y_test)
+    np.savez(tmp_path / "shaped.npz", x=x.astype(np.uint8), y=y, input_shape=[1, 8, 8], value_range=[0, 16])
+    shaped = load_dataset(str(tmp_path / "shaped.npz"), seed=2)
+    assert shaped.input_shape == (1, 8, 8) and shaped.preprocessing["range_from"] == "stated"
+    np.testing.assert_array_equal(shaped.x_train.reshape(len(shaped.x_train), -1), loaded[0].x_train)
+
+
+def test_declared_shape_and_range_are_checked(tmp_path):
+    x, y = _digits()
+    np.savez(tmp_path / "bad.npz", x=x, y=y, input_shape=[1, 7, 7])
+    with pytest.raises(DataError, match=r"declared input_shape \[1, 7, 7\] does not hold the 64 values"):
+        load_dataset(str(tmp_path / "bad.npz"))
+    np.savez(tmp_path / "bad.npz", x=x, y=y, value_range=[16, 0])
+    with pytest.raises(DataError, match="value_range must be two finite numbers low < high"):
+        load_dataset(str(tmp_path / "bad.npz"))
+
+
+def test_float_features_are_used_as_given_and_described():
+    ds = load_dataset("moons")
+    assert ds.preprocessing == {"kind": "none"}
+    assert "features used as given" in describe(ds) and "1,000 training and 500 test samples" in describe(ds)
+    assert "values 0..255 (stated) mapped to [-1, 1]" in describe(load_dataset("mnist-sample"))
+
+
+def test_splits_are_stratified_with_exact_totals():
+    labels = np.array([0] * 90 + [1] * 10)
+    kept, held = split_indices(labels, 0.2, seed=3)
+    assert len(held) == 20 and sorted(np.bincount(labels[held])) == [2, 18]
+    assert sorted(np.concatenate([kept, held])) == list(range(100))
+    kept, held = split_indices(labels, 0.2, seed=3, method="random")
+    assert len(held) == 20

@@ -98,13 +98,20 @@ def test_pause_resume_stop_through_the_store(workers):
 
 def test_worker_failure_is_recorded_with_reason(workers):
     store = workers
-    # toy-mlp takes 2 features; the bundled MNIST images do not fit it: train() raises in the worker.
-    run_id = start_run(preset("toy-mlp"), _training(epochs=1), "mnist-sample")
+    # the teacher run does not exist: the worker fails when it looks for it
+    run_id = start_run(preset("toy-mlp"), _training(epochs=1, distillation={"teacher_run": "no-such-run"}), "moons")
     record = _wait(lambda: (r := store.get_run(run_id)).status in ("failed", "completed") and r, "the failure")
     assert record.status == "failed"
-    assert record.error.startswith("ValueError: dataset 'mnist-sample': network input_shape is [2]")
-    assert "Traceback" in record.error and "training.py" in record.error
-    assert "ValueError" in store.log_path(run_id).read_text()
+    assert record.error.startswith("RunNotFoundError: run 'no-such-run' not found")
+    assert "Traceback" in record.error and "worker.py" in record.error
+    assert "RunNotFoundError" in store.log_path(run_id).read_text()
+
+
+def test_data_that_does_not_fit_is_refused_before_a_run_exists(workers):
+    store = workers
+    with pytest.raises(ValueError, match=r"network input_shape is \[2\], the data has \[1, 28, 28\]"):
+        start_run(preset("toy-mlp"), _training(epochs=1), "mnist-sample")  # a 2-D net on images
+    assert store.list_runs() == []
 
 
 def test_start_run_validates_before_starting(workers):

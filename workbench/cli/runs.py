@@ -65,7 +65,7 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"training  {training.get('epochs')} epochs, batch {training.get('batch_size')}, "
           f"optimizer {optimizer.get('name')} lr {optimizer.get('lr')}, seed {training.get('seed')}"
           + (f", distillation {training['distillation']}" if training.get("distillation") else ""))
-    print(f"data      {run.data_ref}")
+    print(f"data      {run.data_ref}" + (f"\n          {run.data_summary}" if run.data_summary else ""))
     print(f"times     created {_when(run.created_at)}, started {_when(run.started_at)}, finished {_when(run.finished_at)}")
     print(f"results   epochs {run.epochs_done}; exported checkpoint: {run.best_checkpoint_label}; "
           f"its val acc {_number(run.best_val_accuracy)}, test acc {_number(run.test_accuracy)}")

@@ -8,7 +8,7 @@ import os
 import sys
 
 from workbench.core import presets
-from workbench.core.data import load_run_data
+from workbench.core.data import describe, load_run_data
 from workbench.core.spec import default_training_spec, float_twin, validate_spec, validate_training_spec
 from workbench.runs.launch import create_run, prepare_resume
 from workbench.runs.store import RunStore
@@ -73,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume {args.resume}: the run's network and data split are fixed; only --epochs "
                              f"and --training can change when resuming")
         _override(training, args)
+        data_ref = record.data_ref
+        dataset = load_run_data(data_ref, record.training_spec)  # before the run is queued again
         prepare_resume(store, args.resume, training)
         run_id = args.resume
-        data_ref = record.data_ref
     else:
         network = network_spec(args.spec)
         if args.float_twin:
@@ -84,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         _override(training, args)
         training = validate_training_spec(training)
         data_ref = args.data
-        run_id = create_run(store, network, training, data_ref, args.name)
-    dataset = load_run_data(data_ref, store.get_run(run_id).training_spec)
-    print(f"run {run_id} in {store.runs_dir}", flush=True)
+        dataset = load_run_data(data_ref, training)
+        run_id = create_run(store, network, training, data_ref, args.name, dataset=dataset)
+    print(f"run {run_id} in {store.runs_dir}\ndata: {describe(dataset)}", flush=True)
     try:
         status = run_worker(run_id, store.runs_dir, dataset=dataset, progress=True)
     except KeyboardInterrupt:

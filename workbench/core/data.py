@@ -13,6 +13,7 @@ import shutil
 import struct
 import urllib.request
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,7 @@ BUILTIN_DATASETS = {
     "spirals": "two interleaved spirals (2-D, 2 classes)",
     "xor": "four Gaussian blobs labelled by quadrant parity (2-D, 2 classes)",
 }
-PIXELS = {"kind": "affine", "scale": 2.0 / 255.0, "offset": -1.0}
+MNIST_RANGE = (0, 255)  # MNIST's documented pixel range, stated rather than measured on a subset
 FEATURES = {"kind": "none"}
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -193,8 +194,9 @@ def _check_labels(y: np.ndarray, source, num_classes: int | None = None) -> np.n
     return y
 
 
-def _to_inputs(x: np.ndarray, source) -> tuple[np.ndarray, dict]:
-    """Raw samples -> float32 channels-first inputs and the preprocessing that made them."""
+def _samples(x, source, input_shape=None) -> np.ndarray:
+    """Raw samples checked and laid out channels first: (N, F), (N, H, W) -> (N, 1, H, W), (N, C, H, W), or
+    reshaped to a declared ``input_shape`` (C-order)."""
     x = np.asarray(x)
     if x.dtype.kind not in "uifb":
         raise DataError(f"{source}: inputs must be numeric, got dtype {x.dtype}")
@@ -202,14 +204,45 @@ def _to_inputs(x: np.ndarray, source) -> tuple[np.ndarray, dict]:
         raise DataError(f"{source}: inputs must have shape (N, features), (N, H, W) or (N, C, H, W), got {x.shape}")
     if len(x) == 0:
         raise DataError(f"{source}: no samples (shape {x.shape})")
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.dtype == np.uint8:
-        return (x.astype(np.float32) * np.float32(PIXELS["scale"]) + np.float32(PIXELS["offset"])), dict(PIXELS)
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise DataError(f"{source}: inputs contain NaN or inf ({int(np.sum(~np.isfinite(x)))} values)")
-    return x, dict(FEATURES)
+    if input_shape is not None:
+        shape = tuple(int(n) for n in input_shape)
+        if not shape or any(n <= 0 for n in shape) or int(np.prod(shape)) != int(np.prod(x.shape[1:])):
+            raise DataError(f"{source}: declared input_shape {list(shape)} does not hold the "
+                            f"{int(np.prod(x.shape[1:]))} values of each sample (shape {list(x.shape[1:])})")
+        return x.reshape(len(x), *shape)
+    return x[:, None] if x.ndim == 3 else x
+
+
+def intensity_preprocessing(x: np.ndarray, value_range=None, source="data") -> dict:
+    """The documented rule that maps inputs into the range binary networks expect (docs/SPEC.md, "Data").
+
+    Integer-valued inputs are intensities: the range they come in -- stated (``value_range``) or else measured
+    on the training inputs -- is mapped affinely onto [-1, 1], x = u * scale + offset. Other inputs are used as
+    given, unless a range is stated for them too. The map is stored with the run and in the exported file.
+    """
+    stated = value_range is not None
+    if not stated and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+        return dict(FEATURES)
+    if stated:
+        values = np.asarray(value_range, dtype=np.float64).reshape(-1)
+        if values.size != 2 or not np.all(np.isfinite(values)) or values[1] <= values[0]:
+            raise DataError(f"{source}: value_range must be two finite numbers low < high, got {list(values)}")
+        low, high = float(values[0]), float(values[1])
+    else:
+        low, high = float(x.min()), float(x.max())
+        high = high if high > low else low + 1.0
+    scale = 2.0 / (high - low)
+    return {"kind": "affine", "scale": scale, "offset": -1.0 - low * scale, "value_range": [low, high],
+            "range_from": "stated" if stated else "measured"}
+
+
+def _preprocessed(x: np.ndarray, preprocessing: dict) -> np.ndarray:
+    x = x.astype(np.float32)
+    if preprocessing["kind"] == "affine":
+        x = x * np.float32(preprocessing["scale"]) + np.float32(preprocessing["offset"])
+    return x
 
 
 def split_indices(labels: np.ndarray, fraction: float, seed: int, method: str = "stratified", *,
@@ -251,23 +284,27 @@ def _split(x, y, split: Split):
 
 
 def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_names=None, split: Split = Split(),
-                 num_classes=None, source=None) -> Dataset:
-    """Check raw arrays and build a :class:`Dataset` (splitting off a seeded test set when none is given)."""
+                 num_classes=None, source=None, input_shape=None, value_range=None) -> Dataset:
+    """Check raw arrays and build a :class:`Dataset`: the sample shape is the arrays' own (or a declared
+    ``input_shape``), the preprocessing follows :func:`intensity_preprocessing`, and a seeded test set is split
+    off when none is given."""
     source = source or name
     y_train = _check_labels(y_train, source, num_classes)
-    x_train, preprocessing = _to_inputs(x_train, source)
+    x_train = _samples(x_train, source, input_shape)
     if len(x_train) != len(y_train):
         raise DataError(f"{source}: {len(x_train)} samples but {len(y_train)} labels")
     if x_test is None:
         x_train, y_train, x_test, y_test = _split(x_train, y_train, split)
     else:
         y_test = _check_labels(y_test, f"{source} (test labels)", num_classes)
-        x_test, _ = _to_inputs(x_test, f"{source} (test inputs)")
+        x_test = _samples(x_test, f"{source} (test inputs)", input_shape)
         if len(x_test) != len(y_test):
             raise DataError(f"{source}: {len(x_test)} test samples but {len(y_test)} test labels")
         if x_test.shape[1:] != x_train.shape[1:]:
             raise DataError(f"{source}: test inputs have shape {x_test.shape[1:]} per sample, "
                             f"training inputs {x_train.shape[1:]}")
+    preprocessing = intensity_preprocessing(x_train, value_range, source)
+    x_train, x_test = _preprocessed(x_train, preprocessing), _preprocessed(x_test, preprocessing)
     num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
     if num_classes < 2:
         raise DataError(f"{source}: need at least 2 classes, got labels all equal to 0")
@@ -276,6 +313,33 @@ def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_name
         raise DataError(f"{source}: {len(class_names)} class names for {num_classes} classes")
     return Dataset(name, x_train, y_train, x_test, y_test, tuple(x_train.shape[1:]), num_classes,
                    class_names, preprocessing)
+
+
+def check_fits(network_spec: dict, dataset: Dataset) -> None:
+    """DataError unless a (normalised) network spec can train on the dataset: input shape, class count, size."""
+    expected = tuple(network_spec["input_shape"])
+    if tuple(dataset.input_shape) != expected:
+        raise DataError(f"dataset {dataset.name!r}: network input_shape is {list(expected)}, "
+                        f"the data has {list(dataset.input_shape)}")
+    if int(dataset.num_classes) > int(network_spec["num_classes"]):
+        raise DataError(f"dataset {dataset.name!r}: network num_classes is {network_spec['num_classes']}, "
+                        f"the data has {dataset.num_classes} classes")
+    if len(dataset.x_train) < 2:
+        raise DataError(f"dataset {dataset.name!r}: need at least 2 training samples, got {len(dataset.x_train)}")
+
+
+def describe(dataset: Dataset) -> str:
+    """One line on what training will see: sizes, sample shape, classes and the preprocessing (shown before a
+    run starts and kept with it)."""
+    pre = dataset.preprocessing
+    if pre.get("kind") == "affine":
+        low, high = pre.get("value_range", [None, None])
+        how = (f"values {low:g}..{high:g} ({pre.get('range_from', 'stated')}) mapped to [-1, 1]"
+               if low is not None else f"x = u * {pre['scale']:g} + {pre['offset']:g}")
+    else:
+        how = "features used as given (not integer-valued, no value_range stated)"
+    return (f"{dataset.name}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} test samples of shape "
+            f"{list(dataset.input_shape)}, {dataset.num_classes} classes; {how}")
 
 
 # ---------------------------------------------------------------- MNIST
@@ -303,7 +367,8 @@ def load_mnist(directory: str | Path, verify: bool = True) -> Dataset:
 def _idx_dataset(name, train_images, train_labels, test_images, test_labels) -> Dataset:
     x_train, y_train = _read_idx_pair(train_images, train_labels, 10)
     x_test, y_test = _read_idx_pair(test_images, test_labels, 10)
-    return make_dataset(name, x_train, y_train, x_test, y_test, num_classes=10, source=str(train_images.parent))
+    return make_dataset(name, x_train, y_train, x_test, y_test, num_classes=10, source=str(train_images.parent),
+                        value_range=MNIST_RANGE)
 
 
 def load_mnist_sample() -> Dataset:
@@ -398,28 +463,54 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
             arrays = {key: archive[key] for key in archive.files}
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)}; expected keys x, y "
-                        f"(optional x_test, y_test, class_names), got {', '.join(arrays) or 'none'}")
+                        f"(optional x_test, y_test, class_names, input_shape, value_range), "
+                        f"got {', '.join(arrays) or 'none'}")
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: x_test and y_test must come together")
     names = arrays.get("class_names")
     return make_dataset(path.stem, arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"),
-                        class_names=None if names is None else list(names), split=split, source=str(path))
+                        class_names=None if names is None else list(names), split=split, source=str(path),
+                        input_shape=_declared(arrays.get("input_shape"), path, "input_shape"),
+                        value_range=_declared(arrays.get("value_range"), path, "value_range"))
+
+
+def _declared(value, path, name) -> list | None:
+    """A declared input_shape or value_range (an npz array or a CSV '# name: a,b,c' line) as numbers."""
+    if value is None:
+        return None
+    try:
+        numbers = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: {name} must be numbers, got {value!r}") from None
+    if name == "input_shape" and not np.array_equal(numbers, np.round(numbers)):
+        raise DataError(f"{path}: input_shape must be whole numbers, got {numbers.tolist()}")
+    return [int(n) for n in numbers] if name == "input_shape" else numbers.tolist()
 
 
 def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
-    """A CSV with a header and a ``label`` column; the other columns are numeric features.
+    """A CSV with a header and a ``label`` column; the other columns are numeric features, one flat sample a row.
 
-    When there are s*s integer columns in 0..255 (s >= 8), the rows are taken as flattened s x s grey images.
+    Comment lines before the header may declare ``# input_shape: 1,8,8`` (the rows are C-order images of that
+    shape) and ``# value_range: 0,16``; without them a row is a flat feature vector and the value range is
+    measured (see :func:`intensity_preprocessing`).
     """
     path = Path(path)
+    declared, comments = {}, 0
     try:
         with open(path, encoding="utf-8") as handle:
-            header = handle.readline().strip()
+            header = handle.readline()
+            while header.startswith("#"):
+                key, _, value = header[1:].partition(":")
+                if key.strip() in ("input_shape", "value_range"):
+                    declared[key.strip()] = [v for v in value.replace("x", ",").split(",") if v.strip()]
+                comments += 1
+                header = handle.readline()
+            header = header.strip()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError:
@@ -432,7 +523,7 @@ def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
     try:
         with warnings.catch_warnings():  # an empty body is reported below, as a DataError
             warnings.simplefilter("ignore", UserWarning)
-            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+            table = np.loadtxt(path, delimiter=",", skiprows=comments + 1, ndmin=2, dtype=np.float64)
     except ValueError as error:
         raise DataError(f"{path}: {error}") from None
     if table.size == 0:
@@ -443,10 +534,9 @@ def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
     y, x = table[:, label], np.delete(table, label, axis=1)
     if x.shape[1] == 0:
         raise DataError(f"{path}: no feature columns besides 'label'")
-    side = int(round(np.sqrt(x.shape[1])))
-    if side >= 8 and side * side == x.shape[1] and np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
-        x = x.astype(np.uint8).reshape(-1, side, side)
-    return make_dataset(path.stem, x, y, split=split, source=str(path))
+    return make_dataset(path.stem, x, y, split=split, source=str(path),
+                        input_shape=_declared(declared.get("input_shape"), path, "input_shape"),
+                        value_range=_declared(declared.get("value_range"), path, "value_range"))
 
 
 def _labels_path_for(images: Path) -> Path:

@@ -95,7 +95,7 @@ def model_card(record, meta: dict, memory: dict, agreement: dict | None = None) 
              f"as a `.bnn` file for its XNOR-popcount engine.", ""]
 
     lines += ["## Data", "",
-              f"- dataset: `{record.data_ref}`",
+              f"- dataset: `{record.data_ref}`" + (f" ({record.data_summary})" if record.data_summary else ""),
               f"- input shape (channels first): {list(meta['input_shape'])}",
               f"- classes ({meta['num_classes']}): {', '.join(meta.get('class_names') or [])}"]
     if preprocessing.get("kind") == "affine":

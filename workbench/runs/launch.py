@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.core.data import check_ref
+from workbench.core.data import Dataset, check_fits, load_run_data
 from workbench.core.spec import default_training_spec, validate_spec, validate_training_spec
 from workbench.runs.store import RESUMABLE, RunStore
 
@@ -35,11 +35,13 @@ def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> 
     store.update_run(run_id, status="queued", pid=None, request=None, error=None, finished_at=None)
 
 
-def create_run(store: RunStore, network_spec: dict, training_spec: dict | None, data_ref: str, name: str | None) -> str:
-    """A new queued run, created only once both specs and the data reference are valid."""
+def create_run(store: RunStore, network_spec: dict, training_spec: dict | None, data_ref: str, name: str | None,
+               dataset: Dataset | None = None) -> str:
+    """A new queued run, created only once both specs are valid and the data loads and fits the network, so that
+    a mistake leaves no failed run behind. ``dataset``: the data already loaded with this training spec's split."""
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec if training_spec is not None else default_training_spec())
-    check_ref(data_ref)
+    check_fits(network_spec, dataset if dataset is not None else load_run_data(data_ref, training_spec))
     return store.create_run(name, network_spec, training_spec, data_ref)
 
 

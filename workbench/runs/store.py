@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, network_spec TEXT NOT NULL, training_spec TEXT NOT NULL,
     data_ref TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     error TEXT, pid INTEGER, heartbeat_at REAL, request TEXT, epochs_done INTEGER NOT NULL DEFAULT 0,
-    best_val_accuracy REAL, test_accuracy REAL, parent_id TEXT, best_epoch INTEGER);
+    best_val_accuracy REAL, test_accuracy REAL, parent_id TEXT, best_epoch INTEGER, data_summary TEXT);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
     time REAL NOT NULL, data TEXT NOT NULL);
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS histograms (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, epoch));
 """
 # Columns added after the first release: (name, SQL type), added to an older runs table when it is opened.
-_ADDED_COLUMNS = (("best_epoch", "INTEGER"),)
+_ADDED_COLUMNS = (("best_epoch", "INTEGER"), ("data_summary", "TEXT"))
 
 
 class RunNotFoundError(ValueError, LookupError):
@@ -82,6 +82,7 @@ class RunRecord:
     heartbeat_at: float | None = None
     request: str | None = None
     best_epoch: int | None = None  # the epoch of the "best" checkpoint: the one export packs and test_accuracy measures
+    data_summary: str | None = None  # what training saw: sizes, shape, classes, preprocessing (core.data.describe)
 
     @property
     def chosen_by_validation(self) -> bool:

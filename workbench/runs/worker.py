@@ -15,7 +15,7 @@ import traceback
 
 from tqdm import tqdm
 
-from workbench.core.data import load_run_data
+from workbench.core.data import describe, load_run_data
 from workbench.core.spec import float_twin
 from workbench.runs.store import HEARTBEAT_SECONDS, MetricsWriter, RunStore, RunStoreGoneError
 from workbench.runs.trained import load_trained_model
@@ -221,6 +221,7 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     try:
         if dataset is None:
             dataset = load_run_data(record.data_ref, record.training_spec)
+        store.update_run(run_id, data_summary=describe(dataset))
         teacher, stopped = _teacher(store, record, dataset, progress, heartbeat)
         if stopped:
             store.update_run(run_id, status="stopped", finished_at=time.time(), request=None)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.core.data import split_indices
+from workbench.core.data import check_fits, split_indices
 from workbench.core.spec import is_sign_quantizer, validate_spec, validate_training_spec
 from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
 from workbench.train.distillation import distillation_loss
@@ -77,24 +77,12 @@ def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingRe
     """
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec)
-    _check_dataset(network_spec, dataset)
+    check_fits(network_spec, dataset)
     if (teacher is None) != (training_spec.get("distillation") is None):
         raise ValueError("training spec field 'distillation': a teacher model is needed exactly when distillation "
                          f"is set; got distillation={training_spec.get('distillation')!r} and "
                          f"{'no teacher' if teacher is None else 'a teacher'}")
     return _Trainer(network_spec, training_spec, dataset, reporter or TrainingReporter(), teacher).run(resume, best)
-
-
-def _check_dataset(network_spec: dict, dataset) -> None:
-    expected = tuple(network_spec["input_shape"])
-    if tuple(dataset.input_shape) != expected:
-        raise ValueError(f"dataset {dataset.name!r}: network input_shape is {list(expected)}, "
-                         f"the data has {list(dataset.input_shape)}")
-    if int(dataset.num_classes) > int(network_spec["num_classes"]):
-        raise ValueError(f"dataset {dataset.name!r}: network num_classes is {network_spec['num_classes']}, "
-                         f"the data has {dataset.num_classes} classes")
-    if len(dataset.x_train) < 2:
-        raise ValueError(f"dataset {dataset.name!r}: need at least 2 training samples, got {len(dataset.x_train)}")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

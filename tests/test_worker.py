@@ -200,3 +200,12 @@ def test_the_test_accuracy_shown_is_the_exported_models(tmp_path):
     dataset = load_run_data(record.data_ref, record.training_spec)
     exported = float((Engine(packed).predict(dataset.x_test) == dataset.y_test).mean())
     assert exported == record.test_accuracy == packed.meta["test_accuracy"]
+
+
+def test_a_finished_worker_is_reaped(workers):
+    """The app server starts workers and lives on: a worker that ended must not stay behind as a zombie."""
+    store = workers
+    run_id = start_run(preset("toy-mlp"), _training(epochs=1), "moons")
+    pid = store.get_run(run_id).pid
+    _wait(lambda: store.get_run(run_id).status == "completed", "the run to complete")
+    _wait(lambda: not os.path.exists(f"/proc/{pid}"), "the worker process to be reaped")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,4 +72,6 @@ def start_run(network_spec: dict | None, training_spec: dict | None, data_ref: s
                              finished_at=time.time())
             raise
     store.update_run(run_id, pid=process.pid)
+    # reap the worker when it ends, so a long-lived app server collects no zombie processes
+    threading.Thread(target=process.wait, name=f"bnn-reap-{run_id}", daemon=True).start()
     return run_id

@@ -1,15 +1,17 @@
-"""Packing: the threshold folding rule, layer choices, metadata, and the export/predict commands."""
+"""Packing: the threshold folding rule, the plan's fold decisions, layer choices, metadata, export/predict."""
 import re
 
 import numpy as np
+import pytest
 import torch
 
-from workbench.deploy import bnnfile
 from workbench.cli import main
+from workbench.core.pack_plan import Fold, fold_after, pack_plan
+from workbench.core.presets import preset
+from workbench.deploy import bnnfile
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.train.model import build_model
 from workbench.train.packing import INT32_MAX, INT32_MIN, fold_thresholds, pack_model
-from workbench.core.presets import preset
 
 
 def test_fold_thresholds_reproduces_the_sign_of_the_affine_map():
@@ -59,8 +61,8 @@ def test_raw_inputs_only_when_they_reproduce_the_floats():
 
 def test_predict_command_reports_accuracy(tmp_path, capsys):
     spec = preset("binary-mlp")
-    bnnfile.save(pack_model(build_model(spec).eval(), preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0}),
-                 tmp_path / "m.bnn")
+    pixels = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
+    bnnfile.save(pack_model(build_model(spec).eval(), preprocessing=pixels), tmp_path / "m.bnn")
     assert main(["predict", str(tmp_path / "m.bnn"), "--data", "mnist-sample", "--threads", "1"]) == 0
     assert "1000 test samples of mnist-sample, accuracy" in capsys.readouterr().out
 
@@ -84,3 +86,42 @@ def test_train_export_predict_round_trip(tmp_path, capsys):
     assert "agreement with the torch model" in out and "(0 of" in out
     hidden = re.findall(r"hidden bits into (\S+): (\d+) of (\d+) differ", out)
     assert hidden and all(differ == "0" and int(total) > 0 for _, differ, total in hidden), out
+
+
+def test_fold_decisions_come_from_the_spec_alone():
+    layers = preset("binary-cnn")["layers"]
+    # conv, max_pool, batch_norm, then an XNOR conv: the pool runs on bits, the batch norm folds into thresholds
+    assert fold_after(layers, 0) == Fold("bits", end=3, batch_norms=(2,), consumed=(2,), pools=(1,))
+    assert fold_after(layers, 6) == Fold("bits", end=9, batch_norms=(7,), consumed=(7,), flatten=8)
+    assert fold_after(layers, 11) == Fold("float", end=13, batch_norms=(12,), consumed=(12,))  # no sign follows
+    relu = [layers[0], {"type": "activation", "fn": "relu"}, layers[3]]
+    assert fold_after(relu, 0) == Fold("float", end=1)  # relu breaks the chain
+    ops = pack_plan(preset("binary-cnn"))
+    assert ops[0].layers == ("0_conv2d", "2_batch_norm") and ops[0].sign_of == "3_conv2d"
+    assert [a.layer for a in ops[0].arrays] == ["0_conv2d", "2_batch_norm", "2_batch_norm"]
+    packed = pack_model(build_model(preset("binary-cnn")).eval())
+    assert [(op.name, op.op, op.attrs) for op in ops] == [(lay.name, lay.op, lay.attrs) for lay in packed.layers]
+    assert [[(a.name, a.shape, a.dtype) for a in op.arrays] for op in ops] == [
+        [(name, array.shape, array.dtype.str) for name, array in layer.arrays.items()] for layer in packed.layers]
+
+
+def test_switched_off_quantizers_pack_as_what_the_model_computes():
+    x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    for switch in ({"weights": False}, {"activations": False}):
+        model = build_model(preset("toy-mlp")).eval()
+        model.set_quantization(**switch)
+        packed = pack_model(model)
+        assert not any(layer.op.startswith("binary_") for layer in packed.layers), switch
+        with torch.no_grad():
+            reference = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(Engine(packed).logits(x), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_a_nan_weight_is_a_clear_error_not_a_silent_float_layer():
+    spec = preset("toy-mlp")
+    spec["layers"][2]["scaling"] = "xnor"
+    model = build_model(spec).eval()
+    with torch.no_grad():
+        model.layers[2].weight[0, 0] = float("nan")  # its mean |W| scales the row: NaN, not +-scale
+    with pytest.raises(ValueError, match="2_dense"):
+        pack_model(model)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.core.quantizer_catalog import quantizer_label
+from workbench.core.shapes import padding_pair
 from workbench.core.spec import is_sign_quantizer
 from workbench.train.quantizers import make_quantizer
 
@@ -115,7 +116,7 @@ class QuantConv2d(QuantLayer):
         super().__init__(spec, in_channels, (spec["filters"], in_channels, k, k))
         self.in_channels, self.filters, self.kernel_size = in_channels, spec["filters"], k
         self.stride, self.padding = spec["stride"], spec["padding"]
-        self.pad = (k - 1) // 2 if spec["padding"] == "same" else 0
+        self.pad = padding_pair(spec["padding"], k)[0]  # odd kernels only (spec validation): before == after
 
     @property
     def pads_with_plus_one(self) -> bool:

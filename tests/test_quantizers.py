@@ -10,8 +10,10 @@ import torch
 
 from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.spec import SpecError
-from workbench.deploy.engine import EVAL_FORMULAS
+from workbench.deploy.engine import EVAL_FORMULAS, Engine
 from workbench.train import quantizers
+from workbench.train.model import build_model
+from workbench.train.packing import pack_model
 from workbench.train.quantizers import IMPLEMENTATIONS, Quantizer, make_quantizer
 
 # Values on both sides of every break point: 0, the clip (1), the ternary threshold, beyond the clip.
@@ -51,24 +53,31 @@ def test_every_catalogue_entry_has_one_engine_formula_and_every_formula_is_used(
     assert {info.eval_formula for info in QUANTIZERS.values()} == set(EVAL_FORMULAS)
 
 
-@pytest.mark.parametrize("name", list(QUANTIZERS))
-def test_engine_formula_matches_the_torch_eval_output(name):
+# Every catalogue entry with its defaults, plus the parameter values that switch to another formula.
+VARIANTS = [*QUANTIZERS, *({"name": "dorefa", "mode": "weights", "bits": bits} for bits in (1, 2, 3, 8)),
+            {"name": "ste_tern", "ternary_weight_networks": True}]
+
+
+@pytest.mark.parametrize("spec", VARIANTS, ids=str)
+def test_engine_formula_matches_the_torch_eval_output(spec):
     torch.manual_seed(0)
     x = X.repeat(2, 1) * torch.tensor([[1.0], [0.3]])
-    q = make_quantizer(name, channels=x.shape[1])
-    thresholds = None
-    if name == "rsign":
-        with torch.no_grad():
-            q.threshold.uniform_(-1, 1)
-        thresholds = q.threshold.detach().numpy()
-    q.eval()
-    engine = EVAL_FORMULAS[QUANTIZERS[name].eval_formula](q.spec, thresholds)(x.numpy())
-    assert np.array_equal(engine, q(x).detach().numpy())
+    # and many random values: tanh and the TWN mean differ in the last bit between torch and NumPy in float32
+    for values in (x, torch.randn(500, 200) * 0.7):
+        q = make_quantizer(spec, channels=values.shape[1])
+        thresholds = None
+        if q.name == "rsign":
+            with torch.no_grad():
+                q.threshold.uniform_(-1, 1)
+            thresholds = q.threshold.detach().numpy()
+        q.eval()
+        engine = EVAL_FORMULAS[QUANTIZERS[q.name].eval_formula](q.spec, thresholds)(values.numpy())
+        assert np.array_equal(engine, q(values).detach().numpy())
 
 
 def test_quantizer_modules_show_their_parameters():
     tern = make_quantizer({"name": "ste_tern", "threshold": 0.5}, 1)
-    assert repr(tern) == "SteTernQuantizer(threshold=0.5, clip=1.0)"
+    assert repr(tern) == "SteTernQuantizer(threshold=0.5, clip=1.0, ternary_weight_networks=False)"
     assert repr(make_quantizer("approx_sign", 1)) == "ApproxSignQuantizer()"
     assert repr(make_quantizer("rsign", 8)) == "RSignQuantizer(channels=8, clip=1.0)"
     soft = make_quantizer("soft_sign", 1)
@@ -140,6 +149,15 @@ def test_ste_tern():
     assert grad.tolist() == pytest.approx([u if abs(v) <= 1 else 0.0 for v, u in zip(X.tolist(), up.tolist())])
 
 
+def test_ste_tern_twn_threshold_is_0_7_times_the_mean_magnitude():
+    w = torch.tensor([[0.9, -0.2, 0.05, -1.4], [0.3, 0.0, -0.6, 0.25]])
+    t = 0.7 * sum(abs(v) for v in w.flatten().tolist()) / w.numel()  # 0.324625
+    y, grad, up = run(make_quantizer({"name": "ste_tern", "ternary_weight_networks": True}, 2), x=w)
+    assert y.flatten().tolist() == [1.0 if v > t else -1.0 if v < -t else 0.0 for v in w.flatten().tolist()]
+    assert y.flatten().tolist() == [1.0, 0.0, 0.0, -1.0, 0.0, 0.0, -1.0, 0.0]
+    assert grad.flatten().tolist() == pytest.approx((up * (w.abs() <= 1.0)).flatten().tolist())  # plain STE
+
+
 @pytest.mark.parametrize("bits", [1, 2, 3])
 def test_dorefa(bits):
     x = torch.tensor([-0.5, 0.0, 0.1, 0.2, 0.33, 0.5001, 0.7, 0.9, 1.0, 1.7])
@@ -148,6 +166,51 @@ def test_dorefa(bits):
     expected = [round(min(max(v, 0.0), 1.0) * levels) / levels for v in x.tolist()]
     assert y.tolist() == pytest.approx(expected)
     assert grad.tolist() == pytest.approx([u if 0 <= v <= 1 else 0.0 for v, u in zip(x.tolist(), up.tolist())])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_dorefa_weights_mode(bits):
+    """Larq's DoReFa(mode="weights"): 2^k levels in [-1, 1], negative weights negative (mode "activations"
+    maps every weight <= 0 to 0, which is why DoReFa kernels used to train to chance)."""
+    w = torch.tensor([[-2.0, -0.6, -0.1, 0.0], [0.05, 0.3, 0.8, 1.5]])
+    y, grad, up = run(make_quantizer({"name": "dorefa", "mode": "weights", "bits": bits}, 2), x=w)
+    n, m = 2 ** bits - 1, max(abs(math.tanh(v)) for v in w.flatten().tolist())
+    expected = [2 * round((math.tanh(v) / (2 * m) + 0.5) * n) / n - 1 for v in w.flatten().tolist()]
+    assert y.flatten().tolist() == pytest.approx(expected, abs=1e-6)
+    assert y.min() == -1 and y.max() == 1 and len(y.unique()) <= 2 ** bits
+    assert grad.flatten().tolist() == pytest.approx(
+        [u * (1 - math.tanh(v) ** 2) / m for v, u in zip(w.flatten().tolist(), up.flatten().tolist(), strict=True)],
+        rel=1e-5)
+
+
+def test_dorefa_weights_of_an_all_zero_kernel_stay_finite():
+    y, grad, _ = run(make_quantizer({"name": "dorefa", "mode": "weights", "bits": 2}, 1), x=torch.zeros(3, 2))
+    assert y.flatten().tolist() == pytest.approx([1 / 3] * 6) and torch.all(grad == 0)  # round(1.5) = 2: 2 * 2/3 - 1
+
+
+def test_dorefa_defaults_to_weights_mode_as_a_kernel():
+    assert make_quantizer("dorefa", 1).spec["mode"] == "activations"
+    assert make_quantizer("dorefa", 1, role="kernel").spec == {"name": "dorefa", "bits": 2, "mode": "weights"}
+    assert QUANTIZERS["dorefa"].defaults("kernel") == {"bits": 2, "mode": "weights"}  # what the Design page offers
+    assert QUANTIZERS["dorefa"].defaults("input") == QUANTIZERS["dorefa"].params == {"bits": 2, "mode": "activations"}
+
+
+def test_dorefa_and_twn_kernels_run_in_the_engine_as_in_torch():
+    """Packed, the weight quantizers' output is stored as float weights, the input quantizers run in the engine."""
+    spec = {"input_shape": [6], "num_classes": 3, "layers": [
+        {"type": "dense", "units": 16, "kernel_quantizer": {"name": "dorefa", "bits": 3}},
+        {"type": "batch_norm"},
+        {"type": "dense", "units": 16, "input_quantizer": "dorefa", "kernel_quantizer":
+            {"name": "ste_tern", "ternary_weight_networks": True}},
+        {"type": "dense", "units": 3, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"}]}
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    x = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+        weights = model.layers[0].binarized_weight()
+    assert weights.min() < 0 < weights.max() and len(weights.unique()) <= 8  # 3-bit weights in [-1, 1]
+    np.testing.assert_allclose(Engine(pack_model(model)).logits(x), reference, rtol=1e-5, atol=1e-5)
 
 
 def test_rsign_gradients_to_input_and_threshold():

@@ -3,10 +3,12 @@ import json
 
 import pytest
 
+from workbench.core import limits, quantizer_catalog
 from workbench.core.presets import PRESETS, preset
-from workbench.core import quantizer_catalog
 from workbench.core.spec import (QUANTIZERS, SpecError, default_training_spec, float_twin, infer_shapes,
-                                 is_sign_quantizer, layer_name, quantizer_bits, validate_spec, validate_training_spec)
+                                 is_sign_quantizer, layer_name, quantizer_bits, training_memory, validate_spec,
+                                 validate_training_spec)
+from workbench.core.summary import summary
 
 
 def net(*layers, input_shape=(1, 8, 8), num_classes=10):
@@ -228,7 +230,7 @@ def test_training_spec_defaults_and_normalisation():
      ["at most start_temperature"]),
     ({"two_stage": {"first_epochs": 5}}, "two_stage.first_epochs", ["less than epochs (5)"]),
     ({"validation_split": 1.0}, "validation_split", ["[0, 1)"]),
-    ({"seed": -1}, "seed", [">= 0"]),
+    ({"seed": -1}, "seed", ["an integer from 0 to"]),
 ])
 def test_training_spec_errors_name_the_field(ts, field, words):
     with pytest.raises(SpecError) as info:
@@ -245,3 +247,114 @@ def test_normalised_training_spec_validates_again_unchanged():
     for distillation in ({"teacher": "float_twin"}, {"teacher_run": "run-1", "alpha": 0.5}):
         once = validate_training_spec({"distillation": distillation})
         assert validate_training_spec(once) == once
+
+
+# ---------------------------------------------------------------------------------------- plausibility limits
+
+
+def test_a_network_too_large_to_train_is_refused_naming_the_layer_and_the_sizes():
+    error = error_of(net({"type": "flatten"}, {"type": "dense", "units": 10**9}, {"type": "dense", "units": 10}))
+    assert (error.layer_index, error.layer_type, error.field) == (1, "dense", "units")
+    message = str(error)
+    assert message.startswith("layer 1 (dense): field 'units' must keep the estimated training memory within 16.0 GiB")
+    assert "got 1.2 TiB" in message and "64,000,000,000 weights x 16 bytes" in message
+    assert "output [1000000000] x 4 bytes x a batch of 32" in message
+
+
+def test_the_memory_budget_counts_activations_and_nested_layers():
+    wide = {"type": "conv2d", "filters": 512, "kernel_size": 1}
+    spec = net({"type": "shortcut", "layers": [dict(wide, filters=1)]}, wide, {"type": "avg_pool", "pool_size": 1024},
+               {"type": "flatten"}, {"type": "dense", "units": 10}, input_shape=(1, 1024, 1024))
+    error = error_of(spec)  # 512 x 1024 x 1024 outputs x 4 bytes x 32 = 64 GiB, in a layer of 512 weights
+    assert (error.layer_index, error.field) == (1, "filters") and "output [512, 1024, 1024]" in str(error)
+    rows = training_memory(net({"type": "flatten"}, {"type": "shortcut", "layers": [{"type": "dense", "units": 64}]},
+                               {"type": "dense", "units": 10}), batch_size=2)
+    assert [row["path"] for row in rows] == [None, "0", "1", "1.0", "2"]
+    assert rows[3]["bytes"] == 64 * 64 * 16 + 64 * 2 * 4 and rows[1]["bytes"] == 0  # flatten is a view
+
+
+def test_the_memory_budget_is_a_module_constant(monkeypatch):
+    spec = net({"type": "flatten"}, {"type": "dense", "units": 10})
+    total = sum(row["bytes"] for row in training_memory(spec))
+    monkeypatch.setattr(limits, "MEMORY_BUDGET_BYTES", total - 1)
+    assert f"within {limits.format_bytes(total - 1)} (core/limits.py" in str(error_of(spec))
+    monkeypatch.setattr(limits, "MEMORY_BUDGET_BYTES", total)
+    validate_spec(spec)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_fit_the_budget_many_times_over(name):
+    assert sum(row["bytes"] for row in training_memory(preset(name))) < limits.MEMORY_BUDGET_BYTES / 40
+
+
+@pytest.mark.parametrize("layer, words", [
+    ({"type": "dense", "units": 10, "kernel_quantizer": {"name": "ste_sign", "clip": float("inf")}},
+     ["'clip'", "positive number at most 1,000", "Infinity"]),
+    ({"type": "dense", "units": 10, "kernel_quantizer": {"name": "swish_sign", "beta": float("nan")}},
+     ["'beta'", "NaN"]),
+    ({"type": "dense", "units": 10, "kernel_quantizer": {"name": "ste_tern", "threshold": 1e308}},
+     ["'threshold'", "from 0 to 1,000", "1e+308"]),
+    ({"type": "dense", "units": 10, "input_quantizer": {"name": "soft_sign", "temperature": 10**400}},
+     ["'temperature'"]),
+    ({"type": "batch_norm", "eps": float("inf")}, ["'eps'", "at most 1", "Infinity"]),
+])
+def test_network_numbers_must_be_finite_and_sane(layer, words):
+    layers = [{"type": "flatten"}, {"type": "dense", "units": 10}, layer] if layer["type"] == "batch_norm" else [
+        {"type": "flatten"}, layer]
+    message = str(error_of(net(*layers)))
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize("ts, field, words", [
+    ({"optimizer": {"name": "adam", "lr": float("inf")}}, "optimizer.lr", ["at most 1,000,000", "Infinity"]),
+    ({"optimizer": {"name": "sgd", "lr": 1e308}}, "optimizer.lr", ["1e+308"]),
+    ({"optimizer": {"name": "adam", "lr": float("nan")}}, "optimizer.lr", ["NaN"]),
+    ({"optimizer": {"name": "bop", "gamma": 2}}, "optimizer.gamma", ["at most 1,", "got 2"]),
+    ({"optimizer": {"name": "bop", "threshold": float("inf")}}, "optimizer.threshold", ["at most 1,000"]),
+    ({"lr_schedule": {"name": "exponential", "gamma": 1e308}}, "lr_schedule.gamma", ["at most 10"]),
+    ({"optimizer": "bop", "bop_schedule": {"gamma_decay": 1.5}}, "bop_schedule.gamma_decay", ["at most 1,"]),
+    ({"weight_clip": float("inf")}, "weight_clip", ["at most 1,000 or null"]),
+    ({"distillation": {"teacher": "float_twin", "temperature": float("inf")}}, "distillation.temperature", ["1,000"]),
+    ({"soft_binarization": {"start_temperature": 1e308}}, "soft_binarization.start_temperature", ["1,000"]),
+    ({"epochs": 10**7}, "epochs", ["at most 1,000,000"]),
+    ({"batch_size": 10**12}, "batch_size", ["at most 10,000,000"]),
+    ({"seed": 2**64}, "seed", ["from 0 to 4,294,967,295"]),
+])
+def test_training_numbers_must_be_finite_and_sane(ts, field, words):
+    with pytest.raises(SpecError) as info:
+        validate_training_spec(ts)
+    assert info.value.field == field and str(info.value).startswith(f"training spec: field '{field}'")
+    for word in words:
+        assert word in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------- role-dependent quantizers
+
+
+def test_dorefa_quantizes_kernels_in_weights_mode_and_inputs_in_activations_mode():
+    layer = validate_spec(net({"type": "flatten"}, {"type": "dense", "units": 10, "input_quantizer": "dorefa",
+                                                    "kernel_quantizer": {"name": "dorefa", "bits": 3}}))["layers"][1]
+    assert layer["kernel_quantizer"] == {"name": "dorefa", "bits": 3, "mode": "weights"}
+    assert layer["input_quantizer"] == {"name": "dorefa", "bits": 2, "mode": "activations"}
+    explicit = {"name": "dorefa", "bits": 2, "mode": "activations"}
+    kept = validate_spec(net({"type": "flatten"}, {"type": "dense", "units": 10, "kernel_quantizer": explicit}))
+    assert kept["layers"][1]["kernel_quantizer"] == explicit  # a stated mode is kept, so normalising is idempotent
+    assert validate_spec(kept) == kept
+    assert quantizer_bits(layer["kernel_quantizer"]) == 3
+    assert summary(net({"type": "flatten"}, layer)).rows[1]["params_by_bits"] == {3: 640}  # the bits parameter
+
+
+@pytest.mark.parametrize("q, words", [
+    ({"name": "dorefa", "mode": "weights"}, ["dorefa with mode \"weights\" quantizes kernels only", "its batch"]),
+    ({"name": "ste_tern", "ternary_weight_networks": True}, ["ternary_weight_networks true quantizes kernels only"]),
+    ({"name": "dorefa", "mode": "weight"}, ["'mode'", "'activations', 'weights'", '"weight"']),
+    ({"name": "ste_tern", "ternary_weight_networks": 1}, ["true or false"]),
+])
+def test_kernel_only_quantizer_settings_are_refused_on_inputs(q, words):
+    error = error_of(net({"type": "flatten"}, {"type": "dense", "units": 10, "input_quantizer": q}))
+    assert error.field == "input_quantizer"
+    for word in words:
+        assert word in str(error)
+    if q.get("mode") == "weights" or q.get("ternary_weight_networks") is True:
+        validate_spec(net({"type": "flatten"}, {"type": "dense", "units": 10, "kernel_quantizer": q}))

@@ -23,6 +23,15 @@ class QuantizerInfo:
     description: str = ""
     role: str = "any"  # "any", "kernel" (weights only) or "input" (activations only)
     twin_activation: str = "hardtanh"  # replaces it as an input quantizer in the float twin (its smooth stand-in)
+    choices: dict = field(default_factory=dict)  # the allowed values of a parameter that is not a number or bool
+    kernel_defaults: dict = field(default_factory=dict)  # defaults that differ when it quantizes a kernel
+    # Parameter values for kernels only: they normalise over the whole tensor, which for activations would make
+    # one sample's output depend on the rest of its batch.
+    kernel_only: dict = field(default_factory=dict)
+
+    def defaults(self, role: str | None = None) -> dict:
+        """Its default parameters where it is used as "kernel" or "input" quantizer (None: the plain ones)."""
+        return {**self.params, **(self.kernel_defaults if role == "kernel" else {})}
 
 
 QUANTIZERS: dict[str, QuantizerInfo] = {q.name: q for q in [
@@ -39,12 +48,17 @@ QUANTIZERS: dict[str, QuantizerInfo] = {q.name: q for q in [
     QuantizerInfo("ste_heaviside", "SteHeavisideQuantizer", "heaviside", {"clip": 1.0}, is_sign=False,
                   description="1 where x >= 0 else 0; straight-through gradient where |x| <= clip",
                   twin_activation="relu"),
-    QuantizerInfo("ste_tern", "SteTernQuantizer", "ternary", {"threshold": 0.05, "clip": 1.0}, bits=2,
-                  is_sign=False,
-                  description="+1 above threshold, -1 below -threshold, else 0; straight-through gradient"),
-    QuantizerInfo("dorefa", "DoReFaQuantizer", "dorefa", {"bits": 2}, bits=2, is_sign=False,
-                  description="round((2^k - 1) * clip(x, 0, 1)) / (2^k - 1); straight-through gradient on [0, 1]",
-                  twin_activation="relu"),
+    QuantizerInfo("ste_tern", "SteTernQuantizer", "ternary",
+                  {"threshold": 0.05, "clip": 1.0, "ternary_weight_networks": False}, bits=2, is_sign=False,
+                  description="+1 above threshold t, -1 below -t, else 0; with ternary_weight_networks (kernels "
+                              "only) t = 0.7 * mean|w| over the tensor (TWN); straight-through gradient",
+                  kernel_only={"ternary_weight_networks": True}),
+    QuantizerInfo("dorefa", "DoReFaQuantizer", "dorefa", {"bits": 2, "mode": "activations"}, bits=2, is_sign=False,
+                  description="k = bits; mode activations: round((2^k - 1) * clip(x, 0, 1)) / (2^k - 1), "
+                              "straight-through on [0, 1]; mode weights (the default on kernels): "
+                              "2 * that of tanh(w) / (2 max|tanh(w)|) + 1/2, minus 1: 2^k levels in [-1, 1]",
+                  twin_activation="relu", choices={"mode": ("activations", "weights")},
+                  kernel_defaults={"mode": "weights"}, kernel_only={"mode": "weights"}),
     QuantizerInfo("rsign", "RSignQuantizer", "sign", {"clip": 1.0},
                   description="sign(x - t_c) with a learnable per-channel threshold t_c (ReActNet)", role="input"),
     QuantizerInfo("stochastic_sign", "StochasticSignQuantizer", "sign", {"clip": 1.0},

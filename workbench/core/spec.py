@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
+
+from workbench.core import limits
 
 # QUANTIZERS stays importable from here, next to the helpers that read it (is_sign_quantizer, quantizer_bits).
 from workbench.core.quantizer_catalog import QUANTIZERS
@@ -63,15 +66,30 @@ def _show(value) -> str:
         return repr(value)
 
 
-def _positive_int(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise _Bad("a positive integer")
+def _bound(value) -> str:
+    """A bound as messages show it: 1000000.0 -> "1,000,000", 0.5 -> "0.5"."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _positive_int(value, high=None):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (high is not None and value > high):
+        raise _Bad("a positive integer" + (f" at most {_bound(high)}" if high is not None else ""))
     return value
 
 
+def _count_up_to(high):
+    return lambda value: _positive_int(value, high)
+
+
 def _number(value, *, low=None, high=None, low_open=False, high_open=False, what="a number"):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    """A finite int or float within the bounds (inf, NaN and ints beyond float range are never numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Bad(what)
+    try:
+        if not math.isfinite(value):
+            raise _Bad(what)
+    except OverflowError:  # an int too large for a float
+        raise _Bad(what) from None
     if low is not None and (value < low or (low_open and value == low)):
         raise _Bad(what)
     if high is not None and (value > high or (high_open and value == high)):
@@ -79,8 +97,9 @@ def _number(value, *, low=None, high=None, low_open=False, high_open=False, what
     return float(value)
 
 
-def _positive(value):
-    return _number(value, low=0.0, low_open=True, what="a positive number")
+def _positive_up_to(high):
+    return lambda value: _number(value, low=0.0, low_open=True, high=high,
+                                 what=f"a positive number at most {_bound(high)}")
 
 
 def _bool(value):
@@ -102,12 +121,15 @@ def _choice(options):
     return check
 
 
+_QMAX = limits.QUANTIZER_PARAM_MAX
 _PARAM_CHECKS = {
-    "clip": _positive,
-    "beta": _positive,
-    "temperature": _positive,
-    "threshold": lambda v: _number(v, low=0.0, what="a number >= 0"),
+    "clip": _positive_up_to(_QMAX["clip"]),
+    "beta": _positive_up_to(_QMAX["beta"]),
+    "temperature": _positive_up_to(_QMAX["temperature"]),
+    "threshold": lambda v: _number(v, low=0.0, high=_QMAX["threshold"],
+                                   what=f"a number from 0 to {_bound(_QMAX['threshold'])}"),
     "bits": lambda v: _check_bits(v),
+    "ternary_weight_networks": lambda v: _bool(v),
 }
 
 
@@ -122,8 +144,13 @@ def _did_you_mean(word, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def normalize_quantizer(q) -> dict | None:
-    """None, a name, or {"name": ..., params} -> None or {"name": ..., **every param}; raises _Bad."""
+def normalize_quantizer(q, role: str | None = None) -> dict | None:
+    """None, a name, or {"name": ..., params} -> None or {"name": ..., **every param}; raises _Bad.
+
+    ``role`` is "kernel" or "input" where the spec says which (a layer's kernel_quantizer or input_quantizer):
+    a kernel takes the catalogue's kernel defaults (dorefa's mode "weights"), an input may not use the
+    kernel-only values. Without a role the plain defaults fill in and nothing is refused.
+    """
     if q is None:
         return None
     if isinstance(q, str):
@@ -133,17 +160,24 @@ def normalize_quantizer(q) -> dict | None:
     info = QUANTIZERS.get(q["name"])
     if info is None:
         raise _Bad("a known quantizer (" + ", ".join(QUANTIZERS) + ")" + _did_you_mean(q["name"], QUANTIZERS))
-    out = {"name": info.name, **info.params}
+    if role is not None and info.role not in ("any", role):
+        raise _Bad(f"a quantizer for {role}s; {info.name} quantizes {info.role}s only")
+    out = {"name": info.name, **info.defaults(role)}
     for key, value in q.items():
         if key == "name":
             continue
         if key not in info.params:
             known = ", ".join(info.params) or "none"
             raise _Bad(f"only the parameters of {info.name} ({known}), not {key!r}{_did_you_mean(key, info.params)}")
+        check = _choice(info.choices[key]) if key in info.choices else _PARAM_CHECKS[key]
         try:
-            out[key] = _PARAM_CHECKS[key](value)
+            out[key] = check(value)
         except _Bad as bad:
             raise _Bad(f"{info.name} parameter {key!r} to be {bad}") from None
+    for key, value in info.kernel_only.items():
+        if role == "input" and out[key] == value:
+            raise _Bad(f"a quantizer for inputs; {info.name} with {key} {_show(value)} quantizes kernels only "
+                       f"(it normalises over the whole tensor: a sample's output would depend on its batch)")
     return out
 
 
@@ -183,11 +217,7 @@ def _check_field(path, layer_type, name, value):
     if name == "padding":
         return _choice(("same", "valid"))(value)
     if name in ("input_quantizer", "kernel_quantizer"):
-        q = normalize_quantizer(value)
-        role = "input" if name == "kernel_quantizer" else "kernel"
-        if q is not None and QUANTIZERS[q["name"]].role == role:
-            raise _Bad(f"a quantizer for {name.split('_')[0]}s; {q['name']} quantizes {role}s only")
-        return q
+        return normalize_quantizer(value, role=name.split("_")[0])
     if name == "scaling":
         return _choice(SCALINGS)(value)
     if name in ("use_bias", "affine"):
@@ -195,7 +225,8 @@ def _check_field(path, layer_type, name, value):
     if name == "momentum":
         return _number(value, low=0.0, high=1.0, what="a number in [0, 1]")
     if name == "eps":
-        return _positive(value)
+        high = limits.BATCH_NORM_EPS_MAX
+        return _number(value, low=0.0, low_open=True, high=high, what=f"a positive number at most {_bound(high)}")
     if name == "rate":
         return _number(value, low=0.0, high=1.0, high_open=True, what="a number in [0, 1)")
     if name == "fn":
@@ -330,13 +361,82 @@ def _validate(spec) -> tuple[dict, list]:
         last = len(layers) - 1
         raise _error(last, layers[-1]["type"], "units" if layers[-1]["type"] == "dense" else None,
                      f"the network must end with [{num_classes}] (num_classes) logits, got {list(out)}")
+    _check_memory(_memory_rows(layers, shapes, tuple(shape), limits.REFERENCE_BATCH))
     normalised = {"name": name, "description": description, "input_shape": list(shape),
                   "num_classes": num_classes, "layers": layers}
     return normalised, shapes
 
 
+# ---------------------------------------------------------------------------------------- memory budget
+
+
+def _kernel_weights(layer: dict, shape_in: tuple) -> int:
+    """Kernel weights of a dense or conv layer. Per-channel vectors (bias, scale, batch norm) are left out: none
+    is larger than its layer's output, counted as activations."""
+    if layer["type"] == "dense":
+        return shape_in[0] * layer["units"]
+    if layer["type"] == "conv2d":
+        return shape_in[0] * layer["kernel_size"] ** 2 * layer["filters"]
+    return 0
+
+
+def _memory_rows(layers, shapes, input_shape, batch_size, prefix="") -> list[dict]:
+    """Estimated training bytes (docs/SPEC.md, core/limits.py) of the input batch (path None) and each layer."""
+    rows = []
+    if not prefix:
+        size = math.prod(input_shape)
+        rows.append({"path": None, "type": "input", "weights": 0, "output_shape": list(input_shape),
+                     "bytes": size * batch_size * limits.BYTES_PER_ACTIVATION})
+    for index, (layer, (shape_in, shape_out)) in enumerate(zip(layers, shapes, strict=True)):
+        path = f"{prefix}{index}"
+        weights = _kernel_weights(layer, shape_in)
+        outputs = 0 if layer["type"] == "flatten" else math.prod(shape_out)  # flatten is a view: no new memory
+        rows.append({"path": path, "type": layer["type"], "weights": weights, "output_shape": list(shape_out),
+                     "bytes": weights * limits.BYTES_PER_WEIGHT + outputs * batch_size * limits.BYTES_PER_ACTIVATION})
+        if layer["type"] == "shortcut":
+            inner = _walk(layer["layers"], shape_in, prefix=f"{path}.")[1]
+            rows += _memory_rows(layer["layers"], inner, shape_in, batch_size, prefix=f"{path}.")
+    return rows
+
+
+def _check_memory(rows: list[dict]) -> None:
+    """SpecError unless the estimate fits limits.MEMORY_BUDGET_BYTES; it names the layer that needs the most."""
+    total, budget = sum(row["bytes"] for row in rows), limits.MEMORY_BUDGET_BYTES
+    if total <= budget:
+        return
+    worst = max(rows, key=lambda row: row["bytes"])
+    parts = []
+    if worst["weights"]:
+        parts.append(f"{worst['weights']:,} weights x {limits.BYTES_PER_WEIGHT} bytes (value, gradient and Adam's "
+                     f"two moments)")
+    if worst["bytes"] > worst["weights"] * limits.BYTES_PER_WEIGHT:
+        parts.append(f"output {worst['output_shape']} x {limits.BYTES_PER_ACTIVATION} bytes x a batch of "
+                     f"{limits.REFERENCE_BATCH}")
+    whose = "the input batch's" if worst["path"] is None else "this layer's"
+    message = (f"must keep the estimated training memory within {limits.format_bytes(budget)} "
+               f"(core/limits.py MEMORY_BUDGET_BYTES), got {limits.format_bytes(total)}, "
+               f"{limits.format_bytes(worst['bytes'])} of it {whose}: " + " + ".join(parts))
+    if worst["path"] is None:
+        raise _error(None, None, "input_shape", message)
+    raise _error(worst["path"], worst["type"], {"dense": "units", "conv2d": "filters"}.get(worst["type"]), message)
+
+
+def training_memory(spec: dict, batch_size: int | None = None) -> list[dict]:
+    """Estimated training bytes of a network for one batch: one row for the input batch (path None) and one
+    per layer (shortcut contents after their shortcut), each {"path", "type", "weights", "output_shape",
+    "bytes"}; sum the "bytes" for the total. validate_spec refuses a total above the budget at the reference
+    batch (the default); ``training_warnings`` compares it at the training spec's batch size."""
+    spec = validate_spec(spec)
+    return _memory_rows(spec["layers"], layer_shapes(spec["layers"], spec["input_shape"]),
+                        tuple(spec["input_shape"]), batch_size if batch_size is not None else limits.REFERENCE_BATCH)
+
+
 def validate_spec(spec: dict) -> dict:
-    """Check a network spec and return a normalised deep copy; raises SpecError naming layer and field."""
+    """Check a network spec and return a normalised deep copy; raises SpecError naming layer and field.
+
+    Besides each field, it refuses a network whose estimated training memory exceeds the budget of
+    core/limits.py (naming the layer that needs the most).
+    """
     return _validate(spec)[0]
 
 
@@ -437,40 +537,46 @@ def validate_training_spec(ts: dict) -> dict:
                             + ", ".join(_TRAINING_FIELDS) + ")" + _did_you_mean(key, _TRAINING_FIELDS), field=key)
     out = default_training_spec()
     out.update(ts)
+    top = limits.TRAINING_FIELD_MAX
     for key in ("epochs", "batch_size"):
         try:
-            _positive_int(out[key])
+            _positive_int(out[key], top[key])
         except _Bad as bad:
             raise _training_error(key, str(bad), out[key]) from None
-    if isinstance(out["seed"], bool) or not isinstance(out["seed"], int) or out["seed"] < 0:
-        raise _training_error("seed", "an integer >= 0", out["seed"])
+    seed = out["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= top["seed"]:
+        raise _training_error("seed", f"an integer from 0 to {_bound(top['seed'])}", seed)
     fraction = lambda v: _number(v, low=0.0, high=1.0, what="a number in [0, 1]")  # noqa: E731
+    up_to = lambda field: _positive_up_to(top[field])  # noqa: E731
     out["optimizer"] = _named_object(out, "optimizer", _OPTIMIZERS,
-                                     {"lr": _positive, "momentum": fraction, "threshold": _positive,
-                                      "gamma": _positive})
+                                     {"lr": up_to("optimizer.lr"), "momentum": fraction,
+                                      "threshold": up_to("optimizer.threshold"), "gamma": up_to("optimizer.gamma")})
     out["lr_schedule"] = _named_object(out, "lr_schedule", _SCHEDULES,
-                                       {"step_size": _positive_int, "gamma": _positive})
+                                       {"step_size": _count_up_to(top["lr_schedule.step_size"]),
+                                        "gamma": up_to("lr_schedule.gamma")})
     out["bop_schedule"] = _sub_object(out, "bop_schedule", {"threshold_decay": 0.1, "gamma_decay": 0.1, "every": 2},
-                                      {"threshold_decay": _positive, "gamma_decay": _positive,
-                                       "every": _positive_int}, optional=True)
+                                      {"threshold_decay": up_to("bop_schedule.threshold_decay"),
+                                       "gamma_decay": up_to("bop_schedule.gamma_decay"),
+                                       "every": _count_up_to(top["bop_schedule.every"])}, optional=True)
     if out["bop_schedule"] is not None and out["optimizer"]["name"] != "bop":
         raise _training_error("bop_schedule", "null unless optimizer.name is 'bop'", out["bop_schedule"])
     if out["weight_clip"] is not None:
         try:
-            out["weight_clip"] = _positive(out["weight_clip"])
+            out["weight_clip"] = up_to("weight_clip")(out["weight_clip"])
         except _Bad as bad:
             raise _training_error("weight_clip", f"{bad} or null", out["weight_clip"]) from None
     out["distillation"] = _sub_object(
         out, "distillation", {"teacher_run": None, "teacher": None, "alpha": 0.9, "temperature": 4.0},
         {"teacher_run": _or_none(_non_empty_string), "teacher": _or_none(_choice(("float_twin",))), "alpha": fraction,
-         "temperature": _positive}, optional=True)
+         "temperature": up_to("distillation.temperature")}, optional=True)
     if out["distillation"] is not None and (out["distillation"]["teacher_run"] is None) == (
             out["distillation"]["teacher"] is None):
         raise _training_error("distillation", "an object with exactly one of 'teacher_run' or 'teacher'",
                               ts.get("distillation"))
     out["soft_binarization"] = _sub_object(
         out, "soft_binarization", {"start_temperature": 1.0, "end_temperature": 0.01},
-        {"start_temperature": _positive, "end_temperature": _positive}, optional=True)
+        {"start_temperature": up_to("soft_binarization.start_temperature"),
+         "end_temperature": up_to("soft_binarization.end_temperature")}, optional=True)
     soft = out["soft_binarization"]
     if soft is not None and soft["end_temperature"] > soft["start_temperature"]:
         raise _training_error("soft_binarization.end_temperature",
@@ -499,3 +605,52 @@ def _non_empty_string(value):
     if not isinstance(value, str) or not value:
         raise _Bad("a run id (a non-empty string)")
     return value
+
+
+# ---------------------------------------------------------------------------------------- plausibility warnings
+
+
+def training_warnings(training_spec: dict, n_train: int | None = None, network_spec: dict | None = None) -> list[str]:
+    """Settings that are valid but probably not meant (lr 1e6, a batch larger than the data), one sentence each.
+
+    Errors stop training; these only inform, so a deliberate experiment still runs. ``n_train``: the training
+    set's size (``len(dataset.x_train)``, before the validation split), when known; ``network_spec``: compare the
+    network's estimated training memory at this batch size with the budget of core/limits.py. Raises SpecError
+    for an invalid training spec, like validate_training_spec.
+    """
+    ts = validate_training_spec(training_spec)
+    warnings = []
+    optimizer, epochs, batch_size = ts["optimizer"], ts["epochs"], ts["batch_size"]
+    if optimizer["lr"] > limits.WARN_LR_ABOVE:
+        whose = {"adam": "Adam", "sgd": "SGD", "bop": "Adam (Bop's optimizer of the real-valued parameters)"}
+        warnings.append(f"optimizer.lr {optimizer['lr']:g} is above {limits.WARN_LR_ABOVE:g}: "
+                        f"{whose[optimizer['name']]} steps that large make the loss diverge (the default is "
+                        f"{_OPTIMIZERS[optimizer['name']]['lr']:g})")
+    if optimizer["name"] == "sgd" and optimizer["momentum"] == 1.0:
+        warnings.append("optimizer.momentum 1 never lets a gradient fade: SGD's velocity only grows (0.9 is usual)")
+    n_fit = limits.fit_count(n_train, ts["validation_split"]) if n_train is not None else None
+    if epochs > limits.WARN_EPOCHS_ABOVE:
+        steps = f" ({epochs * max(n_fit // batch_size, 1):,} steps)" if n_fit else ""
+        warnings.append(f"epochs {epochs:,} is more than {limits.WARN_EPOCHS_ABOVE:,}{steps}: is a zero too many?")
+    schedule = ts["lr_schedule"]
+    if schedule.get("gamma", 0.0) > 1.0:
+        warnings.append(f"lr_schedule.gamma {schedule['gamma']:g} is above 1: the learning rate grows instead of "
+                        f"decaying")
+    if schedule["name"] == "step" and schedule["step_size"] >= epochs:
+        warnings.append(f"lr_schedule.step_size {schedule['step_size']} is at least epochs ({epochs}): the learning "
+                        f"rate never steps down (the 'constant' schedule says so)")
+    if ts["bop_schedule"] is not None and ts["bop_schedule"]["every"] >= epochs:
+        warnings.append(f"bop_schedule.every {ts['bop_schedule']['every']} is at least epochs ({epochs}): Bop's "
+                        f"threshold and gamma never decay")
+    if n_fit is not None and batch_size > n_fit:
+        held = f" ({n_train:,} minus the validation split)" if n_fit < n_train else ""
+        warnings.append(f"batch_size {batch_size:,} is larger than the {n_fit:,} samples training steps on{held}: "
+                        f"every epoch is one step on all {n_fit:,}")
+    if network_spec is not None:
+        batch = min(batch_size, n_fit) if n_fit else batch_size
+        total, budget = sum(row["bytes"] for row in training_memory(network_spec, batch)), limits.MEMORY_BUDGET_BYTES
+        if total > budget:
+            warnings.append(f"batch_size {batch_size:,}: training this network needs an estimated "
+                            f"{limits.format_bytes(total)}, more than the {limits.format_bytes(budget)} budget "
+                            f"(core/limits.py); a smaller batch needs less")
+    return warnings

@@ -64,9 +64,9 @@ def _eval_sign(q, thresholds):
 
 
 def _eval_scaled_sign(q, thresholds):
-    """sign(x) * mean |x| per output channel (row), as magnitude_aware_sign on a weight tensor."""
+    """sign(x) * mean |x| per output channel (row), as magnitude_aware_sign on a weight tensor (mean in float64)."""
     def f(x):
-        scale = _rows(np.abs(x)).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+        scale = _rows(np.abs(x)).astype(np.float64).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
         return np.where(x >= 0, _ONE, -_ONE) * scale.astype(np.float32)
     return f
 
@@ -76,13 +76,29 @@ def _eval_heaviside(q, thresholds):
 
 
 def _eval_ternary(q, thresholds):
-    t = np.float32(q["threshold"])
-    return lambda x: (x > t).astype(np.float32) - (x < -t).astype(np.float32)
+    """+1 above t, -1 below -t, else 0; t fixed, or 0.7 * mean|x| (TWN; mean in float64, as the trainer)."""
+    def f(x):
+        if q.get("ternary_weight_networks", False):
+            t = np.float32(0.7 * np.abs(x).astype(np.float64).mean()) if x.size else _ZERO
+        else:
+            t = np.float32(q["threshold"])
+        return (x > t).astype(np.float32) - (x < -t).astype(np.float32)
+    return f
 
 
 def _eval_dorefa(q, thresholds):
+    """mode activations: round(n * clip(x, 0, 1)) / n with n = 2^bits - 1; mode weights: 2 * that of
+    tanh(x) / (2 max|tanh(x)|) + 1/2, minus 1 (tanh in float64, rounded to float32, as the trainer)."""
     levels = np.float32(2.0 ** q["bits"] - 1.0)
-    return lambda x: np.round(np.clip(x, _ZERO, _ONE) * levels) / levels
+    if q.get("mode", "activations") != "weights":
+        return lambda x: np.round(np.clip(x, _ZERO, _ONE) * levels) / levels
+
+    def weights(x):
+        t = np.tanh(x.astype(np.float64)).astype(np.float32)
+        m = np.abs(t).max(initial=_ZERO)
+        normed = (t / (2 * m) if m > 0 else np.zeros_like(t)) + np.float32(0.5)
+        return 2 * (np.round(normed * levels) / levels) - 1
+    return weights
 
 
 # Eval-mode output of each catalogue entry's ``eval_formula``: (quantizer dict, thresholds or None) -> x -> y.

@@ -16,9 +16,10 @@ from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.spec import SpecError, normalize_quantizer
 
 __all__ = ["binary_sign", "SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside", "SteTern",
-           "DoReFa", "SoftTanh", "Quantizer", "SteSignQuantizer", "ApproxSignQuantizer", "SwishSignQuantizer",
-           "MagnitudeAwareSignQuantizer", "SteHeavisideQuantizer", "SteTernQuantizer", "DoReFaQuantizer",
-           "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer", "IMPLEMENTATIONS", "make_quantizer"]
+           "twn_threshold", "DoReFa", "DoReFaWeights", "SoftTanh", "Quantizer", "SteSignQuantizer",
+           "ApproxSignQuantizer", "SwishSignQuantizer", "MagnitudeAwareSignQuantizer", "SteHeavisideQuantizer",
+           "SteTernQuantizer", "DoReFaQuantizer", "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer",
+           "IMPLEMENTATIONS", "make_quantizer"]
 
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +99,12 @@ class SwishSign(torch.autograd.Function):
 class MagnitudeAwareSign(torch.autograd.Function):
     """forward: sign(x) * s_o with s_o = mean |x| over all but dim 0 (one scale per output channel);
     backward: grad * s_o * 1[|x| <= clip] (straight-through, the scale treated as a constant; Bi-Real Net).
+    The mean is taken in float64 and rounded once, so NumPy (the engine) gets the same scale bit for bit.
     """
 
     @staticmethod
     def forward(ctx, x, clip):
-        scale = x.detach().abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
+        scale = x.detach().abs().to(torch.float64).mean(dim=tuple(range(1, x.dim())), keepdim=True).to(x.dtype)
         ctx.save_for_backward(x, scale)
         ctx.clip = clip
         return binary_sign(x) * scale
@@ -120,6 +122,15 @@ class SteHeaviside(_ClippedSte):
     def forward(ctx, x, clip):
         _ClippedSte.save(ctx, x, clip, 1)
         return (x >= 0).to(x.dtype)
+
+
+def twn_threshold(w: torch.Tensor) -> torch.Tensor:
+    """0.7 * mean |w| over the whole tensor (Ternary Weight Networks), as a 0-dim tensor in w's dtype.
+
+    The mean is taken in float64 and rounded once, so NumPy (the engine) gets the same threshold bit for bit
+    whatever order either library sums in.
+    """
+    return (0.7 * w.detach().abs().to(torch.float64).mean()).to(w.dtype)
 
 
 class SteTern(_ClippedSte):
@@ -146,6 +157,30 @@ class DoReFa(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * ((x >= 0) & (x <= 1)).to(x.dtype), None
+
+
+class DoReFaWeights(torch.autograd.Function):
+    """DoReFa's weight quantizer (Larq's mode="weights"): with t = tanh(w), m = max |t| over the tensor and
+    q_k(v) = round((2^k - 1) v) / (2^k - 1), forward: 2 * q_k(t / (2m) + 1/2) - 1, 2^k levels in [-1, 1]
+    symmetric about 0 (all-zero weights: t / (2m) taken as 0); backward: grad * 2 * (1 - t^2) / (2m)
+    (straight-through the rounding, m held constant; 0 where m = 0).
+
+    tanh runs in float64 and is rounded once to w's dtype, so NumPy's tanh (the engine) gives the same bits.
+    """
+
+    @staticmethod
+    def forward(ctx, w, bits):
+        t = torch.tanh(w.detach().to(torch.float64)).to(w.dtype)
+        m = t.abs().max()
+        ctx.save_for_backward(t, m)
+        levels = 2.0 ** bits - 1.0
+        normed = torch.where(m > 0, t / (2 * m), torch.zeros_like(t)) + 0.5
+        return 2 * (torch.round(normed * levels) / levels) - 1
+
+    @staticmethod
+    def backward(ctx, grad):
+        t, m = ctx.saved_tensors
+        return torch.where(m > 0, grad * 2 * (1 - t * t) / (2 * m), torch.zeros_like(grad)), None
 
 
 class SoftTanh(torch.autograd.Function):
@@ -219,12 +254,19 @@ class SteHeavisideQuantizer(Quantizer):
 
 
 class SteTernQuantizer(Quantizer):
+    """A fixed threshold, or with ternary_weight_networks TWN's 0.7 * mean |w| of the current weights."""
+
     def quantize(self, x):
-        return SteTern.apply(x, self.spec["threshold"], self.spec["clip"])
+        threshold = twn_threshold(x) if self.spec["ternary_weight_networks"] else self.spec["threshold"]
+        return SteTern.apply(x, threshold, self.spec["clip"])
 
 
 class DoReFaQuantizer(Quantizer):
+    """mode "activations": DoReFa (inputs in [0, 1]); mode "weights": DoReFaWeights (kernels in [-1, 1])."""
+
     def quantize(self, x):
+        if self.spec["mode"] == "weights":
+            return DoReFaWeights.apply(x, self.spec["bits"])
         return DoReFa.apply(x, self.spec["bits"])
 
 
@@ -298,10 +340,13 @@ IMPLEMENTATIONS: dict[str, type[Quantizer]] = {name: globals()[info.implementati
                                               for name, info in QUANTIZERS.items()}
 
 
-def make_quantizer(spec, channels: int) -> Quantizer | None:
-    """The module for a quantizer spec (None, a name or a dict); ``channels`` sizes per-channel parameters."""
+def make_quantizer(spec, channels: int, role: str | None = None) -> Quantizer | None:
+    """The module for a quantizer spec (None, a name or a dict); ``channels`` sizes per-channel parameters.
+
+    ``role`` ("kernel" or "input") fills role-dependent defaults for a bare name, as spec validation does.
+    """
     try:
-        q = normalize_quantizer(spec)
+        q = normalize_quantizer(spec, role=role)
     except Exception as error:  # spec._Bad: report as a SpecError for direct callers
         raise SpecError(f"quantizer: must be {error}, got {spec!r}") from None
     if q is None:

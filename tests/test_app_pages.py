@@ -130,9 +130,15 @@ def test_design_shows_an_invalid_field_next_to_its_layer_and_keeps_the_edit():
 def test_design_quantizer_choice_and_binary_toggle_edit_the_spec():
     at = app_on("pages/design.py")
     at.selectbox(key=key(at, 1, "kernel_quantizer")).set_value("ste_tern").run()
-    assert layers(at)[1]["kernel_quantizer"] == {"name": "ste_tern", "threshold": 0.05, "clip": 1.0}
+    assert layers(at)[1]["kernel_quantizer"] == {"name": "ste_tern", "threshold": 0.05, "clip": 1.0,
+                                                 "ternary_weight_networks": False}
     at.number_input(key=key(at, 1, "kernel_quantizer", "ste_tern", "threshold")).set_value(0.2).run()
     assert layers(at)[1]["kernel_quantizer"]["threshold"] == pytest.approx(0.2)
+    at.checkbox(key=key(at, 1, "kernel_quantizer", "ste_tern", "ternary_weight_networks")).check().run()
+    assert layers(at)[1]["kernel_quantizer"]["ternary_weight_networks"] is True
+    at.selectbox(key=key(at, 1, "kernel_quantizer")).set_value("dorefa").run()
+    no_exceptions(at)
+    assert layers(at)[1]["kernel_quantizer"] == {"name": "dorefa", "bits": 2, "mode": "weights"}  # Larq's weight mode
     at.toggle(key=key(at, 3, "binary")).set_value(False).run()
     no_exceptions(at)
     assert layers(at)[3]["kernel_quantizer"] is None and layers(at)[3]["input_quantizer"] is None
@@ -353,8 +359,9 @@ def test_runs_lists_compares_and_deletes(trained_store):
 def test_a_failed_run_shows_its_error(isolated_runs_dir):
     from workbench.runs.launch import start_run
 
-    training = dict(default_training_spec(), epochs=1)
-    run_id = start_run(preset("toy-mlp"), training, "mnist-sample", runs_dir=isolated_runs_dir)  # 2-D net, images
+    # the teacher run does not exist: the worker fails when it looks for it
+    training = dict(default_training_spec(), epochs=1, distillation={"teacher_run": "no-such-run"})
+    run_id = start_run(preset("toy-mlp"), training, "moons", runs_dir=isolated_runs_dir)
     record = wait_for(RunStore(isolated_runs_dir), run_id, finished)
     assert record.status == "failed" and record.error
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)

@@ -184,3 +184,12 @@ def test_data_that_does_not_fit_the_network_leaves_no_run_behind(tmp_path, capsy
     assert main(["--runs-dir", runs, "train", "toy-mlp", "--data", str(tmp_path / "broken.npz")]) == 2
     assert "broken.npz: not a readable .npz" in capsys.readouterr().err
     assert RunStore(runs).list_runs() == []
+
+
+def test_absurd_training_values_are_warned_about(tmp_path, capsys):
+    (tmp_path / "train.json").write_text(json.dumps({"epochs": 1, "batch_size": 5000,
+                                                     "optimizer": {"name": "adam", "lr": 1e6}}))
+    code, _, err = _run(capsys, "--runs-dir", str(tmp_path / "store"), "train", "toy-mlp", "--data", "moons",
+                        "--training", str(tmp_path / "train.json"))
+    assert code == 0
+    assert "warning: optimizer.lr 1e+06 is above 1" in err and "warning: batch_size 5,000 is larger than" in err

@@ -9,7 +9,8 @@ import sys
 
 from workbench.core import presets
 from workbench.core.data import describe, load_run_data
-from workbench.core.spec import default_training_spec, float_twin, validate_spec, validate_training_spec
+from workbench.core.spec import (default_training_spec, float_twin, training_warnings, validate_spec,
+                                 validate_training_spec)
 from workbench.runs.launch import create_run, prepare_resume
 from workbench.runs.store import RunStore
 
@@ -88,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_run_data(data_ref, training)
         run_id = create_run(store, network, training, data_ref, args.name, dataset=dataset)
     print(f"run {run_id} in {store.runs_dir}\ndata: {describe(dataset)}", flush=True)
+    record = store.get_run(run_id)
+    for warning in training_warnings(record.training_spec, n_train=len(dataset.x_train),
+                                     network_spec=record.network_spec):
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         status = run_worker(run_id, store.runs_dir, dataset=dataset, progress=True)
     except KeyboardInterrupt:

@@ -104,11 +104,18 @@ def set_binary(path: tuple[int, ...], key: str) -> None:
 def set_quantizer(path: tuple[int, ...], field: str, key: str) -> None:
     """A new quantizer starts from its default parameters (and the binary toggle follows)."""
     choice = st.session_state[key]
-    _siblings(path)[path[-1]][field] = None if choice == NO_QUANTIZER else {"name": choice, **QUANTIZERS[choice].params}
+    role = _role(field)
+    _siblings(path)[path[-1]][field] = (None if choice == NO_QUANTIZER
+                                        else {"name": choice, **QUANTIZERS[choice].defaults(role)})
     state.bump_version()
 
 
 # ------------------------------------------------------------------ field widgets
+
+
+def _role(field: str) -> str:
+    """ "kernel" or "input": where a quantizer field applies (some defaults and values differ)."""
+    return field.split("_")[0]
 
 
 def _quantizer_name(value) -> str | None:
@@ -132,14 +139,20 @@ def quantizer_editor(path: tuple, layer: dict, field: str, label: str) -> None:
     given = current if isinstance(current, dict) and name == choice else {}
     st.caption(f"{info.bits}-bit{', ±1 (XNOR-packable)' if info.is_sign else ''}: {info.description}")
     params = {}
-    for param, default in info.params.items():
+    role = _role(field)
+    for param, default in info.defaults(role).items():
         value = given.get(param, default)
-        if isinstance(default, int) and not isinstance(default, bool):
-            params[param] = int(st.number_input(f"{param}", value=int(value), step=1,
-                                                key=state.widget_key(_key(path), field, choice, param)))
+        widget_key = state.widget_key(_key(path), field, choice, param)
+        if param in info.choices:
+            allowed = [c for c in info.choices[param] if role == "kernel" or info.kernel_only.get(param) != c]
+            params[param] = st.selectbox(param, allowed, index=allowed.index(value) if value in allowed else 0,
+                                         key=widget_key)
+        elif isinstance(default, bool):
+            params[param] = st.checkbox(param, value=bool(value), key=widget_key)
+        elif isinstance(default, int):
+            params[param] = int(st.number_input(param, value=int(value), step=1, key=widget_key))
         else:
-            params[param] = float(st.number_input(f"{param}", value=float(value), step=0.1, format="%g",
-                                                  key=state.widget_key(_key(path), field, choice, param)))
+            params[param] = float(st.number_input(param, value=float(value), step=0.1, format="%g", key=widget_key))
     layer[field] = {"name": choice, **params}
 
 

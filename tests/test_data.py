@@ -298,3 +298,17 @@ def test_splits_are_stratified_with_exact_totals():
     assert sorted(np.concatenate([kept, held])) == list(range(100))
     kept, held = split_indices(labels, 0.2, seed=3, method="random")
     assert len(held) == 20
+
+
+def test_classes_are_the_labels_present_in_bounded_memory(tmp_path):
+    """A 32-byte CSV with label 1e9 once made a billion classes; now it has the two it names."""
+    (tmp_path / "huge.csv").write_text("a,label\n1,0\n2,1e9\n3,0\n4,1e9\n")
+    ds = load_dataset(str(tmp_path / "huge.csv"))
+    assert ds.num_classes == 2 and ds.class_names == ["0", "1000000000"]
+    assert sorted(np.concatenate([ds.y_train, ds.y_test]).tolist()) == [0, 0, 1, 1]
+    np.savez(tmp_path / "gaps.npz", x=np.arange(6.5, 12.5).reshape(6, 1), y=[3, 7, 3, 7, 9, 9])
+    ds = load_dataset(str(tmp_path / "gaps.npz"))
+    assert ds.num_classes == 3 and ds.class_names == ["3", "7", "9"]
+    (tmp_path / "bad.csv").write_text("a,label\n1,0\n2,1e30\n")
+    with pytest.raises(DataError, match="label out of range"):
+        load_dataset(str(tmp_path / "bad.csv"))

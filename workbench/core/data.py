@@ -49,6 +49,7 @@ BUILTIN_DATASETS = {
     "spirals": "two interleaved spirals (2-D, 2 classes)",
     "xor": "four Gaussian blobs labelled by quadrant parity (2-D, 2 classes)",
 }
+MAX_CLASSES = 100_000  # distinct labels a dataset may have
 MNIST_RANGE = (0, 255)  # MNIST's documented pixel range, stated rather than measured on a subset
 FEATURES = {"kind": "none"}
 
@@ -185,6 +186,8 @@ def _check_labels(y: np.ndarray, source, num_classes: int | None = None) -> np.n
                             f"{y[~np.isfinite(y) | (y != np.round(y))][0]}")
     elif y.dtype.kind not in "iub":
         raise DataError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    if len(y) and np.abs(y).max() > 2**62:
+        raise DataError(f"{source}: label out of range: expected integers of at most 2^62, got {np.abs(y).max()}")
     y = y.astype(np.int64)
     high = num_classes - 1 if num_classes else None
     if len(y) and (y.min() < 0 or (high is not None and y.max() > high)):
@@ -305,14 +308,29 @@ def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_name
                             f"training inputs {x_train.shape[1:]}")
     preprocessing = intensity_preprocessing(x_train, value_range, source)
     x_train, x_test = _preprocessed(x_train, preprocessing), _preprocessed(x_test, preprocessing)
-    num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
+    if num_classes is None:
+        y_train, y_test, present = _classes_present(y_train, y_test, source)
+        num_classes = len(present)
+        if class_names is None and not np.array_equal(present, np.arange(num_classes)):
+            class_names = [str(c) for c in present]  # the labels as they were, in order
     if num_classes < 2:
-        raise DataError(f"{source}: need at least 2 classes, got labels all equal to 0")
+        raise DataError(f"{source}: need at least 2 classes, got labels all equal to {int(y_train[0])}")
     class_names = [str(c) for c in (class_names if class_names is not None else range(num_classes))]
     if len(class_names) != num_classes:
         raise DataError(f"{source}: {len(class_names)} class names for {num_classes} classes")
     return Dataset(name, x_train, y_train, x_test, y_test, tuple(x_train.shape[1:]), num_classes,
                    class_names, preprocessing)
+
+
+def _classes_present(y_train: np.ndarray, y_test: np.ndarray, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The classes are the labels that occur (never 0..the largest label): labels renumbered 0..K-1 in order
+    when they are not already, so a label 10^9 costs one class, not a billion."""
+    present = np.unique(np.concatenate([y_train, y_test]))
+    if len(present) > MAX_CLASSES:
+        raise DataError(f"{source}: {len(present):,} distinct labels; expected at most {MAX_CLASSES:,} classes")
+    if np.array_equal(present, np.arange(len(present))):
+        return y_train, y_test, present
+    return np.searchsorted(present, y_train), np.searchsorted(present, y_test), present
 
 
 def check_fits(network_spec: dict, dataset: Dataset) -> None:

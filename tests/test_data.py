@@ -1,6 +1,7 @@
 """Dataset loaders: bundled, synthetic, MNIST folders, user files, downloads, and every malformed input."""
 import gzip
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +313,19 @@ def test_classes_are_the_labels_present_in_bounded_memory(tmp_path):
     (tmp_path / "bad.csv").write_text("a,label\n1,0\n2,1e30\n")
     with pytest.raises(DataError, match="label out of range"):
         load_dataset(str(tmp_path / "bad.csv"))
+
+
+def test_small_files_cannot_declare_huge_data(tmp_path, monkeypatch):
+    """Sizes are checked before anything is decompressed or parsed: a few bytes never allocate gigabytes."""
+    bomb = tmp_path / "bomb-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">3I", 60000, 1000, 1000)))
+    with pytest.raises(DataError, match=r"declares shape \(60000, 1000, 1000\) \(60,000,000,000 bytes\)"):
+        read_idx(bomb)
+    monkeypatch.setattr(data, "MAX_DATA_BYTES", 1000)
+    np.savez_compressed(tmp_path / "zeros.npz", x=np.zeros((100, 100)), y=np.zeros(100))
+    with pytest.raises(DataError, match="zeros.npz: its arrays take 81,... bytes uncompressed"):
+        load_dataset(str(tmp_path / "zeros.npz"))
+    monkeypatch.setattr(data, "MAX_CSV_BYTES", 100)
+    (tmp_path / "wide.csv").write_text("label," + ",".join(f"c{i}" for i in range(100)) + "\n")
+    with pytest.raises(DataError, match="wide.csv: 5.. bytes; expected a CSV of at most 100 bytes"):
+        load_dataset(str(tmp_path / "wide.csv"))

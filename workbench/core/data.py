@@ -50,6 +50,9 @@ BUILTIN_DATASETS = {
     "xor": "four Gaussian blobs labelled by quadrant parity (2-D, 2 classes)",
 }
 MAX_CLASSES = 100_000  # distinct labels a dataset may have
+MAX_DATA_BYTES = 1 << 30  # raw array bytes one file may declare (as float32 inputs they take up to 4x that)
+MAX_CSV_BYTES = 256 << 20  # a CSV is parsed as text (about 10x its size in memory)
+MAX_COLUMNS = 100_000  # columns of a CSV header
 MNIST_RANGE = (0, 255)  # MNIST's documented pixel range, stated rather than measured on a subset
 FEATURES = {"kind": "none"}
 
@@ -93,41 +96,56 @@ class Dataset:
 # ---------------------------------------------------------------- IDX files
 
 
-def _open_bytes(path: Path) -> bytes:
-    """Read a file, gunzipping it when it starts with the gzip magic (whatever its name)."""
+def _open_stream(path: Path):
+    """A binary stream of the file, gunzipped on the fly when it starts with the gzip magic (whatever its name)."""
     try:
-        raw = path.read_bytes()
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, gzip.BadGzipFile) as error:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from None
-    return raw
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a file") from None
+    magic = handle.read(2)
+    handle.seek(0)
+    return gzip.GzipFile(fileobj=handle, mode="rb") if magic == b"\x1f\x8b" else handle
+
+
+def _read_exactly(stream, count: int, path: Path) -> bytes:
+    try:
+        data = stream.read(count)
+    except (EOFError, OSError, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from None
+    return data
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (raw or gzip) into a native-endian array, checking its header against its size."""
+    """Read an IDX file (raw or gzip) into a native-endian array, checking its header against its size.
+
+    Streams: the header's declared size is checked against :data:`MAX_DATA_BYTES` before the data is read, so a
+    small compressed file cannot make it allocate gigabytes."""
     path = Path(path)
-    raw = _open_bytes(path)
-    if not raw:
-        raise DataError(f"{path}: empty file, expected an IDX header")
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: bad IDX magic {raw[:4].hex()}, expected 0000 + type byte + rank "
-                        f"(e.g. 00000803 for images, 00000801 for labels)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
-        kind = "truncated" if len(raw) - header < expected else "has trailing bytes"
-        raise DataError(f"{path}: IDX data {kind}: header says shape {shape} ({expected} bytes), "
-                        f"got {len(raw) - header} bytes")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    with _open_stream(path) as stream:
+        magic = _read_exactly(stream, 4, path)
+        if not magic:
+            raise DataError(f"{path}: empty file, expected an IDX header")
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+            raise DataError(f"{path}: bad IDX magic {magic[:4].hex()}, expected 0000 + type byte + rank "
+                            f"(e.g. 00000803 for images, 00000801 for labels)")
+        ndim = magic[3]
+        dims = _read_exactly(stream, 4 * ndim, path)
+        if len(dims) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected {4 + 4 * ndim})")
+        shape = struct.unpack(f">{ndim}I", dims)
+        dtype = np.dtype(_IDX_DTYPES[magic[2]])
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if expected > MAX_DATA_BYTES:
+            raise DataError(f"{path}: IDX header declares shape {shape} ({expected:,} bytes); expected at most "
+                            f"{MAX_DATA_BYTES:,} bytes of data")
+        raw = _read_exactly(stream, expected + 1, path)
+    if len(raw) != expected:
+        kind = "truncated" if len(raw) < expected else "has trailing bytes"
+        got = len(raw) if len(raw) < expected else f"more than {expected}"
+        raise DataError(f"{path}: IDX data {kind}: header says shape {shape} ({expected} bytes), got {got} bytes")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> Path:
@@ -477,6 +495,16 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
     """``x``/``y`` arrays (optionally ``x_test``/``y_test``, ``class_names``) from an .npz, never unpickled."""
     path = Path(path)
     try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
+    if declared > MAX_DATA_BYTES:
+        raise DataError(f"{path}: its arrays take {declared:,} bytes uncompressed; expected at most "
+                        f"{MAX_DATA_BYTES:,} bytes")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except FileNotFoundError:
@@ -520,6 +548,13 @@ def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
     path = Path(path)
     declared, comments = {}, 0
     try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    if size > MAX_CSV_BYTES:
+        raise DataError(f"{path}: {size:,} bytes; expected a CSV of at most {MAX_CSV_BYTES:,} bytes "
+                        f"(save larger data as .npz)")
+    try:
         with open(path, encoding="utf-8") as handle:
             header = handle.readline()
             while header.startswith("#"):
@@ -535,6 +570,8 @@ def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
         raise DataError(f"{path}: not a UTF-8 text CSV file") from None
     if not header:
         raise DataError(f"{path}: empty file, expected a header row with a 'label' column")
+    if header.count(",") >= MAX_COLUMNS:
+        raise DataError(f"{path}: {header.count(',') + 1:,} columns; expected at most {MAX_COLUMNS:,}")
     columns = [c.strip().strip('"') for c in header.split(",")]
     if "label" not in columns:
         raise DataError(f"{path}: no 'label' column in the header, got columns {columns[:8]}")

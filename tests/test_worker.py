@@ -5,6 +5,7 @@ import signal
 import time
 
 import pytest
+import torch
 
 from workbench.core.data import load_run_data
 from workbench.core.presets import preset
@@ -209,3 +210,43 @@ def test_a_finished_worker_is_reaped(workers):
     pid = store.get_run(run_id).pid
     _wait(lambda: store.get_run(run_id).status == "completed", "the run to complete")
     _wait(lambda: not os.path.exists(f"/proc/{pid}"), "the worker process to be reaped")
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_set_aside_and_resume_uses_the_newest_intact_one(tmp_path):
+    """20 flipped bytes in the last checkpoint once trained on NaN weights; now its checksum fails, it is kept
+    as *.damaged, and the run resumes from the best checkpoint and completes with a row per epoch."""
+    store = RunStore(tmp_path)
+    training = _training(epochs=2, lr_schedule="constant", optimizer={"name": "adam", "lr": 0.2}, seed=1)
+    run_id = store.create_run("damaged", preset("toy-mlp"), training, "moons")
+    assert run_worker(run_id, tmp_path) == "completed"
+    last = store.checkpoint_path(run_id, "last")
+    data = bytearray(last.read_bytes())
+    for offset in range(len(data) - 200, len(data) - 180):
+        data[offset] ^= 0xFF
+    last.write_bytes(bytes(data))
+    (store.run_dir(run_id) / "epoch-0002.safetensors.partial").write_bytes(b"half a file")
+    store.update_run(run_id, status="stopped")
+    store.update_run(run_id, training_spec=dict(store.get_run(run_id).training_spec, epochs=3))
+    assert run_worker(run_id, tmp_path) == "completed"
+    names = sorted(path.name for path in store.run_dir(run_id).iterdir() if "safetensors" in path.name)
+    assert "epoch-0002.safetensors.damaged" in names and not any(n.endswith(".partial") for n in names)
+    epochs = store.metrics(run_id, "epoch")["epoch"]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 3
+    assert all(torch.isfinite(v).all() for v in store.load_checkpoint(run_id, "last").model.values())
+
+
+def test_a_full_disk_fails_the_write_with_disk_full_and_no_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    from workbench.train import checkpoint as checkpoint_module
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", full_disk)
+    with pytest.raises(OSError, match="disk full while writing checkpoint"):
+        checkpoint_module.Checkpoint(1, {"w": torch.ones(2)}).save(tmp_path / "epoch-0001.safetensors")
+    assert list(tmp_path.iterdir()) == []

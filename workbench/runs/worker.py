@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 import traceback
@@ -143,15 +144,40 @@ def _progress_for(record, dataset, start_epoch: int) -> _Progress:
     return _Progress(per_epoch * epochs, per_epoch * start_epoch, record.name)
 
 
+def _intact_checkpoints(store: RunStore, run_id: str):
+    """(checkpoint to resume from, the best checkpoint when it is another epoch): the newest intact one, falling
+    back from a damaged "last" to "best"; (None, None) to start over when neither can be read."""
+    for which in ("last", "best"):
+        try:
+            resume = store.load_checkpoint(run_id, which)
+        except FileNotFoundError:
+            continue
+        except ValueError as error:
+            _set_aside(store.checkpoint_path(run_id, which), error)
+            continue
+        if which == "best" or resume.meta.get("best_epoch", resume.epoch) == resume.epoch:
+            return resume, None
+        try:
+            return resume, store.load_checkpoint(run_id, "best")
+        except FileNotFoundError:
+            return resume, None
+        except ValueError as error:
+            _set_aside(store.checkpoint_path(run_id, "best"), error)
+            return resume, None
+    return None, None
+
+
+def _set_aside(path, error: Exception) -> None:
+    """Keep a damaged checkpoint as ``*.damaged`` (never deleted), out of the way of the run's own files."""
+    path.replace(path.with_name(path.name + ".damaged"))
+    print(f"set aside a damaged checkpoint as {path.name}.damaged: {error}", file=sys.stderr, flush=True)
+
+
 def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), progress=False,
                heartbeat: _Heartbeat | None = None):
     """Train the run ``run_id`` (resuming from its last checkpoint if it has one); returns the TrainResult."""
     record = store.get_run(run_id)
-    resume = best = None
-    if store.checkpoint_epochs(run_id):
-        resume = store.load_checkpoint(run_id, "last")
-        if resume.meta.get("best_epoch", resume.epoch) != resume.epoch:
-            best = store.load_checkpoint(run_id, "best")
+    resume, best = _intact_checkpoints(store, run_id)
     store.truncate(run_id, resume.epoch if resume else 0)
     store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(),
                      started_at=record.started_at or time.time(), finished_at=None, error=None)
@@ -215,6 +241,8 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     """
     store = RunStore(runs_dir)
     record = store.get_run(run_id)
+    for leftover in store.run_dir(run_id).glob("*.partial"):  # a write a crash interrupted
+        leftover.unlink(missing_ok=True)
     store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time())
     heartbeat = _Heartbeat(store, [run_id])
     heartbeat.start()

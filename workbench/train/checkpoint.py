@@ -7,6 +7,8 @@ JSON skeleton (kept in ``meta``) so that ``unflatten_state`` gives back exactly 
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,7 +18,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-FORMAT = "bnn-workbench-checkpoint/1"
+FORMAT = "bnn-workbench-checkpoint/2"  # /2 adds the sha256; /1 files (no checksum) still load
+_FORMAT_1 = "bnn-workbench-checkpoint/1"
 _MODEL, _OPTIMIZER = "model.", "optimizer."
 
 
@@ -35,9 +38,16 @@ class Checkpoint:
         tensors = {_MODEL + key: _own(value) for key, value in self.model.items()}
         tensors.update({_OPTIMIZER + key: _own(value) for key, value in self.optimizer.items()})
         metadata = {"format": FORMAT, "epoch": str(int(self.epoch)), "meta": json.dumps(self.meta)}
+        metadata["sha256"] = _digest(tensors, metadata)
         partial = path.with_name(path.name + ".partial")
-        save_file(tensors, str(partial), metadata=metadata)
-        os.replace(partial, path)
+        try:
+            save_file(tensors, str(partial), metadata=metadata)
+            os.replace(partial, path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            if error.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"disk full while writing checkpoint {path} (nothing partial was left)")
+            raise
         return path
 
     @classmethod
@@ -52,12 +62,36 @@ class Checkpoint:
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except (SafetensorError, OSError) as error:
             raise ValueError(f"checkpoint {path}: expected a safetensors file, could not read it ({error})") from None
-        if metadata.get("format") != FORMAT:
+        if metadata.get("format") not in (FORMAT, _FORMAT_1):
             raise ValueError(f"checkpoint {path}: expected format {FORMAT!r} in its metadata, "
                              f"got {metadata.get('format')!r}")
+        if metadata["format"] == FORMAT and metadata.get("sha256") != _digest(tensors, metadata):
+            raise ValueError(f"checkpoint {path}: its contents do not match its sha256 (the file is damaged)")
+        epoch, meta = metadata.get("epoch", ""), _json_object(metadata.get("meta"))
+        if not epoch.isdigit() or meta is None:
+            raise ValueError(f"checkpoint {path}: expected an epoch >= 0 and a JSON object of meta, "
+                             f"got epoch {epoch!r} and meta {metadata.get('meta', '')[:60]!r}")
         model = {key[len(_MODEL):]: value for key, value in tensors.items() if key.startswith(_MODEL)}
         optimizer = {key[len(_OPTIMIZER):]: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
-        return cls(epoch=int(metadata["epoch"]), model=model, optimizer=optimizer, meta=json.loads(metadata["meta"]))
+        return cls(epoch=int(epoch), model=model, optimizer=optimizer, meta=meta)
+
+
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict) -> str:
+    """sha256 over the epoch, meta and every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256(json.dumps([metadata["epoch"], metadata["meta"]]).encode())
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _json_object(text) -> dict | None:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _own(tensor: torch.Tensor) -> torch.Tensor:

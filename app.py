@@ -5,6 +5,7 @@ Adding a page is one entry in workbench/ui/pages.py.
 """
 import streamlit as st
 
+from workbench.runs.store import RunStore, RunStoreDamagedError
 from workbench.ui.pages import PAGES
 
 st.set_page_config(page_title="BNN Workbench", page_icon=":material/memory:", layout="wide")
@@ -12,4 +13,9 @@ st.set_page_config(page_title="BNN Workbench", page_icon=":material/memory:", la
 navigation = st.navigation(
     [st.Page(page.script, title=page.title, icon=page.icon, default=index == 0) for index, page in enumerate(PAGES)]
 )
+try:
+    RunStore().close()  # most pages read the store: say once, here, when it cannot be read
+except RunStoreDamagedError as error:
+    st.error(f"The run store cannot be read: {error}. `bnn-workbench runs check` tells more.", icon=":material/error:")
+    st.stop()
 navigation.run()

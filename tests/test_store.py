@@ -192,3 +192,68 @@ def test_reader_never_blocks_while_writer_commits(store):
     assert len(store.metrics(run_id, "step")["step"]) == 400
     db.execute("COMMIT")
     assert len(store.metrics(run_id, "step")["step"]) == 401
+
+
+def test_a_damaged_row_is_shown_as_damaged_and_the_others_still_read(store):
+    good = store.create_run("good", NET, TRAIN, "moons")
+    bad = store.create_run("bad", NET, TRAIN, "moons")
+    store._execute("UPDATE runs SET network_spec = '{not json' WHERE id = ?", (bad,))
+    runs = {r.id: r for r in store.list_runs()}
+    assert runs[good].status == "queued" and runs[good].network_spec["name"] == NET["name"]
+    assert runs[bad].status == "damaged" and "damaged" in runs[bad].error and "invalid JSON" in runs[bad].error
+    assert store.get_run(bad).status == "damaged"
+
+
+def test_a_garbage_or_emptied_database_is_reported_and_left_alone(tmp_path):
+    from workbench.runs.store import RunStoreDamagedError
+
+    folder = tmp_path / "runs"
+    RunStore(folder).create_run("one", NET, TRAIN, "moons")
+    db = folder / "runs.db"
+    for path in folder.glob("runs.db-*"):
+        path.unlink()
+    db.write_bytes(b"this is not an sqlite database" * 100)
+    with pytest.raises(RunStoreDamagedError, match="runs.db: not a readable run store database"):
+        RunStore(folder)
+    assert db.read_bytes().startswith(b"this is not")  # never overwritten
+    db.write_bytes(b"")
+    with pytest.raises(RunStoreDamagedError, match="runs.db is empty but 1 run folders are beside it"):
+        RunStore(folder)
+    assert db.read_bytes() == b""
+
+
+def test_runs_check_reports_and_repairs_what_it_safely_can(tmp_path, capsys):
+    from workbench.cli import main
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run("one", NET, TRAIN, "moons")
+    store.save_checkpoint(run_id, Checkpoint(1, {"w": torch.ones(3)}, {}, {}), is_best=True)
+    (store.run_dir(run_id) / "epoch-0002.safetensors.partial").write_bytes(b"half")
+    damaged = store.checkpoint_path(run_id, "best")
+    damaged.unlink()
+    damaged.write_bytes(b"not a checkpoint")
+    (tmp_path / "20200101-000000-abcdef").mkdir()  # an orphaned run folder
+    assert main(["--runs-dir", str(tmp_path), "runs", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "epoch-0002.safetensors.partial" in out and "best.safetensors is damaged" in out
+    assert "20200101-000000-abcdef: folder" in out and "3 problem(s)" in out
+    assert main(["--runs-dir", str(tmp_path), "runs", "check", "--repair"]) == 1  # the orphan stays
+    assert "2 repaired" in capsys.readouterr().out
+    assert (store.run_dir(run_id) / "best.safetensors.damaged").exists()
+    assert (tmp_path / "20200101-000000-abcdef").is_dir()
+    assert store.load_checkpoint(run_id, "last").epoch == 1
+
+
+def test_the_app_names_a_damaged_run_store_instead_of_a_traceback(tmp_path, monkeypatch):
+    import pathlib
+
+    from streamlit.testing.v1 import AppTest
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "runs.db").write_bytes(b"garbage" * 1000)
+    monkeypatch.setenv("BNN_WORKBENCH_RUNS", str(folder))
+    app = str(pathlib.Path(__file__).resolve().parent.parent / "app.py")
+    at = AppTest.from_file(app, default_timeout=60).run()  # the entry script checks the store for every page
+    assert not at.exception
+    assert any("The run store cannot be read" in e.value and "runs.db" in e.value for e in at.error)

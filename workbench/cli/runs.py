@@ -15,6 +15,10 @@ def add_parser(commands) -> None:
     show = actions.add_parser("show", help="a run's specs, status and metrics")
     show.add_argument("run_id")
     show.set_defaults(handler=run_show)
+    check = actions.add_parser("check", help="report damaged rows, orphaned folders and damaged checkpoints")
+    check.add_argument("--repair", action="store_true", help="remove interrupted writes, set damaged checkpoints "
+                       "aside, fail runs whose folder is gone (nothing else is changed or deleted)")
+    check.set_defaults(handler=run_check)
 
 
 def _when(moment: float | None) -> str:
@@ -78,3 +82,16 @@ def run_show(args: argparse.Namespace) -> int:
         print()
         print(format_table(["epoch"] + keys, rows))
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    # lazy: reading checkpoints to verify them loads torch, which the other runs commands never need
+    from workbench.runs.check import check_store
+
+    store = RunStore(args.runs_dir)
+    findings = check_store(store, repair=args.repair)
+    for finding in findings:
+        print(f"{finding.run_id}: {finding.problem}" + (" -- repaired" if finding.repaired else ""))
+    print(f"{store.db_path}: {len(store.list_runs())} runs, {len(findings)} problem(s)"
+          + (f", {sum(f.repaired for f in findings)} repaired" if args.repair else ""))
+    return 0 if all(f.repaired for f in findings) else 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -22,7 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 # Every status a run can read as; the lists below are the only other place statuses are grouped.
-STATUSES = ("queued", "running", "paused", "stopped", "completed", "failed", "interrupted")
+STATUSES = ("queued", "running", "paused", "stopped", "completed", "failed", "interrupted", "damaged")
 ACTIVE = ("queued", "running", "paused")  # a worker owns the run, or is about to
 RESUMABLE = ("stopped", "interrupted", "failed")  # ended early: resuming trains on from the last checkpoint
 REQUESTS = ("pause", "resume", "stop")
@@ -44,12 +45,17 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, level, step);
 CREATE TABLE IF NOT EXISTS histograms (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, epoch));
 """
+_RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what create_run names a run (and its folder)
 # Columns added after the first release: (name, SQL type), added to an older runs table when it is opened.
 _ADDED_COLUMNS = (("best_epoch", "INTEGER"), ("data_summary", "TEXT"))
 
 
 class RunNotFoundError(ValueError, LookupError):
     """No run with that id in this store."""
+
+
+class RunStoreDamagedError(ValueError):
+    """The runs database cannot be read; it is reported with its path and never overwritten."""
 
 
 class RunStoreGoneError(RuntimeError):
@@ -130,7 +136,16 @@ class RunStore:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.runs_dir / "runs.db"
         self._local = threading.local()
-        self._db().executescript(_SCHEMA)
+        if self.db_path.exists() and self.db_path.stat().st_size == 0 and any(self.run_folders()):
+            raise RunStoreDamagedError(
+                f"{self.db_path} is empty but {len(self.run_folders())} run folders are beside it: the database "
+                f"was lost or truncated; it is left as it is (move it aside to start a new history)")
+        try:
+            self._db().executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise RunStoreDamagedError(f"{self.db_path}: not a readable run store database ({error}); it is left "
+                                       f"as it is (move it aside to start a new history)") from None
         present = {row[1] for row in self._execute("PRAGMA table_info(runs)")}
         for column, kind in _ADDED_COLUMNS:
             if column not in present:
@@ -177,10 +192,20 @@ class RunStore:
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
+    def run_folders(self) -> list[Path]:
+        """The folders beside the database that are named like runs."""
+        return [path for path in self.runs_dir.iterdir() if path.is_dir() and _RUN_ID.fullmatch(path.name)]
+
     def _record(self, row: sqlite3.Row | tuple) -> RunRecord:
         values = dict(zip([f.name for f in fields(RunRecord)], row))
-        values["network_spec"] = json.loads(values["network_spec"])
-        values["training_spec"] = json.loads(values["training_spec"])
+        try:
+            values["network_spec"] = _json_object(values["network_spec"])
+            values["training_spec"] = _json_object(values["training_spec"])
+        except ValueError as error:
+            # one bad row must not hide the others: it reads as "damaged", with the reason
+            values.update(network_spec={}, training_spec={}, status="damaged", pid=None,
+                          error=f"this run's row in {self.db_path} is damaged: {error}")
+            return RunRecord(**values)
         record = RunRecord(**values)
         if record.status in ACTIVE and record.pid is not None:
             last_sign = record.heartbeat_at or record.started_at or record.created_at
@@ -401,6 +426,16 @@ class MetricsWriter:
             self.store.write_metrics(self.run_id, self._rows, histograms)
             self._rows = []
         self._last_flush = time.monotonic()
+
+
+def _json_object(text) -> dict:
+    try:
+        value = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"invalid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _plain(metrics: dict) -> dict:

@@ -12,7 +12,7 @@ from workbench.core.presets import preset
 from workbench.core.spec import default_training_spec, validate_training_spec
 from workbench.deploy.engine import Engine
 from workbench.runs.launch import start_run
-from workbench.runs.store import RunStore, pid_alive
+from workbench.runs.store import RunBusyError, RunStore, pid_alive
 from workbench.runs.trained import load_trained_model, pack_run
 from workbench.runs.worker import run_worker
 
@@ -250,3 +250,32 @@ def test_a_full_disk_fails_the_write_with_disk_full_and_no_partial_file(tmp_path
     with pytest.raises(OSError, match="disk full while writing checkpoint"):
         checkpoint_module.Checkpoint(1, {"w": torch.ones(2)}).save(tmp_path / "epoch-0001.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_worker_per_run_however_long_it_pauses(workers):
+    """A paused worker holds its run's lease: the run is not resumable, and a second worker refuses to start."""
+    store = workers
+    run_id = start_run(preset("toy-mlp"), _training(epochs=300), "moons")
+    _wait(lambda: store.metrics(run_id, "step")["step"], "the first batches")
+    store.request(run_id, "pause")
+    _wait(lambda: store.get_run(run_id).status == "paused", "the pause")
+    store.update_run(run_id, heartbeat_at=time.time() - 3600)  # as if the heartbeat had stalled for an hour
+    assert store.get_run(run_id).status == "paused"  # the owner lives: not "interrupted"
+    with pytest.raises(ValueError, match="only stopped, interrupted, failed runs can be resumed"):
+        start_run(None, None, None, resume_run_id=run_id)
+    with pytest.raises(RunBusyError, match="being trained by another worker"):
+        run_worker(run_id, store.runs_dir)
+    assert store.get_run(run_id).status == "paused"  # the refused worker changed nothing
+    store.request(run_id, "stop")
+    _wait(lambda: store.get_run(run_id).status == "stopped", "the stop")
+
+
+def test_a_run_whose_folder_vanished_is_not_left_queued(workers):
+    store = workers
+    run_id = store.create_run("gone", preset("toy-mlp"), _training(epochs=1), "moons")
+    store.update_run(run_id, status="stopped")
+    shutil.rmtree(store.run_dir(run_id))
+    with pytest.raises(ValueError, match="folder .* is missing, so there is nothing to resume"):
+        start_run(None, None, None, resume_run_id=run_id)
+    assert store.get_run(run_id).status == "stopped"
+    store.delete_run(run_id)

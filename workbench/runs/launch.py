@@ -26,6 +26,9 @@ def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> 
     record = store.get_run(run_id)
     if record.status not in RESUMABLE:
         raise ValueError(f"run {run_id} is {record.status}; only {', '.join(RESUMABLE)} runs can be resumed")
+    if not store.run_dir(run_id).is_dir():
+        raise ValueError(f"run {run_id}: its folder {store.run_dir(run_id)} is missing, so there is nothing to resume "
+                         f"from (the run is left {record.status}; delete it or run 'bnn-workbench runs check')")
     if training_spec is not None:
         training_spec = validate_training_spec(training_spec)
         changed = [key for key in SPLIT_FIELDS if training_spec[key] != record.training_spec.get(key, training_spec[key])]
@@ -33,7 +36,7 @@ def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> 
             raise ValueError(f"run {run_id}: resuming cannot change {', '.join(changed)}: the data split is part of "
                              f"the run (stored {', '.join(f'{k}={record.training_spec.get(k)!r}' for k in changed)})")
         store.update_run(run_id, training_spec=training_spec)
-    store.update_run(run_id, status="queued", pid=None, request=None, error=None, finished_at=None)
+    store.update_run(run_id, status="queued", pid=None, owner=None, request=None, error=None, finished_at=None)
 
 
 def create_run(store: RunStore, network_spec: dict, training_spec: dict | None, data_ref: str, name: str | None,

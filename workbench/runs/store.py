@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, network_spec TEXT NOT NULL, training_spec TEXT NOT NULL,
     data_ref TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     error TEXT, pid INTEGER, heartbeat_at REAL, request TEXT, epochs_done INTEGER NOT NULL DEFAULT 0,
-    best_val_accuracy REAL, test_accuracy REAL, parent_id TEXT, best_epoch INTEGER, data_summary TEXT);
+    best_val_accuracy REAL, test_accuracy REAL, parent_id TEXT, best_epoch INTEGER, data_summary TEXT, owner TEXT);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
     time REAL NOT NULL, data TEXT NOT NULL);
@@ -47,11 +47,15 @@ CREATE TABLE IF NOT EXISTS histograms (
 """
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what create_run names a run (and its folder)
 # Columns added after the first release: (name, SQL type), added to an older runs table when it is opened.
-_ADDED_COLUMNS = (("best_epoch", "INTEGER"), ("data_summary", "TEXT"))
+_ADDED_COLUMNS = (("best_epoch", "INTEGER"), ("data_summary", "TEXT"), ("owner", "TEXT"))
 
 
 class RunNotFoundError(ValueError, LookupError):
     """No run with that id in this store."""
+
+
+class RunBusyError(ValueError):
+    """Another live worker holds the run's lease."""
 
 
 class RunStoreDamagedError(ValueError):
@@ -89,6 +93,7 @@ class RunRecord:
     request: str | None = None
     best_epoch: int | None = None  # the epoch of the "best" checkpoint: the one export packs and test_accuracy measures
     data_summary: str | None = None  # what training saw: sizes, shape, classes, preprocessing (core.data.describe)
+    owner: str | None = None  # the lease: "pid:start time" of the worker training the run (RunStore.take_lease)
 
     @property
     def chosen_by_validation(self) -> bool:
@@ -123,6 +128,21 @@ def pid_alive(pid: int | None) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def process_identity(pid: int) -> str:
+    """"pid:start time" (clock ticks since boot, from /proc): unique to one process, unlike a pid alone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return f"{pid}:{handle.read().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return f"{pid}:?"  # no /proc (macOS): the pid alone, with pid_alive
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process that took a lease (``process_identity``) is still that live process."""
+    pid = int(owner.split(":")[0])
+    return pid_alive(pid) and (owner.endswith(":?") or process_identity(pid) == owner)
 
 
 class RunStore:
@@ -207,15 +227,47 @@ class RunStore:
                           error=f"this run's row in {self.db_path} is damaged: {error}")
             return RunRecord(**values)
         record = RunRecord(**values)
-        if record.status in ACTIVE and record.pid is not None:
-            last_sign = record.heartbeat_at or record.started_at or record.created_at
-            if not pid_alive(record.pid) or (record.status != "queued" and time.time() - last_sign > STALE_SECONDS):
-                if record.status == "queued":
-                    record.status = "failed"
-                    record.error = record.error or f"the worker exited before it started; see {self.log_path(record.id)}"
-                else:
-                    record.status = "interrupted"
+        if record.status in ACTIVE and not self._worker_alive(record):
+            if record.status == "queued":
+                record.status = "failed"
+                record.error = record.error or f"the worker exited before it started; see {self.log_path(record.id)}"
+            else:
+                record.status = "interrupted"
         return record
+
+    @staticmethod
+    def _worker_alive(record: RunRecord) -> bool:
+        """Whether the run's worker lives: its lease owner (pid and start time) is alive; before a worker takes
+        the lease, the launched pid is alive; a run queued without a pid counts as alive for STALE_SECONDS."""
+        if record.owner:
+            return owner_alive(record.owner)
+        if record.pid is None:
+            return time.time() - record.created_at < STALE_SECONDS or record.started_at is not None
+        last_sign = record.heartbeat_at or record.started_at or record.created_at
+        return pid_alive(record.pid) and (record.status == "queued" or time.time() - last_sign <= STALE_SECONDS)
+
+    def take_lease(self, run_id: str) -> None:
+        """Make this process the run's one worker, atomically; RunBusyError while another live worker holds it.
+
+        The lease is the owner's pid and process start time, so a live worker holds it however long it pauses,
+        and a pid reused by another process after a crash is recognised as not the owner."""
+        mine = process_identity(os.getpid())
+        db = self._db()
+        with _transaction(db):
+            row = db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"run {run_id!r} not found in {self.db_path}")
+            if row[0] and row[0] != mine and owner_alive(row[0]):
+                raise RunBusyError(f"run {run_id} is being trained by another worker (pid {row[0].split(':')[0]}); "
+                                   f"a second worker does not start")
+            db.execute("UPDATE runs SET owner = ?, pid = ?, heartbeat_at = ? WHERE id = ?",
+                       (mine, os.getpid(), time.time(), run_id))
+
+    def release_lease(self, run_id: str) -> None:
+        """Give the lease back (a worker ending); nothing to do when the store itself was removed."""
+        if not self.db_path.exists():
+            return
+        self._execute("UPDATE runs SET owner = NULL WHERE id = ? AND owner = ?", (run_id, process_identity(os.getpid())))
 
     _COLUMNS = ", ".join(f.name for f in fields(RunRecord))
 

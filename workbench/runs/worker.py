@@ -177,6 +177,7 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
                heartbeat: _Heartbeat | None = None):
     """Train the run ``run_id`` (resuming from its last checkpoint if it has one); returns the TrainResult."""
     record = store.get_run(run_id)
+    store.take_lease(run_id)
     resume, best = _intact_checkpoints(store, run_id)
     store.truncate(run_id, resume.epoch if resume else 0)
     store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(),
@@ -241,6 +242,7 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     """
     store = RunStore(runs_dir)
     record = store.get_run(run_id)
+    store.take_lease(run_id)  # before anything else: a second worker of the same run stops here, changing nothing
     for leftover in store.run_dir(run_id).glob("*.partial"):  # a write a crash interrupted
         leftover.unlink(missing_ok=True)
     store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time())
@@ -262,4 +264,5 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     finally:
         heartbeat.halt.set()
         heartbeat.join()
+        store.release_lease(run_id)
     return store.get_run(run_id).status

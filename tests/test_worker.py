@@ -279,3 +279,17 @@ def test_a_run_whose_folder_vanished_is_not_left_queued(workers):
         start_run(None, None, None, resume_run_id=run_id)
     assert store.get_run(run_id).status == "stopped"
     store.delete_run(run_id)
+
+
+@pytest.mark.slow
+def test_runs_beyond_the_worker_limit_wait_queued(workers, monkeypatch):
+    store = workers
+    monkeypatch.setenv("BNN_WORKBENCH_MAX_WORKERS", "1")
+    first = start_run(preset("toy-mlp"), _training(epochs=300), "moons")
+    _wait(lambda: store.metrics(first, "step")["step"], "the first run's batches")
+    second = start_run(preset("toy-mlp"), _training(epochs=1), "moons")
+    time.sleep(3)
+    assert store.get_run(second).status == "queued" and not store.metrics(second, "step")["step"]
+    store.request(first, "stop")
+    record = _wait(lambda: (r := store.get_run(second)).status == "completed" and r, "the queued run to train")
+    assert store.get_run(first).status == "stopped" and record.epochs_done == 1

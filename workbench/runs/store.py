@@ -32,6 +32,12 @@ STALE_SECONDS = 60.0  # a live pid whose heartbeat is this old is not our worker
 KEEP_EPOCHS = 1  # epoch checkpoints kept per run (the last), besides best
 FLUSH_SECONDS = 0.25  # per-batch metrics are committed at most this often
 
+
+def max_workers() -> int:
+    """How many runs of one store train at once; more wait, queued ($BNN_WORKBENCH_MAX_WORKERS, default: cores)."""
+    value = os.environ.get("BNN_WORKBENCH_MAX_WORKERS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(os.cpu_count() or 1, 1)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, network_spec TEXT NOT NULL, training_spec TEXT NOT NULL,
@@ -246,8 +252,9 @@ class RunStore:
         last_sign = record.heartbeat_at or record.started_at or record.created_at
         return pid_alive(record.pid) and (record.status == "queued" or time.time() - last_sign <= STALE_SECONDS)
 
-    def take_lease(self, run_id: str) -> None:
+    def take_lease(self, run_id: str, max_workers: int | None = None) -> bool:
         """Make this process the run's one worker, atomically; RunBusyError while another live worker holds it.
+        False (nothing taken) while ``max_workers`` other workers are training runs of this store.
 
         The lease is the owner's pid and process start time, so a live worker holds it however long it pauses,
         and a pid reused by another process after a crash is recognised as not the owner."""
@@ -260,8 +267,14 @@ class RunStore:
             if row[0] and row[0] != mine and owner_alive(row[0]):
                 raise RunBusyError(f"run {run_id} is being trained by another worker (pid {row[0].split(':')[0]}); "
                                    f"a second worker does not start")
+            if max_workers is not None and row[0] != mine:
+                owners = {owner for (owner,) in db.execute(
+                    "SELECT owner FROM runs WHERE owner IS NOT NULL AND status IN ('running', 'paused')")}
+                if len({o for o in owners if o != mine and owner_alive(o)}) >= max_workers:
+                    return False
             db.execute("UPDATE runs SET owner = ?, pid = ?, heartbeat_at = ? WHERE id = ?",
                        (mine, os.getpid(), time.time(), run_id))
+        return True
 
     def release_lease(self, run_id: str) -> None:
         """Give the lease back (a worker ending); nothing to do when the store itself was removed."""

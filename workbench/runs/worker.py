@@ -18,12 +18,13 @@ from tqdm import tqdm
 
 from workbench.core.data import describe, load_run_data
 from workbench.core.spec import float_twin
-from workbench.runs.store import HEARTBEAT_SECONDS, MetricsWriter, RunStore, RunStoreGoneError
+from workbench.runs.store import HEARTBEAT_SECONDS, MetricsWriter, RunStore, RunStoreGoneError, max_workers
 from workbench.runs.trained import load_trained_model
 from workbench.train.training import TrainingReporter, train
 
 CONTROL_SECONDS = 0.2  # the store is asked for pause/stop requests at most this often
 PAUSE_POLL_SECONDS = 0.2
+QUEUE_POLL_SECONDS = 0.5  # a queued worker asks for a free slot this often
 TRACEBACK_LINES = 12
 
 
@@ -242,7 +243,13 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     """
     store = RunStore(runs_dir)
     record = store.get_run(run_id)
-    store.take_lease(run_id)  # before anything else: a second worker of the same run stops here, changing nothing
+    # before anything else: a second worker of the same run stops here, changing nothing; beyond the store's
+    # worker limit the run waits, queued, and can still be stopped
+    while not store.take_lease(run_id, max_workers()):
+        if store.pending_request(run_id) == "stop":
+            store.update_run(run_id, status="stopped", finished_at=time.time(), request=None)
+            return "stopped"
+        time.sleep(QUEUE_POLL_SECONDS)
     for leftover in store.run_dir(run_id).glob("*.partial"):  # a write a crash interrupted
         leftover.unlink(missing_ok=True)
     store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time())

@@ -358,3 +358,24 @@ def test_kernel_only_quantizer_settings_are_refused_on_inputs(q, words):
         assert word in str(error)
     if q.get("mode") == "weights" or q.get("ternary_weight_networks") is True:
         validate_spec(net({"type": "flatten"}, {"type": "dense", "units": 10, "kernel_quantizer": q}))
+
+
+def _nested(depth: int) -> dict:
+    inner = [{"type": "dense", "units": 4}]
+    for _ in range(depth):
+        inner = [{"type": "shortcut", "layers": inner}]
+    return {"name": "deep", "input_shape": [4], "num_classes": 2, "layers": inner + [{"type": "dense", "units": 2}]}
+
+
+def test_validation_is_linear_in_the_spec_and_deep_nesting_is_a_spec_error(monkeypatch):
+    """Each shortcut's layers were walked twice per level (2^depth work: depth 18 took 2.7 s); depth 300
+    raised RecursionError."""
+    from workbench.core import spec as spec_module
+
+    calls = []
+    original = spec_module._normalise_layer
+    monkeypatch.setattr(spec_module, "_normalise_layer", lambda path, layer: calls.append(path) or original(path, layer))
+    validate_spec(_nested(20))
+    assert len(calls) == 22  # every layer normalised once
+    with pytest.raises(SpecError, match="must nest shortcuts at most 32 deep"):
+        validate_spec(_nested(300))

@@ -36,6 +36,7 @@ LAYER_TYPES = ("dense", "conv2d", "max_pool", "avg_pool", "batch_norm", "flatten
 ACTIVATIONS = ("relu", "hardtanh", "tanh", "prelu", "identity")
 SCALINGS = ("none", "xnor", "learnable")
 
+MAX_NESTING = 32  # shortcut blocks inside shortcut blocks: deeper is a mistake (and Python's recursion limit)
 _REQUIRED = object()  # a field without a default
 _AUTO = object()      # a default that depends on other fields
 
@@ -303,22 +304,41 @@ def _output_shape(path, layer, shape):
         for n in shape:
             size *= n
         return (size,)
-    if kind == "shortcut":
-        _, shapes = _walk(layer["layers"], shape, prefix=f"{path}.")
-        if shapes[-1][1] != tuple(shape):
-            raise _error(path, kind, "layers", f"must keep the shape {list(shape)} (output = layers(x) + x), "
-                         f"got {list(shapes[-1][1])}")
     return tuple(shape)
 
 
+def _shortcut_output(path, shape, inner_shapes) -> tuple:
+    if inner_shapes[-1][1] != tuple(shape):
+        raise _error(path, "shortcut", "layers", f"must keep the shape {list(shape)} (output = layers(x) + x), "
+                     f"got {list(inner_shapes[-1][1])}")
+    return tuple(shape)
+
+
+def _check_nesting(layers) -> None:
+    """SpecError for shortcuts nested deeper than MAX_NESTING, found without recursion (before anything recurses)."""
+    stack = [(layers, "")]
+    while stack:
+        items, prefix = stack.pop()
+        for index, layer in enumerate(items if isinstance(items, list) else []):
+            if isinstance(layer, dict) and layer.get("type") == "shortcut":
+                path = f"{prefix}{index}"
+                if path.count(".") >= MAX_NESTING:
+                    raise _error(path, "shortcut", "layers", f"must nest shortcuts at most {MAX_NESTING} deep, "
+                                 f"got deeper")
+                stack.append((layer.get("layers"), f"{path}."))
+
+
 def _walk(layers, input_shape, prefix=""):
+    """Normalise a layer list and infer its shapes in one pass (each shortcut's layers walked once: linear)."""
     normalised, shapes, shape = [], [], tuple(input_shape)
     for index, layer in enumerate(layers):
         path = f"{prefix}{index}"
         norm = _normalise_layer(path, layer)
         if norm["type"] == "shortcut":
-            norm["layers"] = _walk(norm["layers"], shape, prefix=f"{path}.")[0]
-        out = _output_shape(path, norm, shape)
+            norm["layers"], inner_shapes = _walk(norm["layers"], shape, prefix=f"{path}.")
+            out = _shortcut_output(path, shape, inner_shapes)
+        else:
+            out = _output_shape(path, norm, shape)
         normalised.append(norm)
         shapes.append((shape, out))
         shape = out
@@ -355,6 +375,7 @@ def _validate(spec) -> tuple[dict, list]:
         raise _error(None, None, "num_classes", f"must be an integer >= 2, got {_show(num_classes)}")
     if not isinstance(spec["layers"], list) or not spec["layers"]:
         raise _error(None, None, "layers", f"must be a non-empty list of layers, got {_show(spec['layers'])}")
+    _check_nesting(spec["layers"])
     layers, shapes = _walk(copy.deepcopy(spec["layers"]), tuple(shape))
     out = shapes[-1][1]
     if out != (num_classes,):
@@ -394,9 +415,19 @@ def _memory_rows(layers, shapes, input_shape, batch_size, prefix="") -> list[dic
         rows.append({"path": path, "type": layer["type"], "weights": weights, "output_shape": list(shape_out),
                      "bytes": weights * limits.BYTES_PER_WEIGHT + outputs * batch_size * limits.BYTES_PER_ACTIVATION})
         if layer["type"] == "shortcut":
-            inner = _walk(layer["layers"], shape_in, prefix=f"{path}.")[1]
-            rows += _memory_rows(layer["layers"], inner, shape_in, batch_size, prefix=f"{path}.")
+            rows += _memory_rows(layer["layers"], _normalised_shapes(layer["layers"], shape_in), shape_in,
+                                 batch_size, prefix=f"{path}.")
     return rows
+
+
+def _normalised_shapes(layers, input_shape) -> list[tuple[tuple, tuple]]:
+    """(input, output) shapes of an already normalised layer list, one level (a shortcut keeps its shape)."""
+    shapes, shape = [], tuple(input_shape)
+    for layer in layers:
+        out = shape if layer["type"] == "shortcut" else _output_shape("", layer, shape)
+        shapes.append((shape, out))
+        shape = out
+    return shapes
 
 
 def _check_memory(rows: list[dict]) -> None:

@@ -3,6 +3,7 @@
 It only declares the pages; each page is a thin script over the library (workbench/).
 Adding a page is one entry in workbench/ui/pages.py.
 """
+
 import streamlit as st
 
 from workbench.runs.store import RunStore, RunStoreDamagedError

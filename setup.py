@@ -4,6 +4,7 @@ Everything else lives in pyproject.toml. The kernels are compiled for plain x86-
 baseline on other architectures): SIMD paths are chosen at run time inside ext/xnor_simd.h through
 per-function target attributes, never with -march=native, so the wheel runs on CPUs without AVX-512.
 """
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup

@@ -3,6 +3,7 @@
 Run from the project root:  python sample_data/make_subsets.py [../shared/datasets/mnist]
 The source files are md5-verified; the output is gzip IDX with mtime 0, so re-running gives identical bytes.
 """
+
 import sys
 from pathlib import Path
 

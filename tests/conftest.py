@@ -1,4 +1,5 @@
 """Test-wide settings: every test gets its own run store, so no test reads or writes ~/.bnn-workbench."""
+
 import os
 import pathlib
 

@@ -139,7 +139,7 @@ def test_no_import_cycles_between_modules():
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 walk(nxt, stack + [nxt])
         state[node] = "done"
@@ -172,8 +172,11 @@ def _lazy_imports_without_a_reason(path: pathlib.Path) -> list[int]:
 
 @pytest.mark.parametrize("folder", ["workbench", "pages"])
 def test_function_local_imports_say_why(folder):
-    missing = {str(p.relative_to(ROOT)): lines for p in sorted((ROOT / folder).rglob("*.py"))
-               if (lines := _lazy_imports_without_a_reason(p))}
+    missing = {
+        str(p.relative_to(ROOT)): lines
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if (lines := _lazy_imports_without_a_reason(p))
+    }
     assert missing == {}, "function-local imports need a '# lazy: reason' comment (or move them to the top)"
 
 
@@ -186,8 +189,11 @@ def test_the_lazy_import_check_wants_a_reason(tmp_path):
 def test_torch_free_rooms_load_without_torch_or_streamlit():
     """Imported for real, in a fresh interpreter: nothing in core, deploy, the store or the CLI pulls in torch."""
     modules = [m for m in _library_modules() if _room(m) in ("core", "deploy")] + TORCH_FREE_MODULES
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
-            + "print(sorted(m for m in ('torch', 'streamlit', 'plotly') if m in sys.modules))")
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print(sorted(m for m in ('torch', 'streamlit', 'plotly') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

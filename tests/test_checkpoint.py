@@ -1,4 +1,5 @@
 """Checkpoint files: exact round trips of model and optimizer state, no pickle, clear errors."""
+
 import json
 
 import pytest

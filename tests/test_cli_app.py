@@ -1,4 +1,5 @@
 """`bnn-workbench app`: the Streamlit command it hands over to (the server itself runs in the browser tests)."""
+
 import sys
 
 from streamlit.runtime.pages_manager import PagesManager

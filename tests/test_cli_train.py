@@ -1,4 +1,5 @@
 """bnn-workbench train / runs list / runs show, end to end on a tiny synthetic set, and their bad-input errors."""
+
 import json
 
 import numpy as np
@@ -18,8 +19,9 @@ def _run(capsys, *argv):
 
 def test_train_then_list_and_show(tmp_path, capsys):
     runs = str(tmp_path / "store")
-    code, out, err = _run(capsys, "--runs-dir", runs, "train", "toy-mlp", "--data", "moons", "--epochs", "2",
-                          "--name", "cli run")
+    code, out, err = _run(
+        capsys, "--runs-dir", runs, "train", "toy-mlp", "--data", "moons", "--epochs", "2", "--name", "cli run"
+    )
     assert code == 0, err
     run = RunStore(runs).list_runs()[0]
     assert run.status == "completed" and run.epochs_done == 2 and run.name == "cli run"
@@ -30,8 +32,19 @@ def test_train_then_list_and_show(tmp_path, capsys):
 
     code, out, _ = _run(capsys, "--runs-dir", runs, "runs", "list")
     header, rule, row = out.splitlines()
-    assert header.split() == ["id", "name", "status", "data", "epochs", "exported", "val", "acc", "test", "acc",
-                              "created"]
+    assert header.split() == [
+        "id",
+        "name",
+        "status",
+        "data",
+        "epochs",
+        "exported",
+        "val",
+        "acc",
+        "test",
+        "acc",
+        "created",
+    ]
     assert row.startswith(run.id) and "cli run" in row and " completed " in row and " moons " in row and " 2/2 " in row
     assert f"{run.test_accuracy:.4f}" in row
 
@@ -49,8 +62,9 @@ def test_train_spec_and_training_files_and_resume(tmp_path, capsys):
     spec_file, training_file = tmp_path / "net.json", tmp_path / "training.json"
     spec_file.write_text(json.dumps(preset("toy-mlp")))
     training_file.write_text(json.dumps({"epochs": 2, "batch_size": 100, "optimizer": {"name": "sgd", "lr": 0.05}}))
-    code, _, err = _run(capsys, "--runs-dir", runs, "train", str(spec_file), "--data", "xor",
-                        "--training", str(training_file))
+    code, _, err = _run(
+        capsys, "--runs-dir", runs, "train", str(spec_file), "--data", "xor", "--training", str(training_file)
+    )
     assert code == 0, err
     store = RunStore(runs)
     run = store.list_runs()[0]
@@ -60,8 +74,9 @@ def test_train_spec_and_training_files_and_resume(tmp_path, capsys):
     code, _, err = _run(capsys, "--runs-dir", runs, "train", str(spec_file), "--data", "xor", "--resume", run.id)
     assert code == 2 and f"run {run.id} is completed; only stopped, interrupted, failed runs can be resumed" in err
     store.update_run(run.id, status="stopped")  # as if stopped after its second epoch
-    code, out, err = _run(capsys, "--runs-dir", runs, "train", str(spec_file), "--data", "xor",
-                          "--resume", run.id, "--epochs", "3")
+    code, out, err = _run(
+        capsys, "--runs-dir", runs, "train", str(spec_file), "--data", "xor", "--resume", run.id, "--epochs", "3"
+    )
     assert code == 0, err
     assert f"run {run.id} completed: 3 epochs" in out
     table = store.metrics(run.id)
@@ -69,14 +84,17 @@ def test_train_spec_and_training_files_and_resume(tmp_path, capsys):
     assert len(store.list_runs()) == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "missing.json", "--data", "moons"], "missing.json"),
-    (["train", "no-such-preset", "--data", "moons"], "not a preset"),
-    (["train", "toy-mlp", "--data", "fashion"], "unknown dataset 'fashion'"),
-    (["train", "toy-mlp", "--data", "missing.npz"], "missing.npz: file not found"),
-    (["train", "toy-mlp", "--data", "moons", "--epochs", "0"], "field 'epochs'"),
-    (["runs", "show", "nope"], "run 'nope' not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "missing.json", "--data", "moons"], "missing.json"),
+        (["train", "no-such-preset", "--data", "moons"], "not a preset"),
+        (["train", "toy-mlp", "--data", "fashion"], "unknown dataset 'fashion'"),
+        (["train", "toy-mlp", "--data", "missing.npz"], "missing.npz: file not found"),
+        (["train", "toy-mlp", "--data", "moons", "--epochs", "0"], "field 'epochs'"),
+        (["runs", "show", "nope"], "run 'nope' not found"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code, out, err = _run(capsys, "--runs-dir", str(tmp_path / "store"), *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
@@ -93,8 +111,17 @@ def test_bad_spec_files(tmp_path, capsys):
     code, _, err = _run(capsys, "--runs-dir", str(tmp_path), "train", str(tmp_path / "bad.json"), "--data", "moons")
     assert code == 2 and "layer 0 (dense): field 'units' must be a positive integer, got -4" in err
     (tmp_path / "t.json").write_text(json.dumps({"epochs": 1, "optimiser": {}}))
-    code, _, err = _run(capsys, "--runs-dir", str(tmp_path), "train", "toy-mlp", "--data", "moons",
-                        "--training", str(tmp_path / "t.json"))
+    code, _, err = _run(
+        capsys,
+        "--runs-dir",
+        str(tmp_path),
+        "train",
+        "toy-mlp",
+        "--data",
+        "moons",
+        "--training",
+        str(tmp_path / "t.json"),
+    )
     assert code == 2 and "'optimiser'" in err
     assert RunStore(tmp_path).list_runs() == []
 
@@ -116,10 +143,16 @@ def _write_digits_csv(path, n=240, seed=0):
     return labels
 
 
-SMALL_MLP = {"name": "digits-mlp", "input_shape": [64], "num_classes": 2, "layers": [
-    {"type": "dense", "units": 32, "kernel_quantizer": "ste_sign"},
-    {"type": "batch_norm"},
-    {"type": "dense", "units": 2, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}]}
+SMALL_MLP = {
+    "name": "digits-mlp",
+    "input_shape": [64],
+    "num_classes": 2,
+    "layers": [
+        {"type": "dense", "units": 32, "kernel_quantizer": "ste_sign"},
+        {"type": "batch_norm"},
+        {"type": "dense", "units": 2, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+    ],
+}
 
 
 def test_predict_uses_the_runs_own_split_so_no_test_row_was_trained_on(tmp_path, capsys):
@@ -129,8 +162,21 @@ def test_predict_uses_the_runs_own_split_so_no_test_row_was_trained_on(tmp_path,
     (tmp_path / "net.json").write_text(json.dumps(SMALL_MLP))
     (tmp_path / "train.json").write_text(json.dumps({"epochs": 2, "seed": 1, "batch_size": 32}))
     runs = str(tmp_path / "store")
-    assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data),
-                 "--training", str(tmp_path / "train.json")]) == 0
+    assert (
+        main(
+            [
+                "--runs-dir",
+                runs,
+                "train",
+                str(tmp_path / "net.json"),
+                "--data",
+                str(data),
+                "--training",
+                str(tmp_path / "train.json"),
+            ]
+        )
+        == 0
+    )
     run = RunStore(runs).list_runs()[0]
     assert main(["--runs-dir", runs, "export", run.id, "-o", str(tmp_path / "m.bnn")]) == 0
     capsys.readouterr()
@@ -148,16 +194,35 @@ def test_the_split_is_stratified_and_set_from_the_command_line(tmp_path, capsys)
     labels = _write_digits_csv(data, n=200)
     (tmp_path / "net.json").write_text(json.dumps(SMALL_MLP))
     runs = str(tmp_path / "store")
-    assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data), "--epochs", "1",
-                 "--test-split", "0.3", "--validation-split", "0"]) == 0
+    assert (
+        main(
+            [
+                "--runs-dir",
+                runs,
+                "train",
+                str(tmp_path / "net.json"),
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--test-split",
+                "0.3",
+                "--validation-split",
+                "0",
+            ]
+        )
+        == 0
+    )
     run = RunStore(runs).list_runs()[0]
     assert run.training_spec["test_split"] == 0.3 and run.training_spec["split_method"] == "stratified"
     assert run.best_val_accuracy is None and run.best_epoch == 1  # no validation data: no validation score
     dataset = load_run_data(str(data), run.training_spec)
     assert len(dataset.y_test) == 60
     assert abs(dataset.y_test.mean() - labels.mean()) <= 1 / 60  # both classes in the data's own proportion
-    assert main(["--runs-dir", runs, "train", "x", "--data", str(data), "--resume", run.id,
-                 "--validation-split", "0.2"]) == 2
+    assert (
+        main(["--runs-dir", runs, "train", "x", "--data", str(data), "--resume", run.id, "--validation-split", "0.2"])
+        == 2
+    )
     assert "split are fixed" in capsys.readouterr().err
 
 
@@ -166,11 +231,28 @@ def test_float_twin_of_a_custom_spec_from_the_command_line(tmp_path):
     _write_digits_csv(data)
     (tmp_path / "net.json").write_text(json.dumps(SMALL_MLP))
     runs = str(tmp_path / "store")
-    assert main(["--runs-dir", runs, "train", str(tmp_path / "net.json"), "--data", str(data), "--epochs", "1",
-                 "--float-twin"]) == 0
+    assert (
+        main(
+            [
+                "--runs-dir",
+                runs,
+                "train",
+                str(tmp_path / "net.json"),
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--float-twin",
+            ]
+        )
+        == 0
+    )
     layers = RunStore(runs).list_runs()[0].network_spec["layers"]
-    assert all(layer.get("kernel_quantizer") is None and layer.get("input_quantizer") is None
-               for layer in layers if layer["type"] == "dense")
+    assert all(
+        layer.get("kernel_quantizer") is None and layer.get("input_quantizer") is None
+        for layer in layers
+        if layer["type"] == "dense"
+    )
 
 
 def test_data_that_does_not_fit_the_network_leaves_no_run_behind(tmp_path, capsys):
@@ -187,9 +269,19 @@ def test_data_that_does_not_fit_the_network_leaves_no_run_behind(tmp_path, capsy
 
 
 def test_absurd_training_values_are_warned_about(tmp_path, capsys):
-    (tmp_path / "train.json").write_text(json.dumps({"epochs": 1, "batch_size": 5000,
-                                                     "optimizer": {"name": "adam", "lr": 1e6}}))
-    code, _, err = _run(capsys, "--runs-dir", str(tmp_path / "store"), "train", "toy-mlp", "--data", "moons",
-                        "--training", str(tmp_path / "train.json"))
+    (tmp_path / "train.json").write_text(
+        json.dumps({"epochs": 1, "batch_size": 5000, "optimizer": {"name": "adam", "lr": 1e6}})
+    )
+    code, _, err = _run(
+        capsys,
+        "--runs-dir",
+        str(tmp_path / "store"),
+        "train",
+        "toy-mlp",
+        "--data",
+        "moons",
+        "--training",
+        str(tmp_path / "train.json"),
+    )
     assert code == 0
     assert "warning: optimizer.lr 1e+06 is above 1" in err and "warning: batch_size 5,000 is larger than" in err

@@ -1,4 +1,5 @@
 """Dataset loaders: bundled, synthetic, MNIST folders, user files, downloads, and every malformed input."""
+
 import gzip
 import os
 import struct
@@ -39,8 +40,13 @@ def test_mnist_sample_is_balanced_and_scaled():
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     assert np.bincount(ds.y_train).tolist() == [600] * 10 and np.bincount(ds.y_test).tolist() == [100] * 10
     assert ds.input_shape == (1, 28, 28) and ds.num_classes == 10 and ds.class_names[3] == "3"
-    assert ds.preprocessing == {"kind": "affine", "scale": 2 / 255, "offset": -1.0, "value_range": [0.0, 255.0],
-                                "range_from": "stated"}
+    assert ds.preprocessing == {
+        "kind": "affine",
+        "scale": 2 / 255,
+        "offset": -1.0,
+        "value_range": [0.0, 255.0],
+        "range_from": "stated",
+    }
     assert ds.x_train.min() == -1.0 and ds.x_train.max() == 1.0
 
 
@@ -180,20 +186,25 @@ def test_npz_round_trip_with_test_split(tmp_path):
     assert ds.x_train.shape == (6, 1, 5, 5) and np.all(ds.x_test == 1.0) and ds.x_train.min() == -1.0
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"x": np.zeros((4, 2))}, "missing array.*y"),
-    ({"x": np.zeros((4, 2)), "y": np.array([0, 1, 0])}, "4 samples but 3 labels"),
-    ({"x": np.zeros(4), "y": np.array([0, 1, 0, 1])}, r"inputs must have shape .*got \(4,\)"),
-    ({"x": np.zeros((4, 2)), "y": np.array([0, 1, -1, 1])}, "label out of range: expected >= 0, got -1"),
-    ({"x": np.zeros((4, 2)), "y": np.array([0, 1.5, 0, 1])}, "labels must be integers.*1.5"),
-    ({"x": np.array([[0, np.nan]] * 4), "y": np.array([0, 1, 0, 1])}, "NaN or inf"),
-    ({"x": np.array([[0, np.inf]] * 4), "y": np.array([0, 1, 0, 1])}, "NaN or inf"),
-    ({"x": np.zeros((0, 2)), "y": np.zeros(0, int)}, "no samples"),
-    ({"x": np.zeros((4, 2)), "y": np.zeros((4, 2), int)}, "labels must be a 1-D array"),
-    ({"x": np.zeros((4, 2)), "y": np.zeros(4, int)}, "need at least 2 classes"),
-    ({"x": np.zeros((4, 2)), "y": np.arange(4) % 2, "x_test": np.zeros((2, 3)), "y_test": np.array([0, 1])},
-     r"test inputs have shape \(3,\)"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((4, 2))}, "missing array.*y"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 1, 0])}, "4 samples but 3 labels"),
+        ({"x": np.zeros(4), "y": np.array([0, 1, 0, 1])}, r"inputs must have shape .*got \(4,\)"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 1, -1, 1])}, "label out of range: expected >= 0, got -1"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 1.5, 0, 1])}, "labels must be integers.*1.5"),
+        ({"x": np.array([[0, np.nan]] * 4), "y": np.array([0, 1, 0, 1])}, "NaN or inf"),
+        ({"x": np.array([[0, np.inf]] * 4), "y": np.array([0, 1, 0, 1])}, "NaN or inf"),
+        ({"x": np.zeros((0, 2)), "y": np.zeros(0, int)}, "no samples"),
+        ({"x": np.zeros((4, 2)), "y": np.zeros((4, 2), int)}, "labels must be a 1-D array"),
+        ({"x": np.zeros((4, 2)), "y": np.zeros(4, int)}, "need at least 2 classes"),
+        (
+            {"x": np.zeros((4, 2)), "y": np.arange(4) % 2, "x_test": np.zeros((2, 3)), "y_test": np.array([0, 1])},
+            r"test inputs have shape \(3,\)",
+        ),
+    ],
+)
 def test_npz_malformed(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError, match=f"bad.npz.*{message}|{message}"):
@@ -231,17 +242,20 @@ def test_csv_features_and_flattened_images(tmp_path):
     assert ds.preprocessing["scale"] == 2 / 255 and len(ds.x_train) + len(ds.x_test) == 6
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty file"),
-    ("a,b\n1,2\n", "no 'label' column"),
-    ("a,label\n", "no data rows"),
-    ("a,label\n1,0\nx,1\n", "could not convert"),
-    ("a,label\n1,0\n2,1.5\n", "labels must be integers"),
-    ("a,label\n1,0\nnan,1\n", "NaN or inf"),
-    ("a,label\n1,0\n2,-3\n", "label out of range"),
-    ("a,label\n1,0,4\n2,1,5\n", "rows have 3 values but the header names 2 columns"),
-    ("label\n0\n1\n", "no feature columns"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty file"),
+        ("a,b\n1,2\n", "no 'label' column"),
+        ("a,label\n", "no data rows"),
+        ("a,label\n1,0\nx,1\n", "could not convert"),
+        ("a,label\n1,0\n2,1.5\n", "labels must be integers"),
+        ("a,label\n1,0\nnan,1\n", "NaN or inf"),
+        ("a,label\n1,0\n2,-3\n", "label out of range"),
+        ("a,label\n1,0,4\n2,1,5\n", "rows have 3 values but the header names 2 columns"),
+        ("label\n0\n1\n", "no feature columns"),
+    ],
+)
 def test_csv_malformed(tmp_path, text, message):
     (tmp_path / "bad.csv").write_text(text)
     with pytest.raises(DataError, match=message) as info:

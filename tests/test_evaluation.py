@@ -1,4 +1,5 @@
 """workbench.train.evaluation: confusion matrix, predictions of a real model, misclassified ordering."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,11 +16,14 @@ def test_confusion_matrix_counts_true_by_predicted():
     assert confusion_matrix(np.array([], dtype=int), np.array([], dtype=int), 2).sum() == 0
 
 
-@pytest.mark.parametrize("labels, predictions, match", [
-    ([0, 3], [0, 1], "labels must lie in \\[0, 3\\)"),
-    ([0, 1], [0, -1], "predictions must lie"),
-    ([0, 1], [0], "differ in shape"),
-])
+@pytest.mark.parametrize(
+    "labels, predictions, match",
+    [
+        ([0, 3], [0, 1], "labels must lie in \\[0, 3\\)"),
+        ([0, 1], [0, -1], "predictions must lie"),
+        ([0, 1], [0], "differ in shape"),
+    ],
+)
 def test_confusion_matrix_rejects_bad_input(labels, predictions, match):
     with pytest.raises(ValueError, match=match):
         confusion_matrix(np.array(labels), np.array(predictions), 3)
@@ -34,8 +38,16 @@ class FixedLinear(torch.nn.Module):
 
 def _dataset(x_test, y_test):
     x_test = np.asarray(x_test, dtype=np.float32)
-    return Dataset(name="pairs", x_train=x_test, y_train=np.asarray(y_test), x_test=x_test, y_test=np.asarray(y_test),
-                   input_shape=(2,), num_classes=2, class_names=["left", "right"])
+    return Dataset(
+        name="pairs",
+        x_train=x_test,
+        y_train=np.asarray(y_test),
+        x_test=x_test,
+        y_test=np.asarray(y_test),
+        input_shape=(2,),
+        num_classes=2,
+        class_names=["left", "right"],
+    )
 
 
 def test_evaluate_model_predicts_and_orders_mistakes_by_confidence():
@@ -58,6 +70,12 @@ def test_evaluate_model_checks_the_number_of_logits():
 
 
 def test_empty_evaluation_has_no_accuracy():
-    empty = Evaluation(labels=np.zeros(0, int), predictions=np.zeros(0, int), probabilities=np.zeros((0, 2)),
-                       confusion=np.zeros((2, 2), int), class_names=["a", "b"], split="test")
+    empty = Evaluation(
+        labels=np.zeros(0, int),
+        predictions=np.zeros(0, int),
+        probabilities=np.zeros((0, 2)),
+        confusion=np.zeros((2, 2), int),
+        class_names=["a", "b"],
+        split="test",
+    )
     assert np.isnan(empty.accuracy) and len(empty.misclassified) == 0

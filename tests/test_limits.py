@@ -1,4 +1,5 @@
 """Plausibility warnings: valid training settings that are probably not meant, one sentence each."""
+
 import numpy as np
 import pytest
 
@@ -13,25 +14,38 @@ def test_the_defaults_raise_no_warning():
     assert training_warnings({}) == []
 
 
-@pytest.mark.parametrize("optimizer, words", [
-    ({"name": "adam", "lr": 1e6}, ["optimizer.lr 1e+06 is above 1: Adam", "the default is 0.001"]),
-    ({"name": "sgd", "lr": 2}, ["optimizer.lr 2 is above 1: SGD", "the default is 0.01"]),
-    ({"name": "bop", "lr": 5}, ["Adam (Bop's optimizer of the real-valued parameters)"]),
-    ({"name": "sgd", "momentum": 1.0}, ["optimizer.momentum 1 never lets a gradient fade"]),
-])
+@pytest.mark.parametrize(
+    "optimizer, words",
+    [
+        ({"name": "adam", "lr": 1e6}, ["optimizer.lr 1e+06 is above 1: Adam", "the default is 0.001"]),
+        ({"name": "sgd", "lr": 2}, ["optimizer.lr 2 is above 1: SGD", "the default is 0.01"]),
+        ({"name": "bop", "lr": 5}, ["Adam (Bop's optimizer of the real-valued parameters)"]),
+        ({"name": "sgd", "momentum": 1.0}, ["optimizer.momentum 1 never lets a gradient fade"]),
+    ],
+)
 def test_optimizer_warnings(optimizer, words):
     (warning,) = training_warnings({"optimizer": optimizer})
     for word in words:
         assert word in warning
-    assert training_warnings({"optimizer": dict(optimizer, lr=1.0, momentum=0.9) if optimizer["name"] == "sgd"
-                              else dict(optimizer, lr=1.0)}) == []  # 1 itself is allowed quietly
+    assert (
+        training_warnings(
+            {
+                "optimizer": dict(optimizer, lr=1.0, momentum=0.9)
+                if optimizer["name"] == "sgd"
+                else dict(optimizer, lr=1.0)
+            }
+        )
+        == []
+    )  # 1 itself is allowed quietly
 
 
 def test_a_batch_larger_than_the_training_samples():
     # 600 samples, 10% validation: training steps on 540
     (warning,) = training_warnings({"batch_size": 1000}, n_train=600)
-    assert warning == ("batch_size 1,000 is larger than the 540 samples training steps on (600 minus the validation "
-                       "split): every epoch is one step on all 540")
+    assert warning == (
+        "batch_size 1,000 is larger than the 540 samples training steps on (600 minus the validation "
+        "split): every epoch is one step on all 540"
+    )
     (warning,) = training_warnings({"batch_size": 1000, "validation_split": 0.0}, n_train=600)
     assert "than the 600 samples training steps on: every epoch" in warning
     assert training_warnings({"batch_size": 540}, n_train=600) == []
@@ -53,8 +67,10 @@ def test_absurd_epochs_and_schedules():
 def test_memory_at_the_training_batch_size(monkeypatch):
     vgg = preset("vgg-small")  # about 3 MiB of activations per sample
     (warning,) = training_warnings({"batch_size": 8192}, n_train=60000, network_spec=vgg)
-    assert warning == ("batch_size 8,192: training this network needs an estimated 24.9 GiB, more than the 16.0 GiB "
-                       "budget (core/limits.py); a smaller batch needs less")
+    assert warning == (
+        "batch_size 8,192: training this network needs an estimated 24.9 GiB, more than the 16.0 GiB "
+        "budget (core/limits.py); a smaller batch needs less"
+    )
     (only,) = training_warnings({"batch_size": 8192}, n_train=1000, network_spec=vgg)  # a batch of 900 fits
     assert only.startswith("batch_size 8,192 is larger than the 900 samples")
     monkeypatch.setattr(limits, "MEMORY_BUDGET_BYTES", 10**12)
@@ -75,4 +91,10 @@ def test_fit_count_is_what_the_trainer_keeps(n, share):
 
 def test_format_bytes():
     assert [limits.format_bytes(n) for n in (0, 1023, 1536, 16 * 2**30, 1.2 * 2**40, 2**60)] == [
-        "0 B", "1,023 B", "1.5 KiB", "16.0 GiB", "1.2 TiB", "1,024.0 PiB"]
+        "0 B",
+        "1,023 B",
+        "1.5 KiB",
+        "16.0 GiB",
+        "1.2 TiB",
+        "1,024.0 PiB",
+    ]

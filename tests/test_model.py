@@ -1,11 +1,12 @@
 """build_model on every preset, layer behaviour (scaling, +1 padding), the BNNModel methods, state dict keys."""
+
 import pytest
 import torch
 
-from workbench.train.layers import QuantConv2d, QuantDense
-from workbench.train.model import build_model
 from workbench.core.presets import PRESETS, preset
 from workbench.core.spec import validate_spec
+from workbench.train.layers import QuantConv2d, QuantDense
+from workbench.train.model import build_model
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -57,8 +58,14 @@ def test_xnor_scale_gradient_flows_through_the_mean():
 
 
 def test_binary_conv_pads_with_plus_one():
-    spec = {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same",
-            "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}
+    spec = {
+        "type": "conv2d",
+        "filters": 2,
+        "kernel_size": 3,
+        "padding": "same",
+        "input_quantizer": "ste_sign",
+        "kernel_quantizer": "ste_sign",
+    }
     model = build_model(_net([spec, {"type": "flatten"}, {"type": "dense", "units": 3}], input_shape=(3, 5, 5)))
     conv = model.layers[0]
     assert isinstance(conv, QuantConv2d) and conv.pads_with_plus_one
@@ -92,22 +99,35 @@ def test_quantized_layers_names_and_contract():
 
 
 def test_state_dict_keys_are_stable():
-    spec = _net([
-        {"type": "dense", "units": 6, "kernel_quantizer": "ste_sign", "scaling": "learnable"},
-        {"type": "batch_norm"},
-        {"type": "shortcut", "layers": [
-            {"type": "dense", "units": 6, "input_quantizer": "rsign", "kernel_quantizer": "ste_sign"},
-            {"type": "batch_norm", "affine": False}]},
-        {"type": "activation", "fn": "prelu"},
-        {"type": "dense", "units": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
-    ])
+    spec = _net(
+        [
+            {"type": "dense", "units": 6, "kernel_quantizer": "ste_sign", "scaling": "learnable"},
+            {"type": "batch_norm"},
+            {
+                "type": "shortcut",
+                "layers": [
+                    {"type": "dense", "units": 6, "input_quantizer": "rsign", "kernel_quantizer": "ste_sign"},
+                    {"type": "batch_norm", "affine": False},
+                ],
+            },
+            {"type": "activation", "fn": "prelu"},
+            {"type": "dense", "units": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+        ]
+    )
     keys = list(build_model(spec).state_dict())
     assert keys == [
-        "layers.0.weight", "layers.0.scale",
-        "layers.1.weight", "layers.1.bias", "layers.1.running_mean", "layers.1.running_var",
+        "layers.0.weight",
+        "layers.0.scale",
+        "layers.1.weight",
+        "layers.1.bias",
+        "layers.1.running_mean",
+        "layers.1.running_var",
         "layers.1.num_batches_tracked",
-        "layers.2.layers.0.weight", "layers.2.layers.0.input_quantizer.threshold",
-        "layers.2.layers.1.running_mean", "layers.2.layers.1.running_var", "layers.2.layers.1.num_batches_tracked",
+        "layers.2.layers.0.weight",
+        "layers.2.layers.0.input_quantizer.threshold",
+        "layers.2.layers.1.running_mean",
+        "layers.2.layers.1.running_var",
+        "layers.2.layers.1.num_batches_tracked",
         "layers.3.weight",
         "layers.4.weight",
     ]
@@ -118,9 +138,17 @@ def test_state_dict_keys_are_stable():
 
 
 def test_shortcut_adds_the_input_and_names_nested_layers():
-    spec = _net([{"type": "shortcut", "layers": [
-        {"type": "dense", "units": 4, "input_quantizer": "approx_sign", "kernel_quantizer": "ste_sign"}]},
-        {"type": "dense", "units": 3}])
+    spec = _net(
+        [
+            {
+                "type": "shortcut",
+                "layers": [
+                    {"type": "dense", "units": 4, "input_quantizer": "approx_sign", "kernel_quantizer": "ste_sign"}
+                ],
+            },
+            {"type": "dense", "units": 3},
+        ]
+    )
     model = build_model(spec)
     x = torch.randn(2, 4)
     inner = model.layers[0].layers[0]
@@ -144,8 +172,12 @@ def test_set_quantization_turns_quantizers_off_and_on():
 
 
 def test_set_soft_temperature_reaches_every_soft_sign():
-    spec = _net([{"type": "dense", "units": 4, "kernel_quantizer": "soft_sign"},
-                 {"type": "dense", "units": 3, "input_quantizer": "soft_sign", "kernel_quantizer": "soft_sign"}])
+    spec = _net(
+        [
+            {"type": "dense", "units": 4, "kernel_quantizer": "soft_sign"},
+            {"type": "dense", "units": 3, "input_quantizer": "soft_sign", "kernel_quantizer": "soft_sign"},
+        ]
+    )
     model = build_model(spec)
     model.set_soft_temperature(0.05)
     temps = [layer.kernel_quantizer.temperature for _, layer in model.quantized_layers()]
@@ -177,15 +209,27 @@ def test_build_model_normalises_the_spec():
 
 
 def test_reset_parameters_gives_the_seeded_build_again():
-    spec = _net([
-        {"type": "conv2d", "filters": 4, "kernel_quantizer": "ste_sign", "scaling": "learnable"},
-        {"type": "batch_norm"},
-        {"type": "shortcut", "layers": [
-            {"type": "conv2d", "filters": 4, "input_quantizer": "rsign", "kernel_quantizer": "ste_sign",
-             "use_bias": True}]},
-        {"type": "flatten"},
-        {"type": "dense", "units": 3},
-    ], input_shape=(2, 5, 5))
+    spec = _net(
+        [
+            {"type": "conv2d", "filters": 4, "kernel_quantizer": "ste_sign", "scaling": "learnable"},
+            {"type": "batch_norm"},
+            {
+                "type": "shortcut",
+                "layers": [
+                    {
+                        "type": "conv2d",
+                        "filters": 4,
+                        "input_quantizer": "rsign",
+                        "kernel_quantizer": "ste_sign",
+                        "use_bias": True,
+                    }
+                ],
+            },
+            {"type": "flatten"},
+            {"type": "dense", "units": 3},
+        ],
+        input_shape=(2, 5, 5),
+    )
     torch.manual_seed(0)
     model = build_model(spec)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
@@ -202,11 +246,16 @@ def test_reset_parameters_gives_the_seeded_build_again():
 def test_print_model_shows_widths_and_quantizers():
     text = str(build_model(preset("binary-cnn")))
     assert "name='binary-cnn', input_shape=[1, 28, 28], num_classes=10" in text
-    assert ("in_channels=1, filters=32, kernel_size=3, stride=1, padding=valid, input_quantizer=None, "
-            "kernel_quantizer=ste_sign(clip=1.0), scaling=none, bias=False") in text
-    assert ("in_features=576, units=64, input_quantizer=ste_sign(clip=1.0), kernel_quantizer=ste_sign(clip=1.0), "
-            "scaling=none, bias=False") in text
+    assert (
+        "in_channels=1, filters=32, kernel_size=3, stride=1, padding=valid, input_quantizer=None, "
+        "kernel_quantizer=ste_sign(clip=1.0), scaling=none, bias=False"
+    ) in text
+    assert (
+        "in_features=576, units=64, input_quantizer=ste_sign(clip=1.0), kernel_quantizer=ste_sign(clip=1.0), "
+        "scaling=none, bias=False"
+    ) in text
     assert "(kernel_quantizer): SteSignQuantizer(clip=1.0)" in text
-    shortcut = build_model(_net([{"type": "shortcut", "layers": [{"type": "dense", "units": 4}]},
-                                 {"type": "dense", "units": 3}]))
+    shortcut = build_model(
+        _net([{"type": "shortcut", "layers": [{"type": "dense", "units": 4}]}, {"type": "dense", "units": 3}])
+    )
     assert "output = layers(x) + x" in str(shortcut.layers[0])

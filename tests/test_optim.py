@@ -1,4 +1,5 @@
 """Bop against a flip worked by hand, the learning-rate and Bop schedules per epoch, and the KD loss formula."""
+
 import math
 
 import pytest
@@ -37,12 +38,18 @@ def test_bop_rejects_bad_hyperparameters():
         Bop([torch.nn.Parameter(torch.ones(2))], gamma=0.0)
 
 
-@pytest.mark.parametrize("schedule, expected", [
-    ({"name": "constant"}, [0.1, 0.1, 0.1, 0.1]),
-    ({"name": "cosine"}, [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2]),
-    ({"name": "step", "step_size": 2, "gamma": 0.5}, [0.1, 0.1, 0.05, 0.05]),
-    ({"name": "exponential", "gamma": 0.5}, [0.1, 0.05, 0.025, 0.0125]),
-])
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ({"name": "constant"}, [0.1, 0.1, 0.1, 0.1]),
+        (
+            {"name": "cosine"},
+            [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2],
+        ),
+        ({"name": "step", "step_size": 2, "gamma": 0.5}, [0.1, 0.1, 0.05, 0.05]),
+        ({"name": "exponential", "gamma": 0.5}, [0.1, 0.05, 0.025, 0.0125]),
+    ],
+)
 def test_lr_schedules_per_epoch(schedule, expected):
     values = [lr_at(schedule, 0.1, epoch, 4) for epoch in range(4)]
     assert values == pytest.approx(expected)
@@ -82,7 +89,7 @@ def test_distillation_loss_matches_the_formula_by_hand():
     cross_entropy = 0.0
     for row, target in zip(student.tolist(), targets.tolist()):
         cross_entropy += -(row[target] - math.log(sum(math.exp(v) for v in row)))
-    expected = alpha * temperature ** 2 * total_kl / 2 + (1 - alpha) * cross_entropy / 2
+    expected = alpha * temperature**2 * total_kl / 2 + (1 - alpha) * cross_entropy / 2
     assert distillation_loss(student, teacher, targets, alpha, temperature).item() == pytest.approx(expected, rel=1e-6)
 
 

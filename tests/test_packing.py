@@ -1,4 +1,5 @@
 """Packing: the threshold folding rule, the plan's fold decisions, layer choices, metadata, export/predict."""
+
 import re
 
 import numpy as np
@@ -28,9 +29,14 @@ def test_fold_thresholds_reproduces_the_sign_of_the_affine_map():
 
 def test_binary_layers_become_xnor_ops_and_meta_is_kept():
     spec = preset("binary-cnn")
-    packed = pack_model(build_model(spec).eval(), spec, class_names=list("0123456789"),
-                  preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0},
-                  training={"run_id": "r1"}, test_accuracy=0.9)
+    packed = pack_model(
+        build_model(spec).eval(),
+        spec,
+        class_names=list("0123456789"),
+        preprocessing={"kind": "affine", "scale": 2 / 255, "offset": -1.0},
+        training={"run_id": "r1"},
+        test_accuracy=0.9,
+    )
     ops = [layer.op for layer in packed.layers]
     assert ops[0] == "input_conv2d" and ops.count("binary_conv2d") == 2 and ops.count("max_pool_bits") == 2
     assert packed.layers[-1].op == "binary_dense" and packed.layers[-1].attrs["output"] == "float"
@@ -102,7 +108,8 @@ def test_fold_decisions_come_from_the_spec_alone():
     packed = pack_model(build_model(preset("binary-cnn")).eval())
     assert [(op.name, op.op, op.attrs) for op in ops] == [(lay.name, lay.op, lay.attrs) for lay in packed.layers]
     assert [[(a.name, a.shape, a.dtype) for a in op.arrays] for op in ops] == [
-        [(name, array.shape, array.dtype.str) for name, array in layer.arrays.items()] for layer in packed.layers]
+        [(name, array.shape, array.dtype.str) for name, array in layer.arrays.items()] for layer in packed.layers
+    ]
 
 
 def test_switched_off_quantizers_pack_as_what_the_model_computes():

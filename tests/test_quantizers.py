@@ -1,5 +1,6 @@
 """Each quantizer's forward and backward against its formula, written out by hand here; the catalogue, its
 torch implementations and the engine's eval formulas agree one to one."""
+
 import collections
 import inspect
 import math
@@ -44,8 +45,11 @@ def test_every_catalogue_entry_has_exactly_one_torch_implementation():
         assert IMPLEMENTATIONS[name].__name__ == info.implementation and issubclass(IMPLEMENTATIONS[name], Quantizer)
     assert set(IMPLEMENTATIONS) == set(QUANTIZERS)
     assert max(collections.Counter(IMPLEMENTATIONS.values()).values()) == 1  # no class shared by two entries
-    defined = {cls for _, cls in inspect.getmembers(quantizers, inspect.isclass)
-               if issubclass(cls, Quantizer) and cls is not Quantizer}
+    defined = {
+        cls
+        for _, cls in inspect.getmembers(quantizers, inspect.isclass)
+        if issubclass(cls, Quantizer) and cls is not Quantizer
+    }
     assert defined == set(IMPLEMENTATIONS.values())  # no implementation outside the catalogue
 
 
@@ -54,8 +58,11 @@ def test_every_catalogue_entry_has_one_engine_formula_and_every_formula_is_used(
 
 
 # Every catalogue entry with its defaults, plus the parameter values that switch to another formula.
-VARIANTS = [*QUANTIZERS, *({"name": "dorefa", "mode": "weights", "bits": bits} for bits in (1, 2, 3, 8)),
-            {"name": "ste_tern", "ternary_weight_networks": True}]
+VARIANTS = [
+    *QUANTIZERS,
+    *({"name": "dorefa", "mode": "weights", "bits": bits} for bits in (1, 2, 3, 8)),
+    {"name": "ste_tern", "ternary_weight_networks": True},
+]
 
 
 @pytest.mark.parametrize("spec", VARIANTS, ids=str)
@@ -117,8 +124,10 @@ def test_approx_sign():
 def test_swish_sign(beta):
     y, grad, up = run(make_quantizer({"name": "swish_sign", "beta": beta}, 1))
     assert y.tolist() == sign(X.tolist())
-    expected = [u * beta * (2 - beta * v * math.tanh(beta * v / 2)) / (1 + math.cosh(beta * v))
-                for v, u in zip(X.tolist(), up.tolist())]
+    expected = [
+        u * beta * (2 - beta * v * math.tanh(beta * v / 2)) / (1 + math.cosh(beta * v))
+        for v, u in zip(X.tolist(), up.tolist())
+    ]
     assert grad.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-7)
     # It is the derivative of the sign-swish 2*sigmoid(bx)*(1 + bx*(1 - sigmoid(bx))) - 1: check numerically.
     sswish = lambda v: 2 * torch.sigmoid(beta * v) * (1 + beta * v * (1 - torch.sigmoid(beta * v))) - 1  # noqa
@@ -162,7 +171,7 @@ def test_ste_tern_twn_threshold_is_0_7_times_the_mean_magnitude():
 def test_dorefa(bits):
     x = torch.tensor([-0.5, 0.0, 0.1, 0.2, 0.33, 0.5001, 0.7, 0.9, 1.0, 1.7])
     y, grad, up = run(make_quantizer({"name": "dorefa", "bits": bits}, 1), x=x)
-    levels = 2 ** bits - 1
+    levels = 2**bits - 1
     expected = [round(min(max(v, 0.0), 1.0) * levels) / levels for v in x.tolist()]
     assert y.tolist() == pytest.approx(expected)
     assert grad.tolist() == pytest.approx([u if 0 <= v <= 1 else 0.0 for v, u in zip(x.tolist(), up.tolist())])
@@ -174,13 +183,14 @@ def test_dorefa_weights_mode(bits):
     maps every weight <= 0 to 0, which is why DoReFa kernels used to train to chance)."""
     w = torch.tensor([[-2.0, -0.6, -0.1, 0.0], [0.05, 0.3, 0.8, 1.5]])
     y, grad, up = run(make_quantizer({"name": "dorefa", "mode": "weights", "bits": bits}, 2), x=w)
-    n, m = 2 ** bits - 1, max(abs(math.tanh(v)) for v in w.flatten().tolist())
+    n, m = 2**bits - 1, max(abs(math.tanh(v)) for v in w.flatten().tolist())
     expected = [2 * round((math.tanh(v) / (2 * m) + 0.5) * n) / n - 1 for v in w.flatten().tolist()]
     assert y.flatten().tolist() == pytest.approx(expected, abs=1e-6)
-    assert y.min() == -1 and y.max() == 1 and len(y.unique()) <= 2 ** bits
+    assert y.min() == -1 and y.max() == 1 and len(y.unique()) <= 2**bits
     assert grad.flatten().tolist() == pytest.approx(
         [u * (1 - math.tanh(v) ** 2) / m for v, u in zip(w.flatten().tolist(), up.flatten().tolist(), strict=True)],
-        rel=1e-5)
+        rel=1e-5,
+    )
 
 
 def test_dorefa_weights_of_an_all_zero_kernel_stay_finite():
@@ -197,12 +207,21 @@ def test_dorefa_defaults_to_weights_mode_as_a_kernel():
 
 def test_dorefa_and_twn_kernels_run_in_the_engine_as_in_torch():
     """Packed, the weight quantizers' output is stored as float weights, the input quantizers run in the engine."""
-    spec = {"input_shape": [6], "num_classes": 3, "layers": [
-        {"type": "dense", "units": 16, "kernel_quantizer": {"name": "dorefa", "bits": 3}},
-        {"type": "batch_norm"},
-        {"type": "dense", "units": 16, "input_quantizer": "dorefa", "kernel_quantizer":
-            {"name": "ste_tern", "ternary_weight_networks": True}},
-        {"type": "dense", "units": 3, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"}]}
+    spec = {
+        "input_shape": [6],
+        "num_classes": 3,
+        "layers": [
+            {"type": "dense", "units": 16, "kernel_quantizer": {"name": "dorefa", "bits": 3}},
+            {"type": "batch_norm"},
+            {
+                "type": "dense",
+                "units": 16,
+                "input_quantizer": "dorefa",
+                "kernel_quantizer": {"name": "ste_tern", "ternary_weight_networks": True},
+            },
+            {"type": "dense", "units": 3, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"},
+        ],
+    }
     torch.manual_seed(0)
     model = build_model(spec).eval()
     x = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)

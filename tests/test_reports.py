@@ -1,16 +1,17 @@
 """Memory and speed reports: the counts behind them and the bench command (timings printed, not tested)."""
+
 import re
 
 import numpy as np
 
-from workbench.deploy import bnnfile
 from workbench.cli import main
-from workbench.deploy.engine import Engine
-from workbench.train.model import build_model
-from workbench.train.benchmark import torch_float_twin_runner
-from workbench.train.packing import pack_model
 from workbench.core.presets import preset
+from workbench.deploy import bnnfile
+from workbench.deploy.engine import Engine
 from workbench.deploy.reports import float_twin_packed, memory_report, speed_report
+from workbench.train.benchmark import torch_float_twin_runner
+from workbench.train.model import build_model
+from workbench.train.packing import pack_model
 
 PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
 

@@ -1,13 +1,24 @@
 """Spec validation: normalisation, shape inference of the presets, and error messages that name the mistake."""
+
 import json
 
 import pytest
 
 from workbench.core import limits, quantizer_catalog
 from workbench.core.presets import PRESETS, preset
-from workbench.core.spec import (QUANTIZERS, SpecError, default_training_spec, float_twin, infer_shapes,
-                                 is_sign_quantizer, layer_name, quantizer_bits, training_memory, validate_spec,
-                                 validate_training_spec)
+from workbench.core.spec import (
+    QUANTIZERS,
+    SpecError,
+    default_training_spec,
+    float_twin,
+    infer_shapes,
+    is_sign_quantizer,
+    layer_name,
+    quantizer_bits,
+    training_memory,
+    validate_spec,
+    validate_training_spec,
+)
 from workbench.core.summary import summary
 
 
@@ -27,9 +38,17 @@ def error_of(spec) -> SpecError:
 def test_normalisation_fills_every_field():
     spec = validate_spec(net({"type": "conv2d", "filters": 4, "kernel_quantizer": "ste_sign"}, *FLAT_END))
     conv = spec["layers"][0]
-    assert conv == {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 1, "padding": "same",
-                    "input_quantizer": None, "kernel_quantizer": {"name": "ste_sign", "clip": 1.0},
-                    "scaling": "none", "use_bias": False}
+    assert conv == {
+        "type": "conv2d",
+        "filters": 4,
+        "kernel_size": 3,
+        "stride": 1,
+        "padding": "same",
+        "input_quantizer": None,
+        "kernel_quantizer": {"name": "ste_sign", "clip": 1.0},
+        "scaling": "none",
+        "use_bias": False,
+    }
     assert spec["layers"][2]["use_bias"] is True  # full precision: bias on by default
     assert spec["name"] == "network"
     assert json.loads(json.dumps(spec)) == spec  # JSON-serialisable
@@ -43,32 +62,50 @@ def test_validate_does_not_modify_its_input():
     assert json.dumps(raw) == before
 
 
-@pytest.mark.parametrize("layer, field, words", [
-    ({"type": "conv2d", "filters": -4}, "filters", ["layer 0 (conv2d)", "positive integer", "got -4"]),
-    ({"type": "conv2d", "filters": 4, "kernel_size": 2}, "padding", ["odd kernel_size", "got kernel_size 2"]),
-    ({"type": "conv2d", "filters": 4, "padding": "full"}, "padding", ["'same'", "'valid'", '"full"']),
-    ({"type": "conv2d", "filter": 4}, "filter", ["not a field of conv2d", "did you mean 'filters'"]),
-    ({"type": "conv2d", "filters": 4, "kernel_quantizer": "ste_sgn"}, "kernel_quantizer",
-     ["known quantizer", "did you mean 'ste_sign'", '"ste_sgn"']),
-    ({"type": "conv2d", "filters": 4, "kernel_quantizer": {"name": "ste_sign", "clp": 1}}, "kernel_quantizer",
-     ["only the parameters of ste_sign (clip)", "'clp'"]),
-    ({"type": "conv2d", "filters": 4, "kernel_quantizer": {"name": "swish_sign", "beta": 0}}, "kernel_quantizer",
-     ["'beta'", "positive number"]),
-    ({"type": "conv2d", "filters": 4, "kernel_quantizer": {"name": "dorefa", "bits": 12}}, "kernel_quantizer",
-     ["1 to 8"]),
-    ({"type": "conv2d", "filters": 4, "kernel_quantizer": "rsign"}, "kernel_quantizer", ["inputs only"]),
-    ({"type": "conv2d", "filters": 4, "input_quantizer": "magnitude_aware_sign"}, "input_quantizer",
-     ["kernels only"]),
-    ({"type": "conv2d", "filters": 4, "scaling": "xnor"}, "scaling", ["kernel_quantizer is null", "'xnor'"]),
-    ({"type": "conv2d", "filters": 4, "scaling": "mean"}, "scaling", ["'learnable'", '"mean"']),
-    ({"type": "conv2d", "filters": 4, "kernel_size": 9, "padding": "valid"}, "kernel_size", ["fit the input"]),
-    ({"type": "max_pool", "pool_size": 9}, "pool_size", ["at most", "[8, 8]", "got 9"]),
-    ({"type": "dropout", "rate": 1.0}, "rate", ["[0, 1)", "got 1.0"]),
-    ({"type": "batch_norm", "affine": "yes"}, "affine", ["true or false", '"yes"']),
-    ({"type": "activation", "fn": "gelu"}, "fn", ["'relu'", '"gelu"']),
-    ({"type": "activation"}, "fn", ["is required"]),
-    ({"type": "convolution", "filters": 4}, "type", ["conv2d", '"convolution"']),
-])
+@pytest.mark.parametrize(
+    "layer, field, words",
+    [
+        ({"type": "conv2d", "filters": -4}, "filters", ["layer 0 (conv2d)", "positive integer", "got -4"]),
+        ({"type": "conv2d", "filters": 4, "kernel_size": 2}, "padding", ["odd kernel_size", "got kernel_size 2"]),
+        ({"type": "conv2d", "filters": 4, "padding": "full"}, "padding", ["'same'", "'valid'", '"full"']),
+        ({"type": "conv2d", "filter": 4}, "filter", ["not a field of conv2d", "did you mean 'filters'"]),
+        (
+            {"type": "conv2d", "filters": 4, "kernel_quantizer": "ste_sgn"},
+            "kernel_quantizer",
+            ["known quantizer", "did you mean 'ste_sign'", '"ste_sgn"'],
+        ),
+        (
+            {"type": "conv2d", "filters": 4, "kernel_quantizer": {"name": "ste_sign", "clp": 1}},
+            "kernel_quantizer",
+            ["only the parameters of ste_sign (clip)", "'clp'"],
+        ),
+        (
+            {"type": "conv2d", "filters": 4, "kernel_quantizer": {"name": "swish_sign", "beta": 0}},
+            "kernel_quantizer",
+            ["'beta'", "positive number"],
+        ),
+        (
+            {"type": "conv2d", "filters": 4, "kernel_quantizer": {"name": "dorefa", "bits": 12}},
+            "kernel_quantizer",
+            ["1 to 8"],
+        ),
+        ({"type": "conv2d", "filters": 4, "kernel_quantizer": "rsign"}, "kernel_quantizer", ["inputs only"]),
+        (
+            {"type": "conv2d", "filters": 4, "input_quantizer": "magnitude_aware_sign"},
+            "input_quantizer",
+            ["kernels only"],
+        ),
+        ({"type": "conv2d", "filters": 4, "scaling": "xnor"}, "scaling", ["kernel_quantizer is null", "'xnor'"]),
+        ({"type": "conv2d", "filters": 4, "scaling": "mean"}, "scaling", ["'learnable'", '"mean"']),
+        ({"type": "conv2d", "filters": 4, "kernel_size": 9, "padding": "valid"}, "kernel_size", ["fit the input"]),
+        ({"type": "max_pool", "pool_size": 9}, "pool_size", ["at most", "[8, 8]", "got 9"]),
+        ({"type": "dropout", "rate": 1.0}, "rate", ["[0, 1)", "got 1.0"]),
+        ({"type": "batch_norm", "affine": "yes"}, "affine", ["true or false", '"yes"']),
+        ({"type": "activation", "fn": "gelu"}, "fn", ["'relu'", '"gelu"']),
+        ({"type": "activation"}, "fn", ["is required"]),
+        ({"type": "convolution", "filters": 4}, "type", ["conv2d", '"convolution"']),
+    ],
+)
 def test_layer_errors_name_layer_field_expected_and_got(layer, field, words):
     error = error_of(net(layer, *FLAT_END))
     assert error.layer_index == 0 and error.field == field
@@ -97,20 +134,33 @@ def test_last_layer_width_must_be_num_classes():
 
 
 def test_shortcut_must_keep_the_shape_and_nested_errors_name_the_path():
-    error = error_of(net({"type": "flatten"}, {"type": "shortcut", "layers": [{"type": "dense", "units": 5}]},
-                         {"type": "dense", "units": 10}))
+    error = error_of(
+        net(
+            {"type": "flatten"},
+            {"type": "shortcut", "layers": [{"type": "dense", "units": 5}]},
+            {"type": "dense", "units": 10},
+        )
+    )
     assert error.layer_index == 1 and error.field == "layers" and "keep the shape [64]" in str(error)
-    error = error_of(net({"type": "flatten"}, {"type": "shortcut", "layers": [{"type": "dense", "units": 0}]},
-                         {"type": "dense", "units": 10}))
+    error = error_of(
+        net(
+            {"type": "flatten"},
+            {"type": "shortcut", "layers": [{"type": "dense", "units": 0}]},
+            {"type": "dense", "units": 10},
+        )
+    )
     assert error.layer_index == 1 and error.path == "1.0" and str(error).startswith("layer 1.0 (dense)")
 
 
-@pytest.mark.parametrize("change, field, words", [
-    ({"num_classes": 1}, "num_classes", ["integer >= 2", "got 1"]),
-    ({"input_shape": [1, 28]}, "input_shape", ["[F] or [C, H, W]", "[1, 28]"]),
-    ({"layers": []}, "layers", ["non-empty"]),
-    ({"num_clases": 10}, "num_clases", ["not a network spec field", "did you mean 'num_classes'"]),
-])
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"num_classes": 1}, "num_classes", ["integer >= 2", "got 1"]),
+        ({"input_shape": [1, 28]}, "input_shape", ["[F] or [C, H, W]", "[1, 28]"]),
+        ({"layers": []}, "layers", ["non-empty"]),
+        ({"num_clases": 10}, "num_clases", ["not a network spec field", "did you mean 'num_classes'"]),
+    ],
+)
 def test_network_level_errors(change, field, words):
     spec = net(*FLAT_END)
     spec.update(change)
@@ -127,8 +177,21 @@ def test_non_object_layer():
 
 EXPECTED_OUTPUTS = {
     "binary-mlp": [(784,), (2048,), (2048,), (2048,), (2048,), (10,), (10,)],
-    "binary-cnn": [(32, 26, 26), (32, 13, 13), (32, 13, 13), (64, 11, 11), (64, 5, 5), (64, 5, 5), (64, 3, 3),
-                   (64, 3, 3), (576,), (64,), (64,), (10,), (10,)],
+    "binary-cnn": [
+        (32, 26, 26),
+        (32, 13, 13),
+        (32, 13, 13),
+        (64, 11, 11),
+        (64, 5, 5),
+        (64, 5, 5),
+        (64, 3, 3),
+        (64, 3, 3),
+        (576,),
+        (64,),
+        (64,),
+        (10,),
+        (10,),
+    ],
     "toy-mlp": [(64,), (64,), (64,), (64,), (2,), (2,)],
 }
 
@@ -153,28 +216,47 @@ def test_vgg_small_shapes():
 @pytest.mark.parametrize("name", [n for n in PRESETS if not n.endswith("-float")])
 def test_presets_are_binary_and_their_twins_are_not(name):
     spec = preset(name)
-    quantized = [l for l in spec["layers"] if l["type"] in ("dense", "conv2d")]
-    assert all(is_sign_quantizer(l["kernel_quantizer"]) for l in quantized)
+    quantized = [layer for layer in spec["layers"] if layer["type"] in ("dense", "conv2d")]
+    assert all(is_sign_quantizer(layer["kernel_quantizer"]) for layer in quantized)
     assert quantized[0]["input_quantizer"] is None
-    assert all(is_sign_quantizer(l["input_quantizer"]) for l in quantized[1:])
+    assert all(is_sign_quantizer(layer["input_quantizer"]) for layer in quantized[1:])
     twin = preset(name + "-float")
     assert twin == float_twin(spec) and twin["name"] == spec["name"] + " (float twin)"
-    twin_quantized = [l for l in twin["layers"] if l["type"] in ("dense", "conv2d")]
-    assert [l.get("units", l.get("filters")) for l in twin_quantized] == [
-        l.get("units", l.get("filters")) for l in quantized]
-    assert all(l["input_quantizer"] is None and l["kernel_quantizer"] is None and l["scaling"] == "none"
-               for l in twin_quantized)
+    twin_quantized = [layer for layer in twin["layers"] if layer["type"] in ("dense", "conv2d")]
+    assert [layer.get("units", layer.get("filters")) for layer in twin_quantized] == [
+        layer.get("units", layer.get("filters")) for layer in quantized
+    ]
+    assert all(
+        layer["input_quantizer"] is None and layer["kernel_quantizer"] is None and layer["scaling"] == "none"
+        for layer in twin_quantized
+    )
     # Each removed sign becomes a hardtanh in front of its layer, so the twin is not a linear model.
-    assert sum(l["type"] == "activation" and l["fn"] == "hardtanh" for l in twin["layers"]) == len(quantized) - 1
+    assert (
+        sum(layer["type"] == "activation" and layer["fn"] == "hardtanh" for layer in twin["layers"])
+        == len(quantized) - 1
+    )
     assert infer_shapes(twin)[-1][1] == (spec["num_classes"],)
 
 
 def test_float_twin_reaches_into_shortcuts():
-    spec = net({"type": "flatten"}, {"type": "shortcut", "layers": [
-        {"type": "dense", "units": 64, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign",
-         "scaling": "learnable"}]}, {"type": "dense", "units": 10})
+    spec = net(
+        {"type": "flatten"},
+        {
+            "type": "shortcut",
+            "layers": [
+                {
+                    "type": "dense",
+                    "units": 64,
+                    "input_quantizer": "ste_heaviside",
+                    "kernel_quantizer": "ste_sign",
+                    "scaling": "learnable",
+                }
+            ],
+        },
+        {"type": "dense", "units": 10},
+    )
     inner = float_twin(spec)["layers"][1]["layers"]
-    assert [l["type"] for l in inner] == ["activation", "dense"] and inner[0]["fn"] == "relu"
+    assert [layer["type"] for layer in inner] == ["activation", "dense"] and inner[0]["fn"] == "relu"
     assert inner[1]["kernel_quantizer"] is None and inner[1]["scaling"] == "none"
 
 
@@ -202,9 +284,15 @@ def test_layer_name():
 
 def test_training_spec_defaults_and_normalisation():
     assert validate_training_spec({}) == default_training_spec()
-    ts = validate_training_spec({"optimizer": {"name": "sgd"}, "lr_schedule": "step",
-                                 "distillation": {"teacher": "float_twin"}, "two_stage": {},
-                                 "soft_binarization": {"end_temperature": 0.1}})
+    ts = validate_training_spec(
+        {
+            "optimizer": {"name": "sgd"},
+            "lr_schedule": "step",
+            "distillation": {"teacher": "float_twin"},
+            "two_stage": {},
+            "soft_binarization": {"end_temperature": 0.1},
+        }
+    )
     assert ts["optimizer"] == {"name": "sgd", "lr": 0.01, "momentum": 0.9}
     assert ts["lr_schedule"] == {"name": "step", "step_size": 1, "gamma": 0.1}
     assert ts["distillation"] == {"teacher_run": None, "teacher": "float_twin", "alpha": 0.9, "temperature": 4.0}
@@ -215,23 +303,29 @@ def test_training_spec_defaults_and_normalisation():
     assert bop["bop_schedule"] == {"threshold_decay": 0.1, "gamma_decay": 0.1, "every": 3}
 
 
-@pytest.mark.parametrize("ts, field, words", [
-    ({"epochs": 0}, "epochs", ["positive integer", "got 0"]),
-    ({"epoch": 3}, "epoch", ["not a training spec field", "did you mean 'epochs'"]),
-    ({"optimizer": {"name": "adamw"}}, "optimizer.name", ["adam, sgd, bop", '"adamw"']),
-    ({"optimizer": {"name": "adam", "lr": -1}}, "optimizer.lr", ["positive number", "got -1"]),
-    ({"optimizer": {"name": "adam", "momentum": 0.9}}, "optimizer.momentum", ["one of the fields name, lr"]),
-    ({"bop_schedule": {"every": 2}}, "bop_schedule", ["optimizer.name is 'bop'"]),
-    ({"lr_schedule": {"name": "exponential", "gamma": 0}}, "lr_schedule.gamma", ["positive number"]),
-    ({"weight_clip": -1}, "weight_clip", ["or null"]),
-    ({"distillation": {"alpha": 0.5}}, "distillation", ["exactly one of 'teacher_run' or 'teacher'"]),
-    ({"distillation": {"teacher": "resnet"}}, "distillation.teacher", ["'float_twin'"]),
-    ({"soft_binarization": {"start_temperature": 0.1, "end_temperature": 1.0}}, "soft_binarization.end_temperature",
-     ["at most start_temperature"]),
-    ({"two_stage": {"first_epochs": 5}}, "two_stage.first_epochs", ["less than epochs (5)"]),
-    ({"validation_split": 1.0}, "validation_split", ["[0, 1)"]),
-    ({"seed": -1}, "seed", ["an integer from 0 to"]),
-])
+@pytest.mark.parametrize(
+    "ts, field, words",
+    [
+        ({"epochs": 0}, "epochs", ["positive integer", "got 0"]),
+        ({"epoch": 3}, "epoch", ["not a training spec field", "did you mean 'epochs'"]),
+        ({"optimizer": {"name": "adamw"}}, "optimizer.name", ["adam, sgd, bop", '"adamw"']),
+        ({"optimizer": {"name": "adam", "lr": -1}}, "optimizer.lr", ["positive number", "got -1"]),
+        ({"optimizer": {"name": "adam", "momentum": 0.9}}, "optimizer.momentum", ["one of the fields name, lr"]),
+        ({"bop_schedule": {"every": 2}}, "bop_schedule", ["optimizer.name is 'bop'"]),
+        ({"lr_schedule": {"name": "exponential", "gamma": 0}}, "lr_schedule.gamma", ["positive number"]),
+        ({"weight_clip": -1}, "weight_clip", ["or null"]),
+        ({"distillation": {"alpha": 0.5}}, "distillation", ["exactly one of 'teacher_run' or 'teacher'"]),
+        ({"distillation": {"teacher": "resnet"}}, "distillation.teacher", ["'float_twin'"]),
+        (
+            {"soft_binarization": {"start_temperature": 0.1, "end_temperature": 1.0}},
+            "soft_binarization.end_temperature",
+            ["at most start_temperature"],
+        ),
+        ({"two_stage": {"first_epochs": 5}}, "two_stage.first_epochs", ["less than epochs (5)"]),
+        ({"validation_split": 1.0}, "validation_split", ["[0, 1)"]),
+        ({"seed": -1}, "seed", ["an integer from 0 to"]),
+    ],
+)
 def test_training_spec_errors_name_the_field(ts, field, words):
     with pytest.raises(SpecError) as info:
         validate_training_spec(ts)
@@ -263,12 +357,24 @@ def test_a_network_too_large_to_train_is_refused_naming_the_layer_and_the_sizes(
 
 def test_the_memory_budget_counts_activations_and_nested_layers():
     wide = {"type": "conv2d", "filters": 512, "kernel_size": 1}
-    spec = net({"type": "shortcut", "layers": [dict(wide, filters=1)]}, wide, {"type": "avg_pool", "pool_size": 1024},
-               {"type": "flatten"}, {"type": "dense", "units": 10}, input_shape=(1, 1024, 1024))
+    spec = net(
+        {"type": "shortcut", "layers": [dict(wide, filters=1)]},
+        wide,
+        {"type": "avg_pool", "pool_size": 1024},
+        {"type": "flatten"},
+        {"type": "dense", "units": 10},
+        input_shape=(1, 1024, 1024),
+    )
     error = error_of(spec)  # 512 x 1024 x 1024 outputs x 4 bytes x 32 = 64 GiB, in a layer of 512 weights
     assert (error.layer_index, error.field) == (1, "filters") and "output [512, 1024, 1024]" in str(error)
-    rows = training_memory(net({"type": "flatten"}, {"type": "shortcut", "layers": [{"type": "dense", "units": 64}]},
-                               {"type": "dense", "units": 10}), batch_size=2)
+    rows = training_memory(
+        net(
+            {"type": "flatten"},
+            {"type": "shortcut", "layers": [{"type": "dense", "units": 64}]},
+            {"type": "dense", "units": 10},
+        ),
+        batch_size=2,
+    )
     assert [row["path"] for row in rows] == [None, "0", "1", "1.0", "2"]
     assert rows[3]["bytes"] == 64 * 64 * 16 + 64 * 2 * 4 and rows[1]["bytes"] == 0  # flatten is a view
 
@@ -287,40 +393,61 @@ def test_presets_fit_the_budget_many_times_over(name):
     assert sum(row["bytes"] for row in training_memory(preset(name))) < limits.MEMORY_BUDGET_BYTES / 40
 
 
-@pytest.mark.parametrize("layer, words", [
-    ({"type": "dense", "units": 10, "kernel_quantizer": {"name": "ste_sign", "clip": float("inf")}},
-     ["'clip'", "positive number at most 1,000", "Infinity"]),
-    ({"type": "dense", "units": 10, "kernel_quantizer": {"name": "swish_sign", "beta": float("nan")}},
-     ["'beta'", "NaN"]),
-    ({"type": "dense", "units": 10, "kernel_quantizer": {"name": "ste_tern", "threshold": 1e308}},
-     ["'threshold'", "from 0 to 1,000", "1e+308"]),
-    ({"type": "dense", "units": 10, "input_quantizer": {"name": "soft_sign", "temperature": 10**400}},
-     ["'temperature'"]),
-    ({"type": "batch_norm", "eps": float("inf")}, ["'eps'", "at most 1", "Infinity"]),
-])
+@pytest.mark.parametrize(
+    "layer, words",
+    [
+        (
+            {"type": "dense", "units": 10, "kernel_quantizer": {"name": "ste_sign", "clip": float("inf")}},
+            ["'clip'", "positive number at most 1,000", "Infinity"],
+        ),
+        (
+            {"type": "dense", "units": 10, "kernel_quantizer": {"name": "swish_sign", "beta": float("nan")}},
+            ["'beta'", "NaN"],
+        ),
+        (
+            {"type": "dense", "units": 10, "kernel_quantizer": {"name": "ste_tern", "threshold": 1e308}},
+            ["'threshold'", "from 0 to 1,000", "1e+308"],
+        ),
+        (
+            {"type": "dense", "units": 10, "input_quantizer": {"name": "soft_sign", "temperature": 10**400}},
+            ["'temperature'"],
+        ),
+        ({"type": "batch_norm", "eps": float("inf")}, ["'eps'", "at most 1", "Infinity"]),
+    ],
+)
 def test_network_numbers_must_be_finite_and_sane(layer, words):
-    layers = [{"type": "flatten"}, {"type": "dense", "units": 10}, layer] if layer["type"] == "batch_norm" else [
-        {"type": "flatten"}, layer]
+    layers = (
+        [{"type": "flatten"}, {"type": "dense", "units": 10}, layer]
+        if layer["type"] == "batch_norm"
+        else [{"type": "flatten"}, layer]
+    )
     message = str(error_of(net(*layers)))
     for word in words:
         assert word in message
 
 
-@pytest.mark.parametrize("ts, field, words", [
-    ({"optimizer": {"name": "adam", "lr": float("inf")}}, "optimizer.lr", ["at most 1,000,000", "Infinity"]),
-    ({"optimizer": {"name": "sgd", "lr": 1e308}}, "optimizer.lr", ["1e+308"]),
-    ({"optimizer": {"name": "adam", "lr": float("nan")}}, "optimizer.lr", ["NaN"]),
-    ({"optimizer": {"name": "bop", "gamma": 2}}, "optimizer.gamma", ["at most 1,", "got 2"]),
-    ({"optimizer": {"name": "bop", "threshold": float("inf")}}, "optimizer.threshold", ["at most 1,000"]),
-    ({"lr_schedule": {"name": "exponential", "gamma": 1e308}}, "lr_schedule.gamma", ["at most 10"]),
-    ({"optimizer": "bop", "bop_schedule": {"gamma_decay": 1.5}}, "bop_schedule.gamma_decay", ["at most 1,"]),
-    ({"weight_clip": float("inf")}, "weight_clip", ["at most 1,000 or null"]),
-    ({"distillation": {"teacher": "float_twin", "temperature": float("inf")}}, "distillation.temperature", ["1,000"]),
-    ({"soft_binarization": {"start_temperature": 1e308}}, "soft_binarization.start_temperature", ["1,000"]),
-    ({"epochs": 10**7}, "epochs", ["at most 1,000,000"]),
-    ({"batch_size": 10**12}, "batch_size", ["at most 10,000,000"]),
-    ({"seed": 2**64}, "seed", ["from 0 to 4,294,967,295"]),
-])
+@pytest.mark.parametrize(
+    "ts, field, words",
+    [
+        ({"optimizer": {"name": "adam", "lr": float("inf")}}, "optimizer.lr", ["at most 1,000,000", "Infinity"]),
+        ({"optimizer": {"name": "sgd", "lr": 1e308}}, "optimizer.lr", ["1e+308"]),
+        ({"optimizer": {"name": "adam", "lr": float("nan")}}, "optimizer.lr", ["NaN"]),
+        ({"optimizer": {"name": "bop", "gamma": 2}}, "optimizer.gamma", ["at most 1,", "got 2"]),
+        ({"optimizer": {"name": "bop", "threshold": float("inf")}}, "optimizer.threshold", ["at most 1,000"]),
+        ({"lr_schedule": {"name": "exponential", "gamma": 1e308}}, "lr_schedule.gamma", ["at most 10"]),
+        ({"optimizer": "bop", "bop_schedule": {"gamma_decay": 1.5}}, "bop_schedule.gamma_decay", ["at most 1,"]),
+        ({"weight_clip": float("inf")}, "weight_clip", ["at most 1,000 or null"]),
+        (
+            {"distillation": {"teacher": "float_twin", "temperature": float("inf")}},
+            "distillation.temperature",
+            ["1,000"],
+        ),
+        ({"soft_binarization": {"start_temperature": 1e308}}, "soft_binarization.start_temperature", ["1,000"]),
+        ({"epochs": 10**7}, "epochs", ["at most 1,000,000"]),
+        ({"batch_size": 10**12}, "batch_size", ["at most 10,000,000"]),
+        ({"seed": 2**64}, "seed", ["from 0 to 4,294,967,295"]),
+    ],
+)
 def test_training_numbers_must_be_finite_and_sane(ts, field, words):
     with pytest.raises(SpecError) as info:
         validate_training_spec(ts)
@@ -333,8 +460,17 @@ def test_training_numbers_must_be_finite_and_sane(ts, field, words):
 
 
 def test_dorefa_quantizes_kernels_in_weights_mode_and_inputs_in_activations_mode():
-    layer = validate_spec(net({"type": "flatten"}, {"type": "dense", "units": 10, "input_quantizer": "dorefa",
-                                                    "kernel_quantizer": {"name": "dorefa", "bits": 3}}))["layers"][1]
+    layer = validate_spec(
+        net(
+            {"type": "flatten"},
+            {
+                "type": "dense",
+                "units": 10,
+                "input_quantizer": "dorefa",
+                "kernel_quantizer": {"name": "dorefa", "bits": 3},
+            },
+        )
+    )["layers"][1]
     assert layer["kernel_quantizer"] == {"name": "dorefa", "bits": 3, "mode": "weights"}
     assert layer["input_quantizer"] == {"name": "dorefa", "bits": 2, "mode": "activations"}
     explicit = {"name": "dorefa", "bits": 2, "mode": "activations"}
@@ -345,12 +481,18 @@ def test_dorefa_quantizes_kernels_in_weights_mode_and_inputs_in_activations_mode
     assert summary(net({"type": "flatten"}, layer)).rows[1]["params_by_bits"] == {3: 640}  # the bits parameter
 
 
-@pytest.mark.parametrize("q, words", [
-    ({"name": "dorefa", "mode": "weights"}, ["dorefa with mode \"weights\" quantizes kernels only", "its batch"]),
-    ({"name": "ste_tern", "ternary_weight_networks": True}, ["ternary_weight_networks true quantizes kernels only"]),
-    ({"name": "dorefa", "mode": "weight"}, ["'mode'", "'activations', 'weights'", '"weight"']),
-    ({"name": "ste_tern", "ternary_weight_networks": 1}, ["true or false"]),
-])
+@pytest.mark.parametrize(
+    "q, words",
+    [
+        ({"name": "dorefa", "mode": "weights"}, ['dorefa with mode "weights" quantizes kernels only', "its batch"]),
+        (
+            {"name": "ste_tern", "ternary_weight_networks": True},
+            ["ternary_weight_networks true quantizes kernels only"],
+        ),
+        ({"name": "dorefa", "mode": "weight"}, ["'mode'", "'activations', 'weights'", '"weight"']),
+        ({"name": "ste_tern", "ternary_weight_networks": 1}, ["true or false"]),
+    ],
+)
 def test_kernel_only_quantizer_settings_are_refused_on_inputs(q, words):
     error = error_of(net({"type": "flatten"}, {"type": "dense", "units": 10, "input_quantizer": q}))
     assert error.field == "input_quantizer"
@@ -374,7 +516,9 @@ def test_validation_is_linear_in_the_spec_and_deep_nesting_is_a_spec_error(monke
 
     calls = []
     original = spec_module._normalise_layer
-    monkeypatch.setattr(spec_module, "_normalise_layer", lambda path, layer: calls.append(path) or original(path, layer))
+    monkeypatch.setattr(
+        spec_module, "_normalise_layer", lambda path, layer: calls.append(path) or original(path, layer)
+    )
     validate_spec(_nested(20))
     assert len(calls) == 22  # every layer normalised once
     with pytest.raises(SpecError, match="must nest shortcuts at most 32 deep"):

@@ -1,4 +1,5 @@
 """Run store: records, statuses (incl. a dead worker), metrics, histograms, checkpoints, concurrent reading."""
+
 import subprocess
 import sys
 import threading
@@ -7,8 +8,8 @@ import time
 import pytest
 import torch
 
-from workbench.train.checkpoint import Checkpoint
 from workbench.runs.store import KEEP_EPOCHS, STALE_SECONDS, MetricsWriter, RunNotFoundError, RunStore, default_runs_dir
+from workbench.train.checkpoint import Checkpoint
 
 NET = {"name": "tiny", "input_shape": [2], "num_classes": 2, "layers": [{"type": "dense", "units": 2}]}
 TRAIN = {"epochs": 3, "batch_size": 8}

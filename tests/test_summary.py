@@ -1,5 +1,6 @@
 """summary() against numbers worked out by hand from the counting rules in workbench/core/summary.py, and its
 packed bytes against what pack_model stores, exactly."""
+
 import math
 
 import pytest
@@ -19,16 +20,26 @@ def words(k):
 
 
 def test_small_cnn_by_hand():
-    spec = {"input_shape": [3, 6, 6], "num_classes": 3, "layers": [
-        {"type": "conv2d", "filters": 5, "kernel_size": 3, "padding": "valid", "kernel_quantizer": SIGN,
-         "scaling": "xnor"},                                                        # -> [5, 4, 4], input_conv2d
-        {"type": "max_pool"},                                                       # -> [5, 2, 2], pools bits
-        {"type": "batch_norm"},                                                     # folds into a float64 affine
-        {"type": "flatten"},                                                        # -> [20]
-        {"type": "dense", "units": 70, "input_quantizer": SIGN, "kernel_quantizer": SIGN, "use_bias": True},
-        {"type": "batch_norm", "affine": False},                                    # float output: next is float
-        {"type": "dense", "units": 3},                                              # full precision, bias
-    ]}
+    spec = {
+        "input_shape": [3, 6, 6],
+        "num_classes": 3,
+        "layers": [
+            {
+                "type": "conv2d",
+                "filters": 5,
+                "kernel_size": 3,
+                "padding": "valid",
+                "kernel_quantizer": SIGN,
+                "scaling": "xnor",
+            },  # -> [5, 4, 4], input_conv2d
+            {"type": "max_pool"},  # -> [5, 2, 2], pools bits
+            {"type": "batch_norm"},  # folds into a float64 affine
+            {"type": "flatten"},  # -> [20]
+            {"type": "dense", "units": 70, "input_quantizer": SIGN, "kernel_quantizer": SIGN, "use_bias": True},
+            {"type": "batch_norm", "affine": False},  # float output: next is float
+            {"type": "dense", "units": 3},  # full precision, bias
+        ],
+    }
     s = summary(spec)
     rows = {r["name"]: r for r in s.rows}
     conv_weights = 5 * 3 * 3 * 3
@@ -61,13 +72,17 @@ def test_small_cnn_by_hand():
 
 
 def test_multi_bit_rsign_and_learnable_scale_by_hand():
-    spec = {"input_shape": [10], "num_classes": 3, "layers": [
-        {"type": "dense", "units": 8, "kernel_quantizer": "ste_tern"},              # 2-bit weights
-        {"type": "batch_norm"},                                                     # float: kernel not a sign
-        {"type": "dense", "units": 4, "input_quantizer": "rsign", "kernel_quantizer": SIGN, "scaling": "learnable"},
-        {"type": "batch_norm"},                                                     # threshold BN
-        {"type": "dense", "units": 3, "input_quantizer": SIGN, "kernel_quantizer": {"name": "dorefa", "bits": 3}},
-    ]}
+    spec = {
+        "input_shape": [10],
+        "num_classes": 3,
+        "layers": [
+            {"type": "dense", "units": 8, "kernel_quantizer": "ste_tern"},  # 2-bit weights
+            {"type": "batch_norm"},  # float: kernel not a sign
+            {"type": "dense", "units": 4, "input_quantizer": "rsign", "kernel_quantizer": SIGN, "scaling": "learnable"},
+            {"type": "batch_norm"},  # threshold BN
+            {"type": "dense", "units": 3, "input_quantizer": SIGN, "kernel_quantizer": {"name": "dorefa", "bits": 3}},
+        ],
+    }
     s = summary(spec)
     rows = [r["memory_packed_bytes"] for r in s.rows]
     # ternary weights run in float32; float BN 8 * 8; the sign op's rsign thresholds + 1-bit rows (scale folds);
@@ -79,9 +94,15 @@ def test_multi_bit_rsign_and_learnable_scale_by_hand():
 
 
 def test_rsign_threshold_folds_into_a_preceding_threshold_bn():
-    spec = {"input_shape": [10], "num_classes": 3, "layers": [
-        {"type": "dense", "units": 8, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "dense", "units": 3, "input_quantizer": "rsign", "kernel_quantizer": SIGN}]}
+    spec = {
+        "input_shape": [10],
+        "num_classes": 3,
+        "layers": [
+            {"type": "dense", "units": 8, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 3, "input_quantizer": "rsign", "kernel_quantizer": SIGN},
+        ],
+    }
     rows = summary(spec).rows
     # the first layer's float64 scale + shift take the threshold; the last layer's output is float32
     assert [r["memory_packed_bytes"] for r in rows] == [8 * words(10), 8 * 16, 3 * words(8) + 3 * 8]
@@ -92,7 +113,8 @@ def test_summary_params_match_the_torch_model():
     for name in ("binary-cnn", "toy-mlp", "binary-cnn-float"):
         model = build_model(preset(name))
         torch_params = sum(p.numel() for p in model.parameters()) + sum(
-            b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+            b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")
+        )
         assert summary(preset(name)).totals["params"] == torch_params, name
 
 
@@ -100,17 +122,29 @@ def test_binary_mlp_preset_numbers():
     t = summary(preset("binary-mlp")).totals
     assert t["params_1bit"] == 784 * 2048 + 2048 * 2048 + 2048 * 10
     # the first layer keeps a float64 scale + shift, the hidden one int32 thresholds + flips, the last float32
-    assert t["memory_packed_bytes"] == (2048 * words(784) + 2048 * words(2048) + 10 * words(2048)
-                                        + 2048 * 16 + 2048 * 5 + 10 * 8) == 782_928
+    assert (
+        t["memory_packed_bytes"]
+        == (2048 * words(784) + 2048 * words(2048) + 10 * words(2048) + 2048 * 16 + 2048 * 5 + 10 * 8)
+        == 782_928
+    )
     assert t["macs_binary"] == 2048 * 2048 + 2048 * 10 and t["macs_float"] == 784 * 2048
 
 
 def test_shortcut_rows_and_text():
-    spec = {"input_shape": [16], "num_classes": 2, "layers": [
-        {"type": "shortcut", "layers": [
-            {"type": "dense", "units": 16, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
-            {"type": "batch_norm"}]},
-        {"type": "dense", "units": 2}]}
+    spec = {
+        "input_shape": [16],
+        "num_classes": 2,
+        "layers": [
+            {
+                "type": "shortcut",
+                "layers": [
+                    {"type": "dense", "units": 16, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+                    {"type": "batch_norm"},
+                ],
+            },
+            {"type": "dense", "units": 2},
+        ],
+    }
     s = summary(spec)
     assert [r["name"] for r in s.rows] == ["0_shortcut", "0.0_dense", "0.1_batch_norm", "1_dense"]
     assert s.rows[2]["memory_packed_bytes"] == 16 * 8  # added to the real shortcut: not a threshold
@@ -128,53 +162,122 @@ def test_every_preset_summarises(name):
         assert s.totals["compression_ratio"] > 8
 
 
-BI_REAL_BLOCK = {"type": "shortcut", "layers": [
-    {"type": "conv2d", "filters": 16, "input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"},
-    {"type": "batch_norm"}]}
+BI_REAL_BLOCK = {
+    "type": "shortcut",
+    "layers": [
+        {"type": "conv2d", "filters": 16, "input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"},
+        {"type": "batch_norm"},
+    ],
+}
 ODD_SPECS = {
-    "bi-real": {"input_shape": [3, 8, 8], "num_classes": 3, "layers": [
-        {"type": "conv2d", "filters": 16, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        BI_REAL_BLOCK, BI_REAL_BLOCK,
-        {"type": "avg_pool", "pool_size": 2}, {"type": "flatten"}, {"type": "dense", "units": 3}]},
-    "rsign-inputs": {"input_shape": [10], "num_classes": 3, "layers": [
-        {"type": "dense", "units": 8, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "dense", "units": 9, "input_quantizer": "rsign", "kernel_quantizer": SIGN, "scaling": "xnor"},
-        {"type": "batch_norm"}, {"type": "dropout"},
-        {"type": "dense", "units": 7, "input_quantizer": "rsign", "kernel_quantizer": SIGN},
-        {"type": "activation", "fn": "relu"},
-        {"type": "dense", "units": 3, "input_quantizer": "rsign", "kernel_quantizer": SIGN, "use_bias": True}]},
-    "float-layers": {"input_shape": [1, 9, 9], "num_classes": 4, "layers": [
-        {"type": "conv2d", "filters": 6}, {"type": "activation", "fn": "prelu"}, {"type": "batch_norm"},
-        {"type": "max_pool", "pool_size": 2},
-        {"type": "conv2d", "filters": 70, "input_quantizer": SIGN, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "activation", "fn": "hardtanh"}, {"type": "batch_norm"},
-        {"type": "conv2d", "filters": 5, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
-        {"type": "activation", "fn": "tanh"}, {"type": "max_pool", "pool_size": 2},
-        {"type": "batch_norm", "affine": False}, {"type": "flatten"},
-        {"type": "dense", "units": 20, "input_quantizer": "ste_tern", "kernel_quantizer": "ste_tern"},
-        {"type": "dense", "units": 4, "kernel_quantizer": {"name": "dorefa", "bits": 3}}]},
-    "dense-after-conv-flatten": {"input_shape": [3, 9, 7], "num_classes": 4, "layers": [
-        {"type": "conv2d", "filters": 70, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "conv2d", "filters": 5, "stride": 2, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
-        {"type": "max_pool", "pool_size": 3, "stride": 2}, {"type": "batch_norm"},
-        {"type": "activation", "fn": "identity"}, {"type": "flatten"}, {"type": "dropout"},
-        {"type": "dense", "units": 4, "input_quantizer": SIGN, "kernel_quantizer": SIGN}, {"type": "batch_norm"}]},
-    "xnor-first-layer": {"input_shape": [12], "num_classes": 2, "layers": [
-        {"type": "dense", "units": 16, "input_quantizer": SIGN, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "dense", "units": 8, "input_quantizer": SIGN, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "dense", "units": 8, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "dense", "units": 2, "input_quantizer": "swish_sign", "kernel_quantizer": SIGN}]},
-    "ternary-first-layer": {"input_shape": [1, 8, 8], "num_classes": 2, "layers": [
-        {"type": "conv2d", "filters": 8, "kernel_quantizer": "ste_tern", "padding": "valid"}, {"type": "batch_norm"},
-        {"type": "conv2d", "filters": 8, "input_quantizer": SIGN, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "flatten"}, {"type": "flatten"},
-        {"type": "dense", "units": 2, "input_quantizer": SIGN, "kernel_quantizer": SIGN}]},
-    "bits-ending-a-shortcut": {"input_shape": [16], "num_classes": 2, "layers": [
-        {"type": "dense", "units": 16, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-        {"type": "shortcut", "layers": [
-            {"type": "dense", "units": 16, "input_quantizer": SIGN, "kernel_quantizer": SIGN}, {"type": "batch_norm"},
-            {"type": "dense", "units": 16, "input_quantizer": "rsign", "kernel_quantizer": SIGN}]},
-        {"type": "batch_norm"}, {"type": "dense", "units": 2, "input_quantizer": SIGN, "kernel_quantizer": SIGN}]},
+    "bi-real": {
+        "input_shape": [3, 8, 8],
+        "num_classes": 3,
+        "layers": [
+            {"type": "conv2d", "filters": 16, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            BI_REAL_BLOCK,
+            BI_REAL_BLOCK,
+            {"type": "avg_pool", "pool_size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 3},
+        ],
+    },
+    "rsign-inputs": {
+        "input_shape": [10],
+        "num_classes": 3,
+        "layers": [
+            {"type": "dense", "units": 8, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 9, "input_quantizer": "rsign", "kernel_quantizer": SIGN, "scaling": "xnor"},
+            {"type": "batch_norm"},
+            {"type": "dropout"},
+            {"type": "dense", "units": 7, "input_quantizer": "rsign", "kernel_quantizer": SIGN},
+            {"type": "activation", "fn": "relu"},
+            {"type": "dense", "units": 3, "input_quantizer": "rsign", "kernel_quantizer": SIGN, "use_bias": True},
+        ],
+    },
+    "float-layers": {
+        "input_shape": [1, 9, 9],
+        "num_classes": 4,
+        "layers": [
+            {"type": "conv2d", "filters": 6},
+            {"type": "activation", "fn": "prelu"},
+            {"type": "batch_norm"},
+            {"type": "max_pool", "pool_size": 2},
+            {"type": "conv2d", "filters": 70, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "activation", "fn": "hardtanh"},
+            {"type": "batch_norm"},
+            {"type": "conv2d", "filters": 5, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "activation", "fn": "tanh"},
+            {"type": "max_pool", "pool_size": 2},
+            {"type": "batch_norm", "affine": False},
+            {"type": "flatten"},
+            {"type": "dense", "units": 20, "input_quantizer": "ste_tern", "kernel_quantizer": "ste_tern"},
+            {"type": "dense", "units": 4, "kernel_quantizer": {"name": "dorefa", "bits": 3}},
+        ],
+    },
+    "dense-after-conv-flatten": {
+        "input_shape": [3, 9, 7],
+        "num_classes": 4,
+        "layers": [
+            {"type": "conv2d", "filters": 70, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "conv2d", "filters": 5, "stride": 2, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "max_pool", "pool_size": 3, "stride": 2},
+            {"type": "batch_norm"},
+            {"type": "activation", "fn": "identity"},
+            {"type": "flatten"},
+            {"type": "dropout"},
+            {"type": "dense", "units": 4, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+        ],
+    },
+    "xnor-first-layer": {
+        "input_shape": [12],
+        "num_classes": 2,
+        "layers": [
+            {"type": "dense", "units": 16, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 8, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 8, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 2, "input_quantizer": "swish_sign", "kernel_quantizer": SIGN},
+        ],
+    },
+    "ternary-first-layer": {
+        "input_shape": [1, 8, 8],
+        "num_classes": 2,
+        "layers": [
+            {"type": "conv2d", "filters": 8, "kernel_quantizer": "ste_tern", "padding": "valid"},
+            {"type": "batch_norm"},
+            {"type": "conv2d", "filters": 8, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {"type": "flatten"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 2, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+        ],
+    },
+    "bits-ending-a-shortcut": {
+        "input_shape": [16],
+        "num_classes": 2,
+        "layers": [
+            {"type": "dense", "units": 16, "kernel_quantizer": SIGN},
+            {"type": "batch_norm"},
+            {
+                "type": "shortcut",
+                "layers": [
+                    {"type": "dense", "units": 16, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+                    {"type": "batch_norm"},
+                    {"type": "dense", "units": 16, "input_quantizer": "rsign", "kernel_quantizer": SIGN},
+                ],
+            },
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 2, "input_quantizer": SIGN, "kernel_quantizer": SIGN},
+        ],
+    },
 }
 SPECS = {**{name: preset(name) for name in PRESETS}, **{name: dict(s, name=name) for name, s in ODD_SPECS.items()}}
 

@@ -1,12 +1,13 @@
 """The training loop on a tiny binary MLP and generated 2-D data: each trick, metrics, checkpoints, resume, stop."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from workbench.train.checkpoint import Checkpoint
 from workbench.core.data import Dataset
+from workbench.train.checkpoint import Checkpoint
 from workbench.train.optim import lr_at
 from workbench.train.training import TrainingReporter, train
 
@@ -31,13 +32,28 @@ def _dataset(n=320, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n + 100, 2)).astype(np.float32)
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
-    return Dataset(name="quadrants", x_train=x[:n], y_train=y[:n], x_test=x[n:], y_test=y[n:], input_shape=(2,),
-                   num_classes=2, class_names=["a", "b"])
+    return Dataset(
+        name="quadrants",
+        x_train=x[:n],
+        y_train=y[:n],
+        x_test=x[n:],
+        y_test=y[n:],
+        input_shape=(2,),
+        num_classes=2,
+        class_names=["a", "b"],
+    )
 
 
 def _training(**changes):
-    spec = {"epochs": 2, "batch_size": 32, "seed": 3, "optimizer": {"name": "adam", "lr": 0.01},
-            "lr_schedule": {"name": "cosine"}, "weight_clip": 1.0, "validation_split": 0.2}
+    spec = {
+        "epochs": 2,
+        "batch_size": 32,
+        "seed": 3,
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "lr_schedule": {"name": "cosine"},
+        "weight_clip": 1.0,
+        "validation_split": 0.2,
+    }
     spec.update(changes)
     return spec
 
@@ -52,8 +68,9 @@ class Recorder(TrainingReporter):
         self.batches.append((epoch, step, metrics))
 
     def on_epoch(self, epoch, metrics, histograms, checkpoint, is_best):
-        self.epochs.append({"epoch": epoch, "metrics": metrics, "histograms": histograms, "checkpoint": checkpoint,
-                            "is_best": is_best})
+        self.epochs.append(
+            {"epoch": epoch, "metrics": metrics, "histograms": histograms, "checkpoint": checkpoint, "is_best": is_best}
+        )
 
     def control(self):
         return "stop" if self.stop_after is not None and len(self.batches) >= self.stop_after else "continue"
@@ -92,7 +109,9 @@ def test_reports_every_batch_and_epoch_with_the_contract_keys():
     best = max(r["metrics"]["val_accuracy"] for r in recorder.epochs)
     assert result.best_val_accuracy == best
     assert recorder.epochs[0]["is_best"]
-    assert recorder.epochs[1]["is_best"] == (recorder.epochs[1]["metrics"]["val_accuracy"] > recorder.epochs[0]["metrics"]["val_accuracy"])
+    assert recorder.epochs[1]["is_best"] == (
+        recorder.epochs[1]["metrics"]["val_accuracy"] > recorder.epochs[0]["metrics"]["val_accuracy"]
+    )
 
 
 def test_learns_the_quadrant_problem():
@@ -110,12 +129,19 @@ def test_same_seed_same_run_and_another_seed_differs():
     assert not torch.equal(a.model.state_dict()["layers.2.weight"], c.model.state_dict()["layers.2.weight"])
 
 
-@pytest.mark.parametrize("changes", [
-    {},
-    {"optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}, "lr_schedule": {"name": "step", "step_size": 1}},
-    {"epochs": 3, "optimizer": {"name": "bop", "threshold": 1e-4, "gamma": 1e-2, "lr": 0.01},
-     "bop_schedule": {"threshold_decay": 0.5, "gamma_decay": 0.5, "every": 1}, "two_stage": {"first_epochs": 1}},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}, "lr_schedule": {"name": "step", "step_size": 1}},
+        {
+            "epochs": 3,
+            "optimizer": {"name": "bop", "threshold": 1e-4, "gamma": 1e-2, "lr": 0.01},
+            "bop_schedule": {"threshold_decay": 0.5, "gamma_decay": 0.5, "every": 1},
+            "two_stage": {"first_epochs": 1},
+        },
+    ],
+)
 def test_resume_after_epoch_one_matches_an_uninterrupted_run(tmp_path, changes):
     epochs = changes.get("epochs", 2)
     full = Recorder()
@@ -164,8 +190,10 @@ def test_epoch_flip_share_matches_the_checkpointed_weights():
     assert recorder.epochs[1]["metrics"]["flip/2_dense"] == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("schedule", [{"name": "cosine"}, {"name": "exponential", "gamma": 0.5},
-                                      {"name": "step", "step_size": 1, "gamma": 0.1}])
+@pytest.mark.parametrize(
+    "schedule",
+    [{"name": "cosine"}, {"name": "exponential", "gamma": 0.5}, {"name": "step", "step_size": 1, "gamma": 0.1}],
+)
 def test_learning_rate_follows_the_schedule(schedule):
     recorder = Recorder()
     train(SPEC, _training(lr_schedule=schedule), _dataset(), recorder)
@@ -199,8 +227,9 @@ def test_soft_binarization_lowers_the_temperature_geometrically(monkeypatch):
 
     temperatures = []
     original = BNNModel.set_soft_temperature
-    monkeypatch.setattr(BNNModel, "set_soft_temperature",
-                        lambda self, t: (temperatures.append(t), original(self, t))[1])
+    monkeypatch.setattr(
+        BNNModel, "set_soft_temperature", lambda self, t: (temperatures.append(t), original(self, t))[1]
+    )
     spec = dict(SPEC, layers=[dict(layer) for layer in SPEC["layers"]])
     spec["layers"][2]["input_quantizer"] = "soft_sign"
     soft = {"start_temperature": 1.0, "end_temperature": 0.01}
@@ -217,9 +246,14 @@ def test_two_stage_trains_real_weights_first(monkeypatch):
 
     calls = []
     original = BNNModel.set_quantization
-    monkeypatch.setattr(BNNModel, "set_quantization",
-                        lambda self, weights=True, activations=True: (calls.append((weights, activations)),
-                                                                      original(self, weights, activations))[1])
+    monkeypatch.setattr(
+        BNNModel,
+        "set_quantization",
+        lambda self, weights=True, activations=True: (
+            calls.append((weights, activations)),
+            original(self, weights, activations),
+        )[1],
+    )
     train(SPEC, _training(epochs=3, two_stage={"first_epochs": 2}), _dataset())
     assert calls == [(False, True), (False, True), (True, True)]
 

@@ -1,4 +1,5 @@
 """The worker with real processes: SIGKILL and resume, pause/resume/stop through the store, failures, distillation."""
+
 import os
 import shutil
 import signal
@@ -56,7 +57,7 @@ def test_sigkill_leaves_interrupted_run_that_resumes(workers):
     record = _wait(lambda: (r := store.get_run(run_id)).status != "running" and r, "the kill to show")
     assert record.status == "interrupted" and record.epochs_done >= 1
     epochs = store.metrics(run_id)["epoch"]
-    assert epochs[:record.epochs_done] == list(range(1, record.epochs_done + 1))
+    assert epochs[: record.epochs_done] == list(range(1, record.epochs_done + 1))
     assert len(store.metrics(run_id, "step")["step"]) >= 14  # 900 / 64 = 14 batches per epoch
     last = store.load_checkpoint(run_id, "last")
     assert last.epoch == store.checkpoint_epochs(run_id)[-1] >= 1
@@ -117,8 +118,9 @@ def test_data_that_does_not_fit_is_refused_before_a_run_exists(workers):
 
 def test_start_run_validates_before_starting(workers):
     with pytest.raises(ValueError, match="layer 1 \\(dense\\).*units"):
-        start_run(dict(preset("toy-mlp"), layers=[{"type": "flatten"}, {"type": "dense", "units": -4}]),
-                  _training(), "moons")
+        start_run(
+            dict(preset("toy-mlp"), layers=[{"type": "flatten"}, {"type": "dense", "units": -4}]), _training(), "moons"
+        )
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         start_run(preset("toy-mlp"), _training(), "nope")
     assert workers.list_runs() == []
@@ -155,7 +157,8 @@ def test_crash_between_an_epochs_writes_loses_no_epoch_on_resume(workers, monkey
     def crash_at_epoch_2(self, run_id, *args, **kwargs):
         rows = args[0] if crash_in == "write_metrics" else []
         if any(level == "epoch" and epoch == 2 for level, _, epoch, _ in rows) or (
-                crash_in == "save_checkpoint" and args[0].epoch == 2):
+            crash_in == "save_checkpoint" and args[0].epoch == 2
+        ):
             raise OSError("simulated crash while recording epoch 2")
         return original(self, run_id, *args, **kwargs)
 
@@ -189,8 +192,9 @@ def test_a_worker_whose_run_store_is_deleted_stops(workers):
 def test_the_test_accuracy_shown_is_the_exported_models(tmp_path):
     """A run whose best validation epoch is not its last: the test accuracy the store reports is measured on the
     best checkpoint, the one export packs, so the exported file scores exactly that on the run's test split."""
-    training = validate_training_spec({"epochs": 6, "seed": 1, "batch_size": 32, "lr_schedule": "constant",
-                                       "optimizer": {"name": "adam", "lr": 0.2}})
+    training = validate_training_spec(
+        {"epochs": 6, "seed": 1, "batch_size": 32, "lr_schedule": "constant", "optimizer": {"name": "adam", "lr": 0.2}}
+    )
     store = RunStore(tmp_path)
     run_id = store.create_run("unstable", preset("toy-mlp"), training, "moons")
     assert run_worker(run_id, tmp_path) == "completed"

@@ -4,6 +4,7 @@ updates live? Also times the first render of Home in a real browser.
 Not a test (it takes minutes): `python tools/soak_app.py --minutes 10`. Needs /usr/bin/chromium and
 playwright. Prints the server's resident memory every --every seconds and the growth over the soak.
 """
+
 import argparse
 import pathlib
 import sys
@@ -18,11 +19,18 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from workbench.core.presets import preset  # noqa: E402
 from workbench.core.spec import default_training_spec  # noqa: E402
-from workbench.runs.store import RunStore  # noqa: E402
 from workbench.runs.launch import start_run  # noqa: E402
+from workbench.runs.store import RunStore  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def resident_mib(pid: int) -> float:
@@ -59,8 +67,11 @@ def main() -> int:
             while True:
                 steps = RunStore(runs_dir).last_step(run_id)
                 samples.append((time.monotonic(), resident_mib(server_pid), steps))
-                print(f"t={samples[-1][0] - samples[0][0]:6.0f} s  server RSS {samples[-1][1]:7.1f} MiB  "
-                      f"training steps {steps}", flush=True)
+                print(
+                    f"t={samples[-1][0] - samples[0][0]:6.0f} s  server RSS {samples[-1][1]:7.1f} MiB  "
+                    f"training steps {steps}",
+                    flush=True,
+                )
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(args.every)
@@ -73,8 +84,10 @@ def main() -> int:
             browser.close()
     first, last = samples[0][1], samples[-1][1]
     peak = max(s[1] for s in samples)
-    print(f"server RSS: {first:.1f} MiB at the start of training, {last:.1f} MiB after {args.minutes:g} min "
-          f"(peak {peak:.1f}); growth {last - first:+.1f} MiB")
+    print(
+        f"server RSS: {first:.1f} MiB at the start of training, {last:.1f} MiB after {args.minutes:g} min "
+        f"(peak {peak:.1f}); growth {last - first:+.1f} MiB"
+    )
     return 0
 
 

@@ -36,8 +36,23 @@ def run(args: argparse.Namespace) -> int:
     PagesManager.uses_pages_directory = False
     # The settings of .streamlit/config.toml, given here so that they hold from any working directory; and no
     # file watcher: it would watch the whole checkout (.venv included) for edits a user never makes.
-    sys.argv = ["streamlit", "run", str(entry), "--server.address", "127.0.0.1", "--server.port", str(args.port),
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                "--server.fileWatcherType", "none", "--server.maxUploadSize", "200",
-                "--client.toolbarMode", "minimal"]
+    sys.argv = [
+        "streamlit",
+        "run",
+        str(entry),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--server.maxUploadSize",
+        "200",
+        "--client.toolbarMode",
+        "minimal",
+    ]
     return streamlit_cli.main(prog_name="streamlit")

@@ -20,7 +20,8 @@ from workbench.deploy.reports import format_reports, memory_report, speed_report
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "bench", help="measure: 'bench kernels', 'bench training', 'bench MODEL.bnn' or 'bench PRESET'")
+        "bench", help="measure: 'bench kernels', 'bench training', 'bench MODEL.bnn' or 'bench PRESET'"
+    )
     parser.add_argument("target", help="'kernels', 'training', a .bnn file, or a preset name (random weights)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to measure")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (bench MODEL.bnn)")
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "training":
         return bench_training(args)
     return bench_model(args)
+
 
 # ------------------------------------------------------------------------------------------ bench kernels
 
@@ -71,8 +73,12 @@ def _blas_thread_setter():
             library = ctypes.CDLL(path)
         except OSError:
             continue
-        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
+        for symbol in (
+            "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
             setter = getattr(library, symbol, None)
             if setter is not None:
                 return lambda count, setter=setter: setter(ctypes.c_int(count))
@@ -92,8 +98,10 @@ def bench_kernels(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(0)
     set_blas_threads = _blas_thread_setter()
     blas_note = "numpy/OpenBLAS threads set to match" if set_blas_threads else "numpy at its default BLAS threads"
-    print(f"SIMD path: {kernels.backend()} (available: {', '.join(kernels.available_backends())}); "
-          f"{blas_note}; torch threads set to match; best of {repeats}")
+    print(
+        f"SIMD path: {kernels.backend()} (available: {', '.join(kernels.available_backends())}); "
+        f"{blas_note}; torch threads set to match; best of {repeats}"
+    )
 
     print(f"\n{'xnor_gemm (M, N, K)':<24}{'threads':>8}{'binary MAC/s':>15}{'float32 MAC/s':>15}{'ratio':>9}")
     for m, n, k in _GEMM_SHAPES_QUICK if quick else _GEMM_SHAPES:
@@ -102,8 +110,9 @@ def bench_kernels(args: argparse.Namespace) -> int:
         b_t = np.ascontiguousarray(b.T)
         a_bits, b_bits = kernels.pack_signs(a), kernels.pack_signs(b)
         # Each library's thread pool spins for a while after a call: measure one library at a time.
-        binary = {t: _best_seconds(lambda: kernels.xnor_gemm(a_bits, b_bits, k, threads=t), repeats)
-                  for t in threads_list}
+        binary = {
+            t: _best_seconds(lambda: kernels.xnor_gemm(a_bits, b_bits, k, threads=t), repeats) for t in threads_list
+        }
         time.sleep(0.2)
         floating = {}
         for threads in threads_list:
@@ -113,8 +122,10 @@ def bench_kernels(args: argparse.Namespace) -> int:
         time.sleep(0.2)
         macs = m * n * k
         for threads in threads_list:
-            print(f"{str((m, n, k)):<24}{threads:>8}{macs / binary[threads]:>15.3e}"
-                  f"{macs / floating[threads]:>15.3e}{floating[threads] / binary[threads]:>8.1f}x")
+            print(
+                f"{str((m, n, k)):<24}{threads:>8}{macs / binary[threads]:>15.3e}"
+                f"{macs / floating[threads]:>15.3e}{floating[threads] / binary[threads]:>8.1f}x"
+            )
 
     size, channels = (16, 64) if quick else (32, 128)
     x = rng.standard_normal((1, size, size, channels), dtype=np.float32)
@@ -127,11 +138,19 @@ def bench_kernels(args: argparse.Namespace) -> int:
     macs = size * size * channels * 9 * channels
     title = f"3x3 conv {channels}->{channels} {size}x{size}"
     print(f"\n{title:<24}{'threads':>8}{'binary MAC/s':>15}{'torch MAC/s':>15}{'ratio':>9}{'fused ratio':>13}")
-    binary = {t: _best_seconds(lambda: kernels.xnor_conv2d(x_bits, w_bits, channels, padding="same", threads=t),
-                               repeats) for t in threads_list}
-    fused = {t: _best_seconds(lambda: kernels.xnor_conv2d_threshold(x_bits, w_bits, channels, thresholds, flip,
-                                                                     padding="same", threads=t), repeats)
-             for t in threads_list}
+    binary = {
+        t: _best_seconds(lambda: kernels.xnor_conv2d(x_bits, w_bits, channels, padding="same", threads=t), repeats)
+        for t in threads_list
+    }
+    fused = {
+        t: _best_seconds(
+            lambda: kernels.xnor_conv2d_threshold(
+                x_bits, w_bits, channels, thresholds, flip, padding="same", threads=t
+            ),
+            repeats,
+        )
+        for t in threads_list
+    }
     time.sleep(0.2)
     floating = {}
     torch_threads = torch.get_num_threads()
@@ -139,13 +158,16 @@ def bench_kernels(args: argparse.Namespace) -> int:
         with torch.inference_mode():
             for threads in threads_list:
                 torch.set_num_threads(threads)
-                floating[threads] = _best_seconds(lambda: torch.nn.functional.conv2d(x_torch, w_torch, padding=1),
-                                                  repeats)
+                floating[threads] = _best_seconds(
+                    lambda: torch.nn.functional.conv2d(x_torch, w_torch, padding=1), repeats
+                )
     finally:
         torch.set_num_threads(torch_threads)
     for threads in threads_list:
-        print(f"{'batch 1':<24}{threads:>8}{macs / binary[threads]:>15.3e}{macs / floating[threads]:>15.3e}"
-              f"{floating[threads] / binary[threads]:>8.1f}x{floating[threads] / fused[threads]:>12.1f}x")
+        print(
+            f"{'batch 1':<24}{threads:>8}{macs / binary[threads]:>15.3e}{macs / floating[threads]:>15.3e}"
+            f"{floating[threads] / binary[threads]:>8.1f}x{floating[threads] / fused[threads]:>12.1f}x"
+        )
 
     k = 4096
     acts = rng.standard_normal((64, k), dtype=np.float32)
@@ -155,6 +177,7 @@ def bench_kernels(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- bench training
+
 
 def bench_training(args: argparse.Namespace) -> int:
     """`bnn-workbench bench training`: the MNIST presets trained within a time budget each, side by side.
@@ -168,27 +191,42 @@ def bench_training(args: argparse.Namespace) -> int:
 
     folder = getattr(args, "mnist", None) or os.environ.get("BNN_MNIST_DIR")
     if not folder:
-        raise ValueError("bench training: needs full MNIST: pass --mnist DIR or set BNN_MNIST_DIR "
-                         "(a folder with the four MNIST IDX files)")
+        raise ValueError(
+            "bench training: needs full MNIST: pass --mnist DIR or set BNN_MNIST_DIR "
+            "(a folder with the four MNIST IDX files)"
+        )
     quick = bool(getattr(args, "quick", False))
     budget = 60.0 * float(getattr(args, "minutes", 10.0))
     dataset = load_dataset("mnist:" + folder)
     if quick:
-        dataset = replace(dataset, x_train=dataset.x_train[:6000], y_train=dataset.y_train[:6000],
-                          x_test=dataset.x_test[:1000], y_test=dataset.y_test[:1000])
-    print(f"MNIST: {len(dataset.x_train)} training images (10% held out for validation), "
-          f"{len(dataset.x_test)} test images; budget {budget / 60:.1f} min per model", flush=True)
+        dataset = replace(
+            dataset,
+            x_train=dataset.x_train[:6000],
+            y_train=dataset.y_train[:6000],
+            x_test=dataset.x_test[:1000],
+            y_test=dataset.y_test[:1000],
+        )
+    print(
+        f"MNIST: {len(dataset.x_train)} training images (10% held out for validation), "
+        f"{len(dataset.x_test)} test images; budget {budget / 60:.1f} min per model",
+        flush=True,
+    )
 
     # Binary and float twin measured alternately, best of two each: other load on the machine hits both alike.
     steps = 8 if quick else 30
     step_seconds = {name: float("inf") for name in benchmark.TRAINING_RECIPES}
     for _ in range(2):
         for name in benchmark.TRAINING_RECIPES:
-            step_seconds[name] = min(step_seconds[name],
-                                     benchmark.step_seconds(name, dataset, benchmark.TRAINING_RECIPES[name][0], steps))
+            step_seconds[name] = min(
+                step_seconds[name], benchmark.step_seconds(name, dataset, benchmark.TRAINING_RECIPES[name][0], steps)
+            )
 
-    runs = [("binary-cnn", "binary-cnn", None), ("binary-mlp", "binary-mlp", None),
-            ("binary-mlp-float", "binary-mlp-float", None), ("binary-mlp + KD", "binary-mlp", "binary-mlp-float")]
+    runs = [
+        ("binary-cnn", "binary-cnn", None),
+        ("binary-mlp", "binary-mlp", None),
+        ("binary-mlp-float", "binary-mlp-float", None),
+        ("binary-mlp + KD", "binary-mlp", "binary-mlp-float"),
+    ]
     trained, rows = {}, []
     fit = int(round(len(dataset.x_train) * 0.9))
     for label, name, teacher_name in runs:
@@ -197,15 +235,26 @@ def bench_training(args: argparse.Namespace) -> int:
         step = benchmark.step_seconds(name, dataset, batch, steps) if not quick else 0.0
         per_epoch = (fit // batch) * step * (1.4 if teacher_name else 1.0) + 3.0
         epochs = 1 if quick else max(1, min(most, int(0.8 * budget / per_epoch)))
-        training = {"epochs": epochs, "batch_size": batch, "seed": 0, "optimizer": {"name": "adam", "lr": lr},
-                    "lr_schedule": {"name": "cosine"}, "weight_clip": 1.0, "validation_split": 0.1}
+        training = {
+            "epochs": epochs,
+            "batch_size": batch,
+            "seed": 0,
+            "optimizer": {"name": "adam", "lr": lr},
+            "lr_schedule": {"name": "cosine"},
+            "weight_clip": 1.0,
+            "validation_split": 0.1,
+        }
         if teacher_name:
             training["distillation"] = {"teacher": "float_twin", "alpha": 0.9, "temperature": 4.0}
         print(f"training {label}: {epochs} epochs, batch {batch}, Adam lr {lr:g} cosine", flush=True)
-        result, seconds, _ = benchmark.train_timed(preset(name), training, dataset, budget,
-                                          teacher=trained.get(teacher_name), verbose=True)
-        accuracy = result.test_accuracy if result.test_accuracy is not None else benchmark.test_accuracy_of(
-            result.model, dataset.x_test, dataset.y_test)
+        result, seconds, _ = benchmark.train_timed(
+            preset(name), training, dataset, budget, teacher=trained.get(teacher_name), verbose=True
+        )
+        accuracy = (
+            result.test_accuracy
+            if result.test_accuracy is not None
+            else benchmark.test_accuracy_of(result.model, dataset.x_test, dataset.y_test)
+        )
         trained[name] = result.model
         rows.append((label, result.epochs_done, batch, seconds, accuracy, benchmark.TRAINING_TARGETS.get(label)))
 
@@ -216,8 +265,10 @@ def bench_training(args: argparse.Namespace) -> int:
     print("\ntraining step time inside train(), binary preset vs its float twin on the same batch size:")
     for name in ("binary-cnn", "binary-mlp"):
         binary, floating = step_seconds[name], step_seconds[name + "-float"]
-        print(f"  {name:<12} batch {benchmark.TRAINING_RECIPES[name][0]:>4}: {binary * 1e3:7.1f} ms vs "
-              f"{floating * 1e3:7.1f} ms float: {binary / floating:.2f}x")
+        print(
+            f"  {name:<12} batch {benchmark.TRAINING_RECIPES[name][0]:>4}: {binary * 1e3:7.1f} ms vs "
+            f"{floating * 1e3:7.1f} ms float: {binary / floating:.2f}x"
+        )
     return 0
 
 

@@ -33,8 +33,10 @@ def _dataset(args: argparse.Namespace, packed) -> tuple:
     dataset = load_dataset(args.data)
     if args.data in BUILTIN_DATASETS or args.data.startswith("mnist:"):
         return dataset, "its test set"
-    return dataset, ("a default split (seed 0, stratified 20%): the model was not trained on this data reference, "
-                     "so some of these rows may be training rows; pass --run to use the run's split")
+    return dataset, (
+        "a default split (seed 0, stratified 20%): the model was not trained on this data reference, "
+        "so some of these rows may be training rows; pass --run to use the run's split"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     predictions = engine.predict(x)
     seconds = time.perf_counter() - start
     accuracy = float((predictions == dataset.y_test).mean()) if len(x) else float("nan")
-    print(f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
-          f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample); samples: {which}")
+    print(
+        f"{args.model}: {len(x)} test samples of {args.data}, accuracy {accuracy:.4f} "
+        f"({seconds * 1e3:.1f} ms, {seconds / max(len(x), 1) * 1e6:.1f} us/sample); samples: {which}"
+    )
     if args.run:
         # lazy: torch loads only with --run
         from workbench.runs.trained import load_trained_model
@@ -55,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
         model, _ = load_trained_model(args.run, store=RunStore(args.runs_dir))
         result = compare(model, engine.packed, dataset.x_test, dataset.y_test, threads=args.threads)
         agreement = 1.0 - result["disagreements"] / len(x) if len(x) else float("nan")
-        print(f"agreement with the torch model of run {args.run}: {agreement:.4f} "
-              f"({result['disagreements']} of {len(x)} predictions differ)")
+        print(
+            f"agreement with the torch model of run {args.run}: {agreement:.4f} "
+            f"({result['disagreements']} of {len(x)} predictions differ)"
+        )
         for row in result["layers"]:
-            print(f"  hidden bits into {row['layer']}: {row['differing']} of {row['bits']} differ "
-                  f"({row['near_zero']} torch pre-activations within 1e-5 of 0)")
+            print(
+                f"  hidden bits into {row['layer']}: {row['differing']} of {row['bits']} differ "
+                f"({row['near_zero']} torch pre-activations within 1e-5 of 0)"
+            )
     return 0

@@ -16,8 +16,12 @@ def add_parser(commands) -> None:
     show.add_argument("run_id")
     show.set_defaults(handler=run_show)
     check = actions.add_parser("check", help="report damaged rows, orphaned folders and damaged checkpoints")
-    check.add_argument("--repair", action="store_true", help="remove interrupted writes, set damaged checkpoints "
-                       "aside, fail runs whose folder is gone (nothing else is changed or deleted)")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove interrupted writes, set damaged checkpoints "
+        "aside, fail runs whose folder is gone (nothing else is changed or deleted)",
+    )
     check.set_defaults(handler=run_check)
 
 
@@ -48,9 +52,20 @@ def run_list(args: argparse.Namespace) -> int:
         print("no runs yet")
         return 0
     # the accuracies are the exported (best) checkpoint's, whose epoch is the "exported" column
-    rows = [[r.id, r.name, r.status, r.data_ref, f"{r.epochs_done}/{r.training_spec.get('epochs', '?')}",
-             "-" if r.best_epoch is None else r.best_epoch, _number(r.best_val_accuracy), _number(r.test_accuracy),
-             _when(r.created_at)] for r in runs]
+    rows = [
+        [
+            r.id,
+            r.name,
+            r.status,
+            r.data_ref,
+            f"{r.epochs_done}/{r.training_spec.get('epochs', '?')}",
+            "-" if r.best_epoch is None else r.best_epoch,
+            _number(r.best_val_accuracy),
+            _number(r.test_accuracy),
+            _when(r.created_at),
+        ]
+        for r in runs
+    ]
     print(format_table(["id", "name", "status", "data", "epochs", "exported", "val acc", "test acc", "created"], rows))
     return 0
 
@@ -65,14 +80,22 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"status    {run.status}" + (f"  (pid {run.pid})" if run.active else ""))
     if run.parent_id:
         print(f"teacher of {run.parent_id}")
-    print(f"network   {net.get('name', '?')}: input {net.get('input_shape')}, {net.get('num_classes')} classes; {layers}")
-    print(f"training  {training.get('epochs')} epochs, batch {training.get('batch_size')}, "
-          f"optimizer {optimizer.get('name')} lr {optimizer.get('lr')}, seed {training.get('seed')}"
-          + (f", distillation {training['distillation']}" if training.get("distillation") else ""))
+    print(
+        f"network   {net.get('name', '?')}: input {net.get('input_shape')}, {net.get('num_classes')} classes; {layers}"
+    )
+    print(
+        f"training  {training.get('epochs')} epochs, batch {training.get('batch_size')}, "
+        f"optimizer {optimizer.get('name')} lr {optimizer.get('lr')}, seed {training.get('seed')}"
+        + (f", distillation {training['distillation']}" if training.get("distillation") else "")
+    )
     print(f"data      {run.data_ref}" + (f"\n          {run.data_summary}" if run.data_summary else ""))
-    print(f"times     created {_when(run.created_at)}, started {_when(run.started_at)}, finished {_when(run.finished_at)}")
-    print(f"results   epochs {run.epochs_done}; exported checkpoint: {run.best_checkpoint_label}; "
-          f"its val acc {_number(run.best_val_accuracy)}, test acc {_number(run.test_accuracy)}")
+    print(
+        f"times     created {_when(run.created_at)}, started {_when(run.started_at)}, finished {_when(run.finished_at)}"
+    )
+    print(
+        f"results   epochs {run.epochs_done}; exported checkpoint: {run.best_checkpoint_label}; "
+        f"its val acc {_number(run.best_val_accuracy)}, test acc {_number(run.test_accuracy)}"
+    )
     if run.error:
         print("error     " + run.error.strip().replace("\n", "\n          "))
     table = store.metrics(run.id, "epoch")
@@ -92,6 +115,8 @@ def run_check(args: argparse.Namespace) -> int:
     findings = check_store(store, repair=args.repair)
     for finding in findings:
         print(f"{finding.run_id}: {finding.problem}" + (" -- repaired" if finding.repaired else ""))
-    print(f"{store.db_path}: {len(store.list_runs())} runs, {len(findings)} problem(s)"
-          + (f", {sum(f.repaired for f in findings)} repaired" if args.repair else ""))
+    print(
+        f"{store.db_path}: {len(store.list_runs())} runs, {len(findings)} problem(s)"
+        + (f", {sum(f.repaired for f in findings)} repaired" if args.repair else "")
+    )
     return 0 if all(f.repaired for f in findings) else 1

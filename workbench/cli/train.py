@@ -9,8 +9,13 @@ import sys
 
 from workbench.core import presets
 from workbench.core.data import describe, load_run_data
-from workbench.core.spec import (default_training_spec, float_twin, training_warnings, validate_spec,
-                                 validate_training_spec)
+from workbench.core.spec import (
+    default_training_spec,
+    float_twin,
+    training_warnings,
+    validate_spec,
+    validate_training_spec,
+)
 from workbench.runs.launch import create_run, prepare_resume
 from workbench.runs.store import RunStore
 
@@ -18,16 +23,30 @@ from workbench.runs.store import RunStore
 def add_parser(commands) -> None:
     parser = commands.add_parser("train", help="train a network spec in the foreground, with a progress bar")
     parser.add_argument("spec", help="network spec JSON file, or a preset name (see docs/SPEC.md)")
-    parser.add_argument("--data", required=True, help="dataset: mnist-sample, moons, circles, spirals, xor, "
-                        "mnist:DIR (IDX files), or a .npz/.csv/.idx file")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="dataset: mnist-sample, moons, circles, spirals, xor, mnist:DIR (IDX files), or a .npz/.csv/.idx file",
+    )
     parser.add_argument("--training", help="training spec JSON file (defaults per docs/SPEC.md)")
     parser.add_argument("--epochs", type=int, help="override the training spec's epochs")
-    parser.add_argument("--validation-split", type=float, metavar="FRACTION",
-                        help="override the training spec's validation share of the training data (0 for none)")
-    parser.add_argument("--test-split", type=float, metavar="FRACTION",
-                        help="override the test share split off data that comes as one set (a .csv, .npz or .idx)")
-    parser.add_argument("--float-twin", action="store_true",
-                        help="train the spec's float twin (every quantizer off, sign activations -> hardtanh)")
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        metavar="FRACTION",
+        help="override the training spec's validation share of the training data (0 for none)",
+    )
+    parser.add_argument(
+        "--test-split",
+        type=float,
+        metavar="FRACTION",
+        help="override the test share split off data that comes as one set (a .csv, .npz or .idx)",
+    )
+    parser.add_argument(
+        "--float-twin",
+        action="store_true",
+        help="train the spec's float twin (every quantizer off, sign activations -> hardtanh)",
+    )
     parser.add_argument("--name", help="a name for the run")
     parser.add_argument("--resume", metavar="RUN_ID", help="resume a stopped or interrupted run")
     parser.set_defaults(handler=run)
@@ -50,8 +69,9 @@ def network_spec(argument: str) -> dict:
     if argument.endswith(".json") or os.path.sep in argument or os.path.exists(argument):
         return read_json(argument, "network spec")
     if argument not in presets.PRESETS:
-        raise ValueError(f"network spec {argument!r}: no such file, and not a preset "
-                         f"(presets: {', '.join(sorted(presets.PRESETS))})")
+        raise ValueError(
+            f"network spec {argument!r}: no such file, and not a preset (presets: {', '.join(sorted(presets.PRESETS))})"
+        )
     return presets.preset(argument)
 
 
@@ -71,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
         record = store.get_run(args.resume)
         training = read_json(args.training, "training spec") if args.training else dict(record.training_spec)
         if args.validation_split is not None or args.test_split is not None or args.float_twin:
-            raise ValueError(f"--resume {args.resume}: the run's network and data split are fixed; only --epochs "
-                             f"and --training can change when resuming")
+            raise ValueError(
+                f"--resume {args.resume}: the run's network and data split are fixed; only --epochs "
+                f"and --training can change when resuming"
+            )
         _override(training, args)
         data_ref = record.data_ref
         dataset = load_run_data(data_ref, record.training_spec)  # before the run is queued again
@@ -90,18 +112,23 @@ def run(args: argparse.Namespace) -> int:
         run_id = create_run(store, network, training, data_ref, args.name, dataset=dataset)
     print(f"run {run_id} in {store.runs_dir}\ndata: {describe(dataset)}", flush=True)
     record = store.get_run(run_id)
-    for warning in training_warnings(record.training_spec, n_train=len(dataset.x_train),
-                                     network_spec=record.network_spec):
+    for warning in training_warnings(
+        record.training_spec, n_train=len(dataset.x_train), network_spec=record.network_spec
+    ):
         print(f"warning: {warning}", file=sys.stderr)
     try:
         status = run_worker(run_id, store.runs_dir, dataset=dataset, progress=True)
     except KeyboardInterrupt:
-        print(f"run {run_id} stopped; resume with: bnn-workbench train {args.spec} --data {data_ref} "
-              f"--resume {run_id}", file=sys.stderr)
+        print(
+            f"run {run_id} stopped; resume with: bnn-workbench train {args.spec} --data {data_ref} --resume {run_id}",
+            file=sys.stderr,
+        )
         return 130
     record = store.get_run(run_id)
     best = "-" if record.best_val_accuracy is None else f"{record.best_val_accuracy:.4f}"
     test = "-" if record.test_accuracy is None else f"{record.test_accuracy:.4f}"
-    print(f"run {run_id} {status}: {record.epochs_done} epochs; exported checkpoint: {record.best_checkpoint_label}; "
-          f"its val accuracy {best}, test accuracy {test}")
+    print(
+        f"run {run_id} {status}: {record.epochs_done} epochs; exported checkpoint: {record.best_checkpoint_label}; "
+        f"its val accuracy {best}, test accuracy {test}"
+    )
     return 0 if status in ("completed", "stopped") else 1

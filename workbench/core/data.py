@@ -5,6 +5,7 @@ a malformed file raises :class:`DataError` naming the file and what was wrong, b
 Images end up float32 in [-1, 1], channels-first; ``Dataset.preprocessing`` records the affine map from raw
 uint8 pixels so that the engine and the app can apply the same one.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -74,8 +75,11 @@ class Split:
     @classmethod
     def of(cls, training_spec: dict) -> Split:
         """The split a run's (normalised) training spec stores."""
-        return cls(int(training_spec.get("seed", 0)), float(training_spec.get("test_split", 0.2)),
-                   str(training_spec.get("split_method", "stratified")))
+        return cls(
+            int(training_spec.get("seed", 0)),
+            float(training_spec.get("test_split", 0.2)),
+            str(training_spec.get("split_method", "stratified")),
+        )
 
 
 @dataclass
@@ -128,8 +132,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         if not magic:
             raise DataError(f"{path}: empty file, expected an IDX header")
         if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
-            raise DataError(f"{path}: bad IDX magic {magic[:4].hex()}, expected 0000 + type byte + rank "
-                            f"(e.g. 00000803 for images, 00000801 for labels)")
+            raise DataError(
+                f"{path}: bad IDX magic {magic[:4].hex()}, expected 0000 + type byte + rank "
+                f"(e.g. 00000803 for images, 00000801 for labels)"
+            )
         ndim = magic[3]
         dims = _read_exactly(stream, 4 * ndim, path)
         if len(dims) < 4 * ndim:
@@ -138,8 +144,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         dtype = np.dtype(_IDX_DTYPES[magic[2]])
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if expected > MAX_DATA_BYTES:
-            raise DataError(f"{path}: IDX header declares shape {shape} ({expected:,} bytes); expected at most "
-                            f"{MAX_DATA_BYTES:,} bytes of data")
+            raise DataError(
+                f"{path}: IDX header declares shape {shape} ({expected:,} bytes); expected at most "
+                f"{MAX_DATA_BYTES:,} bytes of data"
+            )
         raw = _read_exactly(stream, expected + 1, path)
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "has trailing bytes"
@@ -153,7 +161,8 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     path = Path(path)
     array = np.asarray(array)
     code = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}.get(
-        array.dtype.kind + str(array.dtype.itemsize))
+        array.dtype.kind + str(array.dtype.itemsize)
+    )
     if code is None:
         raise ValueError(f"write_idx: dtype {array.dtype} has no IDX type code")
     payload = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
@@ -182,8 +191,10 @@ def _read_idx_pair(images_path: Path, labels_path: Path, num_classes: int | None
     """Images (uint8, N x H x W or N x F) and their labels, with counts, magic and label range checked."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim not in (2, 3):
-        raise DataError(f"{images_path}: expected an images file of rank 3 (N, rows, cols) or 2 (N, features), "
-                        f"got shape {images.shape}")
+        raise DataError(
+            f"{images_path}: expected an images file of rank 3 (N, rows, cols) or 2 (N, features), "
+            f"got shape {images.shape}"
+        )
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected a labels file of rank 1 (N,), got shape {labels.shape}")
     if len(images) != len(labels):
@@ -200,8 +211,10 @@ def _check_labels(y: np.ndarray, source, num_classes: int | None = None) -> np.n
         raise DataError(f"{source}: labels must be a 1-D array, got shape {y.shape}")
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise DataError(f"{source}: labels must be integers, got non-integer values such as "
-                            f"{y[~np.isfinite(y) | (y != np.round(y))][0]}")
+            raise DataError(
+                f"{source}: labels must be integers, got non-integer values such as "
+                f"{y[~np.isfinite(y) | (y != np.round(y))][0]}"
+            )
     elif y.dtype.kind not in "iub":
         raise DataError(f"{source}: labels must be integers, got dtype {y.dtype}")
     if len(y) and np.abs(y).max() > 2**62:
@@ -230,8 +243,10 @@ def _samples(x, source, input_shape=None) -> np.ndarray:
     if input_shape is not None:
         shape = tuple(int(n) for n in input_shape)
         if not shape or any(n <= 0 for n in shape) or int(np.prod(shape)) != int(np.prod(x.shape[1:])):
-            raise DataError(f"{source}: declared input_shape {list(shape)} does not hold the "
-                            f"{int(np.prod(x.shape[1:]))} values of each sample (shape {list(x.shape[1:])})")
+            raise DataError(
+                f"{source}: declared input_shape {list(shape)} does not hold the "
+                f"{int(np.prod(x.shape[1:]))} values of each sample (shape {list(x.shape[1:])})"
+            )
         return x.reshape(len(x), *shape)
     return x[:, None] if x.ndim == 3 else x
 
@@ -255,8 +270,13 @@ def intensity_preprocessing(x: np.ndarray, value_range=None, source="data") -> d
         low, high = float(x.min()), float(x.max())
         high = high if high > low else low + 1.0
     scale = 2.0 / (high - low)
-    return {"kind": "affine", "scale": scale, "offset": -1.0 - low * scale, "value_range": [low, high],
-            "range_from": "stated" if stated else "measured"}
+    return {
+        "kind": "affine",
+        "scale": scale,
+        "offset": -1.0 - low * scale,
+        "value_range": [low, high],
+        "range_from": "stated" if stated else "measured",
+    }
 
 
 def _preprocessed(x: np.ndarray, preprocessing: dict) -> np.ndarray:
@@ -266,8 +286,15 @@ def _preprocessed(x: np.ndarray, preprocessing: dict) -> np.ndarray:
     return x
 
 
-def split_indices(labels: np.ndarray, fraction: float, seed: int, method: str = "stratified", *,
-                  at_least: int = 0, at_most: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    labels: np.ndarray,
+    fraction: float,
+    seed: int,
+    method: str = "stratified",
+    *,
+    at_least: int = 0,
+    at_most: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held out) indices: a seeded share ``fraction`` held out, with every class in the same proportion
     when ``method`` is "stratified" (largest remainders, so the total is exact), else a plain shuffle.
 
@@ -285,7 +312,7 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int, method: str = 
     classes, counts = np.unique(labels, return_counts=True)
     quotas = counts * (n_held / max(n, 1))
     taken = np.floor(quotas).astype(np.int64)
-    for c in np.argsort(-(quotas - taken), kind="stable")[:n_held - int(taken.sum())]:
+    for c in np.argsort(-(quotas - taken), kind="stable")[: n_held - int(taken.sum())]:
         taken[c] += 1
     kept, held = [], []
     for value, count in zip(classes, taken):
@@ -304,8 +331,20 @@ def _split(x, y, split: Split):
     return x[kept], y[kept], x[held], y[held]
 
 
-def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_names=None, split: Split = Split(),
-                 num_classes=None, source=None, input_shape=None, value_range=None) -> Dataset:
+def make_dataset(
+    name,
+    x_train,
+    y_train,
+    x_test=None,
+    y_test=None,
+    *,
+    class_names=None,
+    split: Split = Split(),
+    num_classes=None,
+    source=None,
+    input_shape=None,
+    value_range=None,
+) -> Dataset:
     """Check raw arrays and build a :class:`Dataset`: the sample shape is the arrays' own (or a declared
     ``input_shape``), the preprocessing follows :func:`intensity_preprocessing`, and a seeded test set is split
     off when none is given."""
@@ -322,8 +361,9 @@ def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_name
         if len(x_test) != len(y_test):
             raise DataError(f"{source}: {len(x_test)} test samples but {len(y_test)} test labels")
         if x_test.shape[1:] != x_train.shape[1:]:
-            raise DataError(f"{source}: test inputs have shape {x_test.shape[1:]} per sample, "
-                            f"training inputs {x_train.shape[1:]}")
+            raise DataError(
+                f"{source}: test inputs have shape {x_test.shape[1:]} per sample, training inputs {x_train.shape[1:]}"
+            )
     preprocessing = intensity_preprocessing(x_train, value_range, source)
     x_train, x_test = _preprocessed(x_train, preprocessing), _preprocessed(x_test, preprocessing)
     if num_classes is None:
@@ -336,8 +376,9 @@ def make_dataset(name, x_train, y_train, x_test=None, y_test=None, *, class_name
     class_names = [str(c) for c in (class_names if class_names is not None else range(num_classes))]
     if len(class_names) != num_classes:
         raise DataError(f"{source}: {len(class_names)} class names for {num_classes} classes")
-    return Dataset(name, x_train, y_train, x_test, y_test, tuple(x_train.shape[1:]), num_classes,
-                   class_names, preprocessing)
+    return Dataset(
+        name, x_train, y_train, x_test, y_test, tuple(x_train.shape[1:]), num_classes, class_names, preprocessing
+    )
 
 
 def _classes_present(y_train: np.ndarray, y_test: np.ndarray, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -355,11 +396,15 @@ def check_fits(network_spec: dict, dataset: Dataset) -> None:
     """DataError unless a (normalised) network spec can train on the dataset: input shape, class count, size."""
     expected = tuple(network_spec["input_shape"])
     if tuple(dataset.input_shape) != expected:
-        raise DataError(f"dataset {dataset.name!r}: network input_shape is {list(expected)}, "
-                        f"the data has {list(dataset.input_shape)}")
+        raise DataError(
+            f"dataset {dataset.name!r}: network input_shape is {list(expected)}, "
+            f"the data has {list(dataset.input_shape)}"
+        )
     if int(dataset.num_classes) > int(network_spec["num_classes"]):
-        raise DataError(f"dataset {dataset.name!r}: network num_classes is {network_spec['num_classes']}, "
-                        f"the data has {dataset.num_classes} classes")
+        raise DataError(
+            f"dataset {dataset.name!r}: network num_classes is {network_spec['num_classes']}, "
+            f"the data has {dataset.num_classes} classes"
+        )
     if len(dataset.x_train) < 2:
         raise DataError(f"dataset {dataset.name!r}: need at least 2 training samples, got {len(dataset.x_train)}")
 
@@ -370,12 +415,17 @@ def describe(dataset: Dataset) -> str:
     pre = dataset.preprocessing
     if pre.get("kind") == "affine":
         low, high = pre.get("value_range", [None, None])
-        how = (f"values {low:g}..{high:g} ({pre.get('range_from', 'stated')}) mapped to [-1, 1]"
-               if low is not None else f"x = u * {pre['scale']:g} + {pre['offset']:g}")
+        how = (
+            f"values {low:g}..{high:g} ({pre.get('range_from', 'stated')}) mapped to [-1, 1]"
+            if low is not None
+            else f"x = u * {pre['scale']:g} + {pre['offset']:g}"
+        )
     else:
         how = "features used as given (not integer-valued, no value_range stated)"
-    return (f"{dataset.name}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} test samples of shape "
-            f"{list(dataset.input_shape)}, {dataset.num_classes} classes; {how}")
+    return (
+        f"{dataset.name}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} test samples of shape "
+        f"{list(dataset.input_shape)}, {dataset.num_classes} classes; {how}"
+    )
 
 
 # ---------------------------------------------------------------- MNIST
@@ -403,8 +453,9 @@ def load_mnist(directory: str | Path, verify: bool = True) -> Dataset:
 def _idx_dataset(name, train_images, train_labels, test_images, test_labels) -> Dataset:
     x_train, y_train = _read_idx_pair(train_images, train_labels, 10)
     x_test, y_test = _read_idx_pair(test_images, test_labels, 10)
-    return make_dataset(name, x_train, y_train, x_test, y_test, num_classes=10, source=str(train_images.parent),
-                        value_range=MNIST_RANGE)
+    return make_dataset(
+        name, x_train, y_train, x_test, y_test, num_classes=10, source=str(train_images.parent), value_range=MNIST_RANGE
+    )
 
 
 def load_mnist_sample() -> Dataset:
@@ -502,8 +553,9 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
     if declared > MAX_DATA_BYTES:
-        raise DataError(f"{path}: its arrays take {declared:,} bytes uncompressed; expected at most "
-                        f"{MAX_DATA_BYTES:,} bytes")
+        raise DataError(
+            f"{path}: its arrays take {declared:,} bytes uncompressed; expected at most {MAX_DATA_BYTES:,} bytes"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -513,16 +565,26 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
         raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(missing)}; expected keys x, y "
-                        f"(optional x_test, y_test, class_names, input_shape, value_range), "
-                        f"got {', '.join(arrays) or 'none'}")
+        raise DataError(
+            f"{path}: missing array(s) {', '.join(missing)}; expected keys x, y "
+            f"(optional x_test, y_test, class_names, input_shape, value_range), "
+            f"got {', '.join(arrays) or 'none'}"
+        )
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: x_test and y_test must come together")
     names = arrays.get("class_names")
-    return make_dataset(path.stem, arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"),
-                        class_names=None if names is None else list(names), split=split, source=str(path),
-                        input_shape=_declared(arrays.get("input_shape"), path, "input_shape"),
-                        value_range=_declared(arrays.get("value_range"), path, "value_range"))
+    return make_dataset(
+        path.stem,
+        arrays["x"],
+        arrays["y"],
+        arrays.get("x_test"),
+        arrays.get("y_test"),
+        class_names=None if names is None else list(names),
+        split=split,
+        source=str(path),
+        input_shape=_declared(arrays.get("input_shape"), path, "input_shape"),
+        value_range=_declared(arrays.get("value_range"), path, "value_range"),
+    )
 
 
 def _declared(value, path, name) -> list | None:
@@ -552,8 +614,9 @@ def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     if size > MAX_CSV_BYTES:
-        raise DataError(f"{path}: {size:,} bytes; expected a CSV of at most {MAX_CSV_BYTES:,} bytes "
-                        f"(save larger data as .npz)")
+        raise DataError(
+            f"{path}: {size:,} bytes; expected a CSV of at most {MAX_CSV_BYTES:,} bytes (save larger data as .npz)"
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             header = handle.readline()
@@ -589,17 +652,25 @@ def load_csv(path: str | Path, split: Split = Split()) -> Dataset:
     y, x = table[:, label], np.delete(table, label, axis=1)
     if x.shape[1] == 0:
         raise DataError(f"{path}: no feature columns besides 'label'")
-    return make_dataset(path.stem, x, y, split=split, source=str(path),
-                        input_shape=_declared(declared.get("input_shape"), path, "input_shape"),
-                        value_range=_declared(declared.get("value_range"), path, "value_range"))
+    return make_dataset(
+        path.stem,
+        x,
+        y,
+        split=split,
+        source=str(path),
+        input_shape=_declared(declared.get("input_shape"), path, "input_shape"),
+        value_range=_declared(declared.get("value_range"), path, "value_range"),
+    )
 
 
 def _labels_path_for(images: Path) -> Path:
     """my-images-idx3-ubyte.gz -> my-labels-idx1-ubyte.gz, digits-images.idx -> digits-labels.idx."""
     name = images.name
     if "images" not in name:
-        raise DataError(f"{images}: cannot find its labels file: the images file name must contain 'images' "
-                        f"(its labels are read from the same name with 'labels')")
+        raise DataError(
+            f"{images}: cannot find its labels file: the images file name must contain 'images' "
+            f"(its labels are read from the same name with 'labels')"
+        )
     candidate = images.with_name(name.replace("images", "labels").replace("idx3", "idx1"))
     if not candidate.exists():
         candidate_keep = images.with_name(name.replace("images", "labels"))
@@ -633,8 +704,10 @@ def check_ref(ref: str) -> None:
         if not path.is_file():
             raise DataError(f"{ref}: file not found")
         return
-    raise DataError(f"unknown dataset {ref!r}: expected one of {', '.join(BUILTIN_DATASETS)}, "
-                    f"mnist:DIR, or a .npz, .csv or .idx file")
+    raise DataError(
+        f"unknown dataset {ref!r}: expected one of {', '.join(BUILTIN_DATASETS)}, "
+        f"mnist:DIR, or a .npz, .csv or .idx file"
+    )
 
 
 def load_dataset(ref: str, *, seed: int = 0, split: Split | None = None) -> Dataset:

@@ -6,6 +6,7 @@ sees them. They are fixed numbers, never read from the machine: a spec embedded 
 validate the same wherever it is read. Change a constant here to move a bound (tests override them too).
 Pure Python, no imports of the workbench, so spec.py can read it.
 """
+
 from __future__ import annotations
 
 GIB = 2**30
@@ -33,12 +34,21 @@ BATCH_NORM_EPS_MAX = 1.0
 # Training spec fields by their path. lr may go to 1e6 (above 1 it is only warned about); Bop's gamma is an
 # average's weight, (0, 1] as Bop itself requires, and gamma_decay keeps it there.
 TRAINING_FIELD_MAX = {
-    "epochs": 10**6, "batch_size": 10**7, "seed": 2**32 - 1,
-    "optimizer.lr": 1e6, "optimizer.threshold": 1e3, "optimizer.gamma": 1.0,
-    "lr_schedule.step_size": 10**6, "lr_schedule.gamma": 10.0,
-    "bop_schedule.threshold_decay": 10.0, "bop_schedule.gamma_decay": 1.0, "bop_schedule.every": 10**6,
-    "weight_clip": 1e3, "distillation.temperature": 1e3,
-    "soft_binarization.start_temperature": 1e3, "soft_binarization.end_temperature": 1e3,
+    "epochs": 10**6,
+    "batch_size": 10**7,
+    "seed": 2**32 - 1,
+    "optimizer.lr": 1e6,
+    "optimizer.threshold": 1e3,
+    "optimizer.gamma": 1.0,
+    "lr_schedule.step_size": 10**6,
+    "lr_schedule.gamma": 10.0,
+    "bop_schedule.threshold_decay": 10.0,
+    "bop_schedule.gamma_decay": 1.0,
+    "bop_schedule.every": 10**6,
+    "weight_clip": 1e3,
+    "distillation.temperature": 1e3,
+    "soft_binarization.start_temperature": 1e3,
+    "soft_binarization.end_temperature": 1e3,
 }
 
 # ---------------------------------------------------------------------------------------- soft limits (warnings)

@@ -16,6 +16,7 @@ here, once (docs/FORMAT.md, "Ops"):
 Each array belongs to one spec layer (``PlannedArray.layer``) for the summary's bytes per layer: a binary
 layer's thresholds (or scale and shift) belong to the last batch norm folded into it, if any.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,8 +83,11 @@ class Fold:
 
 def is_xnor(layer: dict) -> bool:
     """A dense/conv with sign weights and a sign input quantizer: it runs as XNOR-popcount on packed bits."""
-    return (layer["type"] in ("dense", "conv2d") and is_sign_quantizer(layer["input_quantizer"])
-            and is_sign_quantizer(layer["kernel_quantizer"]))
+    return (
+        layer["type"] in ("dense", "conv2d")
+        and is_sign_quantizer(layer["input_quantizer"])
+        and is_sign_quantizer(layer["kernel_quantizer"])
+    )
 
 
 def fold_after(layers: list[dict], index: int) -> Fold:
@@ -181,8 +185,9 @@ class _Planner:
         kind = layer["type"]
         if self.state != "input" and is_xnor(layer):
             if self.state == "real":
-                self.add(name, "sign", {"channels": shape[0]}, [("thresholds", (shape[0],), "<f4", name)],
-                         layers=(name,))
+                self.add(
+                    name, "sign", {"channels": shape[0]}, [("thresholds", (shape[0],), "<f4", name)], layers=(name,)
+                )
             return self.plan_binary("binary_" + kind, layers, names, shapes, index, self._flattened_bits())
         if is_sign_quantizer(layer["kernel_quantizer"]) and self.state == "input" and layer["input_quantizer"] is None:
             # the first layer on real (or uint8) input: exact via bit-planes, see docs/FORMAT.md
@@ -204,8 +209,9 @@ class _Planner:
         size = layer["kernel_size"]
         pad_value = 1.0 if is_sign_quantizer(q) else 0.0  # a sign input pads with +1, as the training layer
         attrs = {"stride": layer["stride"], "padding": layer["padding"], "pad_value": pad_value}
-        self.add(name, "float_conv2d", attrs, [("weight", (out, shape[0], size, size), "<f4", name), *bias],
-                 layers=(name,))
+        self.add(
+            name, "float_conv2d", attrs, [("weight", (out, shape[0], size, size), "<f4", name), *bias], layers=(name,)
+        )
 
     def _flattened_bits(self) -> tuple[int, int, int] | None:
         """(C, H, W) when the current bits are a flattened NHWC map (the next dense's weights follow its order)."""
@@ -240,16 +246,28 @@ class _Planner:
         else:
             outputs = [("scale", (out,), float_type, owner), ("shift", (out,), float_type, owner)]
         batch_norms = tuple(names[j] for j in fold.batch_norms)
-        self.add(name, op, dict(attrs, output=fold.output), [("weight_bits", bits_shape, "<u8", name)] + outputs,
-                 layers=(name, *(names[j] for j in fold.consumed)), batch_norms=batch_norms,
-                 sign_of=names[fold.end] if fold.output == "bits" else None, flat_from=flat_from)
+        self.add(
+            name,
+            op,
+            dict(attrs, output=fold.output),
+            [("weight_bits", bits_shape, "<u8", name)] + outputs,
+            layers=(name, *(names[j] for j in fold.consumed)),
+            batch_norms=batch_norms,
+            sign_of=names[fold.end] if fold.output == "bits" else None,
+            flat_from=flat_from,
+        )
         self.state = "bits" if fold.output == "bits" else "real"
         for j in fold.pools:
             pool, pool_name = layers[j], names[j]
             after = tuple(names[b] for b in fold.batch_norms if b > j)
-            self.add(pool_name, "max_pool_bits",
-                     {"pool_size": pool["pool_size"], "stride": pool["stride"], "out_shape": list(shapes[j][1])},
-                     [("use_or", (out,), "|u1", pool_name)], layers=(pool_name,), batch_norms=after)
+            self.add(
+                pool_name,
+                "max_pool_bits",
+                {"pool_size": pool["pool_size"], "stride": pool["stride"], "out_shape": list(shapes[j][1])},
+                [("use_or", (out,), "|u1", pool_name)],
+                layers=(pool_name,),
+                batch_norms=after,
+            )
         if fold.flatten is not None:
             flatten_name = names[fold.flatten]
             self.add(flatten_name, "flatten", {"in_shape": list(shapes[fold.flatten][0])}, layers=(flatten_name,))

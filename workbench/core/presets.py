@@ -3,6 +3,7 @@
 A binary layer is followed by batch_norm; the next binary layer's input_quantizer applies the sign.
 The first layer sees real-valued pixels (binary weights only), as in BinaryNet and Larq's MNIST tutorial.
 """
+
 from __future__ import annotations
 
 from workbench.core.spec import float_twin, validate_spec
@@ -27,24 +28,44 @@ MAX_POOL = {"type": "max_pool", "pool_size": 2}
 
 def binary_mlp() -> dict:
     """BinaryNet-style MLP for 28x28 digits: 784-2048-2048-10."""
-    return {"name": "binary-mlp", "input_shape": [1, 28, 28], "num_classes": 10, "layers": [
-        {"type": "flatten"},
-        _binary_weights("dense", 2048), BN,
-        _xnor("dense", 2048), BN,
-        _xnor("dense", 10), BN,
-    ]}
+    return {
+        "name": "binary-mlp",
+        "input_shape": [1, 28, 28],
+        "num_classes": 10,
+        "layers": [
+            {"type": "flatten"},
+            _binary_weights("dense", 2048),
+            BN,
+            _xnor("dense", 2048),
+            BN,
+            _xnor("dense", 10),
+            BN,
+        ],
+    }
 
 
 def binary_cnn() -> dict:
     """The small binary CNN of Larq's MNIST tutorial: 3 binary convs (valid padding), 2 binary dense."""
-    return {"name": "binary-cnn", "input_shape": [1, 28, 28], "num_classes": 10, "layers": [
-        _binary_weights("conv2d", 32, kernel_size=3, padding="valid"), MAX_POOL, BN,
-        _xnor("conv2d", 64, kernel_size=3, padding="valid"), MAX_POOL, BN,
-        _xnor("conv2d", 64, kernel_size=3, padding="valid"), BN,
-        {"type": "flatten"},
-        _xnor("dense", 64), BN,
-        _xnor("dense", 10), BN,
-    ]}
+    return {
+        "name": "binary-cnn",
+        "input_shape": [1, 28, 28],
+        "num_classes": 10,
+        "layers": [
+            _binary_weights("conv2d", 32, kernel_size=3, padding="valid"),
+            MAX_POOL,
+            BN,
+            _xnor("conv2d", 64, kernel_size=3, padding="valid"),
+            MAX_POOL,
+            BN,
+            _xnor("conv2d", 64, kernel_size=3, padding="valid"),
+            BN,
+            {"type": "flatten"},
+            _xnor("dense", 64),
+            BN,
+            _xnor("dense", 10),
+            BN,
+        ],
+    }
 
 
 def vgg_small() -> dict:
@@ -60,11 +81,19 @@ def vgg_small() -> dict:
 
 def toy_mlp() -> dict:
     """A tiny binary MLP for 2-D synthetic data (moons, circles, spirals, xor): 2-64-64-2."""
-    return {"name": "toy-mlp", "input_shape": [2], "num_classes": 2, "layers": [
-        _binary_weights("dense", 64), BN,
-        _xnor("dense", 64), BN,
-        _xnor("dense", 2), BN,
-    ]}
+    return {
+        "name": "toy-mlp",
+        "input_shape": [2],
+        "num_classes": 2,
+        "layers": [
+            _binary_weights("dense", 64),
+            BN,
+            _xnor("dense", 64),
+            BN,
+            _xnor("dense", 2),
+            BN,
+        ],
+    }
 
 
 _BINARY = {"binary-mlp": binary_mlp, "binary-cnn": binary_cnn, "vgg-small": vgg_small, "toy-mlp": toy_mlp}
@@ -73,6 +102,7 @@ _BINARY = {"binary-mlp": binary_mlp, "binary-cnn": binary_cnn, "vgg-small": vgg_
 def _twin_of(builder):
     def build() -> dict:
         return float_twin(builder())
+
     build.__doc__ = f"Full-precision twin of {builder.__name__}."
     return build
 

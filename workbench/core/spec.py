@@ -5,6 +5,7 @@ every other module can read the normalised form without re-checking: every layer
 field, defaults filled in, and each quantizer is ``None`` or ``{"name": ..., **all its params}``.
 No torch import: the CLI and the Design page can validate without loading torch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,15 @@ from workbench.core.shapes import conv_output_size, padding_pair, pool_output_si
 class SpecError(ValueError):
     """A spec mistake, named by layer (index and type) and field, with what was expected and what came."""
 
-    def __init__(self, message: str, *, layer_index: int | None = None, layer_type: str | None = None,
-                 field: str | None = None, path: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        layer_index: int | None = None,
+        layer_type: str | None = None,
+        field: str | None = None,
+        path: str | None = None,
+    ):
         super().__init__(message)
         self.layer_index = layer_index
         self.layer_type = layer_type
@@ -31,14 +39,13 @@ class SpecError(ValueError):
         self.path = path
 
 
-LAYER_TYPES = ("dense", "conv2d", "max_pool", "avg_pool", "batch_norm", "flatten", "dropout", "activation",
-               "shortcut")
+LAYER_TYPES = ("dense", "conv2d", "max_pool", "avg_pool", "batch_norm", "flatten", "dropout", "activation", "shortcut")
 ACTIVATIONS = ("relu", "hardtanh", "tanh", "prelu", "identity")
 SCALINGS = ("none", "xnor", "learnable")
 
 MAX_NESTING = 32  # shortcut blocks inside shortcut blocks: deeper is a mistake (and Python's recursion limit)
 _REQUIRED = object()  # a field without a default
-_AUTO = object()      # a default that depends on other fields
+_AUTO = object()  # a default that depends on other fields
 
 _QUANT_FIELDS = {"input_quantizer": None, "kernel_quantizer": None, "scaling": "none", "use_bias": _AUTO}
 LAYER_FIELDS: dict[str, dict] = {
@@ -99,8 +106,9 @@ def _number(value, *, low=None, high=None, low_open=False, high_open=False, what
 
 
 def _positive_up_to(high):
-    return lambda value: _number(value, low=0.0, low_open=True, high=high,
-                                 what=f"a positive number at most {_bound(high)}")
+    return lambda value: _number(
+        value, low=0.0, low_open=True, high=high, what=f"a positive number at most {_bound(high)}"
+    )
 
 
 def _bool(value):
@@ -119,6 +127,7 @@ def _choice(options):
         if value not in options:
             raise _Bad("one of " + ", ".join(repr(o) for o in options))
         return value
+
     return check
 
 
@@ -127,8 +136,9 @@ _PARAM_CHECKS = {
     "clip": _positive_up_to(_QMAX["clip"]),
     "beta": _positive_up_to(_QMAX["beta"]),
     "temperature": _positive_up_to(_QMAX["temperature"]),
-    "threshold": lambda v: _number(v, low=0.0, high=_QMAX["threshold"],
-                                   what=f"a number from 0 to {_bound(_QMAX['threshold'])}"),
+    "threshold": lambda v: _number(
+        v, low=0.0, high=_QMAX["threshold"], what=f"a number from 0 to {_bound(_QMAX['threshold'])}"
+    ),
     "bits": lambda v: _check_bits(v),
     "ternary_weight_networks": lambda v: _bool(v),
 }
@@ -177,8 +187,10 @@ def normalize_quantizer(q, role: str | None = None) -> dict | None:
             raise _Bad(f"{info.name} parameter {key!r} to be {bad}") from None
     for key, value in info.kernel_only.items():
         if role == "input" and out[key] == value:
-            raise _Bad(f"a quantizer for inputs; {info.name} with {key} {_show(value)} quantizes kernels only "
-                       f"(it normalises over the whole tensor: a sample's output would depend on its batch)")
+            raise _Bad(
+                f"a quantizer for inputs; {info.name} with {key} {_show(value)} quantizes kernels only "
+                f"(it normalises over the whole tensor: a sample's output would depend on its batch)"
+            )
     return out
 
 
@@ -208,8 +220,9 @@ def _error(path, layer_type, field_name, message) -> SpecError:
     top = int(str(path).split(".")[0]) if path is not None else None
     where = f"layer {path} ({layer_type})" if path is not None else "network spec"
     text = f"{where}: field {field_name!r} {message}" if field_name else f"{where}: {message}"
-    return SpecError(text, layer_index=top, layer_type=layer_type, field=field_name,
-                     path=str(path) if path is not None else None)
+    return SpecError(
+        text, layer_index=top, layer_type=layer_type, field=field_name, path=str(path) if path is not None else None
+    )
 
 
 def _check_field(path, layer_type, name, value):
@@ -244,14 +257,21 @@ def _normalise_layer(path, layer) -> dict:
         raise _error(path, "?", None, f"must be an object with a 'type', got {_show(layer)}")
     layer_type = layer.get("type")
     if layer_type not in LAYER_FIELDS:
-        raise _error(path, layer_type, "type", "must be one of " + ", ".join(LAYER_TYPES)
-                     + f", got {_show(layer_type)}{_did_you_mean(layer_type, LAYER_TYPES)}")
+        raise _error(
+            path,
+            layer_type,
+            "type",
+            "must be one of "
+            + ", ".join(LAYER_TYPES)
+            + f", got {_show(layer_type)}{_did_you_mean(layer_type, LAYER_TYPES)}",
+        )
     fields = LAYER_FIELDS[layer_type]
     for key in layer:
         if key != "type" and key not in fields:
             known = ", ".join(fields) or "none"
-            raise _error(path, layer_type, key, f"is not a field of {layer_type} (fields: {known})"
-                         + _did_you_mean(key, fields))
+            raise _error(
+                path, layer_type, key, f"is not a field of {layer_type} (fields: {known})" + _did_you_mean(key, fields)
+            )
     out = {"type": layer_type}
     for name, default in fields.items():
         if name not in layer:
@@ -267,11 +287,20 @@ def _normalise_layer(path, layer) -> dict:
         if out["use_bias"] is None:
             out["use_bias"] = out["kernel_quantizer"] is None
         if out["scaling"] != "none" and out["kernel_quantizer"] is None:
-            raise _error(path, layer_type, "scaling", f"must be 'none' when kernel_quantizer is null "
-                         f"(scaling factors rescale binarized weights), got {out['scaling']!r}")
+            raise _error(
+                path,
+                layer_type,
+                "scaling",
+                f"must be 'none' when kernel_quantizer is null "
+                f"(scaling factors rescale binarized weights), got {out['scaling']!r}",
+            )
     if layer_type == "conv2d" and out["padding"] == "same" and out["kernel_size"] % 2 == 0:
-        raise _error(path, layer_type, "padding", f"'same' needs an odd kernel_size, got kernel_size "
-                     f"{out['kernel_size']}; use 'valid' or an odd kernel")
+        raise _error(
+            path,
+            layer_type,
+            "padding",
+            f"'same' needs an odd kernel_size, got kernel_size {out['kernel_size']}; use 'valid' or an odd kernel",
+        )
     if layer_type in ("max_pool", "avg_pool") and out["stride"] is None:
         out["stride"] = out["pool_size"]
     return out
@@ -290,14 +319,19 @@ def _output_shape(path, layer, shape):
         k, s = layer["kernel_size"], layer["stride"]
         h, w = (conv_output_size(n, k, s, *padding_pair(layer["padding"], k)) for n in shape[1:])
         if h <= 0 or w <= 0:
-            raise _error(path, kind, "kernel_size", f"must fit the input {list(shape)} with padding "
-                         f"{layer['padding']!r}, got {k}")
+            raise _error(
+                path,
+                kind,
+                "kernel_size",
+                f"must fit the input {list(shape)} with padding {layer['padding']!r}, got {k}",
+            )
         return (layer["filters"], h, w)
     if kind in ("max_pool", "avg_pool"):
         k, s = layer["pool_size"], layer["stride"]
         if k > shape[1] or k > shape[2]:
-            raise _error(path, kind, "pool_size", f"must be at most the input's height and width "
-                         f"{list(shape[1:])}, got {k}")
+            raise _error(
+                path, kind, "pool_size", f"must be at most the input's height and width {list(shape[1:])}, got {k}"
+            )
         return (shape[0], pool_output_size(shape[1], k, s), pool_output_size(shape[2], k, s))
     if kind == "flatten":
         size = 1
@@ -309,8 +343,12 @@ def _output_shape(path, layer, shape):
 
 def _shortcut_output(path, shape, inner_shapes) -> tuple:
     if inner_shapes[-1][1] != tuple(shape):
-        raise _error(path, "shortcut", "layers", f"must keep the shape {list(shape)} (output = layers(x) + x), "
-                     f"got {list(inner_shapes[-1][1])}")
+        raise _error(
+            path,
+            "shortcut",
+            "layers",
+            f"must keep the shape {list(shape)} (output = layers(x) + x), got {list(inner_shapes[-1][1])}",
+        )
     return tuple(shape)
 
 
@@ -323,8 +361,9 @@ def _check_nesting(layers) -> None:
             if isinstance(layer, dict) and layer.get("type") == "shortcut":
                 path = f"{prefix}{index}"
                 if path.count(".") >= MAX_NESTING:
-                    raise _error(path, "shortcut", "layers", f"must nest shortcuts at most {MAX_NESTING} deep, "
-                                 f"got deeper")
+                    raise _error(
+                        path, "shortcut", "layers", f"must nest shortcuts at most {MAX_NESTING} deep, got deeper"
+                    )
                 stack.append((layer.get("layers"), f"{path}."))
 
 
@@ -355,8 +394,15 @@ def _validate(spec) -> tuple[dict, list]:
         raise SpecError(f"network spec: must be a JSON object, got {type(spec).__name__}")
     for key in spec:
         if key not in _NETWORK_FIELDS:
-            raise _error(None, None, key, "is not a network spec field (fields: " + ", ".join(_NETWORK_FIELDS)
-                         + ")" + _did_you_mean(key, _NETWORK_FIELDS))
+            raise _error(
+                None,
+                None,
+                key,
+                "is not a network spec field (fields: "
+                + ", ".join(_NETWORK_FIELDS)
+                + ")"
+                + _did_you_mean(key, _NETWORK_FIELDS),
+            )
     for key in ("input_shape", "num_classes", "layers"):
         if key not in spec:
             raise _error(None, None, key, "is required")
@@ -367,8 +413,11 @@ def _validate(spec) -> tuple[dict, list]:
     if not isinstance(description, str):
         raise _error(None, None, "description", f"must be a string, got {_show(description)}")
     shape = spec["input_shape"]
-    if (not isinstance(shape, (list, tuple)) or len(shape) not in (1, 3)
-            or any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in shape)):
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) not in (1, 3)
+        or any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in shape)
+    ):
         raise _error(None, None, "input_shape", f"must be [F] or [C, H, W] with positive integers, got {_show(shape)}")
     num_classes = spec["num_classes"]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -380,11 +429,20 @@ def _validate(spec) -> tuple[dict, list]:
     out = shapes[-1][1]
     if out != (num_classes,):
         last = len(layers) - 1
-        raise _error(last, layers[-1]["type"], "units" if layers[-1]["type"] == "dense" else None,
-                     f"the network must end with [{num_classes}] (num_classes) logits, got {list(out)}")
+        raise _error(
+            last,
+            layers[-1]["type"],
+            "units" if layers[-1]["type"] == "dense" else None,
+            f"the network must end with [{num_classes}] (num_classes) logits, got {list(out)}",
+        )
     _check_memory(_memory_rows(layers, shapes, tuple(shape), limits.REFERENCE_BATCH))
-    normalised = {"name": name, "description": description, "input_shape": list(shape),
-                  "num_classes": num_classes, "layers": layers}
+    normalised = {
+        "name": name,
+        "description": description,
+        "input_shape": list(shape),
+        "num_classes": num_classes,
+        "layers": layers,
+    }
     return normalised, shapes
 
 
@@ -406,17 +464,32 @@ def _memory_rows(layers, shapes, input_shape, batch_size, prefix="") -> list[dic
     rows = []
     if not prefix:
         size = math.prod(input_shape)
-        rows.append({"path": None, "type": "input", "weights": 0, "output_shape": list(input_shape),
-                     "bytes": size * batch_size * limits.BYTES_PER_ACTIVATION})
+        rows.append(
+            {
+                "path": None,
+                "type": "input",
+                "weights": 0,
+                "output_shape": list(input_shape),
+                "bytes": size * batch_size * limits.BYTES_PER_ACTIVATION,
+            }
+        )
     for index, (layer, (shape_in, shape_out)) in enumerate(zip(layers, shapes, strict=True)):
         path = f"{prefix}{index}"
         weights = _kernel_weights(layer, shape_in)
         outputs = 0 if layer["type"] == "flatten" else math.prod(shape_out)  # flatten is a view: no new memory
-        rows.append({"path": path, "type": layer["type"], "weights": weights, "output_shape": list(shape_out),
-                     "bytes": weights * limits.BYTES_PER_WEIGHT + outputs * batch_size * limits.BYTES_PER_ACTIVATION})
+        rows.append(
+            {
+                "path": path,
+                "type": layer["type"],
+                "weights": weights,
+                "output_shape": list(shape_out),
+                "bytes": weights * limits.BYTES_PER_WEIGHT + outputs * batch_size * limits.BYTES_PER_ACTIVATION,
+            }
+        )
         if layer["type"] == "shortcut":
-            rows += _memory_rows(layer["layers"], _normalised_shapes(layer["layers"], shape_in), shape_in,
-                                 batch_size, prefix=f"{path}.")
+            rows += _memory_rows(
+                layer["layers"], _normalised_shapes(layer["layers"], shape_in), shape_in, batch_size, prefix=f"{path}."
+            )
     return rows
 
 
@@ -438,15 +511,20 @@ def _check_memory(rows: list[dict]) -> None:
     worst = max(rows, key=lambda row: row["bytes"])
     parts = []
     if worst["weights"]:
-        parts.append(f"{worst['weights']:,} weights x {limits.BYTES_PER_WEIGHT} bytes (value, gradient and Adam's "
-                     f"two moments)")
+        parts.append(
+            f"{worst['weights']:,} weights x {limits.BYTES_PER_WEIGHT} bytes (value, gradient and Adam's two moments)"
+        )
     if worst["bytes"] > worst["weights"] * limits.BYTES_PER_WEIGHT:
-        parts.append(f"output {worst['output_shape']} x {limits.BYTES_PER_ACTIVATION} bytes x a batch of "
-                     f"{limits.REFERENCE_BATCH}")
+        parts.append(
+            f"output {worst['output_shape']} x {limits.BYTES_PER_ACTIVATION} bytes x a batch of "
+            f"{limits.REFERENCE_BATCH}"
+        )
     whose = "the input batch's" if worst["path"] is None else "this layer's"
-    message = (f"must keep the estimated training memory within {limits.format_bytes(budget)} "
-               f"(core/limits.py MEMORY_BUDGET_BYTES), got {limits.format_bytes(total)}, "
-               f"{limits.format_bytes(worst['bytes'])} of it {whose}: " + " + ".join(parts))
+    message = (
+        f"must keep the estimated training memory within {limits.format_bytes(budget)} "
+        f"(core/limits.py MEMORY_BUDGET_BYTES), got {limits.format_bytes(total)}, "
+        f"{limits.format_bytes(worst['bytes'])} of it {whose}: " + " + ".join(parts)
+    )
     if worst["path"] is None:
         raise _error(None, None, "input_shape", message)
     raise _error(worst["path"], worst["type"], {"dense": "units", "conv2d": "filters"}.get(worst["type"]), message)
@@ -458,8 +536,12 @@ def training_memory(spec: dict, batch_size: int | None = None) -> list[dict]:
     "bytes"}; sum the "bytes" for the total. validate_spec refuses a total above the budget at the reference
     batch (the default); ``training_warnings`` compares it at the training spec's batch size."""
     spec = validate_spec(spec)
-    return _memory_rows(spec["layers"], layer_shapes(spec["layers"], spec["input_shape"]),
-                        tuple(spec["input_shape"]), batch_size if batch_size is not None else limits.REFERENCE_BATCH)
+    return _memory_rows(
+        spec["layers"],
+        layer_shapes(spec["layers"], spec["input_shape"]),
+        tuple(spec["input_shape"]),
+        batch_size if batch_size is not None else limits.REFERENCE_BATCH,
+    )
 
 
 def validate_spec(spec: dict) -> dict:
@@ -506,21 +588,47 @@ def float_twin(spec: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------- training spec
 
-_OPTIMIZERS = {"adam": {"lr": 0.001}, "sgd": {"lr": 0.01, "momentum": 0.9},
-               "bop": {"threshold": 1e-8, "gamma": 1e-4, "lr": 0.001}}
+_OPTIMIZERS = {
+    "adam": {"lr": 0.001},
+    "sgd": {"lr": 0.01, "momentum": 0.9},
+    "bop": {"threshold": 1e-8, "gamma": 1e-4, "lr": 0.001},
+}
 _SCHEDULES = {"constant": {}, "cosine": {}, "step": {"step_size": 1, "gamma": 0.1}, "exponential": {"gamma": 0.95}}
-_TRAINING_FIELDS = ("epochs", "batch_size", "seed", "optimizer", "bop_schedule", "lr_schedule", "weight_clip",
-                    "distillation", "soft_binarization", "two_stage", "validation_split", "test_split",
-                    "split_method")
+_TRAINING_FIELDS = (
+    "epochs",
+    "batch_size",
+    "seed",
+    "optimizer",
+    "bop_schedule",
+    "lr_schedule",
+    "weight_clip",
+    "distillation",
+    "soft_binarization",
+    "two_stage",
+    "validation_split",
+    "test_split",
+    "split_method",
+)
 SPLIT_METHODS = ("stratified", "random")
 
 
 def default_training_spec() -> dict:
     """The training spec of docs/SPEC.md with every field present."""
-    return {"epochs": 5, "batch_size": 128, "seed": 0, "optimizer": {"name": "adam", "lr": 0.001},
-            "bop_schedule": None, "lr_schedule": {"name": "cosine"}, "weight_clip": 1.0, "distillation": None,
-            "soft_binarization": None, "two_stage": None, "validation_split": 0.1, "test_split": 0.2,
-            "split_method": "stratified"}
+    return {
+        "epochs": 5,
+        "batch_size": 128,
+        "seed": 0,
+        "optimizer": {"name": "adam", "lr": 0.001},
+        "bop_schedule": None,
+        "lr_schedule": {"name": "cosine"},
+        "weight_clip": 1.0,
+        "distillation": None,
+        "soft_binarization": None,
+        "two_stage": None,
+        "validation_split": 0.1,
+        "test_split": 0.2,
+        "split_method": "stratified",
+    }
 
 
 def _training_error(field_name, expected, got) -> SpecError:
@@ -537,8 +645,11 @@ def _sub_object(ts, key, defaults, checks, *, optional):
     out = dict(defaults)
     for sub, sub_value in value.items():
         if sub not in checks:
-            raise _training_error(f"{key}.{sub}", "one of the fields " + ", ".join(checks)
-                                  + _did_you_mean(sub, checks), "an unknown field")
+            raise _training_error(
+                f"{key}.{sub}",
+                "one of the fields " + ", ".join(checks) + _did_you_mean(sub, checks),
+                "an unknown field",
+            )
         try:
             out[sub] = checks[sub](sub_value)
         except _Bad as bad:
@@ -564,8 +675,13 @@ def validate_training_spec(ts: dict) -> dict:
         raise SpecError(f"training spec: must be a JSON object, got {type(ts).__name__}")
     for key in ts:
         if key not in _TRAINING_FIELDS:
-            raise SpecError(f"training spec: field {key!r} is not a training spec field (fields: "
-                            + ", ".join(_TRAINING_FIELDS) + ")" + _did_you_mean(key, _TRAINING_FIELDS), field=key)
+            raise SpecError(
+                f"training spec: field {key!r} is not a training spec field (fields: "
+                + ", ".join(_TRAINING_FIELDS)
+                + ")"
+                + _did_you_mean(key, _TRAINING_FIELDS),
+                field=key,
+            )
     out = default_training_spec()
     out.update(ts)
     top = limits.TRAINING_FIELD_MAX
@@ -579,16 +695,34 @@ def validate_training_spec(ts: dict) -> dict:
         raise _training_error("seed", f"an integer from 0 to {_bound(top['seed'])}", seed)
     fraction = lambda v: _number(v, low=0.0, high=1.0, what="a number in [0, 1]")  # noqa: E731
     up_to = lambda field: _positive_up_to(top[field])  # noqa: E731
-    out["optimizer"] = _named_object(out, "optimizer", _OPTIMIZERS,
-                                     {"lr": up_to("optimizer.lr"), "momentum": fraction,
-                                      "threshold": up_to("optimizer.threshold"), "gamma": up_to("optimizer.gamma")})
-    out["lr_schedule"] = _named_object(out, "lr_schedule", _SCHEDULES,
-                                       {"step_size": _count_up_to(top["lr_schedule.step_size"]),
-                                        "gamma": up_to("lr_schedule.gamma")})
-    out["bop_schedule"] = _sub_object(out, "bop_schedule", {"threshold_decay": 0.1, "gamma_decay": 0.1, "every": 2},
-                                      {"threshold_decay": up_to("bop_schedule.threshold_decay"),
-                                       "gamma_decay": up_to("bop_schedule.gamma_decay"),
-                                       "every": _count_up_to(top["bop_schedule.every"])}, optional=True)
+    out["optimizer"] = _named_object(
+        out,
+        "optimizer",
+        _OPTIMIZERS,
+        {
+            "lr": up_to("optimizer.lr"),
+            "momentum": fraction,
+            "threshold": up_to("optimizer.threshold"),
+            "gamma": up_to("optimizer.gamma"),
+        },
+    )
+    out["lr_schedule"] = _named_object(
+        out,
+        "lr_schedule",
+        _SCHEDULES,
+        {"step_size": _count_up_to(top["lr_schedule.step_size"]), "gamma": up_to("lr_schedule.gamma")},
+    )
+    out["bop_schedule"] = _sub_object(
+        out,
+        "bop_schedule",
+        {"threshold_decay": 0.1, "gamma_decay": 0.1, "every": 2},
+        {
+            "threshold_decay": up_to("bop_schedule.threshold_decay"),
+            "gamma_decay": up_to("bop_schedule.gamma_decay"),
+            "every": _count_up_to(top["bop_schedule.every"]),
+        },
+        optional=True,
+    )
     if out["bop_schedule"] is not None and out["optimizer"]["name"] != "bop":
         raise _training_error("bop_schedule", "null unless optimizer.name is 'bop'", out["bop_schedule"])
     if out["weight_clip"] is not None:
@@ -597,34 +731,57 @@ def validate_training_spec(ts: dict) -> dict:
         except _Bad as bad:
             raise _training_error("weight_clip", f"{bad} or null", out["weight_clip"]) from None
     out["distillation"] = _sub_object(
-        out, "distillation", {"teacher_run": None, "teacher": None, "alpha": 0.9, "temperature": 4.0},
-        {"teacher_run": _or_none(_non_empty_string), "teacher": _or_none(_choice(("float_twin",))), "alpha": fraction,
-         "temperature": up_to("distillation.temperature")}, optional=True)
+        out,
+        "distillation",
+        {"teacher_run": None, "teacher": None, "alpha": 0.9, "temperature": 4.0},
+        {
+            "teacher_run": _or_none(_non_empty_string),
+            "teacher": _or_none(_choice(("float_twin",))),
+            "alpha": fraction,
+            "temperature": up_to("distillation.temperature"),
+        },
+        optional=True,
+    )
     if out["distillation"] is not None and (out["distillation"]["teacher_run"] is None) == (
-            out["distillation"]["teacher"] is None):
-        raise _training_error("distillation", "an object with exactly one of 'teacher_run' or 'teacher'",
-                              ts.get("distillation"))
+        out["distillation"]["teacher"] is None
+    ):
+        raise _training_error(
+            "distillation", "an object with exactly one of 'teacher_run' or 'teacher'", ts.get("distillation")
+        )
     out["soft_binarization"] = _sub_object(
-        out, "soft_binarization", {"start_temperature": 1.0, "end_temperature": 0.01},
-        {"start_temperature": up_to("soft_binarization.start_temperature"),
-         "end_temperature": up_to("soft_binarization.end_temperature")}, optional=True)
+        out,
+        "soft_binarization",
+        {"start_temperature": 1.0, "end_temperature": 0.01},
+        {
+            "start_temperature": up_to("soft_binarization.start_temperature"),
+            "end_temperature": up_to("soft_binarization.end_temperature"),
+        },
+        optional=True,
+    )
     soft = out["soft_binarization"]
     if soft is not None and soft["end_temperature"] > soft["start_temperature"]:
-        raise _training_error("soft_binarization.end_temperature",
-                              f"at most start_temperature ({soft['start_temperature']})", soft["end_temperature"])
-    out["two_stage"] = _sub_object(out, "two_stage", {"first_epochs": 2}, {"first_epochs": _positive_int},
-                                   optional=True)
+        raise _training_error(
+            "soft_binarization.end_temperature",
+            f"at most start_temperature ({soft['start_temperature']})",
+            soft["end_temperature"],
+        )
+    out["two_stage"] = _sub_object(
+        out, "two_stage", {"first_epochs": 2}, {"first_epochs": _positive_int}, optional=True
+    )
     if out["two_stage"] is not None and out["two_stage"]["first_epochs"] >= out["epochs"]:
-        raise _training_error("two_stage.first_epochs", f"less than epochs ({out['epochs']})",
-                              out["two_stage"]["first_epochs"])
+        raise _training_error(
+            "two_stage.first_epochs", f"less than epochs ({out['epochs']})", out["two_stage"]["first_epochs"]
+        )
     try:
-        out["validation_split"] = _number(out["validation_split"], low=0.0, high=1.0, high_open=True,
-                                          what="a number in [0, 1)")
+        out["validation_split"] = _number(
+            out["validation_split"], low=0.0, high=1.0, high_open=True, what="a number in [0, 1)"
+        )
     except _Bad as bad:
         raise _training_error("validation_split", str(bad), out["validation_split"]) from None
     try:
-        out["test_split"] = _number(out["test_split"], low=0.0, high=1.0, low_open=True, high_open=True,
-                                    what="a number in (0, 1)")
+        out["test_split"] = _number(
+            out["test_split"], low=0.0, high=1.0, low_open=True, high_open=True, what="a number in (0, 1)"
+        )
     except _Bad as bad:
         raise _training_error("test_split", str(bad), out["test_split"]) from None
     if out["split_method"] not in SPLIT_METHODS:
@@ -654,9 +811,11 @@ def training_warnings(training_spec: dict, n_train: int | None = None, network_s
     optimizer, epochs, batch_size = ts["optimizer"], ts["epochs"], ts["batch_size"]
     if optimizer["lr"] > limits.WARN_LR_ABOVE:
         whose = {"adam": "Adam", "sgd": "SGD", "bop": "Adam (Bop's optimizer of the real-valued parameters)"}
-        warnings.append(f"optimizer.lr {optimizer['lr']:g} is above {limits.WARN_LR_ABOVE:g}: "
-                        f"{whose[optimizer['name']]} steps that large make the loss diverge (the default is "
-                        f"{_OPTIMIZERS[optimizer['name']]['lr']:g})")
+        warnings.append(
+            f"optimizer.lr {optimizer['lr']:g} is above {limits.WARN_LR_ABOVE:g}: "
+            f"{whose[optimizer['name']]} steps that large make the loss diverge (the default is "
+            f"{_OPTIMIZERS[optimizer['name']]['lr']:g})"
+        )
     if optimizer["name"] == "sgd" and optimizer["momentum"] == 1.0:
         warnings.append("optimizer.momentum 1 never lets a gradient fade: SGD's velocity only grows (0.9 is usual)")
     n_fit = limits.fit_count(n_train, ts["validation_split"]) if n_train is not None else None
@@ -665,23 +824,32 @@ def training_warnings(training_spec: dict, n_train: int | None = None, network_s
         warnings.append(f"epochs {epochs:,} is more than {limits.WARN_EPOCHS_ABOVE:,}{steps}: is a zero too many?")
     schedule = ts["lr_schedule"]
     if schedule.get("gamma", 0.0) > 1.0:
-        warnings.append(f"lr_schedule.gamma {schedule['gamma']:g} is above 1: the learning rate grows instead of "
-                        f"decaying")
+        warnings.append(
+            f"lr_schedule.gamma {schedule['gamma']:g} is above 1: the learning rate grows instead of decaying"
+        )
     if schedule["name"] == "step" and schedule["step_size"] >= epochs:
-        warnings.append(f"lr_schedule.step_size {schedule['step_size']} is at least epochs ({epochs}): the learning "
-                        f"rate never steps down (the 'constant' schedule says so)")
+        warnings.append(
+            f"lr_schedule.step_size {schedule['step_size']} is at least epochs ({epochs}): the learning "
+            f"rate never steps down (the 'constant' schedule says so)"
+        )
     if ts["bop_schedule"] is not None and ts["bop_schedule"]["every"] >= epochs:
-        warnings.append(f"bop_schedule.every {ts['bop_schedule']['every']} is at least epochs ({epochs}): Bop's "
-                        f"threshold and gamma never decay")
+        warnings.append(
+            f"bop_schedule.every {ts['bop_schedule']['every']} is at least epochs ({epochs}): Bop's "
+            f"threshold and gamma never decay"
+        )
     if n_fit is not None and batch_size > n_fit:
         held = f" ({n_train:,} minus the validation split)" if n_fit < n_train else ""
-        warnings.append(f"batch_size {batch_size:,} is larger than the {n_fit:,} samples training steps on{held}: "
-                        f"every epoch is one step on all {n_fit:,}")
+        warnings.append(
+            f"batch_size {batch_size:,} is larger than the {n_fit:,} samples training steps on{held}: "
+            f"every epoch is one step on all {n_fit:,}"
+        )
     if network_spec is not None:
         batch = min(batch_size, n_fit) if n_fit else batch_size
         total, budget = sum(row["bytes"] for row in training_memory(network_spec, batch)), limits.MEMORY_BUDGET_BYTES
         if total > budget:
-            warnings.append(f"batch_size {batch_size:,}: training this network needs an estimated "
-                            f"{limits.format_bytes(total)}, more than the {limits.format_bytes(budget)} budget "
-                            f"(core/limits.py); a smaller batch needs less")
+            warnings.append(
+                f"batch_size {batch_size:,}: training this network needs an estimated "
+                f"{limits.format_bytes(total)}, more than the {limits.format_bytes(budget)} budget "
+                f"(core/limits.py); a smaller batch needs less"
+            )
     return warnings

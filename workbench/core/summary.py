@@ -25,6 +25,7 @@ the input and the kernel quantizer are 1-bit signs, float otherwise. Other layer
 
 ``compression_ratio`` = total memory_fp32_bytes / total memory_packed_bytes.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -39,8 +40,10 @@ _ARRAY_WORDS = {"weight": "weights", "flip": "flip flags", "use_or": "AND/OR fla
 
 def _stored(arrays: list[PlannedArray]) -> str:
     """What a layer's packed bytes are, e.g. "packed bits" or "int32 thresholds + uint8 flip flags"."""
-    return " + ".join("packed bits" if a.name == "weight_bits"
-                      else f"{_DTYPE_WORDS[a.dtype]} {_ARRAY_WORDS.get(a.name, a.name)}" for a in arrays)
+    return " + ".join(
+        "packed bits" if a.name == "weight_bits" else f"{_DTYPE_WORDS[a.dtype]} {_ARRAY_WORDS.get(a.name, a.name)}"
+        for a in arrays
+    )
 
 
 def _params_and_macs(layer: dict, shape_in: tuple, shape_out: tuple) -> dict:
@@ -76,10 +79,20 @@ def _rows(layers: list[dict], input_shape: tuple, stored: dict[str, list[Planned
         row = _params_and_macs(layer, shape_in, shape_out)
         params = sum(row["params_by_bits"].values())
         arrays = stored.get(name, [])
-        rows.append({"name": name, "type": layer["type"], "output_shape": list(shape_out),
-                     "params": params, "params_1bit": row["params_by_bits"].get(1, 0),
-                     "params_32bit": row["params_by_bits"].get(32, 0), "memory_fp32_bytes": 4 * params,
-                     "memory_packed_bytes": sum(a.nbytes for a in arrays), "stored": _stored(arrays), **row})
+        rows.append(
+            {
+                "name": name,
+                "type": layer["type"],
+                "output_shape": list(shape_out),
+                "params": params,
+                "params_1bit": row["params_by_bits"].get(1, 0),
+                "params_32bit": row["params_by_bits"].get(32, 0),
+                "memory_fp32_bytes": 4 * params,
+                "memory_packed_bytes": sum(a.nbytes for a in arrays),
+                "stored": _stored(arrays),
+                **row,
+            }
+        )
         if layer["type"] == "shortcut":
             rows.extend(_rows(layer["layers"], shape_in, stored, prefix=f"{prefix}{i}."))
     return rows
@@ -96,16 +109,24 @@ class Summary:
     def to_text(self) -> str:
         """A fixed-width table like larq.models.summary, for the CLI."""
         bit_widths = sorted(self.totals["params_by_bits"])
-        header = ["Layer", "Output shape"] + [f"{b}-bit params" for b in bit_widths] + [
-            "Packed bytes", "Binary MACs", "Float MACs"]
+        header = (
+            ["Layer", "Output shape"]
+            + [f"{b}-bit params" for b in bit_widths]
+            + ["Packed bytes", "Binary MACs", "Float MACs"]
+        )
         table = [header]
         for row in self.rows:
-            table.append([row["name"], str(row["output_shape"])]
-                         + [f"{row['params_by_bits'].get(b, 0):,}" for b in bit_widths]
-                         + [f"{row['memory_packed_bytes']:,}", f"{row['macs_binary']:,}", f"{row['macs_float']:,}"])
+            table.append(
+                [row["name"], str(row["output_shape"])]
+                + [f"{row['params_by_bits'].get(b, 0):,}" for b in bit_widths]
+                + [f"{row['memory_packed_bytes']:,}", f"{row['macs_binary']:,}", f"{row['macs_float']:,}"]
+            )
         t = self.totals
-        table.append(["Total", ""] + [f"{t['params_by_bits'].get(b, 0):,}" for b in bit_widths]
-                     + [f"{t['memory_packed_bytes']:,}", f"{t['macs_binary']:,}", f"{t['macs_float']:,}"])
+        table.append(
+            ["Total", ""]
+            + [f"{t['params_by_bits'].get(b, 0):,}" for b in bit_widths]
+            + [f"{t['memory_packed_bytes']:,}", f"{t['macs_binary']:,}", f"{t['macs_float']:,}"]
+        )
         widths = [max(len(r[c]) for r in table) for c in range(len(header))]
         lines = [f"Model: {self.name}"]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
@@ -114,11 +135,13 @@ class Summary:
                 lines.append(rule)
             cells = zip(r, widths, strict=True)
             lines.append("  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(cells)))
-        lines += [rule,
-                  f"Total params: {t['params']:,}",
-                  f"Memory float32: {t['memory_fp32_bytes'] / 1024:,.2f} KiB; packed: "
-                  f"{t['memory_packed_bytes'] / 1024:,.2f} KiB; compression {t['compression_ratio']:.1f}x",
-                  f"MACs per sample: binary {t['macs_binary']:,}, float {t['macs_float']:,}"]
+        lines += [
+            rule,
+            f"Total params: {t['params']:,}",
+            f"Memory float32: {t['memory_fp32_bytes'] / 1024:,.2f} KiB; packed: "
+            f"{t['memory_packed_bytes'] / 1024:,.2f} KiB; compression {t['compression_ratio']:.1f}x",
+            f"MACs per sample: binary {t['macs_binary']:,}, float {t['macs_float']:,}",
+        ]
         return "\n".join(lines)
 
 
@@ -134,9 +157,18 @@ def summary(spec: dict) -> Summary:
     for row in rows:
         for bits, n in row["params_by_bits"].items():
             by_bits[bits] = by_bits.get(bits, 0) + n
-    totals = {key: sum(row[key] for row in rows) for key in (
-        "params", "params_1bit", "params_32bit", "memory_fp32_bytes", "memory_packed_bytes", "macs_binary",
-        "macs_float")}
+    totals = {
+        key: sum(row[key] for row in rows)
+        for key in (
+            "params",
+            "params_1bit",
+            "params_32bit",
+            "memory_fp32_bytes",
+            "memory_packed_bytes",
+            "macs_binary",
+            "macs_float",
+        )
+    }
     totals["params_by_bits"] = dict(sorted(by_bits.items()))
     packed = totals["memory_packed_bytes"]
     totals["compression_ratio"] = totals["memory_fp32_bytes"] / packed if packed else 1.0

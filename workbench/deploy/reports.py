@@ -5,6 +5,7 @@
 twin, passed in by the caller, so this module never imports torch) and NumPy (the same ops with the binary
 weights unpacked to float32 +-1). Latencies are medians over repeats; timings are printed, never tested.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -43,15 +44,33 @@ def memory_report(packed: PackedModel, path: str | pathlib.Path | None = None) -
         weights = _float_weight_count(layer)
         if layer.op in _WEIGHT_OPS:
             weight_bytes = layer.arrays["weight_bits"].nbytes
-            rows.append({"layer": layer.name, "op": layer.op, "fp32_bytes": 4 * weights, "packed_bytes": packed_bytes,
-                         "weight_fp32_bytes": 4 * weights, "weight_packed_bytes": weight_bytes,
-                         "ratio": 4 * weights / packed_bytes})
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "op": layer.op,
+                    "fp32_bytes": 4 * weights,
+                    "packed_bytes": packed_bytes,
+                    "weight_fp32_bytes": 4 * weights,
+                    "weight_packed_bytes": weight_bytes,
+                    "ratio": 4 * weights / packed_bytes,
+                }
+            )
         else:
-            rows.append({"layer": layer.name, "op": layer.op, "fp32_bytes": 4 * weights, "packed_bytes": packed_bytes,
-                         "ratio": 4 * weights / packed_bytes if packed_bytes else 1.0})
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "op": layer.op,
+                    "fp32_bytes": 4 * weights,
+                    "packed_bytes": packed_bytes,
+                    "ratio": 4 * weights / packed_bytes if packed_bytes else 1.0,
+                }
+            )
     fp32 = sum(r["fp32_bytes"] for r in rows)
     total = sum(r["packed_bytes"] for r in rows)
-    report = {"rows": rows, "totals": {"fp32_bytes": fp32, "packed_bytes": total, "ratio": fp32 / total if total else 1.0}}
+    report = {
+        "rows": rows,
+        "totals": {"fp32_bytes": fp32, "packed_bytes": total, "ratio": fp32 / total if total else 1.0},
+    }
     spec = packed.meta.get("network_spec")
     if spec:
         report["summary_packed_bytes"] = int(summary(spec).totals["memory_packed_bytes"])
@@ -77,12 +96,23 @@ def float_twin_packed(packed: PackedModel) -> PackedModel:
         if layer.op.endswith("dense"):
             layers.append(PackedLayer(name, "float_dense", {}, {"weight": signs.reshape(len(signs), -1)}))
         else:
-            layers.append(PackedLayer(name, "float_conv2d", {"stride": layer.attrs["stride"],
-                                                             "padding": layer.attrs["padding"], "pad_value": 1.0},
-                                      {"weight": np.ascontiguousarray(signs.transpose(0, 3, 1, 2))}))
+            layers.append(
+                PackedLayer(
+                    name,
+                    "float_conv2d",
+                    {"stride": layer.attrs["stride"], "padding": layer.attrs["padding"], "pad_value": 1.0},
+                    {"weight": np.ascontiguousarray(signs.transpose(0, 3, 1, 2))},
+                )
+            )
         channels = len(signs)
-        layers.append(PackedLayer(name, "float_affine", {}, {"scale": np.ones(channels, np.float32),
-                                                             "shift": np.zeros(channels, np.float32)}))
+        layers.append(
+            PackedLayer(
+                name,
+                "float_affine",
+                {},
+                {"scale": np.ones(channels, np.float32), "shift": np.zeros(channels, np.float32)},
+            )
+        )
     twin = PackedModel(dict(packed.meta), layers)
     # a flattened NHWC map with padded words: the float flatten gives C*H*W features, size the dense to it
     for i, layer in enumerate(twin.layers):
@@ -105,8 +135,9 @@ def _median_seconds(function, budget: float = 0.3, max_repeats: int = 200) -> fl
     return float(np.median(times))
 
 
-def speed_report(packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, torch_runner=None,
-                 budget: float = 0.3) -> dict:
+def speed_report(
+    packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, torch_runner=None, budget: float = 0.3
+) -> dict:
     """Median latency (seconds per batch) of the engine, the NumPy float32 twin and, given ``torch_runner``
     (``workbench.train.benchmark.torch_float_twin_runner``), the torch float32 twin, for every batch size and
     thread count; and the engine's per-op latencies."""
@@ -126,9 +157,10 @@ def speed_report(packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, to
                 row["speedup_vs_torch"] = row["torch_float32_s"] / row["engine_s"]
             row["speedup_vs_numpy"] = row["numpy_float32_s"] / row["engine_s"]
             traces = [engine.trace(u)[1] for _ in range(5)]
-            row["layers"] = [{"layer": r["name"], "op": r["op"],
-                              "seconds": float(np.median([t[i]["seconds"] for t in traces]))}
-                             for i, r in enumerate(traces[0])]
+            row["layers"] = [
+                {"layer": r["name"], "op": r["op"], "seconds": float(np.median([t[i]["seconds"] for t in traces]))}
+                for i, r in enumerate(traces[0])
+            ]
             rows.append(row)
     return {"rows": rows, "backend": kernels.backend()}
 
@@ -142,17 +174,24 @@ def format_reports(memory: dict, speed: dict) -> str:
     lines.append(f"{'total':<32}{t['fp32_bytes']:>14,}{t['packed_bytes']:>14,}{t['ratio']:>8.1f}")
     if "file_bytes" in memory:
         predicted = memory.get("summary_packed_bytes")
-        lines.append(f"file size {memory['file_bytes']:,} bytes; summary's prediction {predicted:,} bytes "
-                     f"({(memory['file_bytes'] / predicted - 1) * 100:+.1f}%)" if predicted else
-                     f"file size {memory['file_bytes']:,} bytes")
+        lines.append(
+            f"file size {memory['file_bytes']:,} bytes; summary's prediction {predicted:,} bytes "
+            f"({(memory['file_bytes'] / predicted - 1) * 100:+.1f}%)"
+            if predicted
+            else f"file size {memory['file_bytes']:,} bytes"
+        )
     lines.append("")
     lines.append(f"latency per batch (median, kernels: {speed['backend']})")
-    lines.append(f"{'batch':>6}{'threads':>8}{'engine ms':>12}{'numpy ms':>12}{'torch ms':>12}{'x torch':>9}{'x numpy':>9}")
+    lines.append(
+        f"{'batch':>6}{'threads':>8}{'engine ms':>12}{'numpy ms':>12}{'torch ms':>12}{'x torch':>9}{'x numpy':>9}"
+    )
     for r in speed["rows"]:
         torch_ms = f"{r['torch_float32_s'] * 1e3:>12.3f}" if "torch_float32_s" in r else f"{'-':>12}"
         torch_x = f"{r['speedup_vs_torch']:>9.1f}" if "speedup_vs_torch" in r else f"{'-':>9}"
-        lines.append(f"{r['batch']:>6}{r['threads']:>8}{r['engine_s'] * 1e3:>12.3f}{r['numpy_float32_s'] * 1e3:>12.3f}"
-                     f"{torch_ms}{torch_x}{r['speedup_vs_numpy']:>9.1f}")
+        lines.append(
+            f"{r['batch']:>6}{r['threads']:>8}{r['engine_s'] * 1e3:>12.3f}{r['numpy_float32_s'] * 1e3:>12.3f}"
+            f"{torch_ms}{torch_x}{r['speedup_vs_numpy']:>9.1f}"
+        )
     first = speed["rows"][0]
     lines.append("")
     lines.append(f"engine per op at batch {first['batch']}, {first['threads']} thread(s):")

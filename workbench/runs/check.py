@@ -33,10 +33,20 @@ def check_store(store: RunStore, repair: bool = False) -> list[Finding]:
         if not folder.is_dir():
             fixable = record.status in ACTIVE
             if fixable and repair:
-                store.update_run(record.id, status="failed", error=f"its run folder {folder} is missing",
-                                 finished_at=time.time(), pid=None)
-            findings.append(Finding(record.id, f"its folder {folder} is missing"
-                                    + (" (the run was left queued or active)" if fixable else ""), fixable and repair))
+                store.update_run(
+                    record.id,
+                    status="failed",
+                    error=f"its run folder {folder} is missing",
+                    finished_at=time.time(),
+                    pid=None,
+                )
+            findings.append(
+                Finding(
+                    record.id,
+                    f"its folder {folder} is missing" + (" (the run was left queued or active)" if fixable else ""),
+                    fixable and repair,
+                )
+            )
             continue
         for leftover in sorted(folder.glob("*.partial")):
             if repair:

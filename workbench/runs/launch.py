@@ -27,20 +27,32 @@ def prepare_resume(store: RunStore, run_id: str, training_spec: dict | None) -> 
     if record.status not in RESUMABLE:
         raise ValueError(f"run {run_id} is {record.status}; only {', '.join(RESUMABLE)} runs can be resumed")
     if not store.run_dir(run_id).is_dir():
-        raise ValueError(f"run {run_id}: its folder {store.run_dir(run_id)} is missing, so there is nothing to resume "
-                         f"from (the run is left {record.status}; delete it or run 'bnn-workbench runs check')")
+        raise ValueError(
+            f"run {run_id}: its folder {store.run_dir(run_id)} is missing, so there is nothing to resume "
+            f"from (the run is left {record.status}; delete it or run 'bnn-workbench runs check')"
+        )
     if training_spec is not None:
         training_spec = validate_training_spec(training_spec)
-        changed = [key for key in SPLIT_FIELDS if training_spec[key] != record.training_spec.get(key, training_spec[key])]
+        changed = [
+            key for key in SPLIT_FIELDS if training_spec[key] != record.training_spec.get(key, training_spec[key])
+        ]
         if changed:
-            raise ValueError(f"run {run_id}: resuming cannot change {', '.join(changed)}: the data split is part of "
-                             f"the run (stored {', '.join(f'{k}={record.training_spec.get(k)!r}' for k in changed)})")
+            raise ValueError(
+                f"run {run_id}: resuming cannot change {', '.join(changed)}: the data split is part of "
+                f"the run (stored {', '.join(f'{k}={record.training_spec.get(k)!r}' for k in changed)})"
+            )
         store.update_run(run_id, training_spec=training_spec)
     store.update_run(run_id, status="queued", pid=None, owner=None, request=None, error=None, finished_at=None)
 
 
-def create_run(store: RunStore, network_spec: dict, training_spec: dict | None, data_ref: str, name: str | None,
-               dataset: Dataset | None = None) -> str:
+def create_run(
+    store: RunStore,
+    network_spec: dict,
+    training_spec: dict | None,
+    data_ref: str,
+    name: str | None,
+    dataset: Dataset | None = None,
+) -> str:
     """A new queued run, created only once both specs are valid and the data loads and fits the network, so that
     a mistake leaves no failed run behind. ``dataset``: the data already loaded with this training spec's split."""
     network_spec = validate_spec(network_spec)
@@ -49,8 +61,15 @@ def create_run(store: RunStore, network_spec: dict, training_spec: dict | None, 
     return store.create_run(name, network_spec, training_spec, data_ref)
 
 
-def start_run(network_spec: dict | None, training_spec: dict | None, data_ref: str | None, *, name: str | None = None,
-              runs_dir: str | os.PathLike | None = None, resume_run_id: str | None = None) -> str:
+def start_run(
+    network_spec: dict | None,
+    training_spec: dict | None,
+    data_ref: str | None,
+    *,
+    name: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    resume_run_id: str | None = None,
+) -> str:
     """Create a run (or reopen ``resume_run_id``) and train it in a separate worker process; returns the run id.
 
     Specs are validated here, so a bad spec raises SpecError before any process starts. When resuming, the
@@ -68,11 +87,13 @@ def start_run(network_spec: dict | None, training_spec: dict | None, data_ref: s
     command = [sys.executable, "-m", "workbench.cli", "--runs-dir", str(store.runs_dir), "worker", run_id]
     with log:
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+            )
         except OSError as error:
-            store.update_run(run_id, status="failed", error=f"could not start the worker: {error}",
-                             finished_at=time.time())
+            store.update_run(
+                run_id, status="failed", error=f"could not start the worker: {error}", finished_at=time.time()
+            )
             raise
     store.update_run(run_id, pid=process.pid)
     # reap the worker when it ends, so a long-lived app server collects no zombie processes

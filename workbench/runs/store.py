@@ -9,6 +9,7 @@ reporter sends is kept without a schema change. Control requests (pause/resume/s
 A run whose worker vanished (SIGKILL, power loss) still says "running" in the table; reading it checks the
 worker's pid and heartbeat and reports it as "interrupted", with everything written so far intact.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def max_workers() -> int:
     """How many runs of one store train at once; more wait, queued ($BNN_WORKBENCH_MAX_WORKERS, default: cores)."""
     value = os.environ.get("BNN_WORKBENCH_MAX_WORKERS", "")
     return int(value) if value.isdigit() and int(value) > 0 else max(os.cpu_count() or 1, 1)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -137,7 +139,7 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def process_identity(pid: int) -> str:
-    """"pid:start time" (clock ticks since boot, from /proc): unique to one process, unlike a pid alone."""
+    """ "pid:start time" (clock ticks since boot, from /proc): unique to one process, unlike a pid alone."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             return f"{pid}:{handle.read().rsplit(')', 1)[1].split()[19]}"
@@ -152,7 +154,8 @@ def owner_alive(owner: str) -> bool:
 
 
 class RunStore:
-    """Runs, metrics, histograms and checkpoints under ``runs_dir`` (default $BNN_WORKBENCH_RUNS or ~/.bnn-workbench/runs).
+    """Runs, metrics, histograms and checkpoints under ``runs_dir`` (default $BNN_WORKBENCH_RUNS, else
+    ~/.bnn-workbench/runs).
 
     Safe to share between threads: each thread gets its own SQLite connection.
     """
@@ -165,13 +168,16 @@ class RunStore:
         if self.db_path.exists() and self.db_path.stat().st_size == 0 and any(self.run_folders()):
             raise RunStoreDamagedError(
                 f"{self.db_path} is empty but {len(self.run_folders())} run folders are beside it: the database "
-                f"was lost or truncated; it is left as it is (move it aside to start a new history)")
+                f"was lost or truncated; it is left as it is (move it aside to start a new history)"
+            )
         try:
             self._db().executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
             self.close()
-            raise RunStoreDamagedError(f"{self.db_path}: not a readable run store database ({error}); it is left "
-                                       f"as it is (move it aside to start a new history)") from None
+            raise RunStoreDamagedError(
+                f"{self.db_path}: not a readable run store database ({error}); it is left "
+                f"as it is (move it aside to start a new history)"
+            ) from None
         present = {row[1] for row in self._execute("PRAGMA table_info(runs)")}
         for column, kind in _ADDED_COLUMNS:
             if column not in present:
@@ -207,14 +213,16 @@ class RunStore:
 
     # ------------------------------------------------------------ runs
 
-    def create_run(self, name: str | None, network_spec: dict, training_spec: dict, data_ref: str,
-                   parent_id: str | None = None) -> str:
+    def create_run(
+        self, name: str | None, network_spec: dict, training_spec: dict, data_ref: str, parent_id: str | None = None
+    ) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         name = name or f"{network_spec.get('name', 'network')} on {data_ref}"
         self._execute(
             "INSERT INTO runs (id, name, network_spec, training_spec, data_ref, status, created_at, parent_id)"
             " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (run_id, name, json.dumps(network_spec), json.dumps(training_spec), data_ref, time.time(), parent_id))
+            (run_id, name, json.dumps(network_spec), json.dumps(training_spec), data_ref, time.time(), parent_id),
+        )
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
@@ -229,8 +237,13 @@ class RunStore:
             values["training_spec"] = _json_object(values["training_spec"])
         except ValueError as error:
             # one bad row must not hide the others: it reads as "damaged", with the reason
-            values.update(network_spec={}, training_spec={}, status="damaged", pid=None,
-                          error=f"this run's row in {self.db_path} is damaged: {error}")
+            values.update(
+                network_spec={},
+                training_spec={},
+                status="damaged",
+                pid=None,
+                error=f"this run's row in {self.db_path} is damaged: {error}",
+            )
             return RunRecord(**values)
         record = RunRecord(**values)
         if record.status in ACTIVE and not self._worker_alive(record):
@@ -265,22 +278,32 @@ class RunStore:
             if row is None:
                 raise RunNotFoundError(f"run {run_id!r} not found in {self.db_path}")
             if row[0] and row[0] != mine and owner_alive(row[0]):
-                raise RunBusyError(f"run {run_id} is being trained by another worker (pid {row[0].split(':')[0]}); "
-                                   f"a second worker does not start")
+                raise RunBusyError(
+                    f"run {run_id} is being trained by another worker (pid {row[0].split(':')[0]}); "
+                    f"a second worker does not start"
+                )
             if max_workers is not None and row[0] != mine:
-                owners = {owner for (owner,) in db.execute(
-                    "SELECT owner FROM runs WHERE owner IS NOT NULL AND status IN ('running', 'paused')")}
+                owners = {
+                    owner
+                    for (owner,) in db.execute(
+                        "SELECT owner FROM runs WHERE owner IS NOT NULL AND status IN ('running', 'paused')"
+                    )
+                }
                 if len({o for o in owners if o != mine and owner_alive(o)}) >= max_workers:
                     return False
-            db.execute("UPDATE runs SET owner = ?, pid = ?, heartbeat_at = ? WHERE id = ?",
-                       (mine, os.getpid(), time.time(), run_id))
+            db.execute(
+                "UPDATE runs SET owner = ?, pid = ?, heartbeat_at = ? WHERE id = ?",
+                (mine, os.getpid(), time.time(), run_id),
+            )
         return True
 
     def release_lease(self, run_id: str) -> None:
         """Give the lease back (a worker ending); nothing to do when the store itself was removed."""
         if not self.db_path.exists():
             return
-        self._execute("UPDATE runs SET owner = NULL WHERE id = ? AND owner = ?", (run_id, process_identity(os.getpid())))
+        self._execute(
+            "UPDATE runs SET owner = NULL WHERE id = ? AND owner = ?", (run_id, process_identity(os.getpid()))
+        )
 
     _COLUMNS = ", ".join(f.name for f in fields(RunRecord))
 
@@ -334,22 +357,32 @@ class RunStore:
 
     # ------------------------------------------------------------ metrics and histograms
 
-    def write_metrics(self, run_id: str, rows: list[tuple[str, int, int, dict]],
-                      histograms: dict[int, dict] | None = None, heartbeat: bool = True) -> None:
+    def write_metrics(
+        self,
+        run_id: str,
+        rows: list[tuple[str, int, int, dict]],
+        histograms: dict[int, dict] | None = None,
+        heartbeat: bool = True,
+    ) -> None:
         """Append (level, step, epoch, metrics) rows and histograms in one transaction."""
         now = time.time()
         db = self._db()
         with _transaction(db):
-            db.executemany("INSERT INTO metrics (run_id, level, step, epoch, time, data) VALUES (?, ?, ?, ?, ?, ?)",
-                           [(run_id, level, step, epoch, now, json.dumps(data)) for level, step, epoch, data in rows])
+            db.executemany(
+                "INSERT INTO metrics (run_id, level, step, epoch, time, data) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, level, step, epoch, now, json.dumps(data)) for level, step, epoch, data in rows],
+            )
             for epoch, data in (histograms or {}).items():
-                db.execute("INSERT OR REPLACE INTO histograms (run_id, epoch, data) VALUES (?, ?, ?)",
-                           (run_id, epoch, json.dumps(data)))
+                db.execute(
+                    "INSERT OR REPLACE INTO histograms (run_id, epoch, data) VALUES (?, ?, ?)",
+                    (run_id, epoch, json.dumps(data)),
+                )
             if heartbeat:
                 db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
 
-    def metrics(self, run_id: str, level: str = "epoch", since_step: int | None = None,
-                stride: int = 1) -> dict[str, list]:
+    def metrics(
+        self, run_id: str, level: str = "epoch", since_step: int | None = None, stride: int = 1
+    ) -> dict[str, list]:
         """Columns ``step``, ``epoch``, ``time`` and one per metric key (None where a row lacks it).
 
         For pages that poll a long run: ``since_step`` returns only newer rows, ``stride`` only the rows whose
@@ -361,9 +394,14 @@ class RunStore:
             raise ValueError(f"metrics: stride must be a positive integer, got {stride!r}")
         rows = self._execute(
             "SELECT step, epoch, time, data FROM metrics WHERE run_id = ? AND level = ? AND step > ? AND step % ? = 0"
-            " ORDER BY step", (run_id, level, -1 if since_step is None else since_step, stride)).fetchall()
-        table: dict[str, list] = {"step": [row[0] for row in rows], "epoch": [row[1] for row in rows],
-                                  "time": [row[2] for row in rows]}
+            " ORDER BY step",
+            (run_id, level, -1 if since_step is None else since_step, stride),
+        ).fetchall()
+        table: dict[str, list] = {
+            "step": [row[0] for row in rows],
+            "epoch": [row[1] for row in rows],
+            "time": [row[2] for row in rows],
+        }
         records = [json.loads(row[3]) for row in rows]
         keys = dict.fromkeys(key for record in records for key in record)  # first-seen order
         for key in keys:
@@ -372,26 +410,33 @@ class RunStore:
 
     def last_step(self, run_id: str, level: str = "step") -> int | None:
         """The newest step with metrics (to choose a stride, or to poll with ``since_step``)."""
-        return self._execute("SELECT MAX(step) FROM metrics WHERE run_id = ? AND level = ?", (run_id, level)).fetchone()[0]
+        return self._execute(
+            "SELECT MAX(step) FROM metrics WHERE run_id = ? AND level = ?", (run_id, level)
+        ).fetchone()[0]
 
     def histograms(self, run_id: str, epoch: int | None = None) -> dict:
         """The per-layer histograms of ``epoch`` (default: the latest); {} when there are none."""
         if epoch is None:
-            row = self._execute("SELECT data FROM histograms WHERE run_id = ? ORDER BY epoch DESC LIMIT 1",
-                                (run_id,)).fetchone()
+            row = self._execute(
+                "SELECT data FROM histograms WHERE run_id = ? ORDER BY epoch DESC LIMIT 1", (run_id,)
+            ).fetchone()
         else:
-            row = self._execute("SELECT data FROM histograms WHERE run_id = ? AND epoch = ?", (run_id, epoch)).fetchone()
+            row = self._execute(
+                "SELECT data FROM histograms WHERE run_id = ? AND epoch = ?", (run_id, epoch)
+            ).fetchone()
         return json.loads(row[0]) if row else {}
 
     def histogram_epochs(self, run_id: str) -> list[int]:
-        return [row[0] for row in self._execute(
-            "SELECT epoch FROM histograms WHERE run_id = ? ORDER BY epoch", (run_id,))]
+        return [
+            row[0] for row in self._execute("SELECT epoch FROM histograms WHERE run_id = ? ORDER BY epoch", (run_id,))
+        ]
 
     def truncate(self, run_id: str, epoch: int) -> None:
         """Forget what came after ``epoch`` completed epochs (before resuming from that epoch's checkpoint)."""
         db = self._db()
-        row = db.execute("SELECT MAX(step) FROM metrics WHERE run_id = ? AND level = 'epoch' AND epoch <= ?",
-                         (run_id, epoch)).fetchone()
+        row = db.execute(
+            "SELECT MAX(step) FROM metrics WHERE run_id = ? AND level = 'epoch' AND epoch <= ?", (run_id, epoch)
+        ).fetchone()
         last_step = row[0] if row[0] is not None and epoch > 0 else -1
         with _transaction(db):
             db.execute("DELETE FROM metrics WHERE run_id = ? AND level = 'epoch' AND epoch > ?", (run_id, epoch))

@@ -37,10 +37,22 @@ def pack_run(run_id: str, store: RunStore | None = None, which: str | int = "bes
     except (ValueError, OSError):
         pass  # the data moved: the file then says "none" and numbered classes
     checkpoint_epoch = record.best_epoch if which == "best" else store.load_checkpoint(run_id, which).epoch
-    training = {"run_id": record.id, "run_name": record.name, "training_spec": record.training_spec,
-                "data_ref": record.data_ref, "epochs_done": record.epochs_done, "checkpoint_epoch": checkpoint_epoch,
-                "best_epoch": record.best_epoch, "chosen_by_validation": record.chosen_by_validation,
-                "best_val_accuracy": record.best_val_accuracy}
+    training = {
+        "run_id": record.id,
+        "run_name": record.name,
+        "training_spec": record.training_spec,
+        "data_ref": record.data_ref,
+        "epochs_done": record.epochs_done,
+        "checkpoint_epoch": checkpoint_epoch,
+        "best_epoch": record.best_epoch,
+        "chosen_by_validation": record.chosen_by_validation,
+        "best_val_accuracy": record.best_val_accuracy,
+    }
     measured = checkpoint_epoch is not None and checkpoint_epoch == record.best_epoch
-    return pack_model(model, spec, training=training, test_accuracy=record.test_accuracy if measured else None,
-                      **{**dataset_meta, **meta})
+    return pack_model(
+        model,
+        spec,
+        training=training,
+        test_accuracy=record.test_accuracy if measured else None,
+        **{**dataset_meta, **meta},
+    )

@@ -2,9 +2,11 @@
 
 ``workbench.runs.launch.start_run`` runs it in its own process (``python -m workbench.cli worker RUN_ID``);
 ``bnn-workbench train`` calls the same ``run_worker`` in the foreground with a progress bar. Everything the
-worker learns goes into the store: status, pid and a heartbeat (from a thread, so a long batch does not look like a dead worker), metrics,
-histograms, checkpoints, and on an exception the message and the traceback's last lines.
+worker learns goes into the store: status, pid and a heartbeat (from a thread, so a long batch does not look
+like a dead worker), metrics, histograms, checkpoints, and on an exception the message and the traceback's
+last lines.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,16 +53,21 @@ class StoreReporter(TrainingReporter):
         # checkpoint, which resuming truncates and replays; the other order would lose the row for good.
         self.writer.epoch(epoch, metrics, histograms)
         self.store.save_checkpoint(self.run_id, checkpoint, is_best)
-        self.store.update_run(self.run_id, epochs_done=epoch, best_val_accuracy=checkpoint.meta.get("best_val_accuracy"),
-                              best_epoch=checkpoint.meta.get("best_epoch"))
+        self.store.update_run(
+            self.run_id,
+            epochs_done=epoch,
+            best_val_accuracy=checkpoint.meta.get("best_val_accuracy"),
+            best_epoch=checkpoint.meta.get("best_epoch"),
+        )
         if self.progress is not None:
             self.progress.epoch(epoch, metrics)
 
     def _check_store(self) -> None:
         """A worker whose run store was deleted stops, instead of training on into files nobody can see."""
         if not self.store.db_path.exists():
-            raise RunStoreGoneError(f"run store {self.store.db_path} was removed while run {self.run_id} "
-                                    f"was training; the worker stops")
+            raise RunStoreGoneError(
+                f"run store {self.store.db_path} was removed while run {self.run_id} was training; the worker stops"
+            )
 
     def _request(self) -> str | None:
         requests = [self.store.pending_request(run_id) for run_id in self.watch]
@@ -109,14 +116,16 @@ class _Progress:
 
     def batch(self, epoch, metrics):
         self.bar.update(1)
-        self.bar.set_postfix(epoch=epoch, loss=f"{metrics['loss']:.4f}", acc=f"{metrics['accuracy']:.3f}",
-                             refresh=False)
+        self.bar.set_postfix(
+            epoch=epoch, loss=f"{metrics['loss']:.4f}", acc=f"{metrics['accuracy']:.3f}", refresh=False
+        )
 
     def epoch(self, epoch, metrics):
         val = metrics.get("val_accuracy")
         if val is not None and not math.isnan(val):
-            self.bar.write(f"epoch {epoch}: loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, "
-                           f"val accuracy {val:.4f}")
+            self.bar.write(
+                f"epoch {epoch}: loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, val accuracy {val:.4f}"
+            )
 
     def close(self):
         self.bar.close()
@@ -138,8 +147,9 @@ def _mark_ended(store: RunStore, run_id: str, error: BaseException) -> None:
 
 def _progress_for(record, dataset, start_epoch: int) -> _Progress:
     spec = record.training_spec
-    n_fit = len(dataset.x_train) - min(int(round(len(dataset.x_train) * float(spec.get("validation_split") or 0))),
-                                       len(dataset.x_train) - 2)
+    n_fit = len(dataset.x_train) - min(
+        int(round(len(dataset.x_train) * float(spec.get("validation_split") or 0))), len(dataset.x_train) - 2
+    )
     per_epoch = max(n_fit // int(spec.get("batch_size", 128)), 1)
     epochs = int(spec.get("epochs", 1))
     return _Progress(per_epoch * epochs, per_epoch * start_epoch, record.name)
@@ -174,22 +184,31 @@ def _set_aside(path, error: Exception) -> None:
     print(f"set aside a damaged checkpoint as {path.name}.damaged: {error}", file=sys.stderr, flush=True)
 
 
-def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), progress=False,
-               heartbeat: _Heartbeat | None = None):
+def _train_one(
+    store: RunStore, run_id: str, dataset, teacher=None, watch=(), progress=False, heartbeat: _Heartbeat | None = None
+):
     """Train the run ``run_id`` (resuming from its last checkpoint if it has one); returns the TrainResult."""
     record = store.get_run(run_id)
     store.take_lease(run_id)
     resume, best = _intact_checkpoints(store, run_id)
     store.truncate(run_id, resume.epoch if resume else 0)
-    store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(),
-                     started_at=record.started_at or time.time(), finished_at=None, error=None)
+    store.update_run(
+        run_id,
+        status="running",
+        pid=os.getpid(),
+        heartbeat_at=time.time(),
+        started_at=record.started_at or time.time(),
+        finished_at=None,
+        error=None,
+    )
     if heartbeat is not None:
         heartbeat.run_ids.append(run_id)
     bar = _progress_for(record, dataset, resume.epoch if resume else 0) if progress else None
     reporter = StoreReporter(store, run_id, watch=watch, progress=bar)
     try:
-        result = train(record.network_spec, record.training_spec, dataset, reporter, resume=resume, best=best,
-                       teacher=teacher)
+        result = train(
+            record.network_spec, record.training_spec, dataset, reporter, resume=resume, best=best, teacher=teacher
+        )
     except BaseException as error:
         reporter.close()
         _mark_ended(store, run_id, error)
@@ -200,9 +219,16 @@ def _train_one(store: RunStore, run_id: str, dataset, teacher=None, watch=(), pr
         if heartbeat is not None:
             heartbeat.run_ids.remove(run_id)
     reporter.close()
-    store.update_run(run_id, status="stopped" if result.stopped else "completed", finished_at=time.time(),
-                     epochs_done=result.epochs_done, best_val_accuracy=result.best_val_accuracy,
-                     best_epoch=result.best_epoch, test_accuracy=result.test_accuracy, request=None)
+    store.update_run(
+        run_id,
+        status="stopped" if result.stopped else "completed",
+        finished_at=time.time(),
+        epochs_done=result.epochs_done,
+        best_val_accuracy=result.best_val_accuracy,
+        best_epoch=result.best_epoch,
+        test_accuracy=result.test_accuracy,
+        request=None,
+    )
     return result
 
 
@@ -218,8 +244,10 @@ def _teacher(store: RunStore, record, dataset, progress: bool, heartbeat: _Heart
         teacher_id = distillation["teacher_run"]
         teacher_record = store.get_run(teacher_id)
         if teacher_record.status != "completed":
-            raise ValueError(f"training spec field 'distillation.teacher_run': run {teacher_id} must be completed, "
-                             f"it is {teacher_record.status}")
+            raise ValueError(
+                f"training spec field 'distillation.teacher_run': run {teacher_id} must be completed, "
+                f"it is {teacher_record.status}"
+            )
         return load_trained_model(teacher_id, store)[0], False
     children = [run for run in store.list_runs() if run.parent_id == record.id]
     if children and children[0].status == "completed":
@@ -228,14 +256,18 @@ def _teacher(store: RunStore, record, dataset, progress: bool, heartbeat: _Heart
         child_id = children[0].id
     else:
         child_spec = dict(record.training_spec, distillation=None)
-        child_id = store.create_run(f"{record.name}: float-twin teacher", float_twin(record.network_spec),
-                                    child_spec, record.data_ref, parent_id=record.id)
+        child_id = store.create_run(
+            f"{record.name}: float-twin teacher",
+            float_twin(record.network_spec),
+            child_spec,
+            record.data_ref,
+            parent_id=record.id,
+        )
     result = _train_one(store, child_id, dataset, watch=(record.id,), progress=progress, heartbeat=heartbeat)
     return result.model, result.stopped
 
 
-def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, dataset=None,
-               progress: bool = False) -> str:
+def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, dataset=None, progress: bool = False) -> str:
     """Train a queued (or resumed) run to its end; returns its final status.
 
     ``dataset`` saves loading it again when the caller already has it. On an exception the run is marked

@@ -7,6 +7,7 @@ This answers "is the packed file really the network I trained?". The Deploy page
     result = compare(model, packed, x)          # x: preprocessed float inputs, as the model takes them
     result["disagreements"], result["layers"]   # per XNOR layer: bits compared, bits differing
 """
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,14 @@ from workbench.deploy.kernels import pack_signs
 from workbench.deploy.packed import PackedModel
 
 
-def compare(model, packed: PackedModel, x: np.ndarray, y: np.ndarray | None = None,
-            threads: int | None = None, tolerance: float = 1e-5) -> dict:
+def compare(
+    model,
+    packed: PackedModel,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    threads: int | None = None,
+    tolerance: float = 1e-5,
+) -> dict:
     """Run the engine and the torch model (eval mode) on ``x`` and compare them.
 
     ``x`` is what the model takes; the engine gets the same samples as raw uint8 where the file's
@@ -53,8 +60,9 @@ def compare(model, packed: PackedModel, x: np.ndarray, y: np.ndarray | None = No
     }
 
 
-def hidden_bit_agreement(model, packed: PackedModel, records: list[dict], captured: dict,
-                         tolerance: float = 1e-5) -> list[dict]:
+def hidden_bit_agreement(
+    model, packed: PackedModel, records: list[dict], captured: dict, tolerance: float = 1e-5
+) -> list[dict]:
     """Per XNOR layer fed by packed bits: how many of the engine's input bits equal torch's signs.
 
     ``records`` come from :meth:`Engine.trace`, ``captured`` from ``model.capture_preactivations()``.
@@ -63,8 +71,7 @@ def hidden_bit_agreement(model, packed: PackedModel, records: list[dict], captur
     """
     rows = []
     for name, layer in model.quantized_layers():
-        position = next((i for i, r in enumerate(records) if r["name"] == name and r["op"].startswith("binary_")),
-                        None)
+        position = next((i for i, r in enumerate(records) if r["name"] == name and r["op"].startswith("binary_")), None)
         if not position or "bits" not in records[position - 1] or name not in captured:
             continue  # a first layer (float or uint8 input) or a layer the engine runs in float
         pre = captured[name]
@@ -81,7 +88,13 @@ def hidden_bit_agreement(model, packed: PackedModel, records: list[dict], captur
         expected = pack_signs(np.ascontiguousarray(pre)).reshape(bits.shape)
         total = int(pre.size)
         differing = int(np.unpackbits((expected ^ bits).view(np.uint8)).sum())
-        rows.append({"layer": name, "bits": total, "differing": differing,
-                     "agreement": 1.0 - differing / total if total else 1.0,
-                     "near_zero": int((np.abs(pre) <= tolerance).sum())})
+        rows.append(
+            {
+                "layer": name,
+                "bits": total,
+                "differing": differing,
+                "agreement": 1.0 - differing / total if total else 1.0,
+                "near_zero": int((np.abs(pre) <= tolerance).sum()),
+            }
+        )
     return rows

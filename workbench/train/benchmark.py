@@ -30,6 +30,7 @@ TRAINING_TARGETS = {"binary-cnn": 0.985, "binary-mlp": 0.975}
 
 def train_timed(network_spec: dict, training_spec: dict, dataset, seconds: float, teacher=None, verbose=False):
     """train() with a deadline (stops between batches once it passes); returns (result, seconds, batch times)."""
+
     class Deadline(TrainingReporter):
         """Stops mid-epoch past the deadline, or at an epoch's end when another epoch would not fit."""
 
@@ -46,8 +47,10 @@ def train_timed(network_spec: dict, training_spec: dict, dataset, seconds: float
             now = time.perf_counter()
             self.last_epoch, self.epoch_ended, self.at_epoch_start = now - self.epoch_ended, now, True
             if verbose:
-                print(f"    epoch {epoch}: val accuracy {metrics['val_accuracy']:.4f}, "
-                      f"{now - self.started:.0f} s", flush=True)
+                print(
+                    f"    epoch {epoch}: val accuracy {metrics['val_accuracy']:.4f}, {now - self.started:.0f} s",
+                    flush=True,
+                )
 
         def control(self):
             elapsed = time.perf_counter() - self.started
@@ -63,7 +66,7 @@ def train_timed(network_spec: dict, training_spec: dict, dataset, seconds: float
 def test_accuracy_of(model, x: np.ndarray, y: np.ndarray) -> float:
     model.eval()
     with torch.no_grad():
-        predicted = torch.cat([model(torch.from_numpy(x[i:i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
+        predicted = torch.cat([model(torch.from_numpy(x[i : i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
     return float((predicted.numpy() == y).mean())
 
 
@@ -71,10 +74,21 @@ def step_seconds(name: str, dataset, batch: int, steps: int) -> float:
     """Median wall time of one training step of preset ``name`` inside train() (metrics and clipping included)."""
     warmup = 10  # the first batches of a process pay for allocator and oneDNN set-up
     n = batch * (steps + warmup + 1)
-    probe = replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n],
-                    x_test=dataset.x_test[:batch], y_test=dataset.y_test[:batch])
-    training = {"epochs": 1, "batch_size": batch, "validation_split": 0.0, "weight_clip": 1.0,
-                "optimizer": {"name": "adam", "lr": 1e-3}, "lr_schedule": {"name": "constant"}}
+    probe = replace(
+        dataset,
+        x_train=dataset.x_train[:n],
+        y_train=dataset.y_train[:n],
+        x_test=dataset.x_test[:batch],
+        y_test=dataset.y_test[:batch],
+    )
+    training = {
+        "epochs": 1,
+        "batch_size": batch,
+        "validation_split": 0.0,
+        "weight_clip": 1.0,
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "lr_schedule": {"name": "constant"},
+    }
     _, _, ticks = train_timed(preset(name), training, probe, float("inf"))
     return float(np.median(ticks[warmup:]))
 

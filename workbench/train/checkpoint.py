@@ -5,6 +5,7 @@ Layout of the file: model tensors under ``model.<state dict key>``, optimizer te
 mix tensors with plain values and integer keys; ``flatten_state`` splits them into named tensors plus a
 JSON skeleton (kept in ``meta``) so that ``unflatten_state`` gives back exactly what ``state_dict()`` gave.
 """
+
 from __future__ import annotations
 
 import errno
@@ -46,12 +47,14 @@ class Checkpoint:
         except OSError as error:
             partial.unlink(missing_ok=True)
             if error.errno == errno.ENOSPC:
-                raise OSError(errno.ENOSPC, f"disk full while writing checkpoint {path} (nothing partial was left)")
+                raise OSError(
+                    errno.ENOSPC, f"disk full while writing checkpoint {path} (nothing partial was left)"
+                ) from None
             raise
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Checkpoint":
+    def load(cls, path: str | os.PathLike) -> Checkpoint:
         """Read a checkpoint written by ``save``; a file that is not one raises ValueError naming it."""
         path = Path(path)
         if not path.is_file():
@@ -59,20 +62,23 @@ class Checkpoint:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
         except (SafetensorError, OSError) as error:
             raise ValueError(f"checkpoint {path}: expected a safetensors file, could not read it ({error})") from None
         if metadata.get("format") not in (FORMAT, _FORMAT_1):
-            raise ValueError(f"checkpoint {path}: expected format {FORMAT!r} in its metadata, "
-                             f"got {metadata.get('format')!r}")
+            raise ValueError(
+                f"checkpoint {path}: expected format {FORMAT!r} in its metadata, got {metadata.get('format')!r}"
+            )
         if metadata["format"] == FORMAT and metadata.get("sha256") != _digest(tensors, metadata):
             raise ValueError(f"checkpoint {path}: its contents do not match its sha256 (the file is damaged)")
         epoch, meta = metadata.get("epoch", ""), _json_object(metadata.get("meta"))
         if not epoch.isdigit() or meta is None:
-            raise ValueError(f"checkpoint {path}: expected an epoch >= 0 and a JSON object of meta, "
-                             f"got epoch {epoch!r} and meta {metadata.get('meta', '')[:60]!r}")
-        model = {key[len(_MODEL):]: value for key, value in tensors.items() if key.startswith(_MODEL)}
-        optimizer = {key[len(_OPTIMIZER):]: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
+            raise ValueError(
+                f"checkpoint {path}: expected an epoch >= 0 and a JSON object of meta, "
+                f"got epoch {epoch!r} and meta {metadata.get('meta', '')[:60]!r}"
+            )
+        model = {key[len(_MODEL) :]: value for key, value in tensors.items() if key.startswith(_MODEL)}
+        optimizer = {key[len(_OPTIMIZER) :]: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
         return cls(epoch=int(epoch), model=model, optimizer=optimizer, meta=meta)
 
 

@@ -5,6 +5,7 @@ scales the binarized weights per output channel (``scaling``) and applies the pl
 both quantizers null it is an ordinary full-precision layer. Parameter names are stable, since packing
 reads checkpoints by name: ``weight``, ``bias``, ``scale``, ``input_quantizer.threshold`` (rsign).
 """
+
 from __future__ import annotations
 
 import math
@@ -84,9 +85,11 @@ class QuantLayer(nn.Module):
 
     def _quantization_repr(self) -> str:
         """The spec's quantization fields, for the subclasses' extra_repr."""
-        return (f"input_quantizer={quantizer_label(self.spec['input_quantizer'])}, "
-                f"kernel_quantizer={quantizer_label(self.spec['kernel_quantizer'])}, "
-                f"scaling={self.spec['scaling']}, bias={self.bias is not None}")
+        return (
+            f"input_quantizer={quantizer_label(self.spec['input_quantizer'])}, "
+            f"kernel_quantizer={quantizer_label(self.spec['kernel_quantizer'])}, "
+            f"scaling={self.spec['scaling']}, bias={self.bias is not None}"
+        )
 
 
 class QuantDense(QuantLayer):
@@ -130,5 +133,7 @@ class QuantConv2d(QuantLayer):
         return F.conv2d(x, self.binarized_weight(), self.bias, stride=self.stride)
 
     def extra_repr(self) -> str:
-        return (f"in_channels={self.in_channels}, filters={self.filters}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, " + self._quantization_repr())
+        return (
+            f"in_channels={self.in_channels}, filters={self.filters}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, " + self._quantization_repr()
+        )

@@ -3,10 +3,11 @@
 ``model.layers[i]`` is spec layer i, so state dict keys are ``layers.{i}.<param>`` (and
 ``layers.{i}.layers.{j}.<param>`` inside a shortcut): packing can read a checkpoint with the spec alone.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -87,18 +88,23 @@ class BNNModel(nn.Module):
 
     def named_spec_layers(self) -> Iterator[tuple[str, dict, nn.Module]]:
         """(layer name, spec dict, module) for every layer, shortcut contents included (after the shortcut)."""
+
         def walk(specs, modules, prefix):
             for index, (layer, module) in enumerate(zip(specs, modules)):
                 yield layer_name(f"{prefix}{index}", layer), layer, module
                 if layer["type"] == "shortcut":
                     yield from walk(layer["layers"], module.layers, f"{prefix}{index}.")
+
         yield from walk(self.spec["layers"], self.layers, "")
 
     def quantized_layers(self) -> list[tuple[str, QuantLayer]]:
         """Every dense/conv2d layer with an input or kernel quantizer, by spec layer name."""
-        return [(name, module) for name, _, module in self.named_spec_layers()
-                if isinstance(module, QuantLayer)
-                and (module.kernel_quantizer is not None or module.input_quantizer is not None)]
+        return [
+            (name, module)
+            for name, _, module in self.named_spec_layers()
+            if isinstance(module, QuantLayer)
+            and (module.kernel_quantizer is not None or module.input_quantizer is not None)
+        ]
 
     def set_soft_temperature(self, t: float) -> None:
         """Set T of every soft_sign quantizer (tanh(x / T) in training); the trainer anneals it."""
@@ -123,8 +129,10 @@ class BNNModel(nn.Module):
         handles = []
         for name, layer in self.quantized_layers():
             if layer.input_quantizer is not None:
+
                 def hook(module, inputs, name=name):
                     captured[name] = inputs[0].detach()
+
                 handles.append(layer.input_quantizer.register_forward_pre_hook(hook))
         try:
             yield captured

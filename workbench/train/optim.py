@@ -7,10 +7,11 @@ when that average is both strong (``|m| > threshold``) and pushing against the w
 The schedules are pure functions of the (possibly fractional) epoch, so a resumed run recomputes exactly the
 values an uninterrupted run would have used and needs no scheduler state in its checkpoint.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -71,8 +72,7 @@ def lr_at(schedule: dict, base_lr: float, epoch: float, epochs: int) -> float:
         return base_lr * schedule.get("gamma", 0.1) ** math.floor(epoch / schedule.get("step_size", 1))
     if name == "exponential":
         return base_lr * schedule.get("gamma", 0.9) ** epoch
-    raise ValueError(f"training spec field 'lr_schedule.name' must be one of {', '.join(LR_SCHEDULES)}, "
-                     f"got {name!r}")
+    raise ValueError(f"training spec field 'lr_schedule.name' must be one of {', '.join(LR_SCHEDULES)}, got {name!r}")
 
 
 def bop_at(bop_schedule: dict | None, threshold: float, gamma: float, epoch: int) -> tuple[float, float]:
@@ -80,8 +80,10 @@ def bop_at(bop_schedule: dict | None, threshold: float, gamma: float, epoch: int
     if not bop_schedule:
         return threshold, gamma
     decays = epoch // max(int(bop_schedule.get("every", 1)), 1)
-    return (threshold * bop_schedule.get("threshold_decay", 1.0) ** decays,
-            gamma * bop_schedule.get("gamma_decay", 1.0) ** decays)
+    return (
+        threshold * bop_schedule.get("threshold_decay", 1.0) ** decays,
+        gamma * bop_schedule.get("gamma_decay", 1.0) ** decays,
+    )
 
 
 def set_hyperparameter(optimizer: torch.optim.Optimizer, key: str, value: float) -> None:

@@ -11,6 +11,7 @@ channel: +1 iff dot >= ceil(-B/A) when A > 0 (flip 0), iff dot <= floor(-B/A) wh
 constant when A = 0. A max pool in that chain pools the thresholded bits: AND, or OR for the channels whose
 batch norms after the pool have a negative product of gamma signs (the chain is monotone per channel).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ from workbench.deploy.kernels import pack_signs
 from workbench.deploy.packed import PackedLayer, PackedModel
 from workbench.train.layers import QuantLayer
 
-INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _f64(tensor) -> np.ndarray:
@@ -45,8 +46,9 @@ def binary_factors(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray] | None:
 
 def takes_bits(layer: nn.Module) -> bool:
     """An XNOR layer: sign weights (+-scale) and a sign input quantizer, both switched on."""
-    return (isinstance(layer, QuantLayer) and is_xnor(_as_computed(layer.spec, layer))
-            and binary_factors(layer) is not None)
+    return (
+        isinstance(layer, QuantLayer) and is_xnor(_as_computed(layer.spec, layer)) and binary_factors(layer) is not None
+    )
 
 
 def _as_computed(layer: dict, module: QuantLayer) -> dict:
@@ -109,8 +111,10 @@ def _fill_binary(op: PlannedOp, modules) -> dict[str, np.ndarray]:
     module = modules[op.name]
     factors = binary_factors(module)
     if factors is None:  # sign weights are always +-scale_c, unless a weight or scale is NaN
-        raise ValueError(f"layer {op.name}: its binarized weights are not +-scale per output channel "
-                         "(a NaN weight or scaling factor?)")
+        raise ValueError(
+            f"layer {op.name}: its binarized weights are not +-scale per output channel "
+            "(a NaN weight or scaling factor?)"
+        )
     signs, scale = factors
     conv = op.op.endswith("conv2d")
     bias = _f64(module.bias) if module.bias is not None else np.zeros(len(scale))
@@ -168,10 +172,19 @@ def _fill_activation(op: PlannedOp, modules) -> dict[str, np.ndarray]:
 
 
 # ops with arrays; the others (flatten, pools, residual_*) store none
-_FILL = {"binary_dense": _fill_binary, "binary_conv2d": _fill_binary, "input_dense": _fill_binary,
-         "input_conv2d": _fill_binary, "max_pool_bits": _fill_max_pool_bits, "sign": _fill_sign,
-         "quantize": _fill_quantize, "float_dense": _fill_float_weights, "float_conv2d": _fill_float_weights,
-         "float_affine": _fill_float_affine, "activation": _fill_activation}
+_FILL = {
+    "binary_dense": _fill_binary,
+    "binary_conv2d": _fill_binary,
+    "input_dense": _fill_binary,
+    "input_conv2d": _fill_binary,
+    "max_pool_bits": _fill_max_pool_bits,
+    "sign": _fill_sign,
+    "quantize": _fill_quantize,
+    "float_dense": _fill_float_weights,
+    "float_conv2d": _fill_float_weights,
+    "float_affine": _fill_float_affine,
+    "activation": _fill_activation,
+}
 
 
 def _bn_affine(module: nn.Module) -> tuple[np.ndarray, np.ndarray]:
@@ -195,9 +208,15 @@ def _pack_weights(signs: np.ndarray, conv: bool, flat_from) -> tuple[np.ndarray,
     return bits, bits.shape[1] * WORD_BITS - c * h * w
 
 
-def pack_model(model, spec: dict | None = None, *, preprocessing: dict | None = None,
-               class_names: list[str] | None = None, training: dict | None = None,
-               test_accuracy: float | None = None) -> PackedModel:
+def pack_model(
+    model,
+    spec: dict | None = None,
+    *,
+    preprocessing: dict | None = None,
+    class_names: list[str] | None = None,
+    training: dict | None = None,
+    test_accuracy: float | None = None,
+) -> PackedModel:
     """Pack a model (in eval mode; its spec by default) into a PackedModel with metadata: the spec's plan, filled."""
     spec = validate_spec(spec if spec is not None else model.spec)
     was_training = model.training

@@ -7,6 +7,7 @@ resolves those names and ``make_quantizer(spec, channels)`` builds the module fo
 Every module has ``enabled`` (two-stage training switches it off: the module then passes its input
 through unchanged) and ``spec`` (its normalised dict).
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,11 +16,32 @@ from torch import nn
 from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.spec import SpecError, normalize_quantizer
 
-__all__ = ["binary_sign", "SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside", "SteTern",
-           "twn_threshold", "DoReFa", "DoReFaWeights", "SoftTanh", "Quantizer", "SteSignQuantizer",
-           "ApproxSignQuantizer", "SwishSignQuantizer", "MagnitudeAwareSignQuantizer", "SteHeavisideQuantizer",
-           "SteTernQuantizer", "DoReFaQuantizer", "RSignQuantizer", "StochasticSignQuantizer", "SoftSignQuantizer",
-           "IMPLEMENTATIONS", "make_quantizer"]
+__all__ = [
+    "binary_sign",
+    "SteSign",
+    "ApproxSign",
+    "SwishSign",
+    "MagnitudeAwareSign",
+    "SteHeaviside",
+    "SteTern",
+    "twn_threshold",
+    "DoReFa",
+    "DoReFaWeights",
+    "SoftTanh",
+    "Quantizer",
+    "SteSignQuantizer",
+    "ApproxSignQuantizer",
+    "SwishSignQuantizer",
+    "MagnitudeAwareSignQuantizer",
+    "SteHeavisideQuantizer",
+    "SteTernQuantizer",
+    "DoReFaQuantizer",
+    "RSignQuantizer",
+    "StochasticSignQuantizer",
+    "SoftSignQuantizer",
+    "IMPLEMENTATIONS",
+    "make_quantizer",
+]
 
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
@@ -150,7 +172,7 @@ class DoReFa(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, bits):
         ctx.save_for_backward(x)
-        levels = 2.0 ** bits - 1.0
+        levels = 2.0**bits - 1.0
         return torch.round(torch.clamp(x, 0.0, 1.0) * levels) / levels
 
     @staticmethod
@@ -173,7 +195,7 @@ class DoReFaWeights(torch.autograd.Function):
         t = torch.tanh(w.detach().to(torch.float64)).to(w.dtype)
         m = t.abs().max()
         ctx.save_for_backward(t, m)
-        levels = 2.0 ** bits - 1.0
+        levels = 2.0**bits - 1.0
         normed = torch.where(m > 0, t / (2 * m), torch.zeros_like(t)) + 0.5
         return 2 * (torch.round(normed * levels) / levels) - 1
 
@@ -336,8 +358,9 @@ class SoftSignQuantizer(Quantizer):
 
 # The registry: catalogue name -> module class, by the class name each catalogue entry gives (a missing
 # class fails here, at import).
-IMPLEMENTATIONS: dict[str, type[Quantizer]] = {name: globals()[info.implementation]
-                                              for name, info in QUANTIZERS.items()}
+IMPLEMENTATIONS: dict[str, type[Quantizer]] = {
+    name: globals()[info.implementation] for name, info in QUANTIZERS.items()
+}
 
 
 def make_quantizer(spec, channels: int, role: str | None = None) -> Quantizer | None:

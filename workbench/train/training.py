@@ -16,6 +16,7 @@ The model a run ships is its best checkpoint: the epoch with the highest validat
 epoch when the training spec holds out no validation data. ``train`` returns that model, and its test
 accuracy is measured on it, so the figure a user sees is the accuracy of the model that is exported.
 """
+
 from __future__ import annotations
 
 import time
@@ -57,8 +58,9 @@ class TrainingReporter:
     def on_batch(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         """After every batch: loss, accuracy, lr, grad_norm, samples_per_s, flip/<layer>."""
 
-    def on_epoch(self, epoch: int, metrics: dict[str, float], histograms: dict, checkpoint: Checkpoint,
-                 is_best: bool) -> None:
+    def on_epoch(
+        self, epoch: int, metrics: dict[str, float], histograms: dict, checkpoint: Checkpoint, is_best: bool
+    ) -> None:
         """After every epoch, with the checkpoint of the model as it is now."""
 
     def control(self) -> str:
@@ -66,9 +68,16 @@ class TrainingReporter:
         return "continue"
 
 
-def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingReporter | None = None, *,
-          resume: Checkpoint | None = None, best: Checkpoint | None = None,
-          teacher: torch.nn.Module | None = None) -> TrainResult:
+def train(
+    network_spec: dict,
+    training_spec: dict,
+    dataset,
+    reporter: TrainingReporter | None = None,
+    *,
+    resume: Checkpoint | None = None,
+    best: Checkpoint | None = None,
+    teacher: torch.nn.Module | None = None,
+) -> TrainResult:
     """Train ``network_spec`` on ``dataset`` (a ``workbench.core.data.Dataset``) as ``training_spec`` says.
 
     ``resume`` continues after the checkpoint's epoch with model and optimizer state restored, and ``best`` is
@@ -79,14 +88,16 @@ def train(network_spec: dict, training_spec: dict, dataset, reporter: TrainingRe
     training_spec = validate_training_spec(training_spec)
     check_fits(network_spec, dataset)
     if (teacher is None) != (training_spec.get("distillation") is None):
-        raise ValueError("training spec field 'distillation': a teacher model is needed exactly when distillation "
-                         f"is set; got distillation={training_spec.get('distillation')!r} and "
-                         f"{'no teacher' if teacher is None else 'a teacher'}")
+        raise ValueError(
+            "training spec field 'distillation': a teacher model is needed exactly when distillation "
+            f"is set; got distillation={training_spec.get('distillation')!r} and "
+            f"{'no teacher' if teacher is None else 'a teacher'}"
+        )
     return _Trainer(network_spec, training_spec, dataset, reporter or TrainingReporter(), teacher).run(resume, best)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + epoch) % (2 ** 63)
+    return (int(seed) * 1_000_003 + epoch) % (2**63)
 
 
 def _tensor(array, dtype) -> torch.Tensor:
@@ -107,9 +118,11 @@ class _Trainer:
         self.model = build_model(network_spec)
         if teacher is not None:
             teacher.eval()
-        self.quantized = [(name, layer, is_sign_quantizer(layer.spec.get("kernel_quantizer")))
-                          for name, layer in self.model.quantized_layers()
-                          if layer.spec.get("kernel_quantizer") is not None]
+        self.quantized = [
+            (name, layer, is_sign_quantizer(layer.spec.get("kernel_quantizer")))
+            for name, layer in self.model.quantized_layers()
+            if layer.spec.get("kernel_quantizer") is not None
+        ]
         self.clip = training_spec.get("weight_clip")
         optimizer = training_spec["optimizer"]
         self.use_bop = optimizer["name"] == "bop"
@@ -162,8 +175,9 @@ class _Trainer:
                 optimizers["adam"] = torch.optim.Adam(real, lr=config["lr"])
             return optimizers
         if config["name"] == "sgd":
-            return {"sgd": torch.optim.SGD(self.model.parameters(), lr=config["lr"],
-                                           momentum=config.get("momentum", 0.9))}
+            return {
+                "sgd": torch.optim.SGD(self.model.parameters(), lr=config["lr"], momentum=config.get("momentum", 0.9))
+            }
         return {"adam": torch.optim.Adam(self.model.parameters(), lr=config["lr"])}
 
     def _enter_epoch(self, epoch: int) -> None:
@@ -227,7 +241,7 @@ class _Trainer:
             if self.reporter.control() == "stop":
                 return False
             tick = time.perf_counter()
-            index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             x, y = self.x_fit.index_select(0, index), self.y_fit.index_select(0, index)
             lr = self._set_lr(epoch + batch / self.batches)
             self._soft_temperature()
@@ -245,8 +259,13 @@ class _Trainer:
             batch_correct = (logits.detach().argmax(1) == y).sum().item()
             batch_loss = loss.item()
             loss_sum, correct, seen = loss_sum + batch_loss * len(y), correct + batch_correct, seen + len(y)
-            metrics = {"loss": batch_loss, "accuracy": batch_correct / len(y), "lr": lr, "grad_norm": grad_norm,
-                       "samples_per_s": len(y) / max(time.perf_counter() - tick, 1e-9)}
+            metrics = {
+                "loss": batch_loss,
+                "accuracy": batch_correct / len(y),
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "samples_per_s": len(y) / max(time.perf_counter() - tick, 1e-9),
+            }
             metrics.update(_flip_shares(previous, current))
             previous = current
             self.reporter.on_batch(epoch + 1, self.step, metrics)
@@ -273,16 +292,24 @@ class _Trainer:
     def _weight_codes(self) -> dict[str, torch.Tensor]:
         """What a flip compares: the sign bits of sign-quantized latent weights, else the quantized values."""
         with torch.no_grad():
-            return {name: (layer.weight < 0) if sign else layer.binarized_weight().detach().clone()
-                    for name, layer, sign in self.quantized}
+            return {
+                name: (layer.weight < 0) if sign else layer.binarized_weight().detach().clone()
+                for name, layer, sign in self.quantized
+            }
 
     def _finish_epoch(self, epoch, started, lr, loss, accuracy, codes_at_start, codes_now) -> None:
         self.model.eval()
         val_loss, val_accuracy = self._evaluate(self.x_val, self.y_val)
         histograms = self._histograms()
         self.model.train()
-        metrics = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
-                   "lr": lr, "epoch_seconds": time.perf_counter() - started}
+        metrics = {
+            "loss": loss,
+            "accuracy": accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "lr": lr,
+            "epoch_seconds": time.perf_counter() - started,
+        }
         metrics.update(_flip_shares(codes_at_start, codes_now))
         if "bop" in self.optimizers:
             group = self.optimizers["bop"].param_groups[0]
@@ -307,8 +334,8 @@ class _Trainer:
             return None, None
         loss_sum = correct = 0.0
         for begin in range(0, len(x), EVAL_BATCH):
-            logits = self.model(x[begin:begin + EVAL_BATCH])
-            target = y[begin:begin + EVAL_BATCH]
+            logits = self.model(x[begin : begin + EVAL_BATCH])
+            target = y[begin : begin + EVAL_BATCH]
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
         return loss_sum / len(x), correct / len(x)
@@ -321,9 +348,13 @@ class _Trainer:
             latent = layer.weight.detach().reshape(-1)
             bound = self._bound(layer)
             reach = max(float(latent.abs().max()), bound or 0.0, 1e-6)
-            entry = {"latent": _histogram(latent, -reach, reach), "clip": bound,
-                     "saturated_share": None if bound is None else
-                     float((latent.abs() >= bound * (1 - SATURATION_TOLERANCE)).float().mean())}
+            entry = {
+                "latent": _histogram(latent, -reach, reach),
+                "clip": bound,
+                "saturated_share": None
+                if bound is None
+                else float((latent.abs() >= bound * (1 - SATURATION_TOLERANCE)).float().mean()),
+            }
             if sign:
                 entry["plus_share"] = float((latent >= 0).float().mean())
                 entry["minus_share"] = 1.0 - entry["plus_share"]
@@ -358,10 +389,17 @@ class _Trainer:
         for name, optimizer in self.optimizers.items():
             named, skeletons[name] = flatten_state(optimizer.state_dict(), name)
             tensors.update({key: value.detach().clone() for key, value in named.items()})
-        meta = {"step": self.step, "best_val_accuracy": self.best_val_accuracy, "best_epoch": self.best_epoch,
-                "seed": self.seed,
-                "layout": self.layout, "optimizer_state": skeletons, "epochs": self.epochs,
-                "network_spec": self.network_spec, "training_spec": self.spec}
+        meta = {
+            "step": self.step,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "seed": self.seed,
+            "layout": self.layout,
+            "optimizer_state": skeletons,
+            "epochs": self.epochs,
+            "network_spec": self.network_spec,
+            "training_spec": self.spec,
+        }
         model = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
         return Checkpoint(epoch=epochs_done, model=model, optimizer=tensors, meta=meta)
 
@@ -371,8 +409,9 @@ class _Trainer:
         try:
             self.model.load_state_dict(checkpoint.model)
         except RuntimeError as error:
-            raise ValueError(f"resume checkpoint (epoch {checkpoint.epoch}): its weights do not fit the network "
-                             f"spec: {error}") from None
+            raise ValueError(
+                f"resume checkpoint (epoch {checkpoint.epoch}): its weights do not fit the network spec: {error}"
+            ) from None
         meta = checkpoint.meta
         self.step = int(meta.get("step", 0))
         self.best_val_accuracy = meta.get("best_val_accuracy")
@@ -384,8 +423,10 @@ class _Trainer:
             self.optimizers, self.layout = self._make_optimizers(meta["layout"]), meta["layout"]
             for name, skeleton in meta.get("optimizer_state", {}).items():
                 if name not in self.optimizers:
-                    raise ValueError(f"resume checkpoint: optimizer {name!r} is not used by training spec "
-                                     f"optimizer {self.spec['optimizer']['name']!r}")
+                    raise ValueError(
+                        f"resume checkpoint: optimizer {name!r} is not used by training spec "
+                        f"optimizer {self.spec['optimizer']['name']!r}"
+                    )
                 self.optimizers[name].load_state_dict(unflatten_state(checkpoint.optimizer, skeleton))
         return epoch
 
@@ -396,8 +437,7 @@ def _grad_norm(parameters: list[torch.Tensor]) -> float:
 
 
 def _flip_shares(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {f"flip/{name}": float((before[name] != after[name]).sum()) / max(after[name].numel(), 1)
-            for name in after}
+    return {f"flip/{name}": float((before[name] != after[name]).sum()) / max(after[name].numel(), 1) for name in after}
 
 
 def _histogram(values: torch.Tensor, low: float, high: float) -> dict:

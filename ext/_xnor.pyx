@@ -7,8 +7,9 @@ Work is split into tiles of MT rows x NT output channels that OpenMP threads tak
 output element (and every packed output word) belongs to one tile, so results do not depend on the
 thread count.
 """
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memset
 cimport openmp
 
 import numpy as np
@@ -109,9 +110,70 @@ def unpack_rows(const uint64_t[:, ::1] bits, int64_t k, int8_t[:, ::1] out):
         xnor_unpack(&bits[0, 0], rows, words, k, &out[0, 0])
 
 
-cdef struct Geometry:
-    const uint64_t *x
-    int64_t h, w, cw, kh, kw, sh, sw, pt, pl, oh, ow
+cdef struct Im2col:
+    # Convolution rows of A: the patches of packed NHWC input x, gathered tile by tile (xnor_im2col).
+    const uint64_t *x           # input words (N, H, W, cw); NULL when it has none
+    int64_t h, w, cw            # input height, width, words per pixel
+    int64_t kh, kw              # kernel height and width
+    int64_t sh, sw              # strides
+    int64_t pt, pl              # padding above and left of the input (zero words: +1 activations)
+    int64_t oh, ow              # output height and width
+    uint64_t *patches           # one buffer of MT patches per thread, `patch_stride` words apart
+    int64_t patch_stride
+
+
+ctypedef struct KernelCall:
+    # One tiled kernel call, filled by a def function below and run by _drive.
+    int path                    # XNOR_SCALAR, XNOR_AVX2 or XNOR_AVX512 (already checked against the CPU)
+    int threads                 # threads asked for; _drive runs _team_size(...) of them
+    int64_t m                   # rows of A (GEMM rows or output pixels)
+    int64_t n                   # rows of B (output channels)
+    int64_t words               # words per row of A and of B
+    int32_t k                   # bits per row (uint8 rows: bytes per row)
+
+    # A: one of (a or u is NULL when k == 0: the rows are empty and every dot is 0 on any path)
+    const uint64_t *a           # packed rows, `words` apart
+    const uint8_t *u            # uint8 rows, k bytes apart (xnor_u8_tile)
+    const Im2col *conv          # convolution patches
+
+    # B
+    const uint64_t *b           # packed rows, `words` apart; NULL when words == 0
+    const uint64_t *panel       # B in make_panel's layout, or NULL (not read for uint8 rows)
+
+    # Output: dots, or dots compared with thresholds into packed bits when `thresholds` is set
+    int32_t *dots               # m x n int32
+    const int32_t *thresholds   # n per-column thresholds, or NULL
+    const uint8_t *flip         # n flags: 0 = +1 iff dot >= threshold, 1 = +1 iff dot <= threshold
+    uint64_t *bits              # m x bit_words packed output
+    int64_t bit_words
+    int32_t *scratch            # one MT x NT block of dots per thread, for the thresholds
+
+
+cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept:
+    """A KernelCall of that size with every operand and output NULL, for the caller to fill."""
+    cdef KernelCall call
+    memset(&call, 0, sizeof(call))
+    call.path = path
+    call.threads = threads
+    call.m = m
+    call.n = n
+    call.words = words
+    call.k = k
+    return call
+
+
+cdef object _threshold_output(KernelCall *call, const int32_t[::1] thresholds, const uint8_t[::1] flip,
+                              uint64_t *bits, int64_t bit_words):
+    """Send the call's dots through the thresholds into `bits`; returns the per-thread scratch array, which
+    the caller keeps alive until the call has run."""
+    scratch = np.empty((call.threads, MT * NT), dtype=np.int32)
+    cdef int32_t[:, ::1] view = scratch
+    call.thresholds = &thresholds[0]
+    call.flip = &flip[0]
+    call.bits = bits
+    call.bit_words = bit_words
+    call.scratch = &view[0, 0]
+    return scratch
 
 
 cdef int _team_size(int64_t m, int64_t n, int64_t words, int threads) noexcept nogil:
@@ -129,43 +191,45 @@ def team_size(int64_t m, int64_t n, int64_t words, int threads):
     return _team_size(m, n, words, threads)
 
 
-cdef void _drive(int path, int threads, const uint64_t *a, int64_t m, const Geometry *geom,
-                 const uint64_t *b, int64_t n, int64_t words, int32_t k, int32_t *c,
-                 const int32_t *thr, const uint8_t *flip, uint64_t *bits_out, int64_t ldo,
-                 uint64_t *patch_buf, int64_t patch_stride, int32_t *dots_buf,
-                 const uint8_t *u=NULL, const uint64_t *panel=NULL) noexcept nogil:
-    """Run all tiles. A rows come from `a`, from uint8 rows `u` (k bytes each) or, with `geom`, are
-    gathered as conv patches into each thread's slice of patch_buf. B is read from `panel` (make_panel's
-    layout) when given. Dots go to `c` (m x n) or, with `thr`, through each thread's slice of dots_buf
-    into packed bits (m x ldo words)."""
+cdef void _drive(const KernelCall *call) noexcept nogil:
+    """Run all tiles of a call. Each tile takes its rows of A from `a`, `u` or (gathered into the thread's
+    patch buffer) `conv`, and B from `panel` when given, else `b`; its dots go straight to `dots` or, with
+    thresholds, through the thread's scratch block into `bits`."""
+    cdef const Im2col *conv = call.conv
+    cdef int64_t words = call.words, n = call.n, k = call.k
     cdef int64_t tn = (n + NT - 1) // NT
-    cdef int64_t tasks = ((m + MT - 1) // MT) * tn
-    cdef int64_t t, i0, j0, mm, nn, lda
+    cdef int64_t tasks = ((call.m + MT - 1) // MT) * tn
+    cdef bint thresholded = call.thresholds != NULL
+    cdef int64_t ldc = NT if thresholded else n
+    cdef int64_t t, i0, j0, mm, nn
     cdef int tid
     cdef const uint64_t *rows
+    cdef uint64_t *patches
     cdef int32_t *dots
-    threads = _team_size(m, n, words * U8_WORD_COST if u != NULL else words, threads)
+    cdef int threads = _team_size(call.m, n, words * U8_WORD_COST if call.u != NULL else words, call.threads)
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
         tid = openmp.omp_get_thread_num()
         i0 = (t // tn) * MT
         j0 = (t % tn) * NT
-        mm = m - i0 if m - i0 < MT else MT
+        mm = call.m - i0 if call.m - i0 < MT else MT
         nn = n - j0 if n - j0 < NT else NT
-        if geom != NULL:
-            xnor_im2col(geom.x, geom.h, geom.w, geom.cw, geom.kh, geom.kw, geom.sh, geom.sw, geom.pt,
-                        geom.pl, geom.oh, geom.ow, i0, i0 + mm, patch_buf + tid * patch_stride)
-            rows = patch_buf + tid * patch_stride
+        if conv != NULL:
+            patches = conv.patches + tid * conv.patch_stride
+            xnor_im2col(conv.x, conv.h, conv.w, conv.cw, conv.kh, conv.kw, conv.sh, conv.sw, conv.pt, conv.pl,
+                        conv.oh, conv.ow, i0, i0 + mm, patches)
+            rows = patches
         else:
-            rows = a + i0 * words
-        dots = c + i0 * n + j0 if thr == NULL else dots_buf + tid * MT * NT
-        if u != NULL:
-            xnor_u8_tile(path, u + i0 * k, k, k, b + j0 * words, words, mm, nn, dots, n if thr == NULL else NT)
-        elif panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
-            xnor_panel_tile(path, rows, words, panel + j0 * words, words, k, mm, nn, dots, n if thr == NULL else NT)
+            rows = call.a + i0 * words
+        dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
+        if call.u != NULL:
+            xnor_u8_tile(call.path, call.u + i0 * k, k, k, call.b + j0 * words, words, mm, nn, dots, ldc)
+        elif call.panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
+            xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
         else:
-            xnor_tile(path, rows, words, b + j0 * words, words, words, k, mm, nn, dots, n if thr == NULL else NT)
-        if thr != NULL:
-            xnor_threshold_pack(path, dots, mm, nn, NT, j0, thr, flip, bits_out + i0 * ldo, ldo)
+            xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
+        if thresholded:
+            xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
+                                call.bits + i0 * call.bit_words, call.bit_words)
 
 
 def make_panel(const uint64_t[:, ::1] b, int threads=1):
@@ -210,10 +274,13 @@ def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[
     if m == 0 or n == 0:
         return
     panel = _auto_panel(b, m, path, panel, threads)
-    cdef const uint64_t *p = _panel_of(panel, n, words)
+    cdef KernelCall call = _new_call(path, threads, m, n, words, k)
+    call.a = &a[0, 0] if words else NULL
+    call.b = &b[0, 0] if words else NULL
+    call.panel = _panel_of(panel, n, words)
+    call.dots = &out[0, 0]
     with nogil:
-        _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
-               words, k, &out[0, 0], NULL, NULL, NULL, 0, NULL, 0, NULL, NULL, p)
+        _drive(&call)
 
 
 def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k,
@@ -227,13 +294,13 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
     if m == 0 or n == 0:
         return
     panel = _auto_panel(b, m, path, panel, threads)
-    cdef const uint64_t *p = _panel_of(panel, n, words)
-    dots = np.empty((threads, MT * NT), dtype=np.int32)
-    cdef int32_t[:, ::1] dots_view = dots
+    cdef KernelCall call = _new_call(path, threads, m, n, words, k)
+    call.a = &a[0, 0] if words else NULL
+    call.b = &b[0, 0] if words else NULL
+    call.panel = _panel_of(panel, n, words)
+    scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
     with nogil:
-        _drive(path, threads, &a[0, 0] if words else NULL, m, NULL, &b[0, 0] if words else NULL, n,
-               words, k, NULL, &thresholds[0], &flip[0], &out[0, 0], out.shape[1], NULL, 0,
-               &dots_view[0, 0], NULL, p)
+        _drive(&call)
 
 
 def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads):
@@ -243,9 +310,12 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
            "gemm_uint8: shapes do not match")
     if m == 0 or n == 0:
         return
+    cdef KernelCall call = _new_call(path, threads, m, n, words, <int32_t>k)
+    call.u = &u[0, 0] if k else NULL
+    call.b = &b[0, 0] if words else NULL
+    call.dots = &out[0, 0]
     with nogil:
-        _drive(path, threads, NULL, m, NULL, &b[0, 0] if words else NULL, n, words, <int32_t>k, &out[0, 0],
-               NULL, NULL, NULL, 0, NULL, 0, NULL, &u[0, 0] if k else NULL)
+        _drive(&call)
 
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
@@ -256,12 +326,12 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
            and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
-    dots = np.empty((threads, MT * NT), dtype=np.int32)
-    cdef int32_t[:, ::1] dots_view = dots
+    cdef KernelCall call = _new_call(path, threads, m, n, words, <int32_t>k)
+    call.u = &u[0, 0] if k else NULL
+    call.b = &b[0, 0] if words else NULL
+    scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
     with nogil:
-        _drive(path, threads, NULL, m, NULL, &b[0, 0] if words else NULL, n, words, <int32_t>k, NULL,
-               &thresholds[0], &flip[0], &out[0, 0], out.shape[1], NULL, 0, &dots_view[0, 0],
-               &u[0, 0] if k else NULL)
+        _drive(&call)
 
 
 def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights, int32_t c,
@@ -279,52 +349,47 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
     _check(weights.shape[3] == cw and cw == (c + 63) // 64 and out.shape[0] == nb and stride_h > 0
            and stride_w > 0 and pad_top >= 0 and pad_left >= 0 and kh > 0 and kw > 0
            and k_total < 2 ** 31, "conv2d: shapes do not match")
-    # Windows reaching outside the input read zero words (+1) in xnor_im2col, so any OH/OW is safe.
-    cdef Geometry geom
-    geom.h = x.shape[1]
-    geom.w = x.shape[2]
-    geom.cw = cw
-    geom.kh = kh
-    geom.kw = kw
-    geom.sh = stride_h
-    geom.sw = stride_w
-    geom.pt = pad_top
-    geom.pl = pad_left
-    geom.oh = oh
-    geom.ow = ow
-    if m == 0 or o == 0:
-        return
-    geom.x = &x[0, 0, 0, 0] if x.size else NULL
-    if row_words:
-        panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
-    cdef const uint64_t *p = _panel_of(panel, o, row_words) if row_words else NULL
-    patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
-    cdef uint64_t[:, ::1] patch_view = patches
-    cdef const uint64_t *w_ptr = &weights[0, 0, 0, 0] if row_words else NULL
     cdef int32_t[:, :, :, ::1] dense_out
     cdef uint64_t[:, :, :, ::1] bits_out
-    cdef const int32_t[::1] thr_view
-    cdef const uint8_t[::1] flip_view
-    cdef int32_t[:, ::1] dots_view
     if thresholds is None:
         dense_out = out
         _check(dense_out.shape[3] == o, "conv2d: output channels do not match")
-        with nogil:
-            _drive(path, threads, NULL, m, &geom, w_ptr, o, row_words, <int32_t>k_total,
-                   &dense_out[0, 0, 0, 0], NULL, NULL, NULL, 0, &patch_view[0, 0], patch_view.shape[1], NULL,
-                   NULL, p)
     else:
         bits_out = out
-        thr_view = thresholds
-        flip_view = flip
-        _check(bits_out.shape[3] == (o + 63) // 64 and thr_view.shape[0] == o and flip_view.shape[0] == o,
-               "conv2d: thresholds or output words do not match")
-        dots = np.empty((threads, MT * NT), dtype=np.int32)
-        dots_view = dots
-        with nogil:
-            _drive(path, threads, NULL, m, &geom, w_ptr, o, row_words, <int32_t>k_total, NULL,
-                   &thr_view[0], &flip_view[0], &bits_out[0, 0, 0, 0], bits_out.shape[3],
-                   &patch_view[0, 0], patch_view.shape[1], &dots_view[0, 0], NULL, p)
+        _check(bits_out.shape[3] == (o + 63) // 64 and flip is not None and len(thresholds) == o
+               and len(flip) == o, "conv2d: thresholds or output words do not match")
+    if m == 0 or o == 0:
+        return
+    if row_words:
+        panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
+    patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
+    cdef uint64_t[:, ::1] patch_view = patches
+    # Windows reaching outside the input read zero words (+1) in xnor_im2col, so any OH/OW is safe.
+    cdef Im2col conv
+    conv.x = &x[0, 0, 0, 0] if x.size else NULL
+    conv.h = x.shape[1]
+    conv.w = x.shape[2]
+    conv.cw = cw
+    conv.kh = kh
+    conv.kw = kw
+    conv.sh = stride_h
+    conv.sw = stride_w
+    conv.pt = pad_top
+    conv.pl = pad_left
+    conv.oh = oh
+    conv.ow = ow
+    conv.patches = &patch_view[0, 0]
+    conv.patch_stride = patch_view.shape[1]
+    cdef KernelCall call = _new_call(path, threads, m, o, row_words, <int32_t>k_total)
+    call.conv = &conv
+    call.b = &weights[0, 0, 0, 0] if row_words else NULL
+    call.panel = _panel_of(panel, o, row_words) if row_words else NULL
+    if thresholds is None:
+        call.dots = &dense_out[0, 0, 0, 0]
+    else:
+        scratch = _threshold_output(&call, thresholds, flip, &bits_out[0, 0, 0, 0], bits_out.shape[3])
+    with nogil:
+        _drive(&call)
 
 
 def pool2x2(const uint64_t[:, :, :, ::1] x, const uint64_t[::1] or_mask, uint64_t[:, :, :, ::1] out):

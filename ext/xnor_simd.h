@@ -11,7 +11,6 @@
 #define XNOR_SIMD_H
 
 #include <stdint.h>
-#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -1,4 +1,5 @@
 """XNOR kernels against a plain NumPy -1/+1 reference, on awkward shapes, every SIMD path and 1/2 threads."""
+
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def reference_conv(x, w, stride, pads):
     out = np.zeros((n, oh, ow, o), dtype=np.int64)
     for i in range(kh):
         for j in range(kw):
-            patch = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
+            patch = xp[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride, :]
             out += (patch.astype(np.float64) @ w[:, i, j, :].T.astype(np.float64)).astype(np.int64)  # exact
     return out
 
@@ -42,6 +43,7 @@ def reference_threshold(dots, thresholds, flip):
 
 
 # ---------------------------------------------------------------------------------------------- packing
+
 
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64])
@@ -106,6 +108,7 @@ def test_unpack_rejects_bad_input():
 
 # ---------------------------------------------------------------------------------------------- GEMM
 
+
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (9, 70), (40, 13), (67, 260)])
 def test_gemm_matches_reference(simd, k, m, n):
@@ -121,10 +124,12 @@ def test_gemm_matches_reference(simd, k, m, n):
 def test_gemm_empty_batch_and_zero_k(simd):
     b = kernels.pack_signs(np.ones((4, 65), np.float32))
     assert kernels.xnor_gemm(np.zeros((0, 2), np.uint64), b, 65).shape == (0, 4)
-    assert kernels.xnor_gemm_threshold(np.zeros((0, 2), np.uint64), b, 65, np.zeros(4, np.int32),
-                                       np.zeros(4, bool)).shape == (0, 1)
-    np.testing.assert_array_equal(kernels.xnor_gemm(np.zeros((2, 0), np.uint64), np.zeros((3, 0), np.uint64), 0),
-                                  np.zeros((2, 3)))
+    assert kernels.xnor_gemm_threshold(
+        np.zeros((0, 2), np.uint64), b, 65, np.zeros(4, np.int32), np.zeros(4, bool)
+    ).shape == (0, 1)
+    np.testing.assert_array_equal(
+        kernels.xnor_gemm(np.zeros((2, 0), np.uint64), np.zeros((3, 0), np.uint64), 0), np.zeros((2, 3))
+    )
 
 
 @pytest.mark.parametrize("k", [1, 65, 784])
@@ -140,8 +145,9 @@ def test_gemm_threshold_matches_reference(simd, k, n):
     flip = rng.random(n) < 0.5
     expected = reference_threshold(dots, thresholds, flip)
     for threads in (1, 2):
-        bits = kernels.xnor_gemm_threshold(kernels.pack_signs(a), kernels.pack_signs(b), k, thresholds, flip,
-                                           threads=threads)
+        bits = kernels.xnor_gemm_threshold(
+            kernels.pack_signs(a), kernels.pack_signs(b), k, thresholds, flip, threads=threads
+        )
         assert bits.shape == (m, (n + 63) // 64)
         np.testing.assert_array_equal(kernels.unpack_signs(bits, n), expected)
         if n % 64:
@@ -183,13 +189,14 @@ def test_gemm_error_messages():
 
 # ---------------------------------------------------------------------------------------------- uint8 rows
 
+
 @pytest.mark.parametrize("k", [0, *KS])
 @pytest.mark.parametrize("m, n", [(0, 3), (1, 1), (1, 17), (2, 9), (5, 70), (67, 260)])
 def test_gemm_uint8_matches_reference(simd, k, m, n):
     rng = np.random.default_rng(10 * k + m + n)
     u = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
     u[: m // 2, : k // 2] = 255  # extreme values
-    u[m // 2:, k // 2:] = 0
+    u[m // 2 :, k // 2 :] = 0
     w = signs(rng, n, k)
     expected = u.astype(np.int64) @ w.T.astype(np.int64)
     w_bits = kernels.pack_signs(w)
@@ -230,24 +237,31 @@ def test_gemm_uint8_error_messages():
 
 # ---------------------------------------------------------------------------------------------- bound calls
 
+
 def test_bound_calls_match_the_checked_functions(simd):
     rng = np.random.default_rng(3)
     a, w = kernels.pack_signs(signs(rng, 7, 130)), kernels.pack_signs(signs(rng, 70, 130))
     u = rng.integers(0, 256, size=(7, 130), dtype=np.uint8)
     thresholds, flip = rng.integers(-20, 21, size=70).astype(np.int32), rng.random(70) < 0.5
     np.testing.assert_array_equal(kernels.bind_gemm(w, 130, threads=2)(a), kernels.xnor_gemm(a, w, 130))
-    np.testing.assert_array_equal(kernels.bind_gemm(w, 130, thresholds, flip)(a),
-                                  kernels.xnor_gemm_threshold(a, w, 130, thresholds, flip))
+    np.testing.assert_array_equal(
+        kernels.bind_gemm(w, 130, thresholds, flip)(a), kernels.xnor_gemm_threshold(a, w, 130, thresholds, flip)
+    )
     np.testing.assert_array_equal(kernels.bind_gemm(w, 130, uint8=True)(u), kernels.xnor_gemm_uint8(u, w, 130))
-    np.testing.assert_array_equal(kernels.bind_gemm(w, 130, thresholds, flip, uint8=True)(u),
-                                  kernels.xnor_gemm_uint8_threshold(u, w, 130, thresholds, flip))
+    np.testing.assert_array_equal(
+        kernels.bind_gemm(w, 130, thresholds, flip, uint8=True)(u),
+        kernels.xnor_gemm_uint8_threshold(u, w, 130, thresholds, flip),
+    )
     x, wc = kernels.pack_signs(signs(rng, 2, 9, 8, 65)), kernels.pack_signs(signs(rng, 70, 3, 3, 65))
     for stride, padding in ((1, "same"), (2, "valid"), (2, (1, 0, 2, 1))):
-        np.testing.assert_array_equal(kernels.bind_conv2d(wc, 65, stride=stride, padding=padding)(x),
-                                      kernels.xnor_conv2d(x, wc, 65, stride, padding))
+        np.testing.assert_array_equal(
+            kernels.bind_conv2d(wc, 65, stride=stride, padding=padding)(x),
+            kernels.xnor_conv2d(x, wc, 65, stride, padding),
+        )
         np.testing.assert_array_equal(
             kernels.bind_conv2d(wc, 65, thresholds, flip, stride=stride, padding=padding, threads=2)(x),
-            kernels.xnor_conv2d_threshold(x, wc, 65, thresholds, flip, stride, padding))
+            kernels.xnor_conv2d_threshold(x, wc, 65, thresholds, flip, stride, padding),
+        )
 
 
 @pytest.mark.parametrize("path", sorted(set(kernels.available_backends()) | {"scalar"}))
@@ -290,6 +304,142 @@ def test_bound_calls_reject_mismatched_activations():
         kernels.bind_conv2d(np.zeros((2, 3, 3, 1), np.uint64), 10)(np.zeros((4, 4, 1), np.uint64))
 
 
+def test_plain_functions_are_bound_calls_with_large_batches(simd):
+    """From 32 rows the compiled function makes a panel for a plain call, a bound call keeps its own."""
+    rng = np.random.default_rng(4)
+    a, w = kernels.pack_signs(signs(rng, 40, 200)), kernels.pack_signs(signs(rng, 70, 200))
+    thresholds, flip = rng.integers(-20, 21, size=70).astype(np.int32), rng.random(70) < 0.5
+    dots = kernels.unpack_signs(a, 200).astype(np.int64) @ kernels.unpack_signs(w, 200).T.astype(np.int64)
+    for threads in (1, 2):
+        np.testing.assert_array_equal(kernels.bind_gemm(w, 200, threads=threads)(a), dots)
+        np.testing.assert_array_equal(kernels.xnor_gemm(a, w, 200, threads=threads), dots)
+        bits = kernels.bind_gemm(w, 200, thresholds, flip, threads=threads)(a)
+        np.testing.assert_array_equal(bits, kernels.xnor_gemm_threshold(a, w, 200, thresholds, flip, threads=threads))
+        np.testing.assert_array_equal(kernels.unpack_signs(bits, 70), reference_threshold(dots, thresholds, flip))
+
+
+def test_plain_and_bound_functions_share_one_validation():
+    """Each kernel's weights, thresholds, geometry and threads are checked in one place: the same error from
+    the plain function and from the bound one, each naming itself."""
+    a, w = np.zeros((1, 2), np.uint64), np.zeros((3, 2), np.uint64)
+    u = np.zeros((1, 100), np.uint8)
+    for name, call in (
+        ("xnor_gemm_threshold", lambda thr: kernels.xnor_gemm_threshold(a, w, 100, thr, [0, 0, 0])),
+        ("xnor_gemm_uint8_threshold", lambda thr: kernels.xnor_gemm_uint8_threshold(u, w, 100, thr, [0, 0, 0])),
+        ("bind_gemm", lambda thr: kernels.bind_gemm(w, 100, thr, [0, 0, 0])),
+        ("bind_gemm", lambda thr: kernels.bind_gemm(w, 100, thr, [0, 0, 0], uint8=True)),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}: thresholds: expected shape \\(3,\\)"):
+            call([1, 2])
+        with pytest.raises(ValueError, match=f"^{name}: thresholds: expected integers.*bool"):
+            call(np.array([True, False, True]))
+        with pytest.raises(ValueError, match=f"^{name}: thresholds: values do not fit in int32"):
+            call(np.array([0, 2**31, 0]))
+    for name, call in (
+        ("xnor_gemm", lambda k: kernels.xnor_gemm(a, w, k)),
+        ("xnor_gemm_uint8", lambda k: kernels.xnor_gemm_uint8(u, w, k)),
+        ("bind_gemm", lambda k: kernels.bind_gemm(w, k)),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}: k: expected a non-negative integer bit count, got True"):
+            call(True)
+    x = np.zeros((1, 4, 4, 1), np.uint64)
+    flat = np.zeros((0, 2**16, 2**16, 1), np.uint64)  # no weights, but KH*KW*C = 2^32
+    for name, bind in (
+        ("xnor_conv2d", lambda wc, **kw: lambda x: kernels.xnor_conv2d(x, wc, 10, **kw)),
+        (
+            "xnor_conv2d_threshold",
+            lambda wc, **kw: (
+                lambda x: kernels.xnor_conv2d_threshold(
+                    x, wc, 10, np.zeros(len(wc), np.int32), np.zeros(len(wc), bool), **kw
+                )
+            ),
+        ),
+        ("bind_conv2d", lambda wc, **kw: kernels.bind_conv2d(wc, 10, **kw)),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}: w_bits: expected a kernel of at least 1x1, got 0x3"):
+            bind(np.zeros((2, 0, 3, 1), np.uint64))(x)
+        with pytest.raises(ValueError, match=f"^{name}: KH\\*KW\\*C = 42949672960 does not fit in int32"):
+            bind(flat)(x)
+        with pytest.raises(ValueError, match="^threads: expected None or a positive integer, got 0"):
+            bind(np.zeros((2, 3, 3, 1), np.uint64), threads=0)(x)
+    for name, bind in (
+        ("max_pool2d_bits", lambda f: lambda x: kernels.max_pool2d_bits(x, f)),
+        ("bind_max_pool2d_bits", kernels.bind_max_pool2d_bits),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}: flipped: expected a bool or a 1-D bool array"):
+            bind(1)(x)
+        words_for_flags = f"^{name}: x_bits: expected 2 words for 65 channels, got 1.*len\\(flipped\\)"
+        with pytest.raises(ValueError, match=words_for_flags):
+            bind(np.zeros(65, bool))(x)
+
+
+def test_plain_functions_check_activations_bound_ones_leave_them_to_the_compiled_code():
+    w, x = np.zeros((2, 3, 3, 1), np.uint64), np.zeros((1, 4, 4, 2), np.uint64)  # x: 2 words for c = 10
+    with pytest.raises(ValueError, match="^xnor_conv2d: x_bits: expected ceil\\(c/64\\) = 1 words.*got 2"):
+        kernels.xnor_conv2d(x, w, 10)
+    with pytest.raises(ValueError, match="conv2d: shapes do not match"):
+        kernels.bind_conv2d(w, 10)(x)
+    strided = np.zeros((1, 4, 8, 1), np.uint64)[:, :, ::2]
+    with pytest.raises(ValueError, match="^max_pool2d_bits: x_bits: expected a C-contiguous array"):
+        kernels.max_pool2d_bits(strided)
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.bind_max_pool2d_bits()(strided)
+    with pytest.raises(ValueError, match="^xnor_gemm: a_bits: expected a numpy uint64 array"):
+        kernels.xnor_gemm([[0, 0]], np.zeros((3, 2), np.uint64), 100)
+
+
+def test_plain_uint8_rows_may_be_strided_and_integer_types_may_be_numpy(simd):
+    rng = np.random.default_rng(8)
+    wide = rng.integers(0, 256, size=(5, 260), dtype=np.uint8)
+    u, w = wide[:, ::2], signs(rng, 9, 130)
+    w_bits, expected = kernels.pack_signs(w), u.astype(np.int64) @ w.T.astype(np.int64)
+    np.testing.assert_array_equal(kernels.xnor_gemm_uint8(u, w_bits, np.int64(130), threads=np.int32(2)), expected)
+    thresholds = expected[0].astype(np.int16)  # equality cases, any integer dtype
+    bits = kernels.xnor_gemm_uint8_threshold(u, w_bits, 130, thresholds, True)  # one flag for every channel
+    np.testing.assert_array_equal(
+        kernels.unpack_signs(bits, 9), reference_threshold(expected, thresholds, np.ones(9, bool))
+    )
+    with pytest.raises(ValueError, match="threads: expected None or a positive integer, got True"):
+        kernels.xnor_gemm_uint8(u, w_bits, 130, threads=True)
+    for flags in (np.array([0, 2] * 4 + [0], np.uint8), np.array([0, -1] * 4 + [0], np.int8)):
+        with pytest.raises(ValueError, match="flip: expected booleans or 0/1"):
+            kernels.xnor_gemm_uint8_threshold(u, w_bits, 130, thresholds, flags)
+
+
+def test_conv2d_with_no_channels_gives_zero_dots(simd):
+    x, w = np.zeros((2, 4, 5, 0), np.uint64), np.zeros((3, 3, 3, 0), np.uint64)
+    np.testing.assert_array_equal(kernels.xnor_conv2d(x, w, 0, padding="same"), np.zeros((2, 4, 5, 3)))
+    bits = kernels.bind_conv2d(w, 0, [0, 1, -1], [0, 0, 1], padding="same")(x)  # 0 >= 0, 0 >= 1, 0 <= -1
+    np.testing.assert_array_equal(kernels.unpack_signs(bits, 3), np.broadcast_to([1, -1, -1], (2, 4, 5, 3)))
+
+
+def test_compiled_threshold_calls_reject_missing_flags():
+    """The compiled functions are memory-safe on their own: no thresholds or flags is an error, not a crash."""
+    from workbench.deploy import _xnor
+
+    a, thr = np.zeros((3, 2), np.uint64), np.zeros(3, np.int32)
+    out = np.zeros((3, 1), np.uint64)
+    with pytest.raises(ValueError, match="gemm_threshold: shapes do not match"):
+        _xnor.gemm_threshold(a, a, 100, thr, None, out, _xnor.SCALAR, 1)
+    with pytest.raises(ValueError, match="gemm_uint8_threshold: shapes do not match"):
+        _xnor.gemm_uint8_threshold(np.zeros((3, 100), np.uint8), a, None, np.zeros(3, np.uint8), out, _xnor.SCALAR, 1)
+    with pytest.raises(ValueError, match="conv2d: thresholds or output words do not match"):
+        _xnor.conv2d(
+            np.zeros((1, 3, 3, 1), np.uint64),
+            np.zeros((3, 1, 1, 1), np.uint64),
+            10,
+            1,
+            1,
+            0,
+            0,
+            np.zeros((1, 3, 3, 1), np.uint64),
+            thr,
+            None,
+            _xnor.SCALAR,
+            1,
+        )
+
+
 # ---------------------------------------------------------------------------------------------- conv
 
 CONV_CASES = [
@@ -308,8 +458,8 @@ CONV_CASES = [
 def test_conv2d_matches_reference(simd, n, h, w, c, o, kh, kw, stride, padding):
     rng = np.random.default_rng(h * 100 + c)
     x, wt = signs(rng, n, h, w, c), signs(rng, o, kh, kw, c)
-    pads = {"valid": (0, 0, 0, 0),
-            "same": ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)}.get(padding, padding)
+    same = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+    pads = {"valid": (0, 0, 0, 0), "same": same}.get(padding, padding)
     expected = reference_conv(x, wt, stride, pads)
     xb, wb = kernels.pack_signs(x), kernels.pack_signs(wt)
     thresholds = rng.integers(-kh * kw * c, kh * kw * c + 1, size=o).astype(np.int32)
@@ -320,26 +470,30 @@ def test_conv2d_matches_reference(simd, n, h, w, c, o, kh, kw, stride, padding):
         got = kernels.xnor_conv2d(xb, wb, c, stride=stride, padding=padding, threads=threads)
         assert got.shape == expected.shape
         np.testing.assert_array_equal(got, expected)
-        bits = kernels.xnor_conv2d_threshold(xb, wb, c, thresholds, flip, stride=stride, padding=padding,
-                                             threads=threads)
+        bits = kernels.xnor_conv2d_threshold(
+            xb, wb, c, thresholds, flip, stride=stride, padding=padding, threads=threads
+        )
         assert bits.shape == (*expected.shape[:3], (o + 63) // 64)
         np.testing.assert_array_equal(kernels.unpack_signs(bits, o), reference_threshold(expected, thresholds, flip))
 
 
 @pytest.mark.parametrize("n, h, w, c, o, kh, kw, stride, padding", CONV_CASES)
-def test_uint8_patches_against_packed_weights_are_an_exact_pixel_convolution(simd, n, h, w, c, o, kh, kw, stride,
-                                                                             padding):
+def test_uint8_patches_against_packed_weights_are_an_exact_pixel_convolution(
+    simd, n, h, w, c, o, kh, kw, stride, padding
+):
     """im2col_uint8 + xnor_gemm_uint8: the first layer of an image network, padded with pixel value 0."""
     rng = np.random.default_rng(h * 10 + c)
     x, wt = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8), signs(rng, o, kh, kw, c)
-    top, bottom, left, right = {"valid": (0, 0, 0, 0), "same": (
-        (kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)}.get(padding, padding)
+    top, bottom, left, right = {
+        "valid": (0, 0, 0, 0),
+        "same": ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2),
+    }.get(padding, padding)
     padded = np.pad(x.transpose(0, 2, 3, 1).astype(np.int64), ((0, 0), (top, bottom), (left, right), (0, 0)))
     oh, ow = kernels.conv_output_shape(h, w, kh, kw, stride, padding)
     expected = np.zeros((n, oh, ow, o), np.int64)
     for r in range(oh):
         for q in range(ow):
-            patch = padded[:, r * stride:r * stride + kh, q * stride:q * stride + kw, :]
+            patch = padded[:, r * stride : r * stride + kh, q * stride : q * stride + kw, :]
             expected[:, r, q] = np.einsum("nijc,oijc->no", patch, wt.astype(np.int64))
     rows = kernels.im2col_uint8(x, kh, kw, stride, padding)
     assert rows.shape == (n * oh * ow, kh * kw * c) and rows.dtype == np.uint8
@@ -412,6 +566,7 @@ def test_conv_error_messages():
 
 # ---------------------------------------------------------------------------------------------- pooling
 
+
 @pytest.mark.parametrize("h, w", [(4, 4), (5, 7), (1, 3)])
 def test_max_pool_bits(h, w):
     rng = np.random.default_rng(h * w)
@@ -421,8 +576,9 @@ def test_max_pool_bits(h, w):
     oh, ow = h // 2, w // 2
     windows = x[:, : 2 * oh, : 2 * ow].reshape(2, oh, 2, ow, 2, c)
     np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb), c), windows.max(axis=(2, 4)))
-    np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb, flipped=True), c),
-                                  windows.min(axis=(2, 4)))
+    np.testing.assert_array_equal(
+        kernels.unpack_signs(kernels.max_pool2d_bits(xb, flipped=True), c), windows.min(axis=(2, 4))
+    )
     per_channel = rng.random(c) < 0.5
     expected = np.where(per_channel, windows.min(axis=(2, 4)), windows.max(axis=(2, 4)))
     np.testing.assert_array_equal(kernels.unpack_signs(kernels.max_pool2d_bits(xb, per_channel), c), expected)
@@ -448,6 +604,7 @@ def test_max_pool_error_messages():
 
 # ---------------------------------------------------------------------------------------------- dispatch
 
+
 def test_backends_and_forcing():
     assert kernels.available_backends()[-1] == "scalar"
     assert kernels.backend() in kernels.available_backends()
@@ -469,8 +626,15 @@ def test_simd_environment_variable_is_read_at_import():
     import sys
 
     code = "from workbench.deploy import kernels; print(kernels.backend())"
-    env_run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                           env={**__import__("os").environ, "BNN_WORKBENCH_SIMD": value})
+
+    def env_run(value):
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "BNN_WORKBENCH_SIMD": value},
+        )
+
     result = env_run("scalar")
     assert result.returncode == 0 and result.stdout.strip() == "scalar"
     result = env_run("sse9")

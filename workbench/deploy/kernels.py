@@ -9,6 +9,7 @@ The SIMD path ("avx512", "avx2" or "scalar") is chosen from the CPU at import; t
 ``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one. Thread counts default to
 ``BNN_WORKBENCH_THREADS`` or the CPUs this process may use; results are identical for any count.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,24 @@ from workbench.core.shapes import conv_output_size, same_padding, words
 from workbench.deploy import _xnor
 
 __all__ = [
-    "available_backends", "backend", "set_backend", "default_threads",
-    "pack_signs", "unpack_signs", "xnor_gemm", "xnor_gemm_threshold", "xnor_gemm_uint8",
+    "available_backends",
+    "backend",
+    "set_backend",
+    "default_threads",
+    "pack_signs",
+    "unpack_signs",
+    "xnor_gemm",
+    "xnor_gemm_threshold",
+    "xnor_gemm_uint8",
     "xnor_gemm_uint8_threshold",
-    "conv_output_shape", "im2col_uint8", "xnor_conv2d", "xnor_conv2d_threshold", "max_pool2d_bits",
-    "bind_gemm", "bind_conv2d", "bind_max_pool2d_bits",
+    "conv_output_shape",
+    "im2col_uint8",
+    "xnor_conv2d",
+    "xnor_conv2d_threshold",
+    "max_pool2d_bits",
+    "bind_gemm",
+    "bind_conv2d",
+    "bind_max_pool2d_bits",
 ]
 
 _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "scalar": _xnor.SCALAR}
@@ -42,13 +56,15 @@ def _resolve(name: str, source: str) -> str:
     if name == "auto":
         return available_backends()[0]
     if not _xnor.cpu_supports(_PATHS[name]):
-        raise ValueError(f"{source}: SIMD path {name!r} is not supported by this CPU "
-                         f"(available: {', '.join(available_backends())})")
+        raise ValueError(
+            f"{source}: SIMD path {name!r} is not supported by this CPU (available: {', '.join(available_backends())})"
+        )
     return name
 
 
-_backend = _resolve(os.environ.get("BNN_WORKBENCH_SIMD", "auto").strip().lower() or "auto",
-                    "environment variable BNN_WORKBENCH_SIMD")
+_backend = _resolve(
+    os.environ.get("BNN_WORKBENCH_SIMD", "auto").strip().lower() or "auto", "environment variable BNN_WORKBENCH_SIMD"
+)
 
 
 def backend() -> str:
@@ -81,6 +97,8 @@ def default_threads() -> int:
 
 
 def _threads(threads: int | None) -> int:
+    if type(threads) is int and threads >= 1:  # the common case, first: the plain kernels check on every call
+        return threads
     if threads is None:
         return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -88,50 +106,59 @@ def _threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _check_k(k, name: str) -> int:
+# The checks below take the function's name and the argument's apart and join them only in an error
+# message: the plain kernels run them on every call, where formatting labels would cost more than the checks.
+
+
+def _check_k(k, name: str, arg: str) -> int:
+    if type(k) is int and 0 <= k <= _INT32_MAX:  # the common case, first
+        return k
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0 or k > _INT32_MAX:
-        raise ValueError(f"{name}: expected a non-negative integer bit count, got {k!r}")
+        raise ValueError(f"{name}: {arg}: expected a non-negative integer bit count, got {k!r}")
     return int(k)
 
 
-def _check_bits(array, name: str, ndim: int, layout: str) -> np.ndarray:
+def _check_bits(array, name: str, arg: str, ndim: int, layout: str) -> np.ndarray:
     """A packed operand: a C-contiguous uint64 ndarray of the given rank."""
     if not isinstance(array, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy uint64 array {layout}, got {type(array).__name__}")
+        raise ValueError(f"{name}: {arg}: expected a numpy uint64 array {layout}, got {type(array).__name__}")
     if array.dtype != np.uint64:
-        raise ValueError(f"{name}: expected dtype uint64 (packed sign bits), got {array.dtype}")
+        raise ValueError(f"{name}: {arg}: expected dtype uint64 (packed sign bits), got {array.dtype}")
     if array.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions {layout}, got shape {array.shape}")
+        raise ValueError(f"{name}: {arg}: expected {ndim} dimensions {layout}, got shape {array.shape}")
     if not array.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous array, got a strided view "
-                         "(use np.ascontiguousarray)")
+        raise ValueError(f"{name}: {arg}: expected a C-contiguous array, got a strided view (use np.ascontiguousarray)")
     return array
 
 
-def _check_words(array: np.ndarray, name: str, k: int, what: str) -> None:
+def _check_words(array: np.ndarray, name: str, arg: str, k: int, what: str) -> None:
     if array.shape[-1] != words(k):
-        raise ValueError(f"{name}: expected ceil({what}/64) = {words(k)} words in the last axis for "
-                         f"{what}={k}, got {array.shape[-1]}")
+        raise ValueError(
+            f"{name}: {arg}: expected ceil({what}/64) = {words(k)} words in the last axis for "
+            f"{what}={k}, got {array.shape[-1]}"
+        )
 
 
-def _check_thresholds(thresholds, flip, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_thresholds(thresholds, flip, n: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """int32 thresholds and uint8 flip flags, one per output channel."""
     thr = np.asarray(thresholds)
     if thr.ndim != 1 or thr.shape[0] != n:
-        raise ValueError(f"thresholds: expected shape ({n},), one per output channel, got {thr.shape}")
-    if not np.issubdtype(thr.dtype, np.integer):
-        raise ValueError(f"thresholds: expected integers (int32), got dtype {thr.dtype}")
+        raise ValueError(f"{name}: thresholds: expected shape ({n},), one per output channel, got {thr.shape}")
+    if thr.dtype.kind not in "iu":  # np.issubdtype(dtype, np.integer), at a tenth of its cost
+        raise ValueError(f"{name}: thresholds: expected integers (int32), got dtype {thr.dtype}")
     if thr.dtype != np.int32 and thr.size and (thr.min() < -_INT32_MAX - 1 or thr.max() > _INT32_MAX):
-        raise ValueError("thresholds: values do not fit in int32")
+        raise ValueError(f"{name}: thresholds: values do not fit in int32")
     flips = np.asarray(flip)
     if flips.ndim == 0:
         flips = np.full(n, flips)
     if flips.ndim != 1 or flips.shape[0] != n:
-        raise ValueError(f"flip: expected shape ({n},), one flag per output channel, got {flips.shape}")
-    # The engine calls this per layer and batch: keep the check to one cheap pass (no np.isin).
-    if flips.dtype != np.bool_ and not (np.issubdtype(flips.dtype, np.integer)
-                                        and (flips.size == 0 or (flips.min() >= 0 and flips.max() <= 1))):
-        raise ValueError(f"flip: expected booleans or 0/1, got dtype {flips.dtype} with values outside 0/1")
+        raise ValueError(f"{name}: flip: expected shape ({n},), one flag per output channel, got {flips.shape}")
+    # The plain kernels run this on every call: cheap passes only (no np.isin; no minimum of unsigned flags).
+    kind = flips.dtype.kind
+    if kind != "b" and not (
+        kind in "iu" and (flips.size == 0 or ((kind == "u" or flips.min() >= 0) and flips.max() <= 1))
+    ):
+        raise ValueError(f"{name}: flip: expected booleans or 0/1, got dtype {flips.dtype} with values outside 0/1")
     return np.ascontiguousarray(thr, dtype=np.int32), np.ascontiguousarray(flips, dtype=np.uint8)
 
 
@@ -161,23 +188,23 @@ def pack_signs(x) -> np.ndarray:
 
 def unpack_signs(bits, k: int) -> np.ndarray:
     """Inverse of pack_signs: (..., ceil(k/64)) uint64 -> (..., k) int8 of -1/+1."""
-    k = _check_k(k, "unpack_signs: k")
+    k = _check_k(k, "unpack_signs", "k")
     if isinstance(bits, np.ndarray) and bits.ndim == 0:
         raise ValueError("unpack_signs: bits: expected an array of words (..., ceil(k/64)), got a scalar")
-    bits = _check_bits(bits, "unpack_signs: bits", getattr(bits, "ndim", 1), "(..., words)")
-    _check_words(bits, "unpack_signs: bits", k, "k")
+    bits = _check_bits(bits, "unpack_signs", "bits", getattr(bits, "ndim", 1), "(..., words)")
+    _check_words(bits, "unpack_signs", "bits", k, "k")
     rows = bits.reshape(int(np.prod(bits.shape[:-1])), bits.shape[-1])
     out = np.empty((rows.shape[0], k), dtype=np.int8)
     _xnor.unpack_rows(rows, k, out)
     return out.reshape(*bits.shape[:-1], k)
 
 
+# ---------------------------------------------------------------------------------------------- GEMM
+
+
 def xnor_gemm(a_bits, b_bits, k: int, threads: int | None = None) -> np.ndarray:
     """-1/+1 dot products A.B^T as int32 (M, N); A (M, words) and B (N, words) packed along K."""
-    a, b, k = _gemm_operands(a_bits, b_bits, k)
-    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
-    _xnor.gemm(a, b, k, out, _PATHS[_backend], _threads(threads))
-    return out
+    return _bind_gemm("xnor_gemm", "b_bits", b_bits, k, threads=threads, plain=True)(a_bits)
 
 
 def xnor_gemm_threshold(a_bits, b_bits, k: int, thresholds, flip, threads: int | None = None) -> np.ndarray:
@@ -185,20 +212,7 @@ def xnor_gemm_threshold(a_bits, b_bits, k: int, thresholds, flip, threads: int |
 
     flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
     """
-    a, b, k = _gemm_operands(a_bits, b_bits, k)
-    thr, flips = _check_thresholds(thresholds, flip, b.shape[0])
-    out = np.empty((a.shape[0], words(b.shape[0])), dtype=np.uint64)
-    _xnor.gemm_threshold(a, b, k, thr, flips, out, _PATHS[_backend], _threads(threads))
-    return out
-
-
-def _gemm_operands(a_bits, b_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
-    k = _check_k(k, "xnor_gemm: k")
-    a = _check_bits(a_bits, "xnor_gemm: a_bits", 2, "(M, words)")
-    b = _check_bits(b_bits, "xnor_gemm: b_bits", 2, "(N, words)")
-    _check_words(a, "xnor_gemm: a_bits", k, "k")
-    _check_words(b, "xnor_gemm: b_bits", k, "k")
-    return a, b, k
+    return _bind_gemm("xnor_gemm_threshold", "b_bits", b_bits, k, thresholds, flip, threads=threads, plain=True)(a_bits)
 
 
 def xnor_gemm_uint8(u, w_bits, k: int, threads: int | None = None) -> np.ndarray:
@@ -207,10 +221,7 @@ def xnor_gemm_uint8(u, w_bits, k: int, threads: int | None = None) -> np.ndarray
     The first layer on raw pixels: sum_t u[t] * w[t] = sum(u) - 2 * (sum of u[t] where w[t] = -1), computed
     in integers (no bit planes, no float rounding); 255 * k must fit in int32.
     """
-    u, w, k = _uint8_operands(u, w_bits, k, "xnor_gemm_uint8")
-    out = np.empty((u.shape[0], w.shape[0]), dtype=np.int32)
-    _xnor.gemm_uint8(u, w, out, _PATHS[_backend], _threads(threads))
-    return out
+    return _bind_gemm("xnor_gemm_uint8", "w_bits", w_bits, k, uint8=True, threads=threads, plain=True)(u)
 
 
 def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int | None = None) -> np.ndarray:
@@ -218,25 +229,9 @@ def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int 
 
     flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
     """
-    u, w, k = _uint8_operands(u, w_bits, k, "xnor_gemm_uint8_threshold")
-    thr, flips = _check_thresholds(thresholds, flip, w.shape[0])
-    out = np.empty((u.shape[0], words(w.shape[0])), dtype=np.uint64)
-    _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], _threads(threads))
-    return out
-
-
-def _uint8_operands(u, w_bits, k, name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    k = _check_k(k, f"{name}: k")
-    if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.ndim != 2:
-        raise ValueError(f"{name}: u: expected a 2-D numpy uint8 array (M, k), got "
-                         f"{getattr(u, 'dtype', type(u).__name__)} with shape {getattr(u, 'shape', None)}")
-    if u.shape[1] != k:
-        raise ValueError(f"{name}: u: expected k={k} values per row, got {u.shape[1]}")
-    if 255 * k > _INT32_MAX:
-        raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
-    w = _check_bits(w_bits, f"{name}: w_bits", 2, "(N, words)")
-    _check_words(w, f"{name}: w_bits", k, "k")
-    return np.ascontiguousarray(u), w, k
+    return _bind_gemm(
+        "xnor_gemm_uint8_threshold", "w_bits", w_bits, k, thresholds, flip, uint8=True, threads=threads, plain=True
+    )(u)
 
 
 def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False, threads: int | None = None):
@@ -248,43 +243,77 @@ def bind_gemm(w_bits, k: int, thresholds=None, flip=None, *, uint8: bool = False
     few microseconds the full checks cost at batch 1. The thread count is resolved now, the SIMD path per call.
     On AVX-512 the weights are also laid out once as a panel for the broadcast kernel (docs/KERNELS.md).
     """
-    name = "bind_gemm"
-    k = _check_k(k, f"{name}: k")
-    w = _check_bits(w_bits, f"{name}: w_bits", 2, "(N, words)")
-    _check_words(w, f"{name}: w_bits", k, "k")
+    return _bind_gemm("bind_gemm", "w_bits", w_bits, k, thresholds, flip, uint8=uint8, threads=threads)
+
+
+def _bind_gemm(
+    name: str,
+    w_name: str,
+    w_bits,
+    k,
+    thresholds=None,
+    flip=None,
+    *,
+    uint8: bool = False,
+    threads=None,
+    plain: bool = False,
+):
+    """The one validation of a GEMM, for bind_gemm and the xnor_gemm* functions: returns ``f(a)``.
+
+    Errors start with ``name``; the weights are called ``w_name``. ``plain``: for one call of a plain
+    function, so ``f`` checks its activations fully (dtype, rank, layout, length), and no panel is kept
+    (the compiled function makes one when enough rows amortise it); else ``f`` leaves the activations to
+    the compiled function's memory-safety checks and the weights' panel is made now, once.
+    """
+    k = _check_k(k, name, "k")
+    w = _check_bits(w_bits, name, w_name, 2, "(N, words)")
+    _check_words(w, name, w_name, k, "k")
     if uint8 and 255 * k > _INT32_MAX:
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
-    count, n, out_words = _threads(threads), w.shape[0], words(w.shape[0])
-    panel = _panel(w)
-    if thresholds is None:
-        if uint8:
-            def dense_uint8(a):
-                _check_row_length(a, k)
-                out = np.empty((len(a), n), dtype=np.int32)
-                _xnor.gemm_uint8(a, w, out, _PATHS[_backend], count)
-                return out
-            return dense_uint8
+    count, n = _threads(threads), w.shape[0]
+    if thresholds is not None:
+        thr, flips = _check_thresholds(thresholds, flip, n, name)
+        out_words = words(n)
+    if uint8:
+        # The compiled function takes k from the rows, which might still fit in the weights' words: checked
+        # on every call.
+        if thresholds is None:
 
-        def dense(a):
+            def call(u):
+                u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
+                out = np.empty((len(u), n), dtype=np.int32)
+                _xnor.gemm_uint8(u, w, out, _PATHS[_backend], count)
+                return out
+
+            return call
+
+        def call(u):
+            u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
+            out = np.empty((len(u), out_words), dtype=np.uint64)
+            _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], count)
+            return out
+
+        return call
+    panel = None if plain else _panel(w)
+    if thresholds is None:
+
+        def call(a):
+            if plain:
+                _check_packed_rows(a, k, name)
             out = np.empty((len(a), n), dtype=np.int32)
             _xnor.gemm(a, w, k, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
             return out
-        return dense
-    thr, flips = _check_thresholds(thresholds, flip, n)
-    if uint8:
-        def threshold_uint8(a):
-            _check_row_length(a, k)
-            out = np.empty((len(a), out_words), dtype=np.uint64)
-            _xnor.gemm_uint8_threshold(a, w, thr, flips, out, _PATHS[_backend], count)
-            return out
-        return threshold_uint8
 
-    def threshold(a):
+        return call
+
+    def call(a):
+        if plain:
+            _check_packed_rows(a, k, name)
         out = np.empty((len(a), out_words), dtype=np.uint64)
-        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count,
-                             panel if _backend == "avx512" else None)
+        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
         return out
-    return threshold
+
+    return call
 
 
 def _panel(rows: np.ndarray):
@@ -293,37 +322,107 @@ def _panel(rows: np.ndarray):
     return _xnor.make_panel(rows) if "avx512" in available_backends() and rows.shape[1] else None
 
 
-def _check_row_length(a, k: int) -> None:
-    if getattr(a, "ndim", 0) != 2 or a.shape[1] != k:
-        raise ValueError(f"bind_gemm: u: expected uint8 rows of k={k} values, got shape {getattr(a, 'shape', None)}")
+def _check_packed_rows(a, k: int, name: str) -> None:
+    """The full check of packed activations A (M, ceil(k/64))."""
+    _check_bits(a, name, "a_bits", 2, "(M, words)")
+    _check_words(a, name, "a_bits", k, "k")
+
+
+def _check_row_length(u, k: int, name: str):
+    """The per-call check of a bound uint8 call: rows of k values (the compiled function checks the rest)."""
+    if getattr(u, "ndim", 0) != 2 or u.shape[1] != k:
+        raise ValueError(f"{name}: u: expected uint8 rows of k={k} values, got shape {getattr(u, 'shape', None)}")
+    return u
+
+
+def _check_uint8_rows(u, k: int, name: str) -> np.ndarray:
+    """The full check of uint8 rows (M, k); a strided array is copied."""
+    if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.ndim != 2:
+        raise ValueError(
+            f"{name}: u: expected a 2-D numpy uint8 array (M, k), got "
+            f"{getattr(u, 'dtype', type(u).__name__)} with shape {getattr(u, 'shape', None)}"
+        )
+    if u.shape[1] != k:
+        raise ValueError(f"{name}: u: expected k={k} values per row, got {u.shape[1]}")
+    return np.ascontiguousarray(u)
+
+
+# ---------------------------------------------------------------------------------------------- convolution
+
+
+def xnor_conv2d(x_bits, w_bits, c: int, stride=1, padding="valid", threads: int | None = None) -> np.ndarray:
+    """Binary 2-D convolution: int32 (N, OH, OW, O) of -1/+1 dot products over KH*KW*C.
+
+    x_bits: (N, H, W, ceil(C/64)) packed NHWC; w_bits: (O, KH, KW, ceil(C/64)) packed OHWI.
+    stride: int or (sh, sw). padding: "valid"; "same" = (K-1)//2 before and the rest after (the output is
+    ceil(H/stride) for odd K, as torch's padding=K//2); an int; (ph, pw); or (top, bottom, left, right).
+    Padded positions hold +1, so they add +w to the dot; K = KH*KW*C everywhere.
+    """
+    return _bind_conv2d("xnor_conv2d", w_bits, c, None, None, stride, padding, threads, plain=True)(x_bits)
+
+
+def xnor_conv2d_threshold(
+    x_bits, w_bits, c: int, thresholds, flip, stride=1, padding="valid", threads: int | None = None
+) -> np.ndarray:
+    """xnor_conv2d fused with per-output-channel thresholds: packed (N, OH, OW, ceil(O/64)), bit 1 = -1.
+
+    flip[o] = 0: +1 iff dot >= thresholds[o]; flip[o] = 1: +1 iff dot <= thresholds[o].
+    """
+    return _bind_conv2d("xnor_conv2d_threshold", w_bits, c, thresholds, flip, stride, padding, threads, plain=True)(
+        x_bits
+    )
 
 
 def bind_conv2d(w_bits, c: int, thresholds=None, flip=None, stride=1, padding="valid", threads: int | None = None):
     """xnor_conv2d (or xnor_conv2d_threshold) with weights, geometry and thresholds validated once:
     returns ``f(x_bits)``, checked per call only by the compiled function (see bind_gemm)."""
-    c = _check_k(c, "bind_conv2d: c")
-    w = _check_bits(w_bits, "bind_conv2d: w_bits", 4, "(O, KH, KW, words), OHWI packed along I")
-    _check_words(w, "bind_conv2d: w_bits", c, "c")
+    return _bind_conv2d("bind_conv2d", w_bits, c, thresholds, flip, stride, padding, threads)
+
+
+def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, threads, *, plain: bool = False):
+    """The one validation of a convolution, for bind_conv2d and the xnor_conv2d* functions: returns
+    ``f(x_bits)``; ``name`` and ``plain`` as in _bind_gemm."""
+    c = _check_k(c, name, "c")
+    w = _check_bits(w_bits, name, "w_bits", 4, "(O, KH, KW, words), OHWI packed along I")
+    _check_words(w, name, "w_bits", c, "c")
     o, kh, kw = w.shape[:3]
-    if kh < 1 or kw < 1 or kh * kw * c > _INT32_MAX:
-        raise ValueError(f"bind_conv2d: w_bits: expected a kernel of at least 1x1 with KH*KW*C < 2^31, "
-                         f"got {kh}x{kw}x{c}")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{name}: w_bits: expected a kernel of at least 1x1, got {kh}x{kw}")
+    if kh * kw * c > _INT32_MAX:
+        raise ValueError(f"{name}: KH*KW*C = {kh * kw * c} does not fit in int32")
     sh, sw = _stride(stride)
     top, bottom, left, right = _padding(padding, kh, kw)
     count = _threads(threads)
-    thr, flips = _check_thresholds(thresholds, flip, o) if thresholds is not None else (None, None)
-    channels = o if thresholds is None else words(o)
-    panel = _panel(w.reshape(o, -1))
+    thr, flips = _check_thresholds(thresholds, flip, o, name) if thresholds is not None else (None, None)
+    channels, dtype = (o, np.int32) if thresholds is None else (words(o), np.uint64)
+    panel = None if plain else _panel(w.reshape(o, -1))
 
     def conv(x):
-        if getattr(x, "ndim", 0) != 4:
-            raise ValueError(f"bind_conv2d: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
+        if plain:
+            _check_bits(x, name, "x_bits", 4, "(N, H, W, words), NHWC packed along C")
+            _check_words(x, name, "x_bits", c, "c")
+        elif getattr(x, "ndim", 0) != 4:
+            raise ValueError(f"{name}: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
         oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
         ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
-        out = np.empty((x.shape[0], oh, ow, channels), dtype=np.int32 if thresholds is None else np.uint64)
-        _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], count,
-                     panel if _backend == "avx512" else None)
+        out = np.empty((x.shape[0], oh, ow, channels), dtype=dtype)
+        _xnor.conv2d(
+            x,
+            w,
+            c,
+            sh,
+            sw,
+            top,
+            left,
+            out,
+            thr,
+            flips,
+            _PATHS[_backend],
+            count,
+            panel if _backend == "avx512" else None,
+        )
         return out
+
     return conv
 
 
@@ -364,8 +463,10 @@ def im2col_uint8(x, kh: int, kw: int, stride=1, padding="valid") -> np.ndarray:
     on these rows is an exact convolution of the pixels: the first layer of an image network.
     """
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
-        raise ValueError(f"im2col_uint8: x: expected a 4-D numpy uint8 array (N, C, H, W), got "
-                         f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}".rstrip())
+        raise ValueError(
+            f"im2col_uint8: x: expected a 4-D numpy uint8 array (N, C, H, W), got "
+            f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}".rstrip()
+        )
     for value, name in ((kh, "kh"), (kw, "kw")):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"im2col_uint8: {name}: expected a positive int, got {value!r}")
@@ -377,48 +478,7 @@ def im2col_uint8(x, kh: int, kw: int, stride=1, padding="valid") -> np.ndarray:
     return out
 
 
-def _conv_operands(x_bits, w_bits, c, stride, padding):
-    c = _check_k(c, "xnor_conv2d: c")
-    x = _check_bits(x_bits, "xnor_conv2d: x_bits", 4, "(N, H, W, words), NHWC packed along C")
-    w = _check_bits(w_bits, "xnor_conv2d: w_bits", 4, "(O, KH, KW, words), OHWI packed along I")
-    _check_words(x, "xnor_conv2d: x_bits", c, "c")
-    _check_words(w, "xnor_conv2d: w_bits", c, "c")
-    kh, kw = w.shape[1], w.shape[2]
-    if kh < 1 or kw < 1:
-        raise ValueError(f"xnor_conv2d: w_bits: expected a kernel of at least 1x1, got {kh}x{kw}")
-    if kh * kw * c > _INT32_MAX:
-        raise ValueError(f"xnor_conv2d: KH*KW*C = {kh * kw * c} does not fit in int32")
-    sh, sw = _stride(stride)
-    top, bottom, left, right = _padding(padding, kh, kw)
-    oh, ow = conv_output_shape(x.shape[1], x.shape[2], kh, kw, (sh, sw), (top, bottom, left, right))
-    return x, w, c, sh, sw, top, left, oh, ow
-
-
-def xnor_conv2d(x_bits, w_bits, c: int, stride=1, padding="valid", threads: int | None = None) -> np.ndarray:
-    """Binary 2-D convolution: int32 (N, OH, OW, O) of -1/+1 dot products over KH*KW*C.
-
-    x_bits: (N, H, W, ceil(C/64)) packed NHWC; w_bits: (O, KH, KW, ceil(C/64)) packed OHWI.
-    stride: int or (sh, sw). padding: "valid"; "same" = (K-1)//2 before and the rest after (the output is
-    ceil(H/stride) for odd K, as torch's padding=K//2); an int; (ph, pw); or (top, bottom, left, right).
-    Padded positions hold +1, so they add +w to the dot; K = KH*KW*C everywhere.
-    """
-    x, w, c, sh, sw, top, left, oh, ow = _conv_operands(x_bits, w_bits, c, stride, padding)
-    out = np.empty((x.shape[0], oh, ow, w.shape[0]), dtype=np.int32)
-    _xnor.conv2d(x, w, c, sh, sw, top, left, out, None, None, _PATHS[_backend], _threads(threads))
-    return out
-
-
-def xnor_conv2d_threshold(x_bits, w_bits, c: int, thresholds, flip, stride=1, padding="valid",
-                          threads: int | None = None) -> np.ndarray:
-    """xnor_conv2d fused with per-output-channel thresholds: packed (N, OH, OW, ceil(O/64)), bit 1 = -1.
-
-    flip[o] = 0: +1 iff dot >= thresholds[o]; flip[o] = 1: +1 iff dot <= thresholds[o].
-    """
-    x, w, c, sh, sw, top, left, oh, ow = _conv_operands(x_bits, w_bits, c, stride, padding)
-    thr, flips = _check_thresholds(thresholds, flip, w.shape[0])
-    out = np.empty((x.shape[0], oh, ow, words(w.shape[0])), dtype=np.uint64)
-    _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], _threads(threads))
-    return out
+# ---------------------------------------------------------------------------------------------- pooling
 
 
 def max_pool2d_bits(x_bits, flipped=False) -> np.ndarray:
@@ -429,44 +489,44 @@ def max_pool2d_bits(x_bits, flipped=False) -> np.ndarray:
     after it, a bitwise OR: pass flipped=True, or one bool per channel (length C) for mixed directions.
     Odd H/W drop the last row/column (floor, as torch).
     """
-    x = _check_bits(x_bits, "max_pool2d_bits: x_bits", 4, "(N, H, W, words), NHWC packed along C")
-    flips = np.asarray(flipped)
-    if flips.ndim == 0:
-        if flips.dtype != np.bool_:
-            raise ValueError(f"max_pool2d_bits: flipped: expected a bool or one bool per channel, got {flipped!r}")
-        mask = np.full(x.shape[3], np.uint64(2**64 - 1) if flips else np.uint64(0), dtype=np.uint64)
-    else:
-        if flips.ndim != 1 or flips.dtype != np.bool_:
-            raise ValueError(f"max_pool2d_bits: flipped: expected a bool or a 1-D bool array, got "
-                             f"dtype {flips.dtype} shape {flips.shape}")
-        _check_words(x, "max_pool2d_bits: x_bits", flips.shape[0], "len(flipped)")
-        mask = pack_signs(np.where(flips, -1, 1).astype(np.int8))
-    out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
-    _xnor.pool2x2(x, mask, out)
-    return out
+    return _bind_max_pool2d_bits("max_pool2d_bits", flipped, plain=True)(x_bits)
 
 
 def bind_max_pool2d_bits(flipped=False):
     """max_pool2d_bits with its AND/OR choice (a bool, or one bool per channel) prepared once: returns
     ``f(x_bits)``, checked per call only by the compiled function (see bind_gemm)."""
+    return _bind_max_pool2d_bits("bind_max_pool2d_bits", flipped)
+
+
+def _bind_max_pool2d_bits(name: str, flipped, *, plain: bool = False):
+    """The one validation of a pooling, for bind_max_pool2d_bits and max_pool2d_bits: returns ``f(x_bits)``;
+    ``name`` and ``plain`` as in _bind_gemm."""
     flips = np.asarray(flipped)
     if flips.dtype != np.bool_ or flips.ndim > 1:
-        raise ValueError(f"bind_max_pool2d_bits: flipped: expected a bool or a 1-D bool array, got "
-                         f"dtype {flips.dtype} shape {flips.shape}")
+        raise ValueError(
+            f"{name}: flipped: expected a bool or a 1-D bool array, got dtype {flips.dtype} shape {flips.shape}"
+        )
     masks = {}  # words -> or_mask
     if flips.ndim == 1:
         masks[words(flips.shape[0])] = pack_signs(np.where(flips, -1, 1).astype(np.int8))
 
     def pool(x):
-        if getattr(x, "ndim", 0) != 4:
-            raise ValueError(f"bind_max_pool2d_bits: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
+        if plain:
+            _check_bits(x, name, "x_bits", 4, "(N, H, W, words), NHWC packed along C")
+        elif getattr(x, "ndim", 0) != 4:
+            raise ValueError(f"{name}: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
         mask = masks.get(x.shape[3])
         if mask is None:
             if flips.ndim:
-                raise ValueError(f"bind_max_pool2d_bits: x_bits: expected {words(flips.shape[0])} words for "
-                                 f"{flips.shape[0]} channels, got {x.shape[3]}")
-            mask = masks[x.shape[3]] = np.full(x.shape[3], np.uint64(2**64 - 1) if flips else np.uint64(0))
+                raise ValueError(
+                    f"{name}: x_bits: expected {words(flips.shape[0])} words for "
+                    f"{flips.shape[0]} channels, got {x.shape[3]} (one flag per channel: "
+                    f"len(flipped) = {flips.shape[0]})"
+                )
+            mask = np.zeros(x.shape[3], dtype=np.uint64)  # AND everywhere (np.full costs ~1 us more)
+            masks[x.shape[3]] = mask = ~mask if flips else mask
         out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
         _xnor.pool2x2(x, mask, out)
         return out
+
     return pool

@@ -71,6 +71,17 @@ def cpu_supports(int path):
     return bool(xnor_cpu_supports(path))
 
 
+MAX_THREADS = 256  # a bound on the per-thread scratch buffers a call allocates (far above any core count here)
+
+
+cdef int _thread_count(int threads) except -1:
+    """The thread count a call may use: ValueError below 1 (OpenMP would corrupt or end the process), at most
+    MAX_THREADS (threads=10**6 once sized a 61 GiB scratch buffer)."""
+    if threads < 1:
+        raise ValueError(f"threads: expected a positive thread count, got {threads}")
+    return threads if threads < MAX_THREADS else MAX_THREADS
+
+
 def _check(bint ok, str message):
     if not ok:
         raise ValueError(message)
@@ -188,6 +199,7 @@ cdef int _team_size(int64_t m, int64_t n, int64_t words, int threads) noexcept n
 
 def team_size(int64_t m, int64_t n, int64_t words, int threads):
     """The number of threads a GEMM (or conv: m = output pixels, words = KH*KW*ceil(C/64)) will use."""
+    threads = _thread_count(threads)
     return _team_size(m, n, words, threads)
 
 
@@ -235,6 +247,7 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
 def make_panel(const uint64_t[:, ::1] b, int threads=1):
     """B (n x words) in the AVX-512 broadcast kernel's layout: groups of 8 rows, word-interleaved, 1-D.
     A large B is laid out by `threads` threads, each taking an equal range of groups."""
+    threads = _thread_count(threads)
     cdef int64_t n = b.shape[0], words = b.shape[1], groups = (n + 7) // 8, t, per
     panel = np.zeros(groups * 8 * words, dtype=np.uint64)
     cdef uint64_t[::1] view = panel
@@ -268,6 +281,7 @@ def _auto_panel(const uint64_t[:, ::1] b, int64_t m, int path, panel, int thread
 def gemm(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k, int32_t[:, ::1] out,
          int path, int threads, panel=None):
     """out = K - 2 popcount(a_i ^ b_j): -1/+1 dot products of rows of A and rows of B (or of its panel)."""
+    threads = _thread_count(threads)
     cdef int64_t m = a.shape[0], n = b.shape[0], words = a.shape[1]
     _check(b.shape[1] == words and words == (k + 63) // 64 and out.shape[0] == m and out.shape[1] == n,
            "gemm: shapes do not match")
@@ -287,6 +301,7 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
                    const int32_t[::1] thresholds, const uint8_t[::1] flip, uint64_t[:, ::1] out,
                    int path, int threads, panel=None):
     """Dot products compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
+    threads = _thread_count(threads)
     cdef int64_t m = a.shape[0], n = b.shape[0], words = a.shape[1]
     _check(b.shape[1] == words and words == (k + 63) // 64 and thresholds.shape[0] == n
            and flip.shape[0] == n and out.shape[0] == m and out.shape[1] == (n + 63) // 64,
@@ -305,6 +320,7 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
 
 def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads):
     """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64))."""
+    threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,
            "gemm_uint8: shapes do not match")
@@ -321,6 +337,7 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
                          const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads):
     """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
+    threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and thresholds.shape[0] == n and flip.shape[0] == n
            and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
@@ -341,6 +358,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
 
     `out` is int32 (N, OH, OW, O) when thresholds is None, else packed uint64 (N, OH, OW, ceil(O/64)).
     """
+    threads = _thread_count(threads)
     cdef int64_t nb = x.shape[0], cw = x.shape[3], o = weights.shape[0]
     cdef int64_t kh = weights.shape[1], kw = weights.shape[2]
     cdef int64_t oh = out.shape[1], ow = out.shape[2], m = nb * oh * ow

@@ -647,3 +647,31 @@ def test_default_threads(monkeypatch):
     monkeypatch.setenv("BNN_WORKBENCH_THREADS", "many")
     with pytest.raises(ValueError, match="BNN_WORKBENCH_THREADS"):
         kernels.default_threads()
+
+
+@pytest.mark.parametrize("threads", [0, -1, -(2**31)])
+def test_compiled_kernels_refuse_thread_counts_below_one(threads):
+    """Called directly (docs/KERNELS.md allows it), threads=0 once corrupted the heap and -1 ended the process."""
+    from workbench.deploy import _xnor
+
+    a = np.zeros((4, 1), np.uint64)
+    out = np.zeros((4, 4), np.int32)
+    with pytest.raises(ValueError, match="threads: expected a positive thread count"):
+        _xnor.gemm(a, a, 64, out, kernels._PATHS["scalar"], threads)
+    with pytest.raises(ValueError, match="threads: expected a positive thread count"):
+        _xnor.make_panel(a, threads)
+
+
+def test_compiled_kernels_clamp_huge_thread_counts():
+    """threads=10**6 once sized a 61 GiB scratch buffer: the count is clamped to MAX_THREADS."""
+    from workbench.deploy import _xnor
+
+    rng = np.random.default_rng(0)
+    a_bits = kernels.pack_signs(rng.standard_normal((8, 200)).astype(np.float32))
+    out = np.zeros((8, 1), np.uint64)
+    _xnor.gemm_threshold(
+        a_bits, a_bits, 200, np.zeros(8, np.int32), np.zeros(8, np.uint8), out, kernels._PATHS["scalar"], 10**6
+    )
+    expected = kernels.xnor_gemm_threshold(a_bits, a_bits, 200, np.zeros(8, np.int32), np.zeros(8, bool), threads=1)
+    np.testing.assert_array_equal(out, expected)
+    assert _xnor.team_size(1 << 20, 1 << 20, 1 << 10, 10**6) <= _xnor.MAX_THREADS

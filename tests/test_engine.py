@@ -1,4 +1,5 @@
 """The XNOR engine against the torch model in eval mode: every hidden layer's bits and every prediction."""
+
 import pathlib
 import subprocess
 import sys
@@ -7,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.core.presets import preset
 from workbench.deploy import bnnfile
-from workbench.train.agreement import compare
 from workbench.deploy.engine import Engine, EngineError
+from workbench.train.agreement import compare
 from workbench.train.model import build_model
 from workbench.train.packing import pack_model
-from workbench.core.presets import preset
 
 PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -40,8 +41,11 @@ def compare_hidden_bits(model, packed, u, tolerance=1e-5):
     """(engine logits, torch logits, per XNOR layer: (bits differing from torch's signs, pre-activations near 0))."""
     result = compare(model, packed, to_float(u), threads=1, tolerance=tolerance)
     assert result["exact_input"], "the engine must get the same uint8 pixels the float inputs came from"
-    return result["engine_logits"], result["torch_logits"], {
-        row["layer"]: (row["differing"], row["near_zero"]) for row in result["layers"]}
+    return (
+        result["engine_logits"],
+        result["torch_logits"],
+        {row["layer"]: (row["differing"], row["near_zero"]) for row in result["layers"]},
+    )
 
 
 @pytest.mark.parametrize("name", ["binary-cnn", "vgg-small", "binary-mlp"])
@@ -92,17 +96,43 @@ def test_trained_on_mnist_sample_bit_exact():
 
 
 SHORTCUT_SPEC = {
-    "name": "mixed", "input_shape": [2, 8, 8], "num_classes": 3, "layers": [
-        {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign",
-         "scaling": "xnor"},
+    "name": "mixed",
+    "input_shape": [2, 8, 8],
+    "num_classes": 3,
+    "layers": [
+        {
+            "type": "conv2d",
+            "filters": 8,
+            "kernel_size": 3,
+            "padding": "same",
+            "kernel_quantizer": "ste_sign",
+            "scaling": "xnor",
+        },
         {"type": "batch_norm"},
-        {"type": "shortcut", "layers": [
-            {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "input_quantizer": "rsign",
-             "kernel_quantizer": "magnitude_aware_sign"},
-            {"type": "batch_norm"}]},
+        {
+            "type": "shortcut",
+            "layers": [
+                {
+                    "type": "conv2d",
+                    "filters": 8,
+                    "kernel_size": 3,
+                    "padding": "same",
+                    "input_quantizer": "rsign",
+                    "kernel_quantizer": "magnitude_aware_sign",
+                },
+                {"type": "batch_norm"},
+            ],
+        },
         {"type": "activation", "fn": "prelu"},
-        {"type": "conv2d", "filters": 70, "kernel_size": 3, "stride": 2, "input_quantizer": "approx_sign",
-         "kernel_quantizer": "ste_sign", "scaling": "learnable"},
+        {
+            "type": "conv2d",
+            "filters": 70,
+            "kernel_size": 3,
+            "stride": 2,
+            "input_quantizer": "approx_sign",
+            "kernel_quantizer": "ste_sign",
+            "scaling": "learnable",
+        },
         {"type": "max_pool", "pool_size": 2},
         {"type": "batch_norm"},
         {"type": "flatten"},
@@ -111,7 +141,8 @@ SHORTCUT_SPEC = {
         {"type": "dense", "units": 12, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"},
         {"type": "activation", "fn": "relu"},
         {"type": "dense", "units": 3, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign"},
-    ]}
+    ],
+}
 
 
 def test_shortcut_rsign_scaling_and_float_fallbacks_agree_with_torch():
@@ -131,6 +162,53 @@ def test_shortcut_rsign_scaling_and_float_fallbacks_agree_with_torch():
     np.testing.assert_allclose(Engine(packed).logits(x), reference, rtol=1e-4, atol=1e-4)
 
 
+RSIGN_FLOAT_SPEC = {
+    "name": "rsign-float",
+    "input_shape": [2, 6, 6],
+    "num_classes": 3,
+    "layers": [
+        {
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "padding": "same",
+            "input_quantizer": "rsign",
+            "kernel_quantizer": "dorefa",
+        },
+        {"type": "batch_norm"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 5, "input_quantizer": "rsign", "kernel_quantizer": "ste_tern"},
+        {"type": "dense", "units": 3},
+    ],
+}
+
+
+def test_rsign_input_on_a_float_layer_exports_and_agrees_with_torch(tmp_path):
+    """rsign before a layer that is not XNOR-able (dorefa, ternary weights) is a quantize op with its thresholds:
+    pack -> save -> load -> engine gives torch's logits."""
+    torch.manual_seed(5)
+    model = randomize_batch_norms(build_model(RSIGN_FLOAT_SPEC), zero_gamma=0)
+    for module in model.modules():
+        if hasattr(module, "threshold"):
+            module.threshold.data.normal_(0, 0.3)
+    bnnfile.save(pack_model(model, preprocessing=PIXELS), tmp_path / "rsign.bnn")
+    loaded = bnnfile.load(tmp_path / "rsign.bnn")
+    quantize = [layer for layer in loaded.layers if layer.op == "quantize"]
+    assert [layer.arrays["thresholds"].shape for layer in quantize] == [(2,), (144,)]
+    u = np.random.default_rng(5).integers(0, 256, (16, 2, 6, 6), dtype=np.uint8)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(to_float(u))).numpy()
+    engine = Engine(loaded, threads=1)
+    np.testing.assert_allclose(engine.logits(u), reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(engine.logits(to_float(u)), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_nan_activations_before_a_sign_are_an_engine_error_naming_the_op():
+    engine = Engine(pack_model(build_model(preset("toy-mlp")).eval()))
+    with pytest.raises(EngineError, match=r"layer 0 \('0_dense', op input_dense\): pack_signs: .*NaN"):
+        engine.logits(np.array([[np.nan, 0.0]], np.float32))
+
+
 def test_engine_runs_from_a_file_without_torch(tmp_path):
     spec = preset("binary-cnn")
     model = randomize_batch_norms(build_model(spec))
@@ -139,13 +217,20 @@ def test_engine_runs_from_a_file_without_torch(tmp_path):
     np.save(tmp_path / "u.npy", u)
     with torch.no_grad():
         expected = model(torch.from_numpy(to_float(u))).argmax(1).numpy()
-    code = ("import sys, numpy as np\n"
-            "from workbench.deploy.engine import Engine\nfrom workbench.deploy import bnnfile\n"
-            "engine = Engine(bnnfile.load(sys.argv[1]))\n"
-            "print(' '.join(map(str, engine.predict(np.load(sys.argv[2])))))\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.bnn"), str(tmp_path / "u.npy")],
-                         check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    code = (
+        "import sys, numpy as np\n"
+        "from workbench.deploy.engine import Engine\nfrom workbench.deploy import bnnfile\n"
+        "engine = Engine(bnnfile.load(sys.argv[1]))\n"
+        "print(' '.join(map(str, engine.predict(np.load(sys.argv[2])))))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m.bnn"), str(tmp_path / "u.npy")],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
     assert [int(v) for v in out.split()] == expected.tolist()
 
 
@@ -178,16 +263,27 @@ def test_full_mnist_test_set_bit_exact(mnist_dir):
 
 def test_uint8_first_conv_with_odd_channels_and_padding_bit_exact():
     """The uint8 first conv: per-position thresholds ("same") and a channel count that is not a multiple of 64."""
-    spec = {"name": "odd", "input_shape": [3, 9, 7], "num_classes": 4, "layers": [
-        {"type": "conv2d", "filters": 70, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-        {"type": "conv2d", "filters": 5, "kernel_size": 3, "stride": 2, "input_quantizer": "ste_sign",
-         "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 4, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-    ]}
+    spec = {
+        "name": "odd",
+        "input_shape": [3, 9, 7],
+        "num_classes": 4,
+        "layers": [
+            {"type": "conv2d", "filters": 70, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
+            {"type": "batch_norm"},
+            {
+                "type": "conv2d",
+                "filters": 5,
+                "kernel_size": 3,
+                "stride": 2,
+                "input_quantizer": "ste_sign",
+                "kernel_quantizer": "ste_sign",
+            },
+            {"type": "batch_norm"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 4, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+            {"type": "batch_norm"},
+        ],
+    }
     torch.manual_seed(3)
     model = randomize_batch_norms(build_model(spec), seed=3)
     packed = pack_model(model, spec, preprocessing=PIXELS)
@@ -203,16 +299,27 @@ def test_uint8_first_conv_with_odd_channels_and_padding_bit_exact():
 
 def test_binary_pooling_other_than_2x2_bit_exact():
     """3x3 stride-2 max pooling between binary convs takes the NumPy fallback, with mixed AND/OR channels."""
-    spec = {"name": "pool3", "input_shape": [1, 12, 12], "num_classes": 3, "layers": [
-        {"type": "conv2d", "filters": 6, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
-        {"type": "max_pool", "pool_size": 3, "stride": 2},
-        {"type": "batch_norm"},
-        {"type": "conv2d", "filters": 7, "kernel_size": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-    ]}
+    spec = {
+        "name": "pool3",
+        "input_shape": [1, 12, 12],
+        "num_classes": 3,
+        "layers": [
+            {"type": "conv2d", "filters": 6, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
+            {"type": "max_pool", "pool_size": 3, "stride": 2},
+            {"type": "batch_norm"},
+            {
+                "type": "conv2d",
+                "filters": 7,
+                "kernel_size": 3,
+                "input_quantizer": "ste_sign",
+                "kernel_quantizer": "ste_sign",
+            },
+            {"type": "batch_norm"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 3, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
+            {"type": "batch_norm"},
+        ],
+    }
     torch.manual_seed(4)
     model = randomize_batch_norms(build_model(spec), seed=4, zero_gamma=0)
     packed = pack_model(model, spec, preprocessing=PIXELS)

@@ -2,9 +2,11 @@
 
 The layout is specified in docs/FORMAT.md; this module is its reference implementation and needs NumPy
 only (no torch, never pickle). The reader treats every file as hostile: it caps the header, checks every
-declared offset and size against the file size before it allocates anything, and reports what is wrong
-as a ``BnnFormatError`` that names the field or array.
+declared offset and size against the file size before it allocates anything, refuses bytes the layout does
+not account for, then checks the program as the engine will run it (``PackedModel.check``: attrs, array
+shapes and values, limits), and reports what is wrong as a ``BnnFormatError`` that names the field or array.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,7 +52,12 @@ def to_bytes(packed: PackedModel) -> bytes:
     for layer in packed.layers:
         entries = {}
         for key, array in layer.arrays.items():
-            entries[key] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": 0, "nbytes": int(array.nbytes)}
+            entries[key] = {
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "offset": 0,
+                "nbytes": int(array.nbytes),
+            }
             arrays.append(np.ascontiguousarray(array))
         layers_json.append({"name": layer.name, "op": layer.op, "attrs": layer.attrs, "arrays": entries})
     header = {"meta": packed.meta, "layers": layers_json}
@@ -111,18 +118,23 @@ def from_bytes(data: bytes) -> PackedModel:
         raise BnnFormatError(f"header length {header_length} bytes exceeds the limit of {MAX_HEADER_BYTES}")
     data_end = size - DIGEST_BYTES
     if PREFIX.size + header_length > data_end:
-        raise BnnFormatError(f"header of {header_length} bytes at offset {PREFIX.size} lies beyond the end of "
-                             f"the data ({data_end} bytes before the checksum): the file is truncated")
-    header = _parse_header(data[PREFIX.size:PREFIX.size + header_length])
+        raise BnnFormatError(
+            f"header of {header_length} bytes at offset {PREFIX.size} lies beyond the end of "
+            f"the data ({data_end} bytes before the checksum): the file is truncated"
+        )
+    header = _parse_header(data[PREFIX.size : PREFIX.size + header_length])
     data_start = _aligned(PREFIX.size + header_length)
-    layers = _parse_layers(header, data_start, data_end)
+    layers, spans = _parse_layers(header, data_start, data_end)  # names what a truncated file lacks
+    # then the checksum, before the padding bytes: a flipped byte is reported as damage, wherever it is
     digest = hashlib.sha256(memoryview(data)[:data_end]).digest()
     if digest != data[data_end:]:
         raise BnnFormatError("SHA-256 checksum mismatch: the file is corrupted")
+    _check_padding(data, PREFIX.size + header_length, spans, data_end)
     for layer, entries in layers:
         for key, (dtype, shape, offset, nbytes) in entries.items():
-            layer.arrays[key] = np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize,
-                                              offset=offset).reshape(shape).copy()
+            layer.arrays[key] = (
+                np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape).copy()
+            )
     packed = PackedModel(meta=header["meta"], layers=[layer for layer, _ in layers])
     try:
         packed.check()
@@ -141,12 +153,7 @@ def _parse_header(raw: bytes) -> dict:
     meta = header.get("meta")
     if not isinstance(meta, dict):
         raise BnnFormatError(f"header field 'meta' must be an object, got {type(meta).__name__}")
-    shape = meta.get("input_shape")
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(_is_int(v) and v > 0 for v in shape)):
-        raise BnnFormatError(f"meta field 'input_shape' must be a list of 1 to 3 positive integers, got {shape!r}")
-    classes = meta.get("num_classes")
-    if not (_is_int(classes) and classes > 0):
-        raise BnnFormatError(f"meta field 'num_classes' must be a positive integer, got {classes!r}")
+    # the meta fields themselves (input_shape, num_classes, ...) are PackedModel.check's, after the arrays
     if not isinstance(header.get("layers"), list):
         raise BnnFormatError(f"header field 'layers' must be a list, got {type(header.get('layers')).__name__}")
     return header
@@ -156,8 +163,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _parse_layers(header: dict, data_start: int, data_end: int) -> list[tuple[PackedLayer, dict]]:
-    """Check every layer entry and array declaration against the file size; allocate nothing yet."""
+def _parse_layers(header: dict, data_start: int, data_end: int) -> tuple[list[tuple[PackedLayer, dict]], list]:
+    """Check every layer entry and array declaration against the file size; allocate nothing yet.
+
+    Returns the layers with their array declarations, and the arrays' (offset, nbytes, name) in file order.
+    """
     layers = []
     spans = []
     count = 0
@@ -183,9 +193,30 @@ def _parse_layers(header: dict, data_start: int, data_end: int) -> list[tuple[Pa
     spans.sort()
     for (offset_a, nbytes_a, name_a), (offset_b, _, name_b) in zip(spans, spans[1:]):
         if offset_a + nbytes_a > offset_b:
-            raise BnnFormatError(f"array {name_a!r} (offset {offset_a}, {nbytes_a} bytes) overlaps array {name_b!r} "
-                                 f"at offset {offset_b}")
-    return layers
+            raise BnnFormatError(
+                f"array {name_a!r} (offset {offset_a}, {nbytes_a} bytes) overlaps array {name_b!r} at offset {offset_b}"
+            )
+    return layers, spans
+
+
+def _check_padding(data: bytes, header_end: int, spans: list, data_end: int) -> None:
+    """Nothing the layout does not account for: zero bytes between the header, the arrays and the checksum, and
+    the data section ending where the last array ends, padded to a multiple of 64."""
+    last = max((offset + nbytes for offset, nbytes, _ in spans), default=header_end)
+    if data_end != _aligned(last):
+        raise BnnFormatError(
+            f"the data section must end at byte {_aligned(last)} (the last array's end {last}, "
+            f"padded to a multiple of {ALIGN}), got {data_end}: {data_end - _aligned(last)} "
+            f"unaccounted bytes before the checksum"
+        )
+    view, position = memoryview(data), header_end
+    for offset, nbytes, name in [*spans, (data_end, 0, None)]:
+        gap = view[position:offset]
+        if gap.nbytes and bytes(gap).count(0) != gap.nbytes:
+            where = position + next(i for i, byte in enumerate(gap) if byte)
+            before = f"array {name!r}" if name else "the checksum"
+            raise BnnFormatError(f"non-zero byte at offset {where} in the padding before {before}: padding must be 0")
+        position = max(position, offset + nbytes)
 
 
 def _parse_array(name: str, declaration, data_start: int, data_end: int):
@@ -196,19 +227,26 @@ def _parse_array(name: str, declaration, data_start: int, data_end: int):
     if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
         raise BnnFormatError(f"array {name!r}: dtype must be one of {list(ALLOWED_DTYPES)}, got {dtype!r}")
     if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(_is_int(v) and v >= 0 for v in shape)):
-        raise BnnFormatError(f"array {name!r}: shape must be a list of at most {MAX_NDIM} non-negative integers, "
-                             f"got {shape!r}")
+        raise BnnFormatError(
+            f"array {name!r}: shape must be a list of at most {MAX_NDIM} non-negative integers, got {shape!r}"
+        )
     if not (_is_int(offset) and _is_int(nbytes) and offset >= 0 and nbytes >= 0):
-        raise BnnFormatError(f"array {name!r}: offset and nbytes must be non-negative integers, got {offset!r}, {nbytes!r}")
+        raise BnnFormatError(
+            f"array {name!r}: offset and nbytes must be non-negative integers, got {offset!r}, {nbytes!r}"
+        )
     if offset % ALIGN:
         raise BnnFormatError(f"array {name!r}: offset {offset} is not a multiple of {ALIGN}")
     if offset < data_start:
         raise BnnFormatError(f"array {name!r}: offset {offset} lies inside the header (data starts at {data_start})")
     if offset + nbytes > data_end:
-        raise BnnFormatError(f"offset {offset} + {nbytes} bytes of array {name!r} lies beyond the end of the data "
-                             f"({data_end} bytes before the checksum, file {data_end + DIGEST_BYTES} bytes)")
+        raise BnnFormatError(
+            f"offset {offset} + {nbytes} bytes of array {name!r} lies beyond the end of the data "
+            f"({data_end} bytes before the checksum, file {data_end + DIGEST_BYTES} bytes)"
+        )
     np_dtype = np.dtype(dtype)
     expected = math.prod(shape) * np_dtype.itemsize
     if expected != nbytes:
-        raise BnnFormatError(f"array {name!r}: shape {shape} of {dtype} needs {expected} bytes, declared nbytes {nbytes}")
+        raise BnnFormatError(
+            f"array {name!r}: shape {shape} of {dtype} needs {expected} bytes, declared nbytes {nbytes}"
+        )
     return np_dtype, tuple(shape), offset, nbytes

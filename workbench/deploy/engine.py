@@ -6,6 +6,7 @@ Input is a batch in the spec's channels-first layout, (N, C, H, W) or (N, F), ei
 sign bits between binary layers, float32 elsewhere. Everything that can be is prepared at load, so a
 layer costs one kernel call and little Python. No torch here.
 """
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,11 @@ from workbench.core.shapes import conv_output_size, padding_pair, words
 from workbench.deploy import bnnfile, kernels
 from workbench.deploy.packed import PackedModel
 
+
 class EngineError(ValueError):
-    """A packed model whose ops do not fit together, or input of the wrong shape or dtype."""
+    """Input of the wrong shape or dtype, or an op that refuses its activations at run time (NaN before a sign),
+    naming the op. A model that does not fit together is refused before, by ``PackedModel.check``
+    (PackedModelError; BnnFormatError from a file)."""
 
 
 def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: tuple[int, int], value: float) -> np.ndarray:
@@ -65,9 +69,11 @@ def _eval_sign(q, thresholds):
 
 def _eval_scaled_sign(q, thresholds):
     """sign(x) * mean |x| per output channel (row), as magnitude_aware_sign on a weight tensor (mean in float64)."""
+
     def f(x):
         scale = _rows(np.abs(x)).astype(np.float64).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
         return np.where(x >= 0, _ONE, -_ONE) * scale.astype(np.float32)
+
     return f
 
 
@@ -77,12 +83,14 @@ def _eval_heaviside(q, thresholds):
 
 def _eval_ternary(q, thresholds):
     """+1 above t, -1 below -t, else 0; t fixed, or 0.7 * mean|x| (TWN; mean in float64, as the trainer)."""
+
     def f(x):
         if q.get("ternary_weight_networks", False):
             t = np.float32(0.7 * np.abs(x).astype(np.float64).mean()) if x.size else _ZERO
         else:
             t = np.float32(q["threshold"])
         return (x > t).astype(np.float32) - (x < -t).astype(np.float32)
+
     return f
 
 
@@ -98,12 +106,18 @@ def _eval_dorefa(q, thresholds):
         m = np.abs(t).max(initial=_ZERO)
         normed = (t / (2 * m) if m > 0 else np.zeros_like(t)) + np.float32(0.5)
         return 2 * (np.round(normed * levels) / levels) - 1
+
     return weights
 
 
 # Eval-mode output of each catalogue entry's ``eval_formula``: (quantizer dict, thresholds or None) -> x -> y.
-EVAL_FORMULAS = {"sign": _eval_sign, "scaled_sign": _eval_scaled_sign, "heaviside": _eval_heaviside,
-                 "ternary": _eval_ternary, "dorefa": _eval_dorefa}
+EVAL_FORMULAS = {
+    "sign": _eval_sign,
+    "scaled_sign": _eval_scaled_sign,
+    "heaviside": _eval_heaviside,
+    "ternary": _eval_ternary,
+    "dorefa": _eval_dorefa,
+}
 
 
 class Engine:
@@ -127,16 +141,18 @@ class Engine:
             try:
                 self.steps.append((layer.name, layer.op, getattr(self, "_build_" + layer.op)(layer)))
             except (KeyError, TypeError, IndexError, ValueError) as error:
-                raise EngineError(f"layer {index} ({layer.name!r}, op {layer.op}): cannot be prepared: "
-                                  f"{type(error).__name__}: {error}") from None
+                raise EngineError(
+                    f"layer {index} ({layer.name!r}, op {layer.op}): cannot be prepared: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
 
     # ------------------------------------------------------------------------------ public API
 
     def logits(self, x) -> np.ndarray:
         """float32 (N, num_classes) for a batch of uint8 or float32 inputs (N, *input_shape)."""
         state = self._check_input(x)
-        for _, _, step in self.steps:
-            state = step(state)
+        for index in range(len(self.steps)):
+            state = self._step(index, state)
         return self._as_output(state)
 
     def predict(self, x) -> np.ndarray:
@@ -147,9 +163,9 @@ class Engine:
         """(logits, per op: name, op, seconds, and "bits" (the packed output) where the output is bits)."""
         state = self._check_input(x)
         records = []
-        for name, op, step in self.steps:
+        for index, (name, op, _) in enumerate(self.steps):
             start = time.perf_counter()
-            state = step(state)
+            state = self._step(index, state)
             seconds = time.perf_counter() - start
             record = {"name": name, "op": op, "seconds": seconds}
             if state[0] == "bits":
@@ -157,13 +173,22 @@ class Engine:
             records.append(record)
         return self._as_output(state), records
 
+    def _step(self, index: int, state):
+        """Run op ``index``; a refusal (a kernel's ValueError, e.g. NaN activations before a sign) names the op."""
+        name, op, step = self.steps[index]
+        try:
+            return step(state)
+        except ValueError as error:
+            raise EngineError(f"layer {index} ({name!r}, op {op}): {error}") from None
+
     # ------------------------------------------------------------------------------ states
 
     def _check_input(self, x):
         x = np.asarray(x)
         if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
-            raise EngineError(f"input: expected shape (N, {', '.join(map(str, self.input_shape))}) "
-                              f"(channels-first), got {x.shape}")
+            raise EngineError(
+                f"input: expected shape (N, {', '.join(map(str, self.input_shape))}) (channels-first), got {x.shape}"
+            )
         if x.dtype != np.uint8:
             if not np.issubdtype(x.dtype, np.floating):
                 raise EngineError(f"input: expected uint8 raw values or float32 preprocessed inputs, got {x.dtype}")
@@ -174,8 +199,10 @@ class Engine:
     def _as_output(self, state) -> np.ndarray:
         kind, value = state
         if kind != "real" or value.ndim != 2 or value.shape[1] != self.num_classes:
-            raise EngineError(f"the last op must give float logits (N, {self.num_classes}), got {kind} "
-                              f"{getattr(value, 'shape', None)}")
+            raise EngineError(
+                f"the last op must give float logits (N, {self.num_classes}), got {kind} "
+                f"{getattr(value, 'shape', None)}"
+            )
         return value.astype(np.float32, copy=False)
 
     def _real(self, state) -> np.ndarray:
@@ -209,13 +236,16 @@ class Engine:
         if w.ndim != 4 or w.shape[3] != words(c):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={c}")
         return self._binary_output(
-            layer, lambda **kw: kernels.bind_conv2d(w, c, stride=stride, padding=padding, threads=self.threads, **kw))
+            layer, lambda **kw: kernels.bind_conv2d(w, c, stride=stride, padding=padding, threads=self.threads, **kw)
+        )
 
     def _binary_output(self, layer, bind):
         """The layer's step with its kernel bound at load: fused thresholds to bits, or dots * scale + shift."""
         if layer.attrs["output"] == "bits":
-            kernel = bind(thresholds=np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32),
-                          flip=np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8))
+            kernel = bind(
+                thresholds=np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32),
+                flip=np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8),
+            )
             return lambda s: ("bits", kernel(self._bits(s)))
         kernel = bind()
         scale = layer.arrays["scale"].astype(np.float32)
@@ -232,8 +262,9 @@ class Engine:
         to_bits = layer.attrs["output"] == "bits"
         if to_bits:
             # uint8 input: one kernel call, exact integer dots compared with integer thresholds
-            exact = kernels.bind_gemm(w, k, *self._int32_rule(self._integer_rule(a, b, total), k), uint8=True,
-                                      threads=self.threads)
+            exact = kernels.bind_gemm(
+                w, k, *self._int32_rule(self._integer_rule(a, b, total), k), uint8=True, threads=self.threads
+            )
         else:
             exact = kernels.bind_gemm(w, k, uint8=True, threads=self.threads)
 
@@ -248,6 +279,7 @@ class Engine:
                 dot_x = (_rows(self._real(state)) @ signs.T).astype(np.float64)
             z = a * dot_x + b
             return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
+
         return run
 
     @staticmethod
@@ -262,7 +294,7 @@ class Engine:
         w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
         o, kh, kw, _ = w.shape
         stride, padding = int(layer.attrs["stride"]), layer.attrs["padding"]
-        _, h, width = self.input_shape
+        _, h, width = layer.attrs["in_shape"]  # checked against what reaches the op (PackedModel.check)
         signs = kernels.unpack_signs(w, c).astype(np.float32)  # (O, KH, KW, C)
         tap_sums = signs.sum(axis=3).astype(np.int64)  # (O, KH, KW)
         oh, ow = kernels.conv_output_shape(h, width, kh, kw, stride, padding)
@@ -284,8 +316,14 @@ class Engine:
         patch_bits = kernels.pack_signs(signs.reshape(o, k))
         thresholds, flip = self._int32_rule(self._integer_rule(a, b, valid), k) if to_bits else (None, None)
         per_channel = to_bits and thresholds.size > 0 and bool((thresholds == thresholds[:1, :1]).all())
-        exact = kernels.bind_gemm(patch_bits, k, thresholds[0, 0] if per_channel else None,
-                                  flip[0, 0] if per_channel else None, uint8=True, threads=self.threads)
+        exact = kernels.bind_gemm(
+            patch_bits,
+            k,
+            thresholds[0, 0] if per_channel else None,
+            flip[0, 0] if per_channel else None,
+            uint8=True,
+            threads=self.threads,
+        )
         if to_bits and not per_channel:  # bit 1 (-1) iff dot < T (flip 0) or dot > T (flip 1)
             direction = np.where(flip[0, 0], -1, 1).astype(np.int32)
             signed_thresholds = thresholds * direction
@@ -305,6 +343,7 @@ class Engine:
                 dot_x = (_im2col(self._real(state), kh, kw, stride, pad, 0.0) @ matrix).astype(np.float64)
             z = a * dot_x + b
             return ("bits", kernels.pack_signs(z)) if to_bits else ("real", z.astype(np.float32))
+
         return run
 
     def _integer_rule(self, a, b, weight_sums):
@@ -318,7 +357,9 @@ class Engine:
         constant = np.where(b + a * self.pixel_offset * weight_sums >= 0, -limit, limit)
         thresholds = np.where(slope == 0, constant, np.nan_to_num(thresholds, nan=limit, posinf=limit, neginf=-limit))
         direction = np.where(slope < 0, -1, 1)
-        return np.clip(thresholds, -limit, limit).astype(np.int64), np.broadcast_to(direction, thresholds.shape).astype(np.int64)
+        return np.clip(thresholds, -limit, limit).astype(np.int64), np.broadcast_to(direction, thresholds.shape).astype(
+            np.int64
+        )
 
     # ------------------------------------------------------------------------------ bits plumbing
 
@@ -328,6 +369,7 @@ class Engine:
         def run(state):
             x = self._real(state)
             return ("bits", kernels.pack_signs(x - thresholds if thresholds is not None else x))
+
         return run
 
     def _build_max_pool_bits(self, layer):
@@ -345,6 +387,7 @@ class Engine:
             if mask is None or not mask.any():
                 return ("bits", low)
             return ("bits", (low & ~mask) | (_pool_float(bits, size, stride, np.bitwise_or.reduce) & mask))
+
         return run
 
     def _build_flatten(self, layer):
@@ -353,6 +396,7 @@ class Engine:
             if kind == "bits" or kind == "input":
                 return (kind, _rows(x))
             return (kind, _rows(np.ascontiguousarray(x.transpose(0, 3, 1, 2))) if x.ndim == 4 else x)
+
         return run
 
     # ------------------------------------------------------------------------------ float ops
@@ -367,11 +411,16 @@ class Engine:
         o, _, kh, kw = weight.shape
         matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, o))
         bias = layer.arrays.get("bias")
-        stride, pad, value = int(layer.attrs["stride"]), padding_pair(layer.attrs["padding"], kh), float(layer.attrs["pad_value"])
+        stride, pad, value = (
+            int(layer.attrs["stride"]),
+            padding_pair(layer.attrs["padding"], kh),
+            float(layer.attrs["pad_value"]),
+        )
 
         def run(state):
             y = _im2col(self._real(state), kh, kw, stride, pad, value) @ matrix
             return ("real", y + bias if bias is not None else y)
+
         return run
 
     def _build_float_affine(self, layer):
@@ -412,6 +461,7 @@ class Engine:
             x = self._real(state)
             self._saved.append(x)
             return ("real", x)
+
         return run
 
     def _build_residual_add(self, layer):

@@ -1,5 +1,6 @@
 """Export: download a run as a .bnn file, its spec JSON and a model card, and prove the file by reading it
 back: checksum, the engine on test samples against the model that was written, the header metadata."""
+
 import json
 
 import pandas as pd
@@ -23,13 +24,30 @@ stem = f"{packed.meta['network_spec']['name']}-{run_id}"
 
 # ------------------------------------------------------------ downloads
 columns = st.columns(3)
-columns[0].download_button(f".bnn file ({len(run.data):,} bytes)", run.data, file_name=f"{stem}.bnn",
-                           mime="application/octet-stream", icon=":material/download:", key="export_bnn")
-columns[1].download_button("network spec (JSON)", json.dumps(packed.meta["network_spec"], indent=2),
-                           file_name=f"{stem}.json", mime="application/json", icon=":material/data_object:",
-                           key="export_spec")
-columns[2].download_button("model card (Markdown)", card, file_name=f"{stem}.md", mime="text/markdown",
-                           icon=":material/description:", key="export_card")
+columns[0].download_button(
+    f".bnn file ({len(run.data):,} bytes)",
+    run.data,
+    file_name=f"{stem}.bnn",
+    mime="application/octet-stream",
+    icon=":material/download:",
+    key="export_bnn",
+)
+columns[1].download_button(
+    "network spec (JSON)",
+    json.dumps(packed.meta["network_spec"], indent=2),
+    file_name=f"{stem}.json",
+    mime="application/json",
+    icon=":material/data_object:",
+    key="export_spec",
+)
+columns[2].download_button(
+    "model card (Markdown)",
+    card,
+    file_name=f"{stem}.md",
+    mime="text/markdown",
+    icon=":material/description:",
+    key="export_card",
+)
 
 # ------------------------------------------------------------ read it back
 st.subheader("Read back")
@@ -39,12 +57,18 @@ except ValueError as error:
     show_error(error, "The .bnn bytes do not read back: ")
     st.stop()
 if check["identical_logits"]:
-    st.success(f"Round trip OK: the {check['bytes']:,} bytes load back with bnnfile, the SHA-256 checksum passed, "
-               f"and the engine gives identical logits on {check['samples']} test samples "
-               f"({check['matching']} of {check['samples']} predictions match).", icon=":material/verified:")
+    st.success(
+        f"Round trip OK: the {check['bytes']:,} bytes load back with bnnfile, the SHA-256 checksum passed, "
+        f"and the engine gives identical logits on {check['samples']} test samples "
+        f"({check['matching']} of {check['samples']} predictions match).",
+        icon=":material/verified:",
+    )
 else:
-    st.error(f"Round trip mismatch: the reloaded model's logits differ ({check['matching']} of {check['samples']} "
-             "predictions match).", icon=":material/error:")
+    st.error(
+        f"Round trip mismatch: the reloaded model's logits differ ({check['matching']} of {check['samples']} "
+        "predictions match).",
+        icon=":material/error:",
+    )
 st.caption(f"SHA-256 of the data: {check['sha256']}")
 loaded = check["loaded"]
 left, right = st.columns(2)

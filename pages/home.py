@@ -2,6 +2,7 @@
 
 Kept free of torch so that the first page renders fast; training starts in the worker process.
 """
+
 import streamlit as st
 
 from workbench.core.presets import PRESETS, preset
@@ -23,8 +24,10 @@ gradient through where |w| ≤ clip. Batch norm followed by sign folds into one 
 """
 )
 st.plotly_chart(
-    primer_figure(weights=[0.73, -0.12, 0.0, -0.91, 0.35, -0.48, 0.08, -0.27],
-                  activations=[0.5, -0.3, -1.2, -0.2, 0.0, -0.4, 0.6, 0.9]),
+    primer_figure(
+        weights=[0.73, -0.12, 0.0, -0.91, 0.35, -0.48, 0.08, -0.27],
+        activations=[0.5, -0.3, -1.2, -0.2, 0.0, -0.4, 0.6, 0.9],
+    ),
     key="primer",
 )
 st.caption("Blue: +1 (bit 0), red: −1 (bit 1). sign(0) = +1 everywhere: in training, packing and the engine.")
@@ -57,12 +60,13 @@ for name in PRESETS:
     data_ref = bundled_data_for(spec)
     with st.container(border=True):
         info, design_column, train_column = st.columns([4, 1, 1], vertical_alignment="center")
-        info.markdown(f"**{name}** · input {list(spec['input_shape'])} · {len(spec['layers'])} layers "
-                      f"· {spec['num_classes']} classes")
+        info.markdown(
+            f"**{name}** · input {list(spec['input_shape'])} · {len(spec['layers'])} layers "
+            f"· {spec['num_classes']} classes"
+        )
         if design_column.button("Design", key=f"design_{name}", width="stretch"):
             _open_in_design(name)
-        if data_ref and train_column.button(f"Train on {data_ref}", key=f"train_{name}",
-                                            width="stretch"):
+        if data_ref and train_column.button(f"Train on {data_ref}", key=f"train_{name}", width="stretch"):
             try:
                 _train_now(name, data_ref)
             except ValueError as error:

@@ -1,14 +1,20 @@
 """Runs: every run in the store, several runs' curves on one chart, and deleting a run."""
-import datetime
 
 import streamlit as st
 
 from workbench.runs.store import ACTIVE, RunStore
 from workbench.ui.figures import lines_figure
-from workbench.ui.widgets import run_label, show_error
+from workbench.ui.runs_table import failed_runs, runs_column_config, runs_rows
+from workbench.ui.widgets import run_label, show_error, show_run_error
 
-CURVES = {"val_accuracy": "validation accuracy", "accuracy": "train accuracy", "val_loss": "validation loss",
-          "loss": "train loss", "lr": "learning rate"}
+CURVES = {
+    "val_accuracy": "validation accuracy",
+    "accuracy": "train accuracy",
+    "val_loss": "validation loss",
+    "loss": "train loss",
+    "lr": "learning rate",
+}
+FAILED_SHOWN = 3  # the newest failed runs' errors shown under the table
 
 st.title("Runs")
 store = RunStore()
@@ -18,29 +24,20 @@ if not records:
     st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
     st.stop()
 
-
-def _when(moment):
-    return datetime.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M") if moment else ""
-
-
-def _percent(value):
-    return None if value is None else round(100 * value, 2)
-
-
-st.dataframe(
-    {"id": [r.id for r in records], "name": [r.name for r in records], "status": [r.status for r in records],
-     "data": [r.data_ref for r in records], "epochs": [r.epochs_done for r in records],
-     "best val acc %": [_percent(r.best_val_accuracy) for r in records],
-     "test acc %": [_percent(r.test_accuracy) for r in records],
-     "distillation": ["yes" if r.training_spec.get("distillation") else "" for r in records],
-     "teacher of": [r.parent_id or "" for r in records],
-     "created": [_when(r.created_at) for r in records], "error": [r.error or "" for r in records]},
-    hide_index=True, width="stretch")
+st.dataframe(runs_rows(records), hide_index=True, width="stretch", column_config=runs_column_config())
+failed = failed_runs(records)
+for record in failed[:FAILED_SHOWN]:
+    show_run_error(record.error, prefix=f"{record.name} ({record.id}) failed: ")
+if len(failed) > FAILED_SHOWN:
+    st.caption(
+        f"{len(failed) - FAILED_SHOWN} older failed runs are not shown here; the Train page shows any run's error."
+    )
 
 st.subheader("Compare")
 labels = {r.id: run_label(r) for r in records}
-chosen = st.multiselect("runs", list(labels), default=[r.id for r in records[:2]], format_func=labels.get,
-                        key="runs_compare")
+chosen = st.multiselect(
+    "runs", list(labels), default=[r.id for r in records[:2]], format_func=labels.get, key="runs_compare"
+)
 metric = st.selectbox("curve", list(CURVES), format_func=CURVES.get, key="runs_metric")
 if chosen:
     series = {}
@@ -48,16 +45,18 @@ if chosen:
         table = store.metrics(run_id, "epoch")
         pairs = [(e, v) for e, v in zip(table.get("epoch", []), table.get(metric, [])) if v is not None]
         series[labels[run_id]] = ([e for e, _ in pairs], [v for _, v in pairs])
-    st.plotly_chart(lines_figure(series, f"{CURVES[metric]} by epoch", yaxis=CURVES[metric], height=380),
-                    key="runs_compare_chart")
+    st.plotly_chart(
+        lines_figure(series, f"{CURVES[metric]} by epoch", yaxis=CURVES[metric], height=380), key="runs_compare_chart"
+    )
 
 st.subheader("Delete a run")
 doomed = st.selectbox("run", list(labels), format_func=labels.get, key="runs_delete")
 active = store.get_run(doomed).status in ACTIVE
 if active:
     st.caption("This run is still active: stop it on the Train page before deleting it.")
-confirm = st.checkbox(f"Yes, delete run {doomed} with its metrics and checkpoints", key="runs_delete_confirm",
-                      disabled=active)
+confirm = st.checkbox(
+    f"Yes, delete run {doomed} with its metrics and checkpoints", key="runs_delete_confirm", disabled=active
+)
 if st.button("Delete", type="primary", disabled=not confirm or active, key="runs_delete_button"):
     try:
         store.delete_run(doomed)

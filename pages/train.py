@@ -4,6 +4,7 @@ The page never trains: workbench.runs.launch.start_run starts a separate process
 store, and the live panel re-reads the store every second. The run's id is kept in the URL (?run=...),
 so a reloaded tab re-attaches to it.
 """
+
 import streamlit as st
 
 from workbench.core.data import DataError, check_ref
@@ -14,9 +15,11 @@ from workbench.ui import state
 from workbench.ui.drafts import pop_notes
 from workbench.ui.run_monitor import run_panel
 from workbench.ui.training_form import data_picker, training_form
-from workbench.ui.widgets import bundled_data_for, run_label, show_error
+from workbench.ui.widgets import bundled_data_for, run_label, scroll_into_view, show_error
 
 RUN_KEY = "train_run"
+SCROLL_KEY = "train_scroll_to_live"  # set by Start: the next run scrolls up to the new run's live panel
+LIVE_KEY = "train_live"
 
 st.title("Train")
 store = RunStore()
@@ -48,7 +51,10 @@ def live(run_id: str) -> None:
 
 watched = st.session_state.get(RUN_KEY)
 if watched:
-    live(watched)
+    with st.container(key=LIVE_KEY):
+        live(watched)
+    if st.session_state.pop(SCROLL_KEY, False):
+        scroll_into_view(LIVE_KEY)
     st.divider()
 
 st.subheader("New run")
@@ -59,8 +65,10 @@ except SpecError as error:
     show_error(error, prefix="The network from Design is not valid yet: ")
     st.page_link("pages/design.py", label="Fix it in Design", icon=":material/schema:")
 else:
-    st.markdown(f"Network **{network['name']}** from Design: input {network['input_shape']}, "
-                f"{len(network['layers'])} layers, {network['num_classes']} classes.")
+    st.markdown(
+        f"Network **{network['name']}** from Design: input {network['input_shape']}, "
+        f"{len(network['layers'])} layers, {network['num_classes']} classes."
+    )
 
 data_ref = data_picker(store.runs_dir, bundled_data_for(spec))
 teacher_runs = {r.id: run_label(r) for r in store.list_runs() if r.status == "completed"}
@@ -77,8 +85,6 @@ else:
         st.warning(save_error, icon=":material/warning:")
 
 if st.button("Start training", type="primary", disabled=network is None or training_spec is None or not data_ref):
-    from workbench.runs.launch import start_run
-
     try:
         check_ref(data_ref)
         run_id = start_run(network, training_spec, data_ref, name=name or None, runs_dir=store.runs_dir)
@@ -86,6 +92,7 @@ if st.button("Start training", type="primary", disabled=network is None or train
         show_error(error)
     else:
         st.session_state[RUN_KEY] = run_id
+        st.session_state[SCROLL_KEY] = True
         st.query_params["run"] = run_id
         st.rerun()
 if not data_ref:

@@ -1,4 +1,5 @@
 """Start the real app for browser tests: `bnn-workbench app` on a free port with its own run store."""
+
 import contextlib
 import os
 import pathlib
@@ -37,10 +38,13 @@ def app_process(runs_dir: pathlib.Path):
     """Yield (base URL, server process) of `bnn-workbench app` on a free port; the server stops afterwards."""
     port = free_port()
     log = open(runs_dir / "streamlit.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "workbench.cli", "--runs-dir", str(runs_dir), "app",
-                                "--port", str(port)],
-                               cwd=ROOT, env=dict(os.environ, BNN_WORKBENCH_RUNS=str(runs_dir)),
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "--runs-dir", str(runs_dir), "app", "--port", str(port)],
+        cwd=ROOT,
+        env=dict(os.environ, BNN_WORKBENCH_RUNS=str(runs_dir)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)

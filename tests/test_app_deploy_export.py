@@ -1,4 +1,5 @@
 """AppTest of the Deploy and Export pages on runs trained by the library, and the helpers behind them."""
+
 import dataclasses
 import io
 import json
@@ -10,15 +11,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from workbench.deploy import bnnfile
 from workbench.core.data import load_dataset
-from workbench.deploy.engine import Engine, raw_inputs
-from workbench.runs.trained import pack_run
 from workbench.core.presets import preset
 from workbench.core.spec import default_training_spec
+from workbench.deploy import bnnfile
+from workbench.deploy.engine import Engine, raw_inputs
 from workbench.runs.store import RunStore
-from workbench.ui import deploy_view
+from workbench.runs.trained import pack_run
 from workbench.runs.worker import run_worker
+from workbench.ui import deploy_view
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -93,8 +94,9 @@ def test_deploy_agrees_with_torch_and_shows_memory(store, runs):
     dataset = load_dataset("moons")
     x, y = dataset.x_test[:150], dataset.y_test[:150]
     engine_pred = Engine(packed).predict(raw_inputs(x, packed.meta["preprocessing"]))
-    from workbench.runs.trained import load_trained_model
     import torch
+
+    from workbench.runs.trained import load_trained_model
 
     model, _ = load_trained_model(moons, store=store)
     with torch.no_grad():
@@ -123,8 +125,11 @@ def test_deploy_caches_one_packed_model(store, runs):
     no_exceptions(at)
     slot = at.session_state[deploy_view.PACKED_SLOT]
     assert slot[0][0] == mnist and slot[0][1] == store.checkpoint_path(mnist).stat().st_mtime
-    packed_models = [key for key, value in at.session_state.items()
-                     if isinstance(value, tuple) and isinstance(value[1], deploy_view.PackedRun)]
+    packed_models = [
+        key
+        for key, value in at.session_state.items()
+        if isinstance(value, tuple) and isinstance(value[1], deploy_view.PackedRun)
+    ]
     assert packed_models == [deploy_view.PACKED_SLOT]
 
 
@@ -166,6 +171,7 @@ def test_deploy_try_it_with_an_upload_and_a_broken_file(store, runs):
     at.get("file_uploader")[0].set_value(("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png")).run()
     no_exceptions(at)
     assert any("broken.png: not an image Pillow can read" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("BytesIO" in e.value for e in at.error), [e.value for e in at.error]  # named by its file name
 
 
 def test_deploy_draw_shows_an_empty_canvas(store, runs):
@@ -202,9 +208,11 @@ def test_unfinished_missing_and_unpackable_runs_show_errors(store, runs):
     store.update_run(misfit, status="completed", network_spec=wider)
     try:
         for page in ("pages/deploy.py", "pages/export.py"):
-            for run_id, message in ((queued, f"run {queued} is queued: wait until it has finished"),
-                                    (lost, f"run {lost} has no best checkpoint"),
-                                    (misfit, "checkpoint 'best' does not fit the run's network spec")):
+            for run_id, message in (
+                (queued, f"run {queued} is queued: wait until it has finished"),
+                (lost, f"run {lost} has no best checkpoint"),
+                (misfit, "checkpoint 'best' does not fit the run's network spec"),
+            ):
                 at = open_page(page, run_id)
                 no_exceptions(at)
                 assert any(message in e.value for e in at.error), (page, [e.value for e in at.error])
@@ -212,6 +220,38 @@ def test_unfinished_missing_and_unpackable_runs_show_errors(store, runs):
         for run_id in (queued, lost, misfit):
             store.update_run(run_id, status="failed")
             store.delete_run(run_id)
+
+
+def test_the_chosen_run_is_carried_between_inspect_deploy_and_export(store, runs):
+    """Pick a run on one page, open another: the same run is selected. Switching pages in the browser drops
+    the URL's query, as ``forget_url`` does here; a ?run= that a link brings still wins."""
+    _, moons, mnist = runs
+    assert store.list_runs()[0].id == mnist  # the newest: what a picker shows first
+
+    def forget_url(at):
+        at.query_params.clear()
+        return at
+
+    at = open_page("pages/inspect.py")
+    assert at.selectbox(key="inspect_run").value == mnist
+    at.selectbox(key="inspect_run").set_value(moons).run()
+    no_exceptions(at)
+    assert at.query_params["run"] == moons
+    forget_url(at).switch_page("pages/deploy.py").run()
+    no_exceptions(at)
+    assert at.selectbox(key="deploy_run").value == moons
+    assert any(f"Packed run {moons}" in s.value for s in at.success)
+    forget_url(at).switch_page("pages/export.py").run()
+    assert at.selectbox(key="export_run").value == moons
+    at.selectbox(key="export_run").set_value(mnist).run()
+    forget_url(at).switch_page("pages/deploy.py").run()
+    assert at.selectbox(key="deploy_run").value == mnist
+    at.query_params["run"] = moons  # a link to a run (Train's "Deploy this run", a shared URL)
+    at.switch_page("pages/export.py").run()
+    no_exceptions(at)
+    assert at.selectbox(key="export_run").value == moons
+    at.switch_page("pages/inspect.py").run()
+    assert at.selectbox(key="inspect_run").value == moons
 
 
 # ------------------------------------------------------------------ Export
@@ -223,7 +263,8 @@ def test_export_round_trip_downloads_and_model_card(store, runs):
     no_exceptions(at)
     assert not at.error, [e.value for e in at.error]
     success = at.success[0].value
-    assert "Round trip OK" in success and "SHA-256 checksum passed" in success and "32 of 32 predictions match" in success
+    assert "Round trip OK" in success and "SHA-256 checksum passed" in success
+    assert "32 of 32 predictions match" in success
     size = len(bnnfile.to_bytes(pack_run(moons, store=store)))
     labels = [button.label for button in at.get("download_button")]
     assert labels == [f".bnn file ({size:,} bytes)", "network spec (JSON)", "model card (Markdown)"]
@@ -277,8 +318,10 @@ def test_image_input_keeps_white_on_black_and_inverts_dark_on_light():
 
 
 def test_image_input_errors_name_the_file_and_the_shape():
-    with pytest.raises(ValueError, match=r"^scan.jpg: not an image Pillow can read"):
-        deploy_view.image_input(b"GIF89a nonsense", (1, 28, 28), "scan.jpg")
+    for data in (b"GIF89a nonsense", b"\x89PNG\r\n\x1a\n not really"):
+        with pytest.raises(ValueError, match=r"^scan.jpg: not an image Pillow can read") as caught:
+            deploy_view.image_input(data, (1, 28, 28), "scan.jpg")
+        assert "BytesIO" not in str(caught.value) and "0x" not in str(caught.value)
     with pytest.raises(ValueError, match=re.escape("points.png: the model takes input of shape [2], not an image")):
         deploy_view.image_input(png(np.zeros((4, 4), np.uint8)), (2,), "points.png")
     assert deploy_view.image_input(png(np.zeros((9, 9, 3), np.uint8)), (3, 8, 8)).shape == (3, 8, 8)

@@ -1,4 +1,5 @@
 """AppTest of every page of the Streamlit app, against a real run store and real worker processes."""
+
 import json
 import pathlib
 import time
@@ -70,7 +71,7 @@ def no_exceptions(at: AppTest) -> None:
 
 def key(at: AppTest, *parts) -> str:
     """The key of a spec-bound widget on the Design page (keys carry the spec version)."""
-    return "spec{}_".format(at.session_state[state.SPEC_VERSION_KEY]) + "_".join(str(p) for p in parts)
+    return f"spec{at.session_state[state.SPEC_VERSION_KEY]}_" + "_".join(str(p) for p in parts)
 
 
 def layers(at: AppTest) -> list[dict]:
@@ -80,8 +81,9 @@ def layers(at: AppTest) -> list[dict]:
 # ------------------------------------------------------------------ every page renders
 
 
-@pytest.mark.parametrize("page", ["pages/home.py", "pages/design.py", "pages/train.py", "pages/inspect.py",
-                                  "pages/runs.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/home.py", "pages/design.py", "pages/train.py", "pages/inspect.py", "pages/runs.py"]
+)
 def test_each_page_renders_on_an_empty_store(page):
     at = app_on(page)
     no_exceptions(at)
@@ -130,8 +132,12 @@ def test_design_shows_an_invalid_field_next_to_its_layer_and_keeps_the_edit():
 def test_design_quantizer_choice_and_binary_toggle_edit_the_spec():
     at = app_on("pages/design.py")
     at.selectbox(key=key(at, 1, "kernel_quantizer")).set_value("ste_tern").run()
-    assert layers(at)[1]["kernel_quantizer"] == {"name": "ste_tern", "threshold": 0.05, "clip": 1.0,
-                                                 "ternary_weight_networks": False}
+    assert layers(at)[1]["kernel_quantizer"] == {
+        "name": "ste_tern",
+        "threshold": 0.05,
+        "clip": 1.0,
+        "ternary_weight_networks": False,
+    }
     at.number_input(key=key(at, 1, "kernel_quantizer", "ste_tern", "threshold")).set_value(0.2).run()
     assert layers(at)[1]["kernel_quantizer"]["threshold"] == pytest.approx(0.2)
     at.checkbox(key=key(at, 1, "kernel_quantizer", "ste_tern", "ternary_weight_networks")).check().run()
@@ -173,6 +179,38 @@ def test_design_upload_replaces_the_spec_and_a_broken_upload_keeps_it():
     assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
 
 
+def test_design_clears_a_refused_upload_s_error_when_a_preset_loads():
+    at = app_on("pages/design.py")
+    at.get("file_uploader")[0].set_value(("bad.json", b"{not json", "application/json"))
+    at.run()
+    assert any("bad.json: not valid JSON" in e.value for e in at.error)
+    at.selectbox(key="design_preset").set_value("toy-mlp").run()
+    at.sidebar.button[0].click().run()
+    no_exceptions(at)
+    assert at.session_state[state.SPEC_KEY]["name"] == "toy-mlp"
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_design_summary_table_has_readable_headers():
+    at = app_on("pages/design.py")
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "layer",
+        "output shape",
+        "parameters",
+        "1-bit params",
+        "32-bit params",
+        "float32 bytes",
+        "packed bytes",
+        "stored as",
+        "binary MACs",
+        "float MACs",
+    ]
+    assert table["parameters"].iloc[1] == 784 * 2048
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["parameters"]["type_config"]["format"] == "%,d"
+
+
 def test_design_edits_a_shortcut_s_inner_layers_with_the_same_editor():
     """A Bi-Real-style block: shortcut(binary conv, batch norm) around x, built and edited with widgets."""
     at = app_on("pages/design.py")
@@ -182,7 +220,9 @@ def test_design_edits_a_shortcut_s_inner_layers_with_the_same_editor():
     at.number_input(key=key(at, "new_layer_position")).set_value(4).run()  # after the second binary conv
     at.button(key="design_add_layer").click().run()
     no_exceptions(at)
-    assert layers(at)[4]["type"] == "shortcut" and [l["type"] for l in layers(at)[4]["layers"]] == ["batch_norm"]
+    assert layers(at)[4]["type"] == "shortcut" and [layer["type"] for layer in layers(at)[4]["layers"]] == [
+        "batch_norm"
+    ]
     at.selectbox(key="design_new_layer_type_4").set_value("conv2d").run()
     at.number_input(key=key(at, "new_layer_position_4")).set_value(0).run()
     at.button(key="design_add_layer_4").click().run()
@@ -224,8 +264,10 @@ def test_design_comes_back_after_a_reload_and_home_presets_replace_it(isolated_r
     assert app_on("pages/design.py").session_state[state.SPEC_KEY] == preset("toy-mlp")
 
 
-@pytest.mark.parametrize("draft", [b"{not json", b'{"layers": [{"type": "denes"}]}', b'[1, 2]',
-                                   b'{"layers": [], "input_shape": 784}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "draft",
+    [b"{not json", b'{"layers": [{"type": "denes"}]}', b"[1, 2]", b'{"layers": [], "input_shape": 784}', b"\xff\xfe"],
+)
 def test_design_names_an_unreadable_draft_and_starts_from_the_preset(isolated_runs_dir, draft):
     isolated_runs_dir.mkdir(parents=True)
     (isolated_runs_dir / state.DESIGN_DRAFT.file_name).write_bytes(draft)
@@ -251,12 +293,15 @@ def test_train_starts_a_run_and_shows_its_metrics(isolated_runs_dir):
     start.click().run()
     no_exceptions(at)
     run_id = at.query_params["run"]
+    scrolls = [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    assert len(scrolls) == 1 and ".st-key-train_live" in scrolls[0].proto.body  # up to the new run's live panel
     store = RunStore(isolated_runs_dir)
     record = wait_for(store, run_id, finished)
     assert record.status == "completed", record.error
     assert record.data_ref == "circles" and record.training_spec["epochs"] == 2
     at.run()
     no_exceptions(at)
+    assert not any("scrollIntoView" in h.proto.body for h in at.get("html")), "scrolled again on a later run"
     captions = [c.value for c in at.caption]
     assert any(f"run {run_id} · completed" in c for c in captions), captions
     steps = len(store.metrics(run_id, "step")["step"])
@@ -275,6 +320,19 @@ def test_train_reattaches_to_the_run_in_the_url(trained_store):
     at.run()
     no_exceptions(at)
     assert any(f"run {first} · completed" in c.value for c in at.caption)
+
+
+def test_a_finished_run_links_to_inspect_and_deploy(trained_store):
+    store, first, _ = trained_store
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run().switch_page("pages/train.py")
+    at.query_params["run"] = first
+    at.run()
+    no_exceptions(at)
+    links = {link.proto.label: (link.proto.page, link.proto.query_string) for link in at.get("page_link")}
+    assert links["Inspect this run"] == ("inspect", f"run={first}"), links
+    assert links["Deploy this run"] == ("deploy", f"run={first}"), links
+    assert not any(b.label == "Resume from the last checkpoint" for b in at.button)
 
 
 def test_train_shows_a_missing_dataset_as_an_error(isolated_runs_dir, tmp_path):
@@ -315,8 +373,9 @@ def test_train_names_an_invalid_settings_draft_and_uses_the_defaults(isolated_ru
     at = app_on("pages/train.py")
     no_exceptions(at)
     messages = [w.value for w in at.warning]
-    assert any("training-draft.json" in m and "epochs" in m and "training-draft.unreadable.json" in m
-               for m in messages), messages
+    assert any(
+        "training-draft.json" in m and "epochs" in m and "training-draft.unreadable.json" in m for m in messages
+    ), messages
     assert at.number_input(key="ts_epochs").value == default_training_spec()["epochs"]
 
 
@@ -341,12 +400,40 @@ def test_inspect_shows_histograms_neuron_and_confusions(trained_store):
     assert len(frames[0].value.iloc[0, 1]) == 16
 
 
+def test_inspect_shows_a_float_run_s_weights_and_mistakes(isolated_runs_dir):
+    """A float network records no binarization histograms: Inspect reads its weights from the checkpoint."""
+    from workbench.runs.worker import run_worker
+
+    store = RunStore(isolated_runs_dir)
+    run_id = store.create_run("float", preset("toy-mlp-float"), dict(default_training_spec(), epochs=2), "moons")
+    assert run_worker(run_id, isolated_runs_dir) == "completed"
+    assert store.histogram_epochs(run_id) == []
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/inspect.py").run()
+    no_exceptions(at)
+    assert not any("no finished epoch" in i.value for i in at.info), [i.value for i in at.info]
+    assert at.selectbox(key="inspect_epoch").options == ["2"]
+    layers = at.selectbox(key="inspect_layer").options
+    assert layers == ["0_dense", "3_dense", "6_dense"], layers  # a hardtanh before each but the first
+    at.selectbox(key="inspect_layer").set_value("3_dense").run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["weights"] == f"{64 * 64:,}" and metrics["test accuracy"].endswith("%")
+    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
+    assert any("Weights of 3_dense, epoch 2" in spec for spec in specs)
+    assert any("Confusion matrix" in spec for spec in specs)
+    assert any("float weights" in spec and "binarized" not in spec for spec in specs)
+    assert any(m.value.startswith("**Misclassified: ") for m in at.markdown)
+    assert not at.error, [e.value for e in at.error]
+
+
 def test_runs_lists_compares_and_deletes(trained_store):
     store, first, second = trained_store
     at = app_on("pages/runs.py")
     no_exceptions(at)
     table = at.dataframe[0].value
     assert set(table["id"]) == {first, second}
+    assert list(table.columns)[:4] == ["name", "status", "best val acc", "test acc"]
     assert len(at.get("plotly_chart")) == 1
     at.selectbox(key="runs_delete").set_value(second).run()
     assert at.button(key="runs_delete_button").disabled
@@ -362,7 +449,8 @@ def test_a_failed_run_shows_its_error(isolated_runs_dir):
     # the teacher run does not exist: the worker fails when it looks for it
     training = dict(default_training_spec(), epochs=1, distillation={"teacher_run": "no-such-run"})
     run_id = start_run(preset("toy-mlp"), training, "moons", runs_dir=isolated_runs_dir)
-    record = wait_for(RunStore(isolated_runs_dir), run_id, finished)
+    store = RunStore(isolated_runs_dir)
+    record = wait_for(store, run_id, finished)
     assert record.status == "failed" and record.error
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["run"] = run_id
@@ -370,11 +458,41 @@ def test_a_failed_run_shows_its_error(isolated_runs_dir):
     at.query_params["run"] = run_id
     at.run()
     no_exceptions(at)
+    headline = record.error.splitlines()[0]
+    assert "\n" in record.error  # the worker keeps the traceback's tail behind its message
     errors = [e.value for e in at.error]
-    assert any(e.startswith("The run failed: ") and record.error in e for e in errors), errors
+    assert errors == [f"The run failed: {headline}"], errors
+    assert at.expander[0].label == "Traceback" and at.expander[0].code[0].value == record.error.strip()
+    assert store.checkpoint_epochs(run_id) == []
+    assert not any(b.label == "Resume from the last checkpoint" for b in at.button), "nothing to resume from"
+    assert any("nothing to resume" in c.value for c in at.caption)
     at.switch_page("pages/inspect.py").run()
     no_exceptions(at)
-    assert any("This run failed" in e.value for e in at.error)
+    assert [e.value for e in at.error] == [f"This run failed: {headline}"]
+    at.switch_page("pages/runs.py").run()
+    no_exceptions(at)
+    assert any(e.value.endswith(f"failed: {headline}") for e in at.error)
+
+
+def test_a_failed_run_with_a_checkpoint_offers_resume(trained_store):
+    store, first, _ = trained_store
+    record = store.get_run(first)
+    failed = store.create_run("crashed", record.network_spec, record.training_spec, "moons")
+    epoch = store.checkpoint_epochs(first)[-1]
+    store.run_dir(failed).joinpath(f"epoch-{epoch:04d}.safetensors").write_bytes(
+        store.checkpoint_path(first, epoch).read_bytes()
+    )
+    store.update_run(failed, status="failed", error="RuntimeError: out of memory\nTraceback ...")
+    try:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run().switch_page("pages/train.py")
+        at.query_params["run"] = failed
+        at.run()
+        no_exceptions(at)
+        assert [e.value for e in at.error] == ["The run failed: RuntimeError: out of memory"]
+        assert any(b.label == "Resume from the last checkpoint" for b in at.button)
+    finally:
+        store.delete_run(failed)
 
 
 @pytest.mark.slow

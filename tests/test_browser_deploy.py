@@ -1,10 +1,14 @@
 """Deploy and Export in a real browser: a small MLP trained by the library on the MNIST sample (1 epoch) is
 packed and run by the engine (agreement with torch, measured speed, a digit drawn with the mouse), then
-downloaded from Export and run again here from the downloaded .bnn file.
+downloaded from Export and run again here from the downloaded .bnn file. The run chosen on Deploy stays
+chosen on Export and Inspect, although two small CNNs (binary and float) are newer; Inspect then shows
+their conv filters.
 
 Reuses the app engineer's helpers in tests/test_browser.py (Chromium path and flags, waiting for the app,
 screenshots); starts its own app on a run store that holds the trained run.
 """
+
+import dataclasses
 import re
 
 import numpy as np
@@ -18,30 +22,72 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WAIT_MS, main,
-                          no_exception, open_page, require_browser, shot)
+from test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    WAIT_MS,
+    expect_selected,
+    main,
+    no_exception,
+    open_page,
+    require_browser,
+    run_steps,
+    settle,
+    shot,
+    until,
+)
 
-from workbench.deploy import bnnfile
 from workbench.core.data import load_dataset
-from workbench.deploy.engine import Engine, raw_inputs
-from workbench.runs.trained import pack_run
 from workbench.core.presets import preset
-from workbench.core.spec import default_training_spec
+from workbench.core.spec import default_training_spec, float_twin
+from workbench.deploy import bnnfile
+from workbench.deploy.engine import Engine, raw_inputs
 from workbench.runs.store import RunStore
+from workbench.runs.trained import pack_run
 from workbench.runs.worker import run_worker
+
+
+def small_cnn() -> dict:
+    """Two 3 x 3 binary convs (8 and 16 filters) and a binary dense layer: quick to train on a slice of MNIST."""
+    sign = {"name": "ste_sign", "clip": 1.0}
+    conv = {"type": "conv2d", "kernel_size": 3, "padding": "valid", "kernel_quantizer": sign, "use_bias": False}
+    return {
+        "name": "small-cnn",
+        "input_shape": [1, 28, 28],
+        "num_classes": 10,
+        "layers": [
+            dict(conv, filters=8, input_quantizer=None),
+            {"type": "max_pool", "pool_size": 2},
+            {"type": "batch_norm"},
+            dict(conv, filters=16, input_quantizer=sign),
+            {"type": "max_pool", "pool_size": 2},
+            {"type": "batch_norm"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10, "input_quantizer": sign, "kernel_quantizer": sign, "use_bias": False},
+            {"type": "batch_norm"},
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(runs dir, run id): a 64-64 binary MLP, 1 epoch on the MNIST sample."""
+    """(runs dir, run id): a 64-64 binary MLP, 1 epoch on the MNIST sample; then (newer) a small binary CNN
+    and its float twin, 1 epoch on 640 of its images."""
     require_browser()
     runs_dir = tmp_path_factory.mktemp("browser_deploy_runs")
     spec = preset("binary-mlp")
     spec["name"] = "small-mlp"
     spec["layers"][1]["units"] = spec["layers"][3]["units"] = 64
     store = RunStore(runs_dir)
-    run_id = store.create_run("small MLP", spec, dict(default_training_spec(), epochs=1, batch_size=64), "mnist-sample")
+    training = dict(default_training_spec(), epochs=1, batch_size=64)
+    run_id = store.create_run("small MLP", spec, training, "mnist-sample")
     assert run_worker(run_id, runs_dir) == "completed"
+    full = load_dataset("mnist-sample")
+    subset = dataclasses.replace(full, x_train=full.x_train[:640], y_train=full.y_train[:640])
+    for name, network in (("binary CNN", small_cnn()), ("float CNN", float_twin(small_cnn()))):
+        cnn = store.create_run(name, network, training, "mnist-sample")
+        assert run_worker(cnn, runs_dir, dataset=subset) == "completed"
     return runs_dir, run_id
 
 
@@ -67,10 +113,12 @@ def metric(page, label: str) -> str:
 def step_deploy(page, flow):
     # A deep link as the server's first request must still get the app's navigation (titled pages),
     # not Streamlit's automatic pages/ menu (file names, no entry script).
-    page.goto(f"{page.app_url}/deploy")
+    # The run in the URL wins over the newest (a CNN); opened again from the sidebar, Deploy keeps it.
+    page.goto(f"{page.app_url}/deploy?run={page.run_id}")
     navigation = page.get_by_test_id("stSidebarNav")
     expect(navigation.get_by_role("link", name="Home")).to_be_visible()
     assert navigation.get_by_role("link", name="app").count() == 0
+    expect(main(page).get_by_text(re.compile(rf"Packed run {page.run_id}"))).to_be_visible()
     open_page(page, "Deploy")
     expect(main(page).get_by_text(re.compile(rf"Packed run {page.run_id}"))).to_be_visible()
     expect(main(page).get_by_text("engine accuracy", exact=True)).to_be_visible()
@@ -96,16 +144,25 @@ def step_draw(page, flow):
     main(page).get_by_text("Draw", exact=True).click()
     canvas = main(page).locator("canvas").last
     expect(canvas).to_be_visible()
-    page.wait_for_timeout(1500)  # let Fabric.js attach its mouse handlers
-    box = canvas.bounding_box()
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + box["height"] * 0.15)
-    page.mouse.down()
-    for step in range(1, 21):
-        page.mouse.move(x + 2 * step % 3, box["y"] + box["height"] * (0.15 + 0.7 * step / 20), steps=2)
-        page.wait_for_timeout(20)
-    page.mouse.up()
-    expect(main(page).get_by_text(re.compile(r"Prediction: \d \("))).to_be_visible()
+    prediction = main(page).get_by_text(re.compile(r"Prediction: \d \("))
+
+    def drawn() -> bool:
+        """One stroke down the middle; True once the engine's answer shows. A stroke made before Fabric.js
+        has attached its mouse handlers draws nothing, so the caller draws again (over the same line)."""
+        box = canvas.bounding_box()
+        x = box["x"] + box["width"] / 2
+        page.mouse.move(x, box["y"] + box["height"] * 0.15)
+        page.mouse.down()
+        for step in range(1, 21):
+            page.mouse.move(x + 2 * step % 3, box["y"] + box["height"] * (0.15 + 0.7 * step / 20), steps=2)
+        page.mouse.up()
+        try:
+            expect(prediction).to_be_visible(timeout=20_000)
+        except AssertionError:
+            return False
+        return True
+
+    until(drawn, 180, "a prediction for the drawn digit", poll_ms=100)
     expect(main(page).get_by_text("what the engine sees")).to_be_visible()
     flow["drawn_prediction"] = main(page).get_by_text(re.compile(r"Prediction: \d \(")).first.text_content()
     no_exception(page)
@@ -114,7 +171,8 @@ def step_draw(page, flow):
 
 
 def step_export(page, flow):
-    open_page(page, "Export")
+    open_page(page, "Export")  # still the run chosen on Deploy, not the newest
+    expect_selected(page, 0, page.run_id)
     expect(main(page).get_by_text(re.compile(r"Round trip OK"))).to_be_visible()
     with page.expect_download() as download:
         main(page).get_by_role("button", name=re.compile(r"\.bnn file \(")).click()
@@ -124,15 +182,39 @@ def step_export(page, flow):
     shot(page, "14_export")
 
 
+def choose(page, nth: int, option) -> None:
+    """Pick ``option`` (a label or pattern) in the nth selectbox of the page and wait for the rerun."""
+    main(page).get_by_test_id("stSelectbox").nth(nth).click()
+    page.get_by_role("option", name=option).click()
+    expect_selected(page, nth, option)
+    settle(page)
+
+
+def step_inspect_cnns(page, flow):
+    """Inspect opens on the run chosen before; a binary conv filter is drawn as k x k tiles with their signs,
+    and a float run shows its weights, confusions and mistakes."""
+    open_page(page, "Inspect")
+    expect_selected(page, 0, page.run_id)
+    choose(page, 0, re.compile("binary CNN"))
+    choose(page, 2, "3_conv2d")
+    expect(main(page).get_by_text("one 3 x 3 tile per input channel (8)", exact=False)).to_be_visible()
+    main(page).get_by_role("heading", name="One neuron or filter").scroll_into_view_if_needed()
+    no_exception(page)
+    shot(page, "15_inspect_binary_filter")
+    choose(page, 0, re.compile("float CNN"))
+    expect(main(page).get_by_text(re.compile(r"Weights of 0_conv2d, epoch 1"))).to_be_visible()
+    expect(main(page).get_by_text(re.compile(r"Misclassified: \d+ of 1000"))).to_be_visible()
+    no_exception(page)
+    shot(page, "16_inspect_float")
+    choose(page, 2, "4_conv2d")
+    main(page).get_by_role("heading", name="One neuron or filter").scroll_into_view_if_needed()
+    shot(page, "17_inspect_float_filter")
+
+
 def test_deploy_and_export(page, trained):
     runs_dir, run_id = trained
     flow = {}
-    for step in (step_deploy, step_speed, step_draw, step_export):
-        try:
-            step(page, flow)
-        except BaseException:
-            page.screenshot(path=str(SCREENSHOTS / f"failed_{step.__name__}.png"))
-            raise
+    run_steps(page, (step_deploy, step_speed, step_draw, step_export, step_inspect_cnns), flow)
     assert re.fullmatch(r"\d+ of 200", flow["disagreements"]), flow["disagreements"]
     assert int(flow["disagreements"].split()[0]) <= 2  # near-ties in float32 may flip a prediction, no more
     assert flow["bnn_name"] == f"small-mlp-{run_id}.bnn"

@@ -2,4 +2,5 @@
 
 The library works without Streamlit: spec -> model -> training -> run store -> packing -> engine -> reports.
 """
+
 __version__ = "0.1.0"

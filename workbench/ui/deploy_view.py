@@ -6,13 +6,15 @@ cached value per purpose in a mapping such as st.session_state, so switching run
 of growing it. Two widgets live here because both pages need them: ``pick_packed_run`` (run picker, packing,
 errors in the page) and ``draw_input`` (a drawing canvas, when streamlit-drawable-canvas is installed).
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Callable, MutableMapping
 
 import numpy as np
 import plotly.graph_objects as go
@@ -33,6 +35,7 @@ from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, _layout, layer_bars_f
 from workbench.ui.widgets import pick_run_or_stop, show_error, to_image
 
 PACKED_SLOT = "deploy_packed"
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")  # how Pillow names what it read from
 
 
 @dataclass
@@ -119,14 +122,19 @@ def image_input(data: bytes, input_shape: tuple, name: str = "image", center: bo
     when the picture is dark-on-light (MNIST digits are white on black). ``center`` fits the ink into the
     middle 20/28 of the frame, as MNIST's digits are."""
     if len(input_shape) != 3 or input_shape[0] not in (1, 3):
-        raise ValueError(f"{name}: the model takes input of shape {list(input_shape)}, not an image "
-                         "(expected (1, H, W) or (3, H, W))")
+        raise ValueError(
+            f"{name}: the model takes input of shape {list(input_shape)}, not an image "
+            "(expected (1, H, W) or (3, H, W))"
+        )
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             picture = image.convert("RGBA")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ValueError(f"{name}: not an image Pillow can read (expected PNG or JPEG): {error}") from None
+    except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        raise ValueError(f"{name}: not an image Pillow can read (expected PNG or JPEG)") from None
+    except (OSError, ValueError) as error:
+        reason = _BUFFER_REPR.sub(name, str(error))
+        raise ValueError(f"{name}: not an image Pillow can read (expected PNG or JPEG): {reason}") from None
     background = Image.new("RGBA", picture.size, (255, 255, 255, 255))
     picture = Image.alpha_composite(background, picture)  # transparent canvas/PNG pixels read as paper
     return picture_input(np.asarray(picture.convert("RGB")), input_shape, center)
@@ -168,11 +176,21 @@ def draw_input(input_shape: tuple, key: str = "deploy_canvas") -> np.ndarray | N
     try:  # lazy: an optional component; without it the page offers upload and test samples
         from streamlit_drawable_canvas import st_canvas
     except ImportError:
-        st.info("Drawing needs the streamlit-drawable-canvas package (pip install streamlit-drawable-canvas); "
-                "upload a picture or pick a test sample instead.")
+        st.info(
+            "Drawing needs the streamlit-drawable-canvas package (pip install streamlit-drawable-canvas); "
+            "upload a picture or pick a test sample instead."
+        )
         return None
-    result = st_canvas(stroke_width=18, stroke_color="#000000", background_color="#ffffff", height=280, width=280,
-                       drawing_mode="freedraw", return_image_data=True, key=key)
+    result = st_canvas(
+        stroke_width=18,
+        stroke_color="#000000",
+        background_color="#ffffff",
+        height=280,
+        width=280,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=key,
+    )
     if not (result.json_data or {}).get("objects") or result.image_bytes is None:
         st.caption("Draw a digit above, then release the mouse.")
         return None
@@ -199,8 +217,15 @@ def probabilities_figure(probabilities: np.ndarray, class_names: list[str]):
     """Bars of the class probabilities, the predicted class highlighted."""
     best = int(np.argmax(probabilities))
     colors = [BINARY_COLOR if i == best else FP32_COLOR for i in range(len(probabilities))]
-    figure = go.Figure(go.Bar(x=[str(c) for c in class_names], y=list(probabilities), marker_color=colors,
-                              text=[f"{p:.1%}" for p in probabilities], textposition="outside"))
+    figure = go.Figure(
+        go.Bar(
+            x=[str(c) for c in class_names],
+            y=list(probabilities),
+            marker_color=colors,
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="outside",
+        )
+    )
     figure.update_xaxes(title="class", type="category")
     figure.update_yaxes(title="probability", range=[0, 1.1])
     return _layout(figure, f"Prediction: {class_names[best]} ({probabilities[best]:.1%})", height=300)
@@ -218,10 +243,14 @@ def memory_with_file(packed: PackedModel, data: bytes) -> dict:
 
 def memory_figure(memory: dict):
     rows = memory["rows"]
-    return layer_bars_figure([r["layer"] for r in rows],
-                             {"float32": [r["fp32_bytes"] for r in rows], "packed": [r["packed_bytes"] for r in rows]},
-                             f"Bytes per layer: float32 vs packed (total {memory['totals']['ratio']:.1f}x smaller)",
-                             "bytes (log)", log=True, colors={"float32": FP32_COLOR, "packed": BINARY_COLOR})
+    return layer_bars_figure(
+        [r["layer"] for r in rows],
+        {"float32": [r["fp32_bytes"] for r in rows], "packed": [r["packed_bytes"] for r in rows]},
+        f"Bytes per layer: float32 vs packed (total {memory['totals']['ratio']:.1f}x smaller)",
+        "bytes (log)",
+        log=True,
+        colors={"float32": FP32_COLOR, "packed": BINARY_COLOR},
+    )
 
 
 def speed_report_for(packed: PackedModel, batch: int, threads: int) -> dict:
@@ -239,24 +268,40 @@ def speed_rows(speed: dict) -> list[dict]:
     """One table row per implementation: latency per batch and per sample, and the engine's speed-up over it."""
     table = []
     for row in speed["rows"]:
-        for label, key in (("XNOR engine", "engine_s"), ("torch float32", "torch_float32_s"),
-                           ("NumPy float32", "numpy_float32_s")):
+        for label, key in (
+            ("XNOR engine", "engine_s"),
+            ("torch float32", "torch_float32_s"),
+            ("NumPy float32", "numpy_float32_s"),
+        ):
             if key not in row:
                 continue
-            table.append({"implementation": label, "batch": row["batch"], "threads": row["threads"],
-                          "ms per batch": row[key] * 1e3, "µs per sample": row[key] / row["batch"] * 1e6,
-                          "engine speed-up": row[key] / row["engine_s"]})
+            table.append(
+                {
+                    "implementation": label,
+                    "batch": row["batch"],
+                    "threads": row["threads"],
+                    "ms per batch": row[key] * 1e3,
+                    "µs per sample": row[key] / row["batch"] * 1e6,
+                    "engine speed-up": row[key] / row["engine_s"],
+                }
+            )
     return table
 
 
 def speed_figure(speed: dict):
     table = speed_rows(speed)
-    figure = layer_bars_figure([r["implementation"] for r in table], {"ms per batch": [r["ms per batch"] for r in table]},
-                               f"Latency per batch of {table[0]['batch']}, {table[0]['threads']} thread(s) "
-                               f"(median; kernels: {speed['backend']})", "milliseconds")
-    figure.update_traces(text=[f"{r['engine speed-up']:.2f}x" for r in table], textposition="outside",
-                         marker_color=[BINARY_COLOR if r["implementation"] == "XNOR engine" else FP32_COLOR
-                                       for r in table])
+    figure = layer_bars_figure(
+        [r["implementation"] for r in table],
+        {"ms per batch": [r["ms per batch"] for r in table]},
+        f"Latency per batch of {table[0]['batch']}, {table[0]['threads']} thread(s) "
+        f"(median; kernels: {speed['backend']})",
+        "milliseconds",
+    )
+    figure.update_traces(
+        text=[f"{r['engine speed-up']:.2f}x" for r in table],
+        textposition="outside",
+        marker_color=[BINARY_COLOR if r["implementation"] == "XNOR engine" else FP32_COLOR for r in table],
+    )
     figure.update_layout(showlegend=False)
     return figure
 
@@ -269,13 +314,24 @@ def round_trip(data: bytes, original: PackedModel, x: np.ndarray) -> dict:
     loaded = bnnfile.from_bytes(data)
     u = raw_inputs(x, original.meta.get("preprocessing") or {})
     before, after = Engine(original).logits(u), Engine(loaded).logits(u)
-    return {"loaded": loaded, "sha256": hashlib.sha256(data[:-bnnfile.DIGEST_BYTES]).hexdigest(),
-            "bytes": len(data), "samples": len(u), "identical_logits": bool(np.array_equal(before, after)),
-            "predictions": after.argmax(axis=1), "matching": int((before.argmax(axis=1) == after.argmax(axis=1)).sum())}
+    return {
+        "loaded": loaded,
+        "sha256": hashlib.sha256(data[: -bnnfile.DIGEST_BYTES]).hexdigest(),
+        "bytes": len(data),
+        "samples": len(u),
+        "identical_logits": bool(np.array_equal(before, after)),
+        "predictions": after.argmax(axis=1),
+        "matching": int((before.argmax(axis=1) == after.argmax(axis=1)).sum()),
+    }
 
 
 def layer_table(packed: PackedModel) -> list[dict]:
     """The .bnn header's layers: name, op and each array's dtype and shape."""
-    return [{"layer": layer.name, "op": layer.op,
-             "arrays": ", ".join(f"{key} {array.dtype.name}{list(array.shape)}" for key, array in layer.arrays.items())}
-            for layer in packed.layers]
+    return [
+        {
+            "layer": layer.name,
+            "op": layer.op,
+            "arrays": ", ".join(f"{key} {array.dtype.name}{list(array.shape)}" for key, array in layer.arrays.items()),
+        }
+        for layer in packed.layers
+    ]

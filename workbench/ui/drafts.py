@@ -4,12 +4,13 @@ A reloaded tab starts a new Streamlit session with empty session state; without 
 being designed and the training settings chosen would fall back to defaults. A draft that cannot be
 read back is moved aside (never overwritten) and named in a note the page shows.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import streamlit as st
 
@@ -58,7 +59,10 @@ class Draft:
             partial.write_text(text, encoding="utf-8")
             os.replace(partial, path)
         except OSError as error:
-            return f"The {self.what} could not be saved to {path} ({error.strerror or error}); it is kept in this tab only."
+            return (
+                f"The {self.what} could not be saved to {path} ({error.strerror or error}); "
+                "it is kept in this tab only."
+            )
         st.session_state[self._saved_key] = text
         return None
 
@@ -70,7 +74,8 @@ class Draft:
         except OSError as move_error:
             where = f"it could not be moved aside ({move_error.strerror or move_error})"
         st.session_state.setdefault(NOTES_KEY, []).append(
-            f"The saved {self.what} {path} could not be read back ({error}); {where}, and the defaults are used.")
+            f"The saved {self.what} {path} could not be read back ({error}); {where}, and the defaults are used."
+        )
 
 
 def pop_notes() -> list[str]:

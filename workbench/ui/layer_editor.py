@@ -5,6 +5,7 @@ Edits write straight into the spec dict in st.session_state (workbench.ui.state)
 is recreated from the new spec. Nothing here validates: the page runs spec.validate_spec afterwards and
 shows its error in the slot of the layer it names.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ from workbench.ui import state
 NO_QUANTIZER = "none (float)"
 NEW_LAYER = {
     "dense": {"type": "dense", "units": 64, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
-    "conv2d": {"type": "conv2d", "filters": 32, "kernel_size": 3, "input_quantizer": "ste_sign",
-               "kernel_quantizer": "ste_sign"},
+    "conv2d": {
+        "type": "conv2d",
+        "filters": 32,
+        "kernel_size": 3,
+        "input_quantizer": "ste_sign",
+        "kernel_quantizer": "ste_sign",
+    },
     "max_pool": {"type": "max_pool", "pool_size": 2},
     "avg_pool": {"type": "avg_pool", "pool_size": 2},
     "batch_norm": {"type": "batch_norm"},
@@ -93,8 +99,9 @@ def set_binary(path: tuple[int, ...], key: str) -> None:
     layer = _siblings(path)[path[-1]]
     if st.session_state[key]:
         layer["kernel_quantizer"] = {"name": "ste_sign", **QUANTIZERS["ste_sign"].params}
-        layer["input_quantizer"] = None if _first_weight_layer(path) else {"name": "ste_sign",
-                                                                          **QUANTIZERS["ste_sign"].params}
+        layer["input_quantizer"] = (
+            None if _first_weight_layer(path) else {"name": "ste_sign", **QUANTIZERS["ste_sign"].params}
+        )
     else:
         layer["kernel_quantizer"] = layer["input_quantizer"] = None
         layer["scaling"] = "none"
@@ -105,8 +112,9 @@ def set_quantizer(path: tuple[int, ...], field: str, key: str) -> None:
     """A new quantizer starts from its default parameters (and the binary toggle follows)."""
     choice = st.session_state[key]
     role = _role(field)
-    _siblings(path)[path[-1]][field] = (None if choice == NO_QUANTIZER
-                                        else {"name": choice, **QUANTIZERS[choice].defaults(role)})
+    _siblings(path)[path[-1]][field] = (
+        None if choice == NO_QUANTIZER else {"name": choice, **QUANTIZERS[choice].defaults(role)}
+    )
     state.bump_version()
 
 
@@ -130,8 +138,15 @@ def quantizer_editor(path: tuple, layer: dict, field: str, label: str) -> None:
     name = _quantizer_name(current)
     options = [NO_QUANTIZER, *QUANTIZERS]
     key = state.widget_key(_key(path), field)
-    choice = st.selectbox(label, options, index=options.index(name) if name in QUANTIZERS else 0, key=key,
-                          help=_quantizer_help(), on_change=set_quantizer, args=(path, field, key))
+    choice = st.selectbox(
+        label,
+        options,
+        index=options.index(name) if name in QUANTIZERS else 0,
+        key=key,
+        help=_quantizer_help(),
+        on_change=set_quantizer,
+        args=(path, field, key),
+    )
     if choice == NO_QUANTIZER:
         layer[field] = None
         return
@@ -145,8 +160,9 @@ def quantizer_editor(path: tuple, layer: dict, field: str, label: str) -> None:
         widget_key = state.widget_key(_key(path), field, choice, param)
         if param in info.choices:
             allowed = [c for c in info.choices[param] if role == "kernel" or info.kernel_only.get(param) != c]
-            params[param] = st.selectbox(param, allowed, index=allowed.index(value) if value in allowed else 0,
-                                         key=widget_key)
+            params[param] = st.selectbox(
+                param, allowed, index=allowed.index(value) if value in allowed else 0, key=widget_key
+            )
         elif isinstance(default, bool):
             params[param] = st.checkbox(param, value=bool(value), key=widget_key)
         elif isinstance(default, int):
@@ -162,9 +178,13 @@ def _quantizer_help() -> str:
 
 def _int_field(path: tuple, layer: dict, field: str, label: str, default: int | None = None) -> None:
     value = layer.get(field, default)
-    number = st.number_input(label, value=value if isinstance(value, int) else None, step=1,
-                             key=state.widget_key(_key(path), field),
-                             placeholder="default" if default is None else None)
+    number = st.number_input(
+        label,
+        value=value if isinstance(value, int) else None,
+        step=1,
+        key=state.widget_key(_key(path), field),
+        placeholder="default" if default is None else None,
+    )
     if number is None:
         layer.pop(field, None)
     else:
@@ -173,14 +193,25 @@ def _int_field(path: tuple, layer: dict, field: str, label: str, default: int | 
 
 def _float_field(path: tuple, layer: dict, field: str, label: str, default: float) -> None:
     value = layer.get(field, default)
-    layer[field] = float(st.number_input(label, value=float(value) if isinstance(value, (int, float)) else default,
-                                         format="%g", step=0.05, key=state.widget_key(_key(path), field)))
+    layer[field] = float(
+        st.number_input(
+            label,
+            value=float(value) if isinstance(value, (int, float)) else default,
+            format="%g",
+            step=0.05,
+            key=state.widget_key(_key(path), field),
+        )
+    )
 
 
 def _choice_field(path: tuple, layer: dict, field: str, label: str, options, default) -> None:
     value = layer.get(field, default)
-    layer[field] = st.selectbox(label, options, index=list(options).index(value) if value in options else 0,
-                                key=state.widget_key(_key(path), field))
+    layer[field] = st.selectbox(
+        label,
+        options,
+        index=list(options).index(value) if value in options else 0,
+        key=state.widget_key(_key(path), field),
+    )
 
 
 def weight_layer_fields(path: tuple, layer: dict) -> None:
@@ -199,10 +230,15 @@ def weight_layer_fields(path: tuple, layer: dict) -> None:
         with columns[3]:
             _choice_field(path, layer, "padding", "padding", ("same", "valid"), "same")
     toggle_key = state.widget_key(_key(path), "binary")
-    st.toggle("binary (1-bit weights)", value=layer.get("kernel_quantizer") is not None, key=toggle_key,
-              on_change=set_binary, args=(path, toggle_key),
-              help="On: ste_sign on the weights, and on the inputs unless this is the first weight layer. "
-                   "Off: a full-precision layer.")
+    st.toggle(
+        "binary (1-bit weights)",
+        value=layer.get("kernel_quantizer") is not None,
+        key=toggle_key,
+        on_change=set_binary,
+        args=(path, toggle_key),
+        help="On: ste_sign on the weights, and on the inputs unless this is the first weight layer. "
+        "Off: a full-precision layer.",
+    )
     kernel_column, input_column, extra_column = st.columns(3)
     with kernel_column:
         quantizer_editor(path, layer, "kernel_quantizer", "weight quantizer")
@@ -211,10 +247,13 @@ def weight_layer_fields(path: tuple, layer: dict) -> None:
     with extra_column:
         _choice_field(path, layer, "scaling", "scaling", SCALINGS, "none")
         bias = layer.get("use_bias")
-        choice = st.selectbox("bias", list(BIAS_CHOICES),
-                              index=list(BIAS_CHOICES.values()).index(bias) if bias in (True, False) else 0,
-                              key=state.widget_key(_key(path), "use_bias"),
-                              help="auto: a bias only when the weights are not quantized")
+        choice = st.selectbox(
+            "bias",
+            list(BIAS_CHOICES),
+            index=list(BIAS_CHOICES.values()).index(bias) if bias in (True, False) else 0,
+            key=state.widget_key(_key(path), "use_bias"),
+            help="auto: a bias only when the weights are not quantized",
+        )
         if BIAS_CHOICES[choice] is None:
             layer.pop("use_bias", None)
         else:
@@ -250,8 +289,9 @@ def layer_fields(path: tuple, layer: dict) -> None:
         with middle:
             _float_field(path, layer, "eps", "eps", 1e-5)
         with right:
-            layer["affine"] = st.checkbox("affine", value=bool(layer.get("affine", True)),
-                                          key=state.widget_key(_key(path), "affine"))
+            layer["affine"] = st.checkbox(
+                "affine", value=bool(layer.get("affine", True)), key=state.widget_key(_key(path), "affine")
+            )
     elif kind == "dropout":
         _float_field(path, layer, "rate", "rate", 0.2)
     elif kind == "activation":
@@ -287,12 +327,29 @@ def layer_block(path: tuple[int, ...], layer: dict, count: int):
         title, up, down, remove = st.columns([8, 1, 1, 1], vertical_alignment="center")
         title = title.empty()
         title.markdown(f"**{_key(path)} · {layer.get('type', '?')}**")
-        up.button("↑", key=state.widget_key(_key(path), "up"), on_click=move_layer, args=(path, -1),
-                  disabled=index == 0, help="move up")
-        down.button("↓", key=state.widget_key(_key(path), "down"), on_click=move_layer, args=(path, 1),
-                    disabled=index == count - 1, help="move down")
-        remove.button("✕", key=state.widget_key(_key(path), "remove"), on_click=remove_layer, args=(path,),
-                      help="remove this layer")
+        up.button(
+            "↑",
+            key=state.widget_key(_key(path), "up"),
+            on_click=move_layer,
+            args=(path, -1),
+            disabled=index == 0,
+            help="move up",
+        )
+        down.button(
+            "↓",
+            key=state.widget_key(_key(path), "down"),
+            on_click=move_layer,
+            args=(path, 1),
+            disabled=index == count - 1,
+            help="move down",
+        )
+        remove.button(
+            "✕",
+            key=state.widget_key(_key(path), "remove"),
+            on_click=remove_layer,
+            args=(path,),
+            help="remove this layer",
+        )
         slot = st.empty()
         layer_fields(path, layer)
     return title, slot
@@ -302,10 +359,22 @@ def add_layer_controls(parent: tuple[int, ...] = ()) -> None:
     """Add a layer to the network, or (``parent``: a shortcut's path) to a shortcut's inner layers."""
     where = f"_{_key(parent)}" if parent else ""
     kind_column, position_column, button_column = st.columns([2, 2, 1], vertical_alignment="bottom")
-    kind = kind_column.selectbox("layer type" if not parent else "inner layer type", LAYER_TYPES,
-                                 key=f"design_new_layer_type{where}")
+    kind = kind_column.selectbox(
+        "layer type" if not parent else "inner layer type", LAYER_TYPES, key=f"design_new_layer_type{where}"
+    )
     count = len(_siblings(parent + (0,)))
-    position = position_column.number_input("at position", min_value=0, max_value=count, value=count, step=1,
-                                            key=state.widget_key("new_layer_position" + where))
-    button_column.button("Add layer" if not parent else "Add inner layer", key=f"design_add_layer{where}",
-                         on_click=add_layer, args=(kind, int(position), parent), type="primary")
+    position = position_column.number_input(
+        "at position",
+        min_value=0,
+        max_value=count,
+        value=count,
+        step=1,
+        key=state.widget_key("new_layer_position" + where),
+    )
+    button_column.button(
+        "Add layer" if not parent else "Add inner layer",
+        key=f"design_add_layer{where}",
+        on_click=add_layer,
+        args=(kind, int(position), parent),
+        type="primary",
+    )

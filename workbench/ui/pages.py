@@ -16,14 +16,30 @@ class Page:
 # The first entry is the default page; the pages with a ``flow`` text are the workflow's steps, in order.
 PAGES = (
     Page("pages/home.py", "Home", ":material/home:"),
-    Page("pages/design.py", "Design", ":material/schema:",
-         "lay out the layers and their quantizers; see parameters, memory and MACs."),
-    Page("pages/train.py", "Train", ":material/model_training:",
-         "pick data and training tricks; watch loss, accuracy and weight flips live."),
-    Page("pages/inspect.py", "Inspect", ":material/query_stats:",
-         "latent weights, saturation, flips, one neuron's bits, confusions."),
-    Page("pages/deploy.py", "Deploy", ":material/rocket_launch:",
-         "pack to bits and run the XNOR-popcount engine; memory and speed vs float."),
+    Page(
+        "pages/design.py",
+        "Design",
+        ":material/schema:",
+        "lay out the layers and their quantizers; see parameters, memory and MACs.",
+    ),
+    Page(
+        "pages/train.py",
+        "Train",
+        ":material/model_training:",
+        "pick data and training tricks; watch loss, accuracy and weight flips live.",
+    ),
+    Page(
+        "pages/inspect.py",
+        "Inspect",
+        ":material/query_stats:",
+        "latent weights, saturation, flips, one neuron's bits, confusions.",
+    ),
+    Page(
+        "pages/deploy.py",
+        "Deploy",
+        ":material/rocket_launch:",
+        "pack to bits and run the XNOR-popcount engine; memory and speed vs float.",
+    ),
     Page("pages/export.py", "Export", ":material/download:", "download the .bnn file and the code that loads it."),
     Page("pages/runs.py", "Runs", ":material/table_rows:"),
 )

@@ -7,6 +7,7 @@ that show a spec field are keyed with the spec's *version*, so replacing or rest
 Both specs are also kept as drafts (workbench.ui.drafts), so a reloaded tab or a restarted app carries
 on with the network being built and the training settings chosen instead of falling back to defaults.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,6 +26,7 @@ from workbench.ui.drafts import Draft
 SPEC_KEY = "network_spec"
 SPEC_VERSION_KEY = "network_spec_version"
 TRAINING_KEY = "training_spec"
+UPLOAD_ERROR_KEY = "design_upload_error"  # why the last spec upload was refused, shown on Design
 DEFAULT_PRESET = "binary-mlp"
 
 
@@ -59,7 +61,9 @@ def get_spec() -> dict:
 
 
 def set_spec(spec: dict) -> None:
-    """Replace the spec (and its draft); widgets showing the old one are dropped."""
+    """Replace the spec (and its draft); widgets showing the old one are dropped, and so is the error of an
+    upload refused earlier: it no longer concerns the spec shown."""
+    st.session_state.pop(UPLOAD_ERROR_KEY, None)
     st.session_state[SPEC_KEY] = copy.deepcopy(spec)
     bump_version()
     DESIGN_DRAFT.save(st.session_state[SPEC_KEY])
@@ -80,7 +84,7 @@ def spec_version() -> int:
 
 def widget_key(*parts) -> str:
     """A widget key tied to the current spec version."""
-    return "spec{}_".format(spec_version()) + "_".join(str(part) for part in parts)
+    return f"spec{spec_version()}_" + "_".join(str(part) for part in parts)
 
 
 def get_training_spec() -> dict:

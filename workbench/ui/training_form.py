@@ -3,6 +3,7 @@
 Both functions only collect choices; they return a data reference for workbench.core.data.load_dataset and
 a raw training spec for workbench.core.spec.validate_training_spec, which the page checks before starting.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def upload_ref(paths: list[Path]) -> str:
         return str(paths[0])
     images = [p for p in paths if "images" in p.name]
     if len(images) != 1:
-        raise ValueError("upload: give one .npz or .csv file, or an IDX images file with its labels file "
-                         f"(names with 'images' and 'labels'); got {', '.join(p.name for p in paths)}")
+        raise ValueError(
+            "upload: give one .npz or .csv file, or an IDX images file with its labels file "
+            f"(names with 'images' and 'labels'); got {', '.join(p.name for p in paths)}"
+        )
     return str(images[0])
 
 
@@ -49,19 +52,30 @@ def data_picker(runs_dir: Path, default: str | None) -> str | None:
         return "mnist-sample"
     if source == DATA_SOURCES[1]:
         choices = list(SYNTHETIC)
-        kind = st.selectbox("set", choices, index=choices.index(default) if default in choices else 0,
-                            format_func=lambda name: f"{name}: {BUILTIN_DATASETS[name]}", key="train_synthetic")
+        kind = st.selectbox(
+            "set",
+            choices,
+            index=choices.index(default) if default in choices else 0,
+            format_func=lambda name: f"{name}: {BUILTIN_DATASETS[name]}",
+            key="train_synthetic",
+        )
         return kind
     if source == DATA_SOURCES[2]:
-        files = st.file_uploader("a .npz (arrays x, y), a .csv (a 'label' column) or IDX files (images + labels)",
-                                 type=["npz", "csv", "idx", "gz", "ubyte"], accept_multiple_files=True,
-                                 key="train_upload")
+        files = st.file_uploader(
+            "a .npz (arrays x, y), a .csv (a 'label' column) or IDX files (images + labels)",
+            type=["npz", "csv", "idx", "gz", "ubyte"],
+            accept_multiple_files=True,
+            key="train_upload",
+        )
         if not files:
             return None
         paths = [save_upload(runs_dir, file.name, file.getvalue()) for file in files]
         return upload_ref(paths)
-    folder = st.text_input("folder with the four MNIST IDX files (.gz or raw)",
-                           value=os.environ.get("BNN_MNIST_DIR", ""), key="train_mnist_dir")
+    folder = st.text_input(
+        "folder with the four MNIST IDX files (.gz or raw)",
+        value=os.environ.get("BNN_MNIST_DIR", ""),
+        key="train_mnist_dir",
+    )
     return f"mnist:{folder.strip()}" if folder.strip() else None
 
 
@@ -79,13 +93,28 @@ def training_form(defaults: dict, teacher_runs: dict[str, str]) -> dict:
     ts: dict = {}
     basics = st.columns(5)
     ts["epochs"] = int(basics[0].number_input("epochs", value=int(defaults["epochs"]), step=1, key="ts_epochs"))
-    ts["batch_size"] = int(basics[1].number_input("batch size", value=int(defaults["batch_size"]), step=16,
-                                                  key="ts_batch_size"))
-    ts["seed"] = int(basics[2].number_input("seed", value=int(defaults["seed"]), step=1, key="ts_seed",
-                                            help="seeds the weights, the shuffling and the validation split"))
-    ts["validation_split"] = float(basics[3].number_input(
-        "validation share", value=float(defaults["validation_split"]), step=0.05, format="%g", key="ts_val",
-        help="share of the training set held out to pick the best epoch"))
+    ts["batch_size"] = int(
+        basics[1].number_input("batch size", value=int(defaults["batch_size"]), step=16, key="ts_batch_size")
+    )
+    ts["seed"] = int(
+        basics[2].number_input(
+            "seed",
+            value=int(defaults["seed"]),
+            step=1,
+            key="ts_seed",
+            help="seeds the weights, the shuffling and the validation split",
+        )
+    )
+    ts["validation_split"] = float(
+        basics[3].number_input(
+            "validation share",
+            value=float(defaults["validation_split"]),
+            step=0.05,
+            format="%g",
+            key="ts_val",
+            help="share of the training set held out to pick the best epoch",
+        )
+    )
 
     optimizer_column, schedule_column = st.columns(2)
     with optimizer_column:
@@ -96,35 +125,58 @@ def training_form(defaults: dict, teacher_runs: dict[str, str]) -> dict:
     left, right = st.columns(2)
     with left:
         clip = defaults["weight_clip"]
-        if _explained_toggle("weight clip", clip is not None, "ts_clip_on",
-                             "Clip latent weights to [-b, b] after each step, so they stay where the "
-                             "straight-through gradient is non-zero and can still flip."):
-            ts["weight_clip"] = float(st.number_input("bound b", value=float(clip or 1.0), step=0.1, format="%g",
-                                                      key="ts_clip"))
+        if _explained_toggle(
+            "weight clip",
+            clip is not None,
+            "ts_clip_on",
+            "Clip latent weights to [-b, b] after each step, so they stay where the "
+            "straight-through gradient is non-zero and can still flip.",
+        ):
+            ts["weight_clip"] = float(
+                st.number_input("bound b", value=float(clip or 1.0), step=0.1, format="%g", key="ts_clip")
+            )
         else:
             ts["weight_clip"] = None
         ts["distillation"] = _distillation(defaults, teacher_runs)
     with right:
         soft = defaults["soft_binarization"]
-        if _explained_toggle("soft-to-hard binarization", soft is not None, "ts_soft_on",
-                             "soft_sign quantizers use tanh(x/T) with T lowered geometrically to a hard sign "
-                             "(only layers that use soft_sign are affected)."):
+        if _explained_toggle(
+            "soft-to-hard binarization",
+            soft is not None,
+            "ts_soft_on",
+            "soft_sign quantizers use tanh(x/T) with T lowered geometrically to a hard sign "
+            "(only layers that use soft_sign are affected).",
+        ):
             soft = soft or {"start_temperature": 1.0, "end_temperature": 0.01}
             a, b = st.columns(2)
             ts["soft_binarization"] = {
-                "start_temperature": float(a.number_input("start T", value=float(soft["start_temperature"]),
-                                                          format="%g", key="ts_soft_start")),
-                "end_temperature": float(b.number_input("end T", value=float(soft["end_temperature"]),
-                                                        format="%g", key="ts_soft_end"))}
+                "start_temperature": float(
+                    a.number_input("start T", value=float(soft["start_temperature"]), format="%g", key="ts_soft_start")
+                ),
+                "end_temperature": float(
+                    b.number_input("end T", value=float(soft["end_temperature"]), format="%g", key="ts_soft_end")
+                ),
+            }
         else:
             ts["soft_binarization"] = None
         two_stage = defaults["two_stage"]
-        if _explained_toggle("two-stage training", two_stage is not None, "ts_two_stage_on",
-                             "First train with binary activations and real weights, then binarize the "
-                             "weights too (eases the optimisation of fully binary layers)."):
-            ts["two_stage"] = {"first_epochs": int(st.number_input(
-                "epochs of stage one", value=int((two_stage or {}).get("first_epochs", 2)), step=1,
-                key="ts_two_stage"))}
+        if _explained_toggle(
+            "two-stage training",
+            two_stage is not None,
+            "ts_two_stage_on",
+            "First train with binary activations and real weights, then binarize the "
+            "weights too (eases the optimisation of fully binary layers).",
+        ):
+            ts["two_stage"] = {
+                "first_epochs": int(
+                    st.number_input(
+                        "epochs of stage one",
+                        value=int((two_stage or {}).get("first_epochs", 2)),
+                        step=1,
+                        key="ts_two_stage",
+                    )
+                )
+            }
         else:
             ts["two_stage"] = None
     return ts
@@ -133,23 +185,39 @@ def training_form(defaults: dict, teacher_runs: dict[str, str]) -> dict:
 def _optimizer(defaults: dict) -> tuple[dict, dict | None]:
     names = ["adam", "sgd", "bop"]
     given = defaults["optimizer"]
-    name = st.selectbox("optimizer", names, index=names.index(given["name"]), key="ts_optimizer",
-                        help="adam / sgd update latent weights; bop flips binary weights directly")
-    lr = st.number_input("learning rate", value=float(given.get("lr", 0.001)), format="%g", step=0.0005,
-                         key="ts_lr", help="for bop: the Adam learning rate of the real-valued parameters")
+    name = st.selectbox(
+        "optimizer",
+        names,
+        index=names.index(given["name"]),
+        key="ts_optimizer",
+        help="adam / sgd update latent weights; bop flips binary weights directly",
+    )
+    lr = st.number_input(
+        "learning rate",
+        value=float(given.get("lr", 0.001)),
+        format="%g",
+        step=0.0005,
+        key="ts_lr",
+        help="for bop: the Adam learning rate of the real-valued parameters",
+    )
     optimizer = {"name": name, "lr": float(lr)}
     bop_schedule = None
     if name == "sgd":
-        optimizer["momentum"] = float(st.number_input("momentum", value=float(given.get("momentum", 0.9)),
-                                                      format="%g", key="ts_momentum"))
+        optimizer["momentum"] = float(
+            st.number_input("momentum", value=float(given.get("momentum", 0.9)), format="%g", key="ts_momentum")
+        )
     elif name == "bop":
-        st.caption("Bop keeps a moving average m of the gradient (rate gamma) and flips a binary weight when "
-                   "|m| exceeds the threshold tau and agrees in sign with the weight.")
+        st.caption(
+            "Bop keeps a moving average m of the gradient (rate gamma) and flips a binary weight when "
+            "|m| exceeds the threshold tau and agrees in sign with the weight."
+        )
         a, b = st.columns(2)
-        optimizer["threshold"] = float(a.number_input("threshold tau", value=float(given.get("threshold", 1e-8)),
-                                                      format="%g", key="ts_bop_tau"))
-        optimizer["gamma"] = float(b.number_input("gamma", value=float(given.get("gamma", 1e-4)), format="%g",
-                                                  key="ts_bop_gamma"))
+        optimizer["threshold"] = float(
+            a.number_input("threshold tau", value=float(given.get("threshold", 1e-8)), format="%g", key="ts_bop_tau")
+        )
+        optimizer["gamma"] = float(
+            b.number_input("gamma", value=float(given.get("gamma", 1e-4)), format="%g", key="ts_bop_gamma")
+        )
         if st.toggle("decay tau and gamma", value=defaults.get("bop_schedule") is not None, key="ts_bop_decay"):
             bop_schedule = {"threshold_decay": 0.1, "gamma_decay": 0.1, "every": 2}
             st.caption("tau and gamma × 0.1 every 2 epochs")
@@ -159,36 +227,58 @@ def _optimizer(defaults: dict) -> tuple[dict, dict | None]:
 def _schedule(defaults: dict) -> dict:
     names = ["constant", "cosine", "step", "exponential"]
     given = defaults["lr_schedule"]
-    name = st.selectbox("learning-rate schedule", names, index=names.index(given["name"]), key="ts_schedule",
-                        help="cosine: decays to 0 over the run; step: × gamma every step_size epochs; "
-                             "exponential: × gamma every epoch")
+    name = st.selectbox(
+        "learning-rate schedule",
+        names,
+        index=names.index(given["name"]),
+        key="ts_schedule",
+        help="cosine: decays to 0 over the run; step: × gamma every step_size epochs; exponential: × gamma every epoch",
+    )
     schedule = {"name": name}
     if name == "step":
-        schedule["step_size"] = int(st.number_input("step size (epochs)", value=int(given.get("step_size", 1)),
-                                                    step=1, key="ts_step_size"))
+        schedule["step_size"] = int(
+            st.number_input("step size (epochs)", value=int(given.get("step_size", 1)), step=1, key="ts_step_size")
+        )
     if name in ("step", "exponential"):
-        schedule["gamma"] = float(st.number_input("gamma", value=float(given.get("gamma", 0.1 if name == "step"
-                                                                                   else 0.95)),
-                                                  format="%g", key="ts_schedule_gamma"))
+        schedule["gamma"] = float(
+            st.number_input(
+                "gamma",
+                value=float(given.get("gamma", 0.1 if name == "step" else 0.95)),
+                format="%g",
+                key="ts_schedule_gamma",
+            )
+        )
     return schedule
 
 
 def _distillation(defaults: dict, teacher_runs: dict[str, str]) -> dict | None:
     given = defaults["distillation"]
-    if not _explained_toggle("distillation", given is not None, "ts_kd_on",
-                             "Learn from a teacher's softened outputs as well as the labels: "
-                             "alpha·T²·KL(teacher‖student) + (1 − alpha)·cross-entropy."):
+    if not _explained_toggle(
+        "distillation",
+        given is not None,
+        "ts_kd_on",
+        "Learn from a teacher's softened outputs as well as the labels: "
+        "alpha·T²·KL(teacher‖student) + (1 − alpha)·cross-entropy.",
+    ):
         return None
     given = given or {"teacher": "float_twin", "alpha": 0.9, "temperature": 4.0}
     options = ["float_twin", *teacher_runs]
     current = given.get("teacher_run") or "float_twin"
-    teacher = st.selectbox("teacher", options, index=options.index(current) if current in options else 0,
-                           format_func=lambda v: "the float twin (trained first)" if v == "float_twin"
-                           else teacher_runs[v], key="ts_kd_teacher")
+    teacher = st.selectbox(
+        "teacher",
+        options,
+        index=options.index(current) if current in options else 0,
+        format_func=lambda v: "the float twin (trained first)" if v == "float_twin" else teacher_runs[v],
+        key="ts_kd_teacher",
+    )
     a, b = st.columns(2)
-    result = {"alpha": float(a.number_input("alpha", value=float(given.get("alpha", 0.9)), format="%g",
-                                            key="ts_kd_alpha")),
-              "temperature": float(b.number_input("temperature T", value=float(given.get("temperature", 4.0)),
-                                                  format="%g", key="ts_kd_temperature"))}
+    result = {
+        "alpha": float(a.number_input("alpha", value=float(given.get("alpha", 0.9)), format="%g", key="ts_kd_alpha")),
+        "temperature": float(
+            b.number_input(
+                "temperature T", value=float(given.get("temperature", 4.0)), format="%g", key="ts_kd_temperature"
+            )
+        ),
+    }
     result["teacher" if teacher == "float_twin" else "teacher_run"] = teacher
     return result

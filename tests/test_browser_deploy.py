@@ -35,7 +35,7 @@ from test_browser import (
     run_steps,
     settle,
     shot,
-    until,
+    wait_idle,
 )
 
 from workbench.core.data import load_dataset
@@ -142,29 +142,22 @@ def step_speed(page, flow):
 def step_draw(page, flow):
     """Draw a '1' with the mouse on the canvas and see the engine's prediction."""
     main(page).get_by_text("Draw", exact=True).click()
-    canvas = main(page).locator("canvas").last
-    expect(canvas).to_be_visible()
+    # Fabric.js adds its upper canvas when it attaches its mouse handlers; any other canvas on the page (a
+    # dataframe's) is not the drawing surface
+    canvas = main(page).locator("canvas.upper-canvas")
+    expect(canvas).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page)  # the page no longer moves: the box below is where the canvas stays
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x + 2 * step % 3, box["y"] + box["height"] * (0.15 + 0.7 * step / 20), steps=2)
+    page.mouse.up()
     prediction = main(page).get_by_text(re.compile(r"Prediction: \d \("))
-
-    def drawn() -> bool:
-        """One stroke down the middle; True once the engine's answer shows. A stroke made before Fabric.js
-        has attached its mouse handlers draws nothing, so the caller draws again (over the same line)."""
-        box = canvas.bounding_box()
-        x = box["x"] + box["width"] / 2
-        page.mouse.move(x, box["y"] + box["height"] * 0.15)
-        page.mouse.down()
-        for step in range(1, 21):
-            page.mouse.move(x + 2 * step % 3, box["y"] + box["height"] * (0.15 + 0.7 * step / 20), steps=2)
-        page.mouse.up()
-        try:
-            expect(prediction).to_be_visible(timeout=20_000)
-        except AssertionError:
-            return False
-        return True
-
-    until(drawn, 180, "a prediction for the drawn digit", poll_ms=100)
+    expect(prediction).to_be_visible(timeout=2 * WAIT_MS)
     expect(main(page).get_by_text("what the engine sees")).to_be_visible()
-    flow["drawn_prediction"] = main(page).get_by_text(re.compile(r"Prediction: \d \(")).first.text_content()
+    flow["drawn_prediction"] = prediction.first.text_content()
     no_exception(page)
     canvas.scroll_into_view_if_needed()
     shot(page, "13_deploy_draw")

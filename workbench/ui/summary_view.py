@@ -66,17 +66,18 @@ def show_summary(normalised_spec: dict) -> None:
 
 
 # summary row key -> (column header, width in pixels, help); the widths add up to what the main area of a
-# 1400 px window holds beside the sidebar (about 940 px), so the table does not scroll sideways
+# 1400 px window holds beside the sidebar (938 px), so the table does not scroll sideways; a long
+# "stored as" text is cut (hovering shows it)
 COLUMNS = {
-    "name": ("layer", 110, None),
+    "name": ("layer", 105, None),
     "output_shape": ("output shape", 95, "channels-first, one sample"),
-    "params": ("parameters", 85, None),
-    "params_1bit": ("1-bit params", 80, "parameters stored as one bit each"),
-    "params_32bit": ("32-bit params", 85, "parameters kept in float32 (batch norm, biases, float layers)"),
-    "memory_fp32_bytes": ("float32 bytes", 90, "the layer's parameters as float32"),
-    "memory_packed_bytes": ("packed bytes", 90, "what the exported .bnn stores for the layer"),
-    "stored": ("stored as", 140, None),
-    "macs_binary": ("binary MACs", 80, "multiply-accumulates done as XNOR-popcount, per sample"),
+    "params": ("parameters", 80, None),
+    "params_1bit": ("1-bit params", 90, "parameters stored as one bit each"),
+    "params_32bit": ("32-bit params", 95, "parameters kept in float32 (batch norm, biases, float layers)"),
+    "memory_fp32_bytes": ("float32 bytes", 85, "the layer's parameters as float32"),
+    "memory_packed_bytes": ("packed bytes", 85, "what the exported .bnn stores for the layer"),
+    "stored": ("stored as", 130, None),
+    "macs_binary": ("binary MACs", 90, "multiply-accumulates done as XNOR-popcount, per sample"),
     "macs_float": ("float MACs", 75, "multiply-accumulates in floating point, per sample"),
 }
 COUNTS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli import app, bench, export, predict, runs, train, worker
+from workbench.cli import app, bench, export, footprint, predict, runs, train, worker
 
-COMMANDS = (train, runs, export, predict, bench, app, worker)
+COMMANDS = (train, runs, export, predict, footprint, bench, app, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

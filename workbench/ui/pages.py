@@ -16,6 +16,7 @@ class Page:
 # The first entry is the default page; the pages with a ``flow`` text are the workflow's steps, in order.
 PAGES = (
     Page("pages/home.py", "Home", ":material/home:"),
+    Page("pages/playground.py", "Playground", ":material/toys:"),
     Page(
         "pages/design.py",
         "Design",

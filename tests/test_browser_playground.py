@@ -1,0 +1,183 @@
+"""The playground in a real browser: open a prepared link, play, see both boundaries move, pause, step one epoch,
+reload and find the same run at the same epoch.
+
+Screenshots go to screenshots/ (gitignored).
+"""
+
+import os
+import re
+import time
+
+import pytest
+from app_server import ROOT, running_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "screenshots"
+WAIT_MS = 90_000
+LINK = "/playground?dataset=moons&layers=6,6&points=300&seed=7&noise=10&epoch=0"
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    if sync_playwright is None:
+        pytest.skip("playwright is not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with running_app(tmp_path_factory.mktemp("playground_runs")) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 2000})
+        tab.set_default_timeout(WAIT_MS)
+        tab.app_url = url
+        yield tab
+        browser.close()
+
+
+# The two boundary maps as the page shows them: network -> the image's URL (Streamlit names a media file by a hash
+# of its content, so a new URL is a new picture).
+BOUNDARIES_JS = """() => {
+  const out = {};
+  for (const kind of ['bnn', 'float']) {
+    const image = document.querySelector('.st-key-pg_boundary_' + kind + ' img');
+    if (image && image.complete && image.naturalWidth > 0) out[kind] = image.getAttribute('src');
+  }
+  return out;
+}"""
+
+
+def boundaries(page) -> dict:
+    return page.evaluate(BOUNDARIES_JS)
+
+
+def epoch(page) -> int:
+    text = page.get_by_role("heading", name=re.compile(r"^Epoch \d+")).first.inner_text()
+    return int(re.search(r"\d+", text).group())
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def button(page, key: str):
+    return page.locator(f".st-key-{key} button").first  # a button with a help tooltip nests a second one
+
+
+def no_exception(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def wait_for_boundaries(page) -> dict:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        found = boundaries(page)
+        if set(found) == {"bnn", "float"}:
+            return found
+        page.wait_for_timeout(200)
+    raise AssertionError("the two decision boundaries were not drawn")
+
+
+def settled(page) -> tuple[int, dict]:
+    """(epoch, boundaries) once two looks a second apart agree (no frame in flight)."""
+    previous = None
+    for _ in range(30):
+        now = (epoch(page), wait_for_boundaries(page))
+        if now == previous:
+            return now
+        previous = now
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"the page did not settle: {previous}")
+
+
+def test_link_play_pause_step_reload(page):
+    page.goto(page.app_url + LINK)
+    expect(page.get_by_role("heading", name="Playground", level=1)).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("heading", name="Epoch 0")).to_be_visible(timeout=WAIT_MS)
+    first = wait_for_boundaries(page)
+    no_exception(page)
+    shot(page, "21_playground_opened")
+
+    button(page, "pg_play").click()
+    expect(button(page, "pg_play")).to_contain_text("Pause", timeout=WAIT_MS)
+    deadline = time.monotonic() + 120
+    while epoch(page) < 20 and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    playing = wait_for_boundaries(page)
+    shot(page, "22_playground_playing")
+    assert playing["bnn"] != first["bnn"] and playing["float"] != first["float"], (first, playing)
+    assert "play=1" in page.url
+
+    button(page, "pg_play").click()  # pause
+    expect(button(page, "pg_play")).to_contain_text("Play", timeout=WAIT_MS)
+    paused_epoch, paused = settled(page)
+    page.wait_for_timeout(2000)
+    assert (epoch(page), wait_for_boundaries(page)) == (paused_epoch, paused), "the run went on while paused"
+
+    button(page, "pg_step").click()
+    expect(page.get_by_role("heading", name=f"Epoch {paused_epoch + 1}")).to_be_visible(timeout=WAIT_MS)
+    stepped_epoch, stepped = settled(page)
+    assert stepped_epoch == paused_epoch + 1 and stepped != paused
+    assert f"epoch={stepped_epoch}" in page.url and "play=" not in page.url
+    no_exception(page)
+    shot(page, "23_playground_stepped")
+
+    page.reload()
+    expect(page.get_by_role("heading", name=f"Epoch {stepped_epoch}")).to_be_visible(timeout=WAIT_MS)
+    wait_for_boundaries(page)
+    assert settled(page) == (stepped_epoch, stepped), "the reloaded tab shows another run"
+    no_exception(page)
+    shot(page, "24_playground_reloaded")
+
+
+def test_lecture_link(page):
+    page.goto(
+        page.app_url + "/playground?lecture=1&hide=optimizer,lr&scenario=widened&"
+        "dataset=moons&layers=16,16&quantizer=approx_sign"
+    )
+    expect(page.get_by_role("heading", name="Epoch 0")).to_be_visible(timeout=WAIT_MS)
+    wait_for_boundaries(page)
+    expect(page.get_by_test_id("stSidebar")).to_be_hidden(timeout=WAIT_MS)
+    expect(page.get_by_text("Sixteen neurons per layer", exact=False).first).to_be_visible(timeout=WAIT_MS)
+    no_exception(page)
+    shot(page, "25_playground_lecture")
+
+
+# Where a neuron's transparent click target lies on screen: (x, y, its label); index 0 and 1 are the inputs.
+NEURON_JS = """(index) => {
+  const plot = document.querySelector('.st-key-pg_diagram .js-plotly-plot');
+  const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+  const marks = plot.data[plot.data.length - 1];
+  return [box.left + xa._offset + xa.l2p(marks.x[index]), box.top + ya._offset + ya.l2p(marks.y[index]),
+          marks.text[index]];
+}"""
+
+
+def test_click_a_neuron_shows_its_map(page):
+    page.goto(page.app_url + "/playground?dataset=moons&layers=6,6&points=300&epoch=5")
+    expect(page.get_by_role("heading", name="Epoch 5")).to_be_visible(timeout=WAIT_MS)
+    wait_for_boundaries(page)
+    page.locator(".st-key-pg_diagram").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    x, y, label = page.evaluate(NEURON_JS, 2 + 3)  # layer 1, neuron 4
+    assert label == "layer 1, neuron 4"
+    page.mouse.click(x, y)
+    title = page.locator(".st-key-pg_neuron_map").get_by_text("layer 1, neuron 4")
+    expect(title).to_be_visible(timeout=WAIT_MS)
+    no_exception(page)
+    shot(page, "26_playground_neuron")

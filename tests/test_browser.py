@@ -127,10 +127,18 @@ def no_exception(page) -> None:
 
 
 def set_number(page, label: str, value, nth: int = 0) -> None:
-    """Type a number and submit it; returns once the app has rerun with it."""
+    """Type a number and submit it; returns once the app has rerun with it.
+
+    Typed only once the page's script run has ended: a run still rendering the page (a loaded machine) rebuilds
+    the field with its old value. If a late rerun replaced the field anyway, it is typed again (three tries)."""
     field = main(page).get_by_label(label, exact=True).nth(nth)
-    field.fill(str(value))
-    field.press("Enter")
+    for attempt in range(3):
+        wait_idle(page)
+        field.fill(str(value))
+        field.press("Enter")
+        wait_idle(page)
+        if field.input_value() == str(value) or attempt == 2:
+            break
     expect(field).to_have_value(str(value))
     wait_idle(page)
 

@@ -7,7 +7,6 @@ examples load a checkpoint. The computing lives in workbench/ui/inspect_view.py.
 
 import streamlit as st
 
-from workbench.core.data import load_dataset
 from workbench.runs.store import RunStore
 from workbench.runs.trained import load_trained_model
 from workbench.train.evaluation import evaluate_model
@@ -19,6 +18,7 @@ from workbench.ui.figures import (
     neuron_figure,
 )
 from workbench.ui.neuron import neuron_view
+from workbench.ui.run_data import run_dataset
 from workbench.ui.widgets import by_position, pick_run_or_stop, show_error, show_run_error, to_image
 
 GALLERY_SIZE = 24
@@ -33,11 +33,6 @@ def _model(runs_dir: str, run_id: str, which, stamp: float):
     return load_trained_model(run_id, RunStore(runs_dir), which)[0]
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
-def _dataset(data_ref: str, seed: int):
-    return load_dataset(data_ref, seed=seed)
-
-
 @st.cache_data(max_entries=4, show_spinner=False)
 def _weight_histograms(runs_dir: str, run_id: str, which, stamp: float) -> dict:
     """A float run's weight histograms of one checkpoint file version (computed once, not on every rerun)."""
@@ -45,8 +40,9 @@ def _weight_histograms(runs_dir: str, run_id: str, which, stamp: float) -> dict:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Evaluating on the test split…")
-def _evaluation(runs_dir: str, run_id: str, which, stamp: float, data_ref: str, seed: int):
-    return evaluate_model(_model(runs_dir, run_id, which, stamp), _dataset(data_ref, seed), "test")
+def _evaluation(runs_dir: str, run_id: str, which, stamp: float, _dataset):
+    """The checkpoint scored on the run's own test split (not hashed: a run's data and split never change)."""
+    return evaluate_model(_model(runs_dir, run_id, which, stamp), _dataset, "test")
 
 
 run_id = pick_run_or_stop(store, key="inspect_run")
@@ -196,9 +192,8 @@ else:
 # ------------------------------------------------------------ test split: confusions and mistakes
 st.subheader("Test split")
 try:
-    evaluation = _evaluation(
-        str(store.runs_dir), run_id, which, stamp, record.data_ref, int(record.training_spec.get("seed", 0))
-    )
+    dataset = run_dataset(record)
+    evaluation = _evaluation(str(store.runs_dir), run_id, which, stamp, dataset)
 except (ValueError, FileNotFoundError) as error:
     show_error(error)
     st.stop()
@@ -206,7 +201,6 @@ st.metric("test accuracy", f"{evaluation.accuracy:.2%}")
 st.plotly_chart(confusion_figure(evaluation.confusion, evaluation.class_names), key="inspect_confusion")
 wrong = evaluation.misclassified
 st.markdown(f"**Misclassified: {len(wrong)} of {len(evaluation.labels)}** (most confident mistakes first)")
-dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
 names = evaluation.class_names
 shown = wrong[:GALLERY_SIZE]
 if len(shown) and to_image(dataset.x_test[shown[0]], dataset.preprocessing) is not None:

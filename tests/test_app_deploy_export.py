@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from workbench.core.data import load_dataset
+from workbench.core.data import load_dataset, load_run_data
 from workbench.core.presets import preset
 from workbench.core.spec import default_training_spec
 from workbench.deploy import bnnfile
@@ -345,3 +345,29 @@ def test_one_slot_replaces_instead_of_growing():
     assert deploy_view.one_slot(cache, "s", ("a", 1), compute) == 1
     assert deploy_view.one_slot(cache, "s", ("b", 1), compute) == 2
     assert list(cache) == ["s"] and len(calls) == 2
+
+
+def test_deploy_and_inspect_evaluate_on_the_runs_own_split(tmp_path, monkeypatch):
+    """A one-set CSV trained with seed 1 and a 35% test share: both pages show that run's test rows, not a
+    default re-split (seed 0, 20%), so nothing shown as 'test' was trained on."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    points = rng.normal(size=(200, 2)) + 2.0 * labels[:, None]
+    data = tmp_path / "points.csv"
+    data.write_text("label,a,b\n" + "\n".join(f"{y},{a:.4f},{b:.4f}" for y, (a, b) in zip(labels, points)) + "\n")
+    store = RunStore(tmp_path / "runs")
+    training = dict(default_training_spec(), epochs=1, batch_size=32, seed=1, test_split=0.35)
+    run_id = store.create_run("split", preset("toy-mlp"), training, str(data))
+    assert run_worker(run_id, store.runs_dir) == "completed"
+    monkeypatch.setenv("BNN_WORKBENCH_RUNS", str(store.runs_dir))
+    test_rows = len(load_run_data(str(data), store.get_run(run_id).training_spec).y_test)
+    assert test_rows == 70 and test_rows != len(load_dataset(str(data)).y_test)
+
+    deploy = open_page("pages/deploy.py", run_id)
+    no_exceptions(deploy)
+    assert deploy.slider(key="deploy_samples").max == test_rows
+    assert deploy.number_input(key="deploy_sample").max == test_rows - 1
+
+    inspect = open_page("pages/inspect.py", run_id)
+    no_exceptions(inspect)
+    assert any(f"of {test_rows}**" in m.value for m in inspect.markdown), [m.value for m in inspect.markdown]

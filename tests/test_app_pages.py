@@ -320,6 +320,9 @@ def test_train_reattaches_to_the_run_in_the_url(trained_store):
     at.run()
     no_exceptions(at)
     assert any(f"run {first} · completed" in c.value for c in at.caption)
+    record = store.get_run(first)
+    status = next(c.value for c in at.caption if f"run {first} · completed" in c.value)
+    assert f"test accuracy {record.test_accuracy:.2%} · exported checkpoint: {record.best_checkpoint_label}" in status
 
 
 def test_a_finished_run_links_to_inspect_and_deploy(trained_store):
@@ -433,7 +436,10 @@ def test_runs_lists_compares_and_deletes(trained_store):
     no_exceptions(at)
     table = at.dataframe[0].value
     assert set(table["id"]) == {first, second}
-    assert list(table.columns)[:4] == ["name", "status", "best val acc", "test acc"]
+    assert list(table.columns)[:5] == ["name", "status", "best val acc", "test acc", "exported epoch"]
+    shown = dict(zip(table["id"], table["exported epoch"]))
+    for record in store.list_runs():
+        assert shown[record.id] == f"{record.best_epoch} of {record.epochs_done}, val"
     assert len(at.get("plotly_chart")) == 1
     at.selectbox(key="runs_delete").set_value(second).run()
     assert at.button(key="runs_delete_button").disabled

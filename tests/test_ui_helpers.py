@@ -215,6 +215,8 @@ def test_the_runs_table_puts_accuracies_first_and_fits_the_main_area():
         best_val_accuracy=0.9,
         test_accuracy=0.8,
         epochs_done=2,
+        best_epoch=1,
+        chosen_by_validation=True,
         data_ref="moons",
         parent_id=None,
         created_at=0.0,
@@ -222,7 +224,8 @@ def test_the_runs_table_puts_accuracies_first_and_fits_the_main_area():
         error=None,
     )
     rows = runs_rows([record])
-    assert list(rows)[:4] == ["name", "status", "best val acc", "test acc"]
+    assert list(rows)[:5] == ["name", "status", "best val acc", "test acc", "exported epoch"]
+    assert rows["exported epoch"] == ["1 of 2, val"]
     assert rows["best val acc"] == [90.0] and rows["distillation"] == ["from t"] and set(rows) == set(WIDTHS)
     assert sum(WIDTHS.values()) <= 930  # the main area beside the sidebar in a 1400 px window (938 px)
 

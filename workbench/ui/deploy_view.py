@@ -22,7 +22,6 @@ import streamlit as st
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from workbench.core.data import load_dataset
 from workbench.deploy import bnnfile
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.deploy.packed import PackedModel
@@ -32,6 +31,7 @@ from workbench.runs.trained import load_trained_model, pack_run
 from workbench.train.agreement import compare
 from workbench.train.benchmark import torch_float_twin_runner
 from workbench.ui.figures import BINARY_COLOR, FP32_COLOR, _layout, layer_bars_figure
+from workbench.ui.run_data import run_dataset
 from workbench.ui.widgets import pick_run_or_stop, show_error, to_image
 
 PACKED_SLOT = "deploy_packed"
@@ -93,17 +93,11 @@ def pick_packed_run(key: str):
     try:
         with st.spinner("Packing the best checkpoint…"):
             run = packed_run(st.session_state, store, record)
-        dataset = _dataset(record.data_ref, int(record.training_spec.get("seed", 0)))
+        dataset = run_dataset(record)
     except (ValueError, FileNotFoundError) as error:
         show_error(error)
         st.stop()
     return store, record, run, dataset
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
-def _dataset(data_ref: str, seed: int):
-    """The run's dataset, shared by the app's sessions (two at most in memory)."""
-    return load_dataset(data_ref, seed=seed)
 
 
 # ------------------------------------------------------------------ engine vs torch

@@ -176,6 +176,7 @@ def run_panel(store, run_id: str, resume_run=None) -> None:
             else ""
         )
         + (f" · test accuracy {record.test_accuracy:.2%}" if record.test_accuracy is not None else "")
+        + (f" · exported checkpoint: {record.best_checkpoint_label}" if record.best_epoch is not None else "")
     )
     resumable = record.status in RESUMABLE and bool(store.checkpoint_epochs(run_id))
     if record.status == "failed":

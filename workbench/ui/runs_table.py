@@ -12,15 +12,15 @@ import streamlit as st
 
 # column -> width in pixels; together a little under the 940 px the main area has at 1400 px
 WIDTHS = {
-    "name": 175,
+    "name": 150,
     "status": 85,
     "best val acc": 95,
     "test acc": 75,
-    "epochs": 60,
+    "exported epoch": 100,
     "data": 100,
     "distillation": 90,
     "created": 90,
-    "id": 160,
+    "id": 145,
 }
 
 
@@ -41,6 +41,13 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 4)
 
 
+def _checkpoint(record) -> str:
+    """record.best_checkpoint_label in a column's width: "4 of 6, val" or, without validation, "6 of 6, last"."""
+    if record.best_epoch is None:
+        return ""
+    return f"{record.best_epoch} of {record.epochs_done}, {'val' if record.chosen_by_validation else 'last'}"
+
+
 def runs_rows(records) -> dict[str, list]:
     """The table's columns, in order; accuracies in percent (shown with two decimals)."""
     return {
@@ -48,7 +55,7 @@ def runs_rows(records) -> dict[str, list]:
         "status": [r.status for r in records],
         "best val acc": [_percent(r.best_val_accuracy) for r in records],
         "test acc": [_percent(r.test_accuracy) for r in records],
-        "epochs": [r.epochs_done for r in records],
+        "exported epoch": [_checkpoint(r) for r in records],
         "data": [r.data_ref for r in records],
         "distillation": [_distillation(r) for r in records],
         "created": [_when(r.created_at) for r in records],
@@ -67,6 +74,12 @@ def runs_column_config() -> dict:
             name: st.column_config.NumberColumn(name, width=WIDTHS[name], format="%.2f%%", help=text)
             for name, text in percent.items()
         }
+    )
+    config["exported epoch"] = st.column_config.Column(
+        "exported epoch",
+        width=WIDTHS["exported epoch"],
+        help="the epoch whose weights the accuracies are of and Export packs, of the epochs done: chosen by "
+        "validation accuracy (val) or the last epoch when there is no validation split (last)",
     )
     config["created"] = st.column_config.Column("created", width=WIDTHS["created"], help="month-day hour:minute")
     return config

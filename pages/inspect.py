@@ -67,7 +67,15 @@ if not epochs:
     st.info("This run has no finished epoch yet; its histograms appear after the first one.")
     st.stop()
 epoch_column, layer_column = st.columns(2)
-epoch = epoch_column.selectbox("epoch", epochs, index=len(epochs) - 1, key="inspect_epoch")
+# opens on the exported checkpoint's epoch, so the figures here are those of the model Export packs
+exported = epochs.index(record.best_epoch) if record.best_epoch in epochs else len(epochs) - 1
+epoch = epoch_column.selectbox(
+    "epoch",
+    epochs,
+    index=exported,
+    format_func=lambda e: f"{e} (exported)" if e == record.best_epoch else str(e),
+    key="inspect_epoch",
+)
 which = view.checkpoint_for(store, run_id, epoch)
 if recorded:
     histograms = store.histograms(run_id, epoch)
@@ -197,7 +205,10 @@ try:
 except (ValueError, FileNotFoundError) as error:
     show_error(error)
     st.stop()
-st.metric("test accuracy", f"{evaluation.accuracy:.2%}")
+scored_epoch = epoch if which == epoch else record.best_epoch
+st.metric(f"test accuracy of epoch {scored_epoch}", f"{evaluation.accuracy:.2%}")
+if scored_epoch != record.best_epoch and record.best_epoch is not None:
+    st.caption(f"Export packs the checkpoint of epoch {record.best_epoch} ({record.best_checkpoint_label}).")
 st.plotly_chart(confusion_figure(evaluation.confusion, evaluation.class_names), key="inspect_confusion")
 wrong = evaluation.misclassified
 st.markdown(f"**Misclassified: {len(wrong)} of {len(evaluation.labels)}** (most confident mistakes first)")

@@ -1,5 +1,6 @@
 """AppTest of every page of the Streamlit app, against a real run store and real worker processes."""
 
+import hashlib
 import json
 import pathlib
 import time
@@ -394,9 +395,11 @@ def test_inspect_shows_histograms_neuron_and_confusions(trained_store):
     at.selectbox(key="inspect_layer").set_value("2_dense").run()
     no_exceptions(at)
     metrics = {m.label: m.value for m in at.metric}
-    plus = store.histograms(first, 2)["2_dense"]["plus_share"]
+    record = store.get_run(first)  # opens on the exported epoch: its test accuracy is the one Runs shows
+    assert at.selectbox(key="inspect_epoch").value == record.best_epoch
+    plus = store.histograms(first, record.best_epoch)["2_dense"]["plus_share"]
     assert metrics["weights at +1"] == f"{plus:.1%}"
-    assert metrics["test accuracy"].endswith("%")
+    assert metrics[f"test accuracy of epoch {record.best_epoch}"] == f"{record.test_accuracy:.2%}"
     assert len(at.get("plotly_chart")) >= 5  # latent, pre-sign, flips, neuron, confusion
     frames = at.dataframe
     assert frames and len(frames[0].value) == 1  # 64 inputs of 2_dense: one word per neuron
@@ -415,13 +418,13 @@ def test_inspect_shows_a_float_run_s_weights_and_mistakes(isolated_runs_dir):
     at.switch_page("pages/inspect.py").run()
     no_exceptions(at)
     assert not any("no finished epoch" in i.value for i in at.info), [i.value for i in at.info]
-    assert at.selectbox(key="inspect_epoch").options == ["2"]
+    assert at.selectbox(key="inspect_epoch").options == ["2 (exported)"]
     layers = at.selectbox(key="inspect_layer").options
     assert layers == ["0_dense", "3_dense", "6_dense"], layers  # a hardtanh before each but the first
     at.selectbox(key="inspect_layer").set_value("3_dense").run()
     no_exceptions(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["weights"] == f"{64 * 64:,}" and metrics["test accuracy"].endswith("%")
+    assert metrics["weights"] == f"{64 * 64:,}" and metrics["test accuracy of epoch 2"].endswith("%")
     specs = [chart.proto.spec for chart in at.get("plotly_chart")]
     assert any("Weights of 3_dense, epoch 2" in spec for spec in specs)
     assert any("Confusion matrix" in spec for spec in specs)
@@ -513,8 +516,9 @@ def test_train_on_an_uploaded_csv_saves_it_under_the_runs_dir(isolated_runs_dir)
     at.number_input(key="ts_epochs").set_value(1).run()
     next(b for b in at.button if b.label == "Start training").click().run()
     no_exceptions(at)
-    saved = isolated_runs_dir / "uploads" / "my_points.csv"
-    assert saved.read_text() == "\n".join(rows)
+    content = "\n".join(rows).encode()
+    saved = isolated_runs_dir / "uploads" / hashlib.sha256(content).hexdigest() / "my_points.csv"
+    assert saved.read_bytes() == content
     store = RunStore(isolated_runs_dir)
     record = wait_for(store, at.query_params["run"], finished)
     assert record.data_ref == str(saved)

@@ -687,7 +687,8 @@ def load_idx(path: str | Path, split: Split = Split()) -> Dataset:
     return make_dataset(path.name, images, labels, split=split, source=str(path))
 
 
-def _is_idx_name(name: str) -> bool:
+def is_idx_name(name: str) -> bool:
+    """Whether a file name says IDX: ``.idx``/``.idx.gz``, or MNIST's ``*-idx3-ubyte`` style."""
     return name.endswith((".idx", ".idx.gz")) or "-idx" in name and "ubyte" in name
 
 
@@ -700,7 +701,7 @@ def check_ref(ref: str) -> None:
             raise DataError(f"{ref}: {ref[6:]!r} is not a folder (expected mnist:DIR with the MNIST IDX files)")
         return
     path = Path(ref)
-    if path.suffix in (".npz", ".csv") or _is_idx_name(path.name):
+    if path.suffix in (".npz", ".csv") or is_idx_name(path.name):
         if not path.is_file():
             raise DataError(f"{ref}: file not found")
         return

@@ -48,7 +48,7 @@ def show_budget(prediction: Prediction, d: Device) -> None:
     for fit in fits(d, prediction.flash_bytes, prediction.ram_bytes):
         st.progress(min(fit.share, 1.0), text=fit.line())
         if not fit.fits:
-            st.error(f"{fit.what} does not fit {d.name}: over by {_size(-fit.left)}.", icon=":material/error:")
+            st.warning(f"{fit.what} does not fit {d.name}: over by {_size(-fit.left)}.", icon=":material/warning:")
     proxy = "" if d.c_target else f" ({d.core}: the Cortex-M4's code size stands in)"
     st.caption(
         f"Predicted for the C export{proxy}: flash = weights {prediction.weight_bytes:,} B (exact, from the "

@@ -16,7 +16,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from test_browser_playground import BOUNDARIES_JS, CHROMIUM, CHROMIUM_ARGS, epoch, serve  # noqa: E402
+from app_server import running_app  # noqa: E402
+from test_browser_playground import BOUNDARIES_JS, CHROMIUM, CHROMIUM_ARGS, epoch  # noqa: E402
 
 LINK = "/playground?dataset=spiral&layers=8,8&seed=3"
 
@@ -88,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as runs, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         started = time.monotonic()
-        with serve(pathlib.Path(runs)) as url:
+        with running_app(pathlib.Path(runs)) as url:
             print(f"server healthy after {time.monotonic() - started:.1f} s")
             print(f"first boundary, cold app: {first_boundary_seconds(browser, url, args.link):.2f} s")
             warm = [first_boundary_seconds(browser, url, args.link) for _ in range(3)]

@@ -6,6 +6,7 @@ import argparse
 import os
 import pathlib
 import sys
+import threading
 
 
 def add_parser(commands) -> None:
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import workbench.ui.figures  # noqa: F401
     import workbench.ui.widgets  # noqa: F401
 
+    threading.Thread(target=_warm_playground, name="playground-warm-up", daemon=True).start()
     if args.runs_dir:
         os.environ["BNN_WORKBENCH_RUNS"] = str(pathlib.Path(args.runs_dir).resolve())
     entry = pathlib.Path(__file__).resolve().parents[2] / "app.py"
@@ -56,3 +58,11 @@ def run(args: argparse.Namespace) -> int:
         "minimal",
     ]
     return streamlit_cli.main(prog_name="streamlit")
+
+
+def _warm_playground() -> None:
+    """Load torch and train and draw one tiny playground frame beside the starting server (about 5 s on a busy
+    laptop), so that the first playground link opened on this app draws its boundaries at once."""
+    from workbench.ui import playground_view  # lazy: torch loads in this thread, not before the server starts
+
+    playground_view.warm_up()

@@ -12,6 +12,7 @@ import copy
 import difflib
 import json
 import math
+import re
 
 from workbench.core import limits
 
@@ -608,8 +609,13 @@ _TRAINING_FIELDS = (
     "validation_split",
     "test_split",
     "split_method",
+    "device",
+    "processes",
+    "mixed_precision",
 )
 SPLIT_METHODS = ("stratified", "random")
+# where training runs: "auto" is the first of cuda, mps, cpu this machine has (train.distributed.resolve_device)
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,2})?")
 
 
 def default_training_spec() -> dict:
@@ -628,6 +634,9 @@ def default_training_spec() -> dict:
         "validation_split": 0.1,
         "test_split": 0.2,
         "split_method": "stratified",
+        "device": "auto",
+        "processes": 1,
+        "mixed_precision": False,
     }
 
 
@@ -786,7 +795,27 @@ def validate_training_spec(ts: dict) -> dict:
         raise _training_error("test_split", str(bad), out["test_split"]) from None
     if out["split_method"] not in SPLIT_METHODS:
         raise _training_error("split_method", "one of " + ", ".join(SPLIT_METHODS), out["split_method"])
+    _check_placement(out, top["processes"])
     return out
+
+
+def _check_placement(out: dict, most_processes: int) -> None:
+    """Where and on how many processes a run trains (docs/SPEC.md, "Devices and processes")."""
+    device = out["device"]
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise _training_error("device", "one of auto, cpu, cuda, cuda:N, mps", device)
+    try:
+        _positive_int(out["processes"], most_processes)
+    except _Bad as bad:
+        raise _training_error("processes", str(bad), out["processes"]) from None
+    if out["batch_size"] % out["processes"]:
+        raise _training_error(
+            "batch_size",
+            f"a multiple of processes ({out['processes']}): each process takes an equal share of every batch",
+            out["batch_size"],
+        )
+    if not isinstance(out["mixed_precision"], bool):
+        raise _training_error("mixed_precision", "true or false", out["mixed_precision"])
 
 
 def _non_empty_string(value):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import shutil
 import struct
 import urllib.request
@@ -142,7 +143,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected {4 + 4 * ndim})")
         shape = struct.unpack(f">{ndim}I", dims)
         dtype = np.dtype(_IDX_DTYPES[magic[2]])
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: (2**32-1)**2 would wrap in int64
         if expected > MAX_DATA_BYTES:
             raise DataError(
                 f"{path}: IDX header declares shape {shape} ({expected:,} bytes); expected at most "
@@ -547,10 +548,12 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            declared = sum(member.file_size for member in archive.infolist())
+            declared = sum(_npy_bytes(archive, member, path) for member in archive.infolist())
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
     if declared > MAX_DATA_BYTES:
         raise DataError(
@@ -585,6 +588,20 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
         input_shape=_declared(arrays.get("input_shape"), path, "input_shape"),
         value_range=_declared(arrays.get("value_range"), path, "value_range"),
     )
+
+
+def _npy_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> int:
+    """The larger of a member's stored size and what its .npy header declares: np.load allocates the declared
+    array before it reads the data, so a few bytes declaring shape (2**40,) would ask for terabytes."""
+    if not member.filename.endswith(".npy"):
+        return member.file_size
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise DataError(f"{path}: {member.filename}: .npy format version {version}; expected 1.0 or 2.0")
+        shape, _, dtype = read(stream)
+    return max(member.file_size, math.prod(int(dim) for dim in shape) * dtype.itemsize)
 
 
 def _declared(value, path, name) -> list | None:

@@ -257,10 +257,10 @@ def _normalise_layer(path, layer) -> dict:
     if not isinstance(layer, dict):
         raise _error(path, "?", None, f"must be an object with a 'type', got {_show(layer)}")
     layer_type = layer.get("type")
-    if layer_type not in LAYER_FIELDS:
+    if not isinstance(layer_type, str) or layer_type not in LAYER_FIELDS:  # a list or dict is not hashable
         raise _error(
             path,
-            layer_type,
+            layer_type if isinstance(layer_type, str) else "?",
             "type",
             "must be one of "
             + ", ".join(LAYER_TYPES)
@@ -670,7 +670,7 @@ def _named_object(ts, key, catalogue, checks):
     value = ts.get(key)
     if isinstance(value, str):
         value = {"name": value}
-    if not isinstance(value, dict) or value.get("name") not in catalogue:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or value["name"] not in catalogue:
         got = value.get("name") if isinstance(value, dict) else value
         raise _training_error(f"{key}.name", "one of " + ", ".join(catalogue), got)
     params = catalogue[value["name"]]

@@ -47,6 +47,20 @@ def add_parser(commands) -> None:
         action="store_true",
         help="train the spec's float twin (every quantizer off, sign activations -> hardtanh)",
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train on N processes with DistributedDataParallel (torchrun; sets the training spec's 'processes')",
+    )
+    parser.add_argument(
+        "--device", help="where to train: auto (a GPU if there is one), cpu, cuda, cuda:N or mps (sets 'device')"
+    )
+    parser.add_argument(
+        "--create-only",
+        action="store_true",
+        help="create the run (queued) and print its id without training: for torchrun on several machines",
+    )
     parser.add_argument("--name", help="a name for the run")
     parser.add_argument("--resume", metavar="RUN_ID", help="resume a stopped or interrupted run")
     parser.set_defaults(handler=run)
@@ -77,7 +91,13 @@ def network_spec(argument: str) -> dict:
 
 def _override(training: dict, args: argparse.Namespace) -> None:
     """The command line's values win over the training spec file's."""
-    for option, field in (("epochs", "epochs"), ("validation_split", "validation_split"), ("test_split", "test_split")):
+    for option, field in (
+        ("epochs", "epochs"),
+        ("validation_split", "validation_split"),
+        ("test_split", "test_split"),
+        ("nproc", "processes"),
+        ("device", "device"),
+    ):
         if getattr(args, option) is not None:
             training[field] = getattr(args, option)
 
@@ -111,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_run_data(data_ref, training)
         run_id = create_run(store, network, training, data_ref, args.name, dataset=dataset)
     print(f"run {run_id} in {store.runs_dir}\ndata: {describe(dataset)}", flush=True)
+    if args.create_only:
+        print(f"queued; train it with: torchrun ... -m workbench.cli --runs-dir {store.runs_dir} worker {run_id}")
+        return 0
     record = store.get_run(run_id)
     for warning in training_warnings(
         record.training_spec, n_train=len(dataset.x_train), network_spec=record.network_spec

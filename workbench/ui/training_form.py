@@ -169,7 +169,42 @@ def training_form(defaults: dict, teacher_runs: dict[str, str]) -> dict:
             }
         else:
             ts["two_stage"] = None
+    ts.update(_placement(defaults))
     return ts
+
+
+def _placement(defaults: dict) -> dict:
+    """Where the run trains and on how many processes (docs/DISTRIBUTED.md)."""
+    devices = ["auto", "cpu", "cuda", "mps"]
+    device = defaults.get("device", "auto")
+    a, b, c = st.columns(3)
+    return {
+        "device": a.selectbox(
+            "device",
+            devices if device in devices else [*devices, device],
+            index=(devices + [device]).index(device),
+            key="ts_device",
+            help="auto: a CUDA GPU if PyTorch sees one, then Apple's mps, then the CPU",
+        ),
+        "processes": int(
+            b.number_input(
+                "processes",
+                min_value=1,
+                value=int(defaults.get("processes", 1)),
+                step=1,
+                key="ts_processes",
+                help="DistributedDataParallel over this many processes (torchrun); the batch size is the global "
+                "batch, split equally between them",
+            )
+        ),
+        "mixed_precision": c.toggle(
+            "mixed precision",
+            value=bool(defaults.get("mixed_precision", False)),
+            key="ts_mixed_precision",
+            help="bfloat16 matmuls and convolutions in the training forward pass; weights, optimizer states, "
+            "batch norm, the loss and evaluation stay float32",
+        ),
+    }
 
 
 def _optimizer(defaults: dict) -> tuple[dict, dict | None]:

@@ -26,9 +26,12 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="dataset: mnist-sample, moons, circles, spirals, xor, mnist:DIR (IDX files), or a .npz/.csv/.idx file",
+        help="dataset: mnist-sample, moons, circles, spirals, xor, mnist:DIR (IDX files), cifar10:PATH "
+        "(cifar-10-binary.tar.gz or its folder), or a .npz/.csv/.idx file",
     )
-    parser.add_argument("--training", help="training spec JSON file (defaults per docs/SPEC.md)")
+    parser.add_argument(
+        "--training", help="training spec JSON file, or a recipe: vgg-small-cifar10 (defaults per docs/SPEC.md)"
+    )
     parser.add_argument("--epochs", type=int, help="override the training spec's epochs")
     parser.add_argument(
         "--validation-split",
@@ -89,6 +92,13 @@ def network_spec(argument: str) -> dict:
     return presets.preset(argument)
 
 
+def training_spec(argument: str) -> dict:
+    """A training spec JSON file, or a training recipe's name (e.g. vgg-small-cifar10)."""
+    if argument in presets.TRAINING_PRESETS and not os.path.exists(argument):
+        return presets.training_preset(argument)
+    return read_json(argument, "training spec")
+
+
 def _override(training: dict, args: argparse.Namespace) -> None:
     """The command line's values win over the training spec file's."""
     for option, field in (
@@ -109,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     store = RunStore(args.runs_dir)
     if args.resume:
         record = store.get_run(args.resume)
-        training = read_json(args.training, "training spec") if args.training else dict(record.training_spec)
+        training = training_spec(args.training) if args.training else dict(record.training_spec)
         if args.validation_split is not None or args.test_split is not None or args.float_twin:
             raise ValueError(
                 f"--resume {args.resume}: the run's network and data split are fixed; only --epochs "
@@ -124,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         network = network_spec(args.spec)
         if args.float_twin:
             network = float_twin(validate_spec(network))
-        training = read_json(args.training, "training spec") if args.training else default_training_spec()
+        training = training_spec(args.training) if args.training else default_training_spec()
         _override(training, args)
         training = validate_training_spec(training)
         data_ref = args.data

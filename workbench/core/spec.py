@@ -612,6 +612,7 @@ _TRAINING_FIELDS = (
     "device",
     "processes",
     "mixed_precision",
+    "augmentation",
 )
 SPLIT_METHODS = ("stratified", "random")
 # where training runs: "auto" is the first of cuda, mps, cpu this machine has (train.distributed.resolve_device)
@@ -637,6 +638,7 @@ def default_training_spec() -> dict:
         "device": "auto",
         "processes": 1,
         "mixed_precision": False,
+        "augmentation": None,
     }
 
 
@@ -796,7 +798,30 @@ def validate_training_spec(ts: dict) -> dict:
     if out["split_method"] not in SPLIT_METHODS:
         raise _training_error("split_method", "one of " + ", ".join(SPLIT_METHODS), out["split_method"])
     _check_placement(out, top["processes"])
+    out["augmentation"] = _sub_object(
+        out,
+        "augmentation",
+        {"random_crop": 0, "horizontal_flip": False},
+        {"random_crop": _padding_up_to(top["augmentation.random_crop"]), "horizontal_flip": _bool},
+        optional=True,
+    )
     return out
+
+
+def _padding_up_to(high):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+            raise _Bad(f"an integer from 0 to {high} (pixels of padding)")
+        return value
+
+    return check
+
+
+def check_augmentation(network_spec: dict, training_spec: dict) -> None:
+    """Cropping and flipping move pixels, so they need image inputs [C, H, W]."""
+    shape = list(network_spec["input_shape"])
+    if training_spec.get("augmentation") is not None and len(shape) != 3:
+        raise _training_error("augmentation", f"null for inputs of shape {shape} (it needs images [C, H, W])", "on")
 
 
 def _check_placement(out: dict, most_processes: int) -> None:

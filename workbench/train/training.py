@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from workbench.core.data import check_fits, split_indices
-from workbench.core.spec import is_sign_quantizer, validate_spec, validate_training_spec
+from workbench.core.spec import check_augmentation, is_sign_quantizer, validate_spec, validate_training_spec
+from workbench.train import augmentation
 from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
 from workbench.train.distillation import distillation_loss
 from workbench.train.distributed import (
@@ -88,6 +89,7 @@ def train(
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec)
     check_fits(network_spec, dataset)
+    check_augmentation(network_spec, training_spec)
     if (teacher is None) != (training_spec.get("distillation") is None):
         raise ValueError(
             "training spec field 'distillation': a teacher model is needed exactly when distillation "
@@ -118,6 +120,7 @@ class _Trainer:
         if world.distributed:
             self.device = join(world, self.device)
         self.mixed_precision = bool(training_spec["mixed_precision"])
+        self.augmentation = training_spec["augmentation"]
         self.seed = int(training_spec["seed"])
         self.epochs = int(training_spec["epochs"])
         self.batch_size = int(training_spec["batch_size"])
@@ -242,6 +245,7 @@ class _Trainer:
         self.model.train()
         started = time.perf_counter()
         order = torch.randperm(len(self.x_fit), generator=torch.Generator().manual_seed(_epoch_seed(self.seed, epoch)))
+        augment_rng = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch) + 1)
         signs_at_start = self._weight_codes()
         previous = signs_at_start
         parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -251,9 +255,14 @@ class _Trainer:
             if self.reporter.control() == "stop":
                 return False
             tick = time.perf_counter()
-            index = share(order[batch * self.batch_size : (batch + 1) * self.batch_size], self.world)
-            x = self.x_fit.index_select(0, index).to(self.device)
-            y = self.y_fit.index_select(0, index).to(self.device)
+            chosen = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            positions = share(torch.arange(len(chosen)), self.world)  # this rank's places in the global batch
+            x = self.x_fit.index_select(0, chosen[positions])
+            if self.augmentation is not None:
+                draws = augmentation.draw(len(chosen), self.augmentation, augment_rng).take(positions)
+                x = augmentation.apply(x, self.augmentation, draws)
+            x = x.to(self.device)
+            y = self.y_fit.index_select(0, chosen[positions]).to(self.device)
             lr = self._set_lr(epoch + batch / self.batches)
             self._soft_temperature()
             with autocast(self.device, self.mixed_precision):

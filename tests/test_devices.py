@@ -93,6 +93,8 @@ def test_prediction_within_5_percent_of_the_measured_elf(tmp_path, name, target)
     predicted = predict(preset(name), target)
     assert predicted.flash_bytes == pytest.approx(measured.flash_bytes, rel=0.05)
     assert predicted.ram_bytes == pytest.approx(measured.ram_bytes, rel=0.05)
+    assert predicted.flash_range[0] <= measured.flash_bytes <= predicted.flash_range[1]
+    assert predicted.ram_range[0] <= measured.ram_bytes <= predicted.ram_range[1]
 
 
 def test_design_page_shows_the_budget_against_the_chosen_device(tmp_path, monkeypatch):
@@ -111,3 +113,50 @@ def test_design_page_shows_the_budget_against_the_chosen_device(tmp_path, monkey
     assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
     line = f"flash: {predict(preset('binary-mlp')).flash_bytes:,} of 1,048,576 B"
     assert any(line in bar.proto.text for bar in at.get("progress"))
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A small binary MLP (784-64-64-10) trained one epoch on 640 images of the MNIST sample, in its own store."""
+    import dataclasses
+
+    from workbench.core.data import load_dataset
+    from workbench.core.spec import default_training_spec
+    from workbench.runs.store import RunStore
+    from workbench.runs.worker import run_worker
+
+    spec = preset("binary-mlp")
+    spec["name"] = "small-mlp"
+    spec["layers"][1]["units"] = spec["layers"][3]["units"] = 64
+    runs_dir = tmp_path_factory.mktemp("export_runs")
+    store = RunStore(runs_dir)
+    run_id = store.create_run("digits", spec, dict(default_training_spec(), epochs=1, batch_size=64), "mnist-sample")
+    full = load_dataset("mnist-sample")
+    subset = dataclasses.replace(full, x_train=full.x_train[:640], y_train=full.y_train[:640])
+    assert run_worker(run_id, runs_dir, dataset=subset) == "completed"
+    return runs_dir, run_id, spec
+
+
+@pytest.mark.slow
+def test_export_page_measures_the_elf_beside_the_prediction(digits_run, monkeypatch):
+    runs_dir, run_id, spec = digits_run
+    missing = targets.TARGETS["cortex-m4"].missing()
+    if missing:
+        pytest.skip(f"target cortex-m4: {', '.join(missing)} not installed (see docs/DEPLOY.md for the packages)")
+    monkeypatch.setenv("BNN_WORKBENCH_RUNS", str(runs_dir))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/export.py")
+    at.query_params["run"] = run_id
+    at.run()
+    at.button(key="export_build_elf").click().run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(frame.value for frame in at.dataframe if "predicted (B)" in frame.value.columns)
+    flash = table.set_index("").loc["model flash"]
+    predicted = int(flash["predicted (B)"].replace(",", ""))
+    measured = int(flash["measured (B)"].replace(",", ""))
+    prediction = predict(spec)
+    assert predicted == prediction.flash_bytes
+    # 7.7 KB of weights: the runtime's code (estimated) weighs, so the measured ELF is held to the stated range
+    assert prediction.flash_range[0] <= measured <= prediction.flash_range[1]
+    ram = table.set_index("").loc["model RAM"]
+    assert prediction.ram_range[0] <= int(ram["measured (B)"].replace(",", "")) <= prediction.ram_range[1]

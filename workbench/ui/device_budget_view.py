@@ -50,11 +50,13 @@ def show_budget(prediction: Prediction, d: Device) -> None:
         if not fit.fits:
             st.warning(f"{fit.what} does not fit {d.name}: over by {_size(-fit.left)}.", icon=":material/warning:")
     proxy = "" if d.c_target else f" ({d.core}: the Cortex-M4's code size stands in)"
+    low, high = prediction.flash_range
     st.caption(
         f"Predicted for the C export{proxy}: flash = weights {prediction.weight_bytes:,} B (exact, from the "
-        f"exporter) + runtime ~{prediction.runtime_bytes:,} B; RAM = arena {prediction.arena_bytes:,} B (exact) + "
-        f"stack ~{prediction.stack_bytes:,} B. The model alone: your program's own code, libc and buffers come "
-        "on top (a minimal one: about 5-9 KB of flash, 1.3 KB of RAM)."
+        f"exporter) + runtime ~{prediction.runtime_bytes:,} B (measured {low - prediction.weight_bytes:,}-"
+        f"{high - prediction.weight_bytes:,} B across networks); RAM = arena {prediction.arena_bytes:,} B (exact) + "
+        f"stack ~{prediction.stack_bytes:,} B. The model alone: your program's own code, libc and buffers come on "
+        "top (a minimal one: about 5-9 KB of flash, 1.3 KB of RAM)."
     )
 
 

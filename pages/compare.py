@@ -4,6 +4,7 @@ measured latency, first-layer weights and a drawn digit classified by both. A pa
 app or the CLI's ``train ... --float-twin``) opens with no click at all. The pair is in the URL
 (?binary=...&twin=...), so a reload or a shared link comes back to it."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -107,16 +108,18 @@ def _live() -> None:
         show_error(error)
         return
     view.live_panel(store, current)
-    if current.active and st.button("Stop both", icon=":material/stop_circle:", key="compare_stop"):
-        for record in (current.binary, current.twin):
-            if record.active:
-                store.request(record.id, "stop")
     if current.active != active_when_drawn:
         st.rerun()  # both ended: the whole page draws what a finished pair shows
 
 
 st.subheader("Training")
 st.fragment(run_every=1.0 if pair.active else None)(_live)()
+# outside the timed fragment, whose reruns every second could swallow a click
+if pair.active and st.button("Stop both", icon=":material/stop_circle:", key="compare_stop"):
+    for run_id in pair.ids:
+        with contextlib.suppress(ValueError):  # that run finished meanwhile
+            store.request(run_id, "stop")
+    st.toast("stop requested")
 
 if not pair.finished:
     if pair.active:

@@ -39,10 +39,11 @@ class Pair:
 
     @property
     def label(self) -> str:
-        b, t = self.binary, self.twin
+        """Names the pair by what does not change while it trains (a picker is not redrawn every second)."""
+        b = self.binary
         return (
             f"{b.network_spec.get('name', 'network')} + float twin on {b.data_ref} · "
-            f"{b.status}/{t.status} · {b.epochs_done}/{t.epochs_done} epochs · {b.id} + {t.id}"
+            f"{b.training_spec.get('epochs')} epochs, seed {b.training_spec.get('seed')} · {b.id} + {self.twin.id}"
         )
 
 

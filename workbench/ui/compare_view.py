@@ -58,8 +58,12 @@ def curves_figure(series_by_side: dict[str, dict[str, tuple[list, list]]]):
         side, name = trace.name.split(" · ", 1)
         batch = name.startswith("batch")
         trace.update(
-            line=dict(color=colors[side], width=1 if batch else 3, dash="dot" if side == "float twin" else None),
-            opacity=0.45 if batch else 1.0,
+            line=dict(
+                color=colors[side],
+                width=1.5 if batch else 3,
+                dash="dot" if side == "float twin" and not batch else None,
+            ),
+            opacity=0.6 if batch else 1.0,
             mode="lines" if batch else "lines+markers",
         )
     figure.update_yaxes(range=[0, 1.02])
@@ -73,7 +77,7 @@ def accuracy_text(record: RunRecord) -> tuple[str, str]:
         return "test accuracy", f"{record.test_accuracy:.2%}"
     if record.best_val_accuracy is not None:
         return "best validation accuracy so far", f"{record.best_val_accuracy:.2%}"
-    return "accuracy", "–"
+    return "validation accuracy (after its first epoch)", "–"
 
 
 def run_status(store: RunStore, record: RunRecord, side: str, column) -> None:

@@ -160,3 +160,16 @@ def test_export_page_measures_the_elf_beside_the_prediction(digits_run, monkeypa
     assert prediction.flash_range[0] <= measured <= prediction.flash_range[1]
     ram = table.set_index("").loc["model RAM"]
     assert prediction.ram_range[0] <= int(ram["measured (B)"].replace(",", "")) <= prediction.ram_range[1]
+
+
+def test_export_page_says_how_to_get_cmsis_nn_when_it_is_absent(digits_run, monkeypatch, tmp_path):
+    runs_dir, run_id, _ = digits_run
+    monkeypatch.setenv("BNN_WORKBENCH_RUNS", str(runs_dir))
+    monkeypatch.setenv("BNN_WORKBENCH_CMSIS_NN", str(tmp_path / "no-cmsis"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/export.py")
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any("git clone https://github.com/ARM-software/CMSIS-NN" in info.value for info in at.info)
+    assert not [b for b in at.button if b.key == "export_int8_bench"]

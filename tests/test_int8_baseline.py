@@ -167,3 +167,22 @@ def test_device_bench_table(twin, data, tmp_path):
         assert measure in text
     assert "STM32F401RE" in text and "uJ" in text
     assert result.binary.accuracy > 0.3 and result.int8.accuracy > 0.6
+
+
+@pytest.mark.slow
+def test_bench_command_prints_one_table(tmp_path, capsys):
+    board()
+    from workbench.core.data import load_run_data
+    from workbench.deploy import bnnfile
+
+    dataset = load_run_data("mnist-sample", TRAINING)
+    small = dataclasses.replace(dataset, x_train=dataset.x_train[:1500], y_train=dataset.y_train[:1500])
+    torch.manual_seed(0)
+    model = train(validate_spec(TINY), TRAINING, small).model.eval()
+    meta = {"data_ref": "mnist-sample", "training_spec": TRAINING}
+    bnnfile.save(pack_model(model, preprocessing=dataset.preprocessing, training=meta), tmp_path / "tiny.bnn")
+    code = main(["bench", str(tmp_path / "tiny.bnn"), "--target", "cortex-m4", "--images", "5", "--twin-epochs", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "tiny-cnn on cortex-m4" in out and "BNN (XNOR C)" in out and "int8 (CMSIS-NN)" in out
+    assert "binary: 5 bit-exact with the engine; int8: 5 equal to its NumPy reference" in out

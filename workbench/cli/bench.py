@@ -15,6 +15,7 @@ import numpy as np
 from workbench.cli.export import load_model
 from workbench.core.data import load_dataset, load_run_data
 from workbench.core.presets import PRESETS, preset
+from workbench.core.spec import float_twin
 from workbench.deploy import bnnfile, kernels
 from workbench.deploy.c_export import cmsis_int8
 from workbench.deploy.reports import format_reports, memory_report, speed_report
@@ -336,7 +337,14 @@ def bench_device(args: argparse.Namespace) -> int:
     if not training or not data_ref:
         raise ValueError(f"{source}: names no training data; the int8 twin is trained and calibrated on it")
     dataset = load_run_data(data_ref, training)
-    twin = load_trained_model(args.twin, store=RunStore(args.runs_dir)) if args.twin else None
+    twin = None
+    if args.twin:
+        twin, twin_spec = load_trained_model(args.twin, store=RunStore(args.runs_dir))
+        if twin_spec != float_twin(packed.meta["network_spec"]):
+            raise ValueError(
+                f"--twin {args.twin}: its network {twin_spec['name']!r} is not the float twin of "
+                f"{packed.meta['network_spec']['name']!r} (train it with 'train SPEC --float-twin')"
+            )
     twin_training = dict(training, epochs=min(int(training.get("epochs", 1)), args.twin_epochs))
     result = bench(
         packed,

@@ -164,6 +164,8 @@ def bench(
     cmsis = cmsis_int8.cmsis_nn_dir(cmsis)  # fail early, saying how to get it
     spec = packed.meta["network_spec"]
     if twin is None:
+        if not training:
+            raise ValueError("the device bench needs a trained float twin or a training spec to train one")
         log(f"training the float twin of {spec['name']} ({training.get('epochs')} epochs)")
         twin = int8_twin.train_twin(spec, training, dataset)
     u_train = raw_inputs(dataset.x_train, dataset.preprocessing)

@@ -119,3 +119,19 @@ def test_a_damaged_copy_is_replaced(tmp_path):
     ref = save_uploads(tmp_path, [("p.csv", _csv(0))])
     Path(ref).write_bytes(b"label,x\n")
     assert save_uploads(tmp_path, [("p.csv", _csv(0))]) == ref and Path(ref).read_bytes() == _csv(0)
+
+
+def test_a_damaged_run_store_removes_no_upload(tmp_path):
+    size = len(_csv(0))
+    old = save_uploads(tmp_path, [("old.csv", _csv(1))], cap=2 * size)
+    _age(old, 2 * RECENT_SECONDS)
+    (tmp_path / "runs.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(UploadError, match=r"nothing is removed: .*runs\.db"):
+        save_uploads(
+            tmp_path,
+            [
+                ("new.csv", _csv(2)),
+            ],
+            cap=size + size // 2,
+        )
+    assert Path(old).is_file()

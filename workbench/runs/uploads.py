@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from workbench.core.data import is_idx_name
-from workbench.runs.store import RunStore
+from workbench.runs.store import RunStore, RunStoreDamagedError
 
 UPLOADS_FOLDER = "uploads"
 DEFAULT_CAP_BYTES = 4 << 30  # what the uploads folder may hold ($BNN_WORKBENCH_UPLOADS_MAX_BYTES overrides)
@@ -146,7 +146,10 @@ def make_room(runs_dir: str | os.PathLike, needed: int, cap: int | None = None, 
     total = sum(size for _, _, size in entries)
     if total + needed <= cap:
         return []
-    referenced = referenced_entries(runs_dir)
+    try:
+        referenced = referenced_entries(runs_dir)
+    except RunStoreDamagedError as error:  # which uploads its runs use cannot be known: remove none
+        raise UploadError(f"no room for {needed:,} more bytes in {folder}, and nothing is removed: {error}") from None
     chosen = []
     for mtime, path, size in entries:
         if total + needed <= cap:

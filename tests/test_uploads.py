@@ -135,3 +135,31 @@ def test_a_damaged_run_store_removes_no_upload(tmp_path):
             cap=size + size // 2,
         )
     assert Path(old).is_file()
+
+
+def test_train_accepts_a_raw_idx_pair_without_extensions_and_names_a_bad_file(isolated_runs_dir, tmp_path):
+    """The page's uploader has no type= list (it filtered out names without an extension); the library decides."""
+    from streamlit.testing.v1 import AppTest
+
+    from workbench.core.presets import preset
+    from workbench.ui import state
+
+    images = _idx(tmp_path, np.random.default_rng(0).integers(0, 256, (30, 4, 4), dtype=np.uint8))
+    labels = _idx(tmp_path, (np.arange(30) % 3).astype(np.uint8))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    at.session_state[state.SPEC_KEY] = preset("toy-mlp")
+    at.switch_page("pages/train.py").run()
+    at.radio(key="train_data_source").set_value("Upload a file").run()
+    uploader = at.get("file_uploader")[0]
+    uploader.set_value([("train-images-idx3-ubyte", images, None), ("train-labels-idx1-ubyte", labels, None)])
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    stored = list((isolated_runs_dir / "uploads").glob("*/train-images-idx3-ubyte"))
+    assert len(stored) == 1 and stored[0].read_bytes() == images
+    at.get("file_uploader")[0].set_value([("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(40), None)])
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "photo.png: not a dataset file: expected a .npz (zip) archive, CSV text or an IDX file "
+        "(magic 00 00 08 0n, raw or gzip); it starts with 89 50 4e 47 0d 0a 1a 0a"
+    ]

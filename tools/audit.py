@@ -699,7 +699,7 @@ def xnor_cases(rng: np.random.Generator, tries: int) -> Iterator[Case]:
         k = w * 64
         a, b = _bits(rng, m, w), _bits(rng, n, w)
         out = np.zeros((m, n), np.int32)
-        kind = count % 6
+        kind = count % 7
         threads = pick([1, 2, 0, -1, 10**6]) if rng.integers(3) == 0 else 1
         if kind == 0:
             # buffers that disagree; a k that disagrees with the words is only wrong arithmetic, not unsafe
@@ -738,11 +738,16 @@ def xnor_cases(rng: np.random.Generator, tries: int) -> Iterator[Case]:
                 lambda: _xnor.pool2x2(x, np.zeros(w + 2, np.uint64), np.zeros((1, 1, 1, w), np.uint64)),
                 "pool2x2",
             )
-        else:
+        elif kind == 5:
             x = rng.integers(0, 256, (1, 2, 6, 6), dtype=np.uint8)
             kh = pick([3, 9, 0, -3])
             target = lambda: _xnor.im2col_uint8(x, kh, 3, 1, 1, 0, 0, 4, 4, np.zeros((2, 2), np.uint8))  # noqa: E731
             label = f"im2col_uint8 kh={kh}"
+        else:  # buffers that agree, a hostile thread count (0 corrupted the heap, -1 ended the process)
+            threads = pick([0, -1, -(2**31), 10**6, 2**31 - 1])
+            target, label = lambda: _xnor.gemm(a, b, k, out, path, threads), "gemm (consistent buffers)"
+            yield Case(f"_xnor.{label} threads={threads}", REFUSE if threads < 1 else EITHER, target), (Exception,)
+            continue
         yield Case(f"_xnor.{label} threads={threads}", REFUSE, target), (Exception,)
 
 

@@ -134,8 +134,8 @@ class DeviceBench:
         if energy:
             lines.append(
                 "energy per inference, an ESTIMATE: instructions x 1 cycle each (a lower bound: loads and branches "
-                "take 2+) x the datasheet's run-mode energy per cycle (core at 3.3 V from flash, peripherals off; "
-                "no board, sleep or idle power):"
+                "take 2+) x the datasheet's run-mode energy per cycle (typical current x supply voltage / clock, code "
+                "from flash, peripherals off; no board, sleep or idle power):"
             )
             for e in energy:
                 lines.append(

@@ -77,7 +77,7 @@ def live() -> None:
     steps = pv.play_steps(session, view)
     if steps:
         session.step(steps)
-        st.query_params["epoch"] = str(session.epoch)
+        pv.follow_epoch(session.epoch)
     elif view.play:
         pv.stop_at_the_end(settings, view)
         st.rerun()

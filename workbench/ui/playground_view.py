@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import io
 import random
+import time
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ SESSION_KEY = KEY + "session"
 DIAGRAM_KEY = KEY + "diagram"
 NEURON_KEY = KEY + "neuron"
 TICK_SECONDS = 0.1  # while playing, the live fragment asks for a frame this often (pending ticks coalesce)
+URL_EPOCH_SECONDS = 1.0  # while playing, the address bar's epoch follows the run this often
 DIAGRAM_WIDTH_PX = 560  # about the diagram's column on a laptop screen: sizes the neuron maps (kept square anyway)
 NET_TITLES = {"bnn": "BNN", "float": "float twin"}
 NET_COLORS = {"bnn": BINARY_COLOR, "float": FP32_COLOR}
@@ -114,7 +116,17 @@ def _on_regenerate(settings: Settings, view: View) -> None:
 
 
 def _on_speed(settings: Settings, view: View) -> None:
-    write_url(settings, dataclasses.replace(view, speed=int(st.session_state[KEY + "speed"])))
+    write_url(_at(settings), dataclasses.replace(view, speed=int(st.session_state[KEY + "speed"])))
+
+
+def follow_epoch(epoch: int) -> None:
+    """While playing, write the epoch into the address bar at most once a second: each write is a browser
+    history entry whose page-info update and re-render took a sixth of the browser's main thread at every
+    frame. Pause, step and every other control write the exact epoch (``_at``), so a link is never behind."""
+    now = time.monotonic()
+    if now - st.session_state.get(KEY + "url_epoch_at", -URL_EPOCH_SECONDS) >= URL_EPOCH_SECONDS:
+        st.query_params["epoch"] = str(epoch)
+        st.session_state[KEY + "url_epoch_at"] = now
 
 
 # ------------------------------------------------------------------------------------ the session
@@ -410,25 +422,21 @@ def _thinned(count: int, most: int = MAX_CURVE_POINTS) -> np.ndarray:
 
 
 def _history_frame(history: dict, keys: dict[str, str]) -> pd.DataFrame:
-    """Long-form rows (epoch, value, network, metric) for Vega-Lite, NaN (not measured) left out; built per
-    column, not per row: at epoch 3,000 a row loop took longer than the frame's training."""
-    parts = []
-    for name, metrics in history.items():
+    """Long-form rows (epoch, value, network, metric) for Vega-Lite, NaN (not measured) left out; built as whole
+    columns into one frame: a row loop (at epoch 3,000) or a frame per line and a concat cost more than training."""
+    epochs, values, networks, metrics = [], [], [], []
+    for name, history_of in history.items():
         for key, label in keys.items():
-            keep = _thinned(len(metrics[key]))
-            values = np.asarray(metrics[key], dtype=np.float64)[keep]
-            measured = ~np.isnan(values)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "epoch": keep[measured] + 1,
-                        "value": values[measured],
-                        "network": NET_TITLES[name],
-                        "metric": label,
-                    }
-                )
-            )
-    return pd.concat(parts, ignore_index=True)[["epoch", "value", "network", "metric"]]
+            keep = _thinned(len(history_of[key]))
+            line = np.asarray(history_of[key], dtype=np.float64)[keep]
+            measured = ~np.isnan(line)
+            epochs.append(keep[measured] + 1)
+            values.append(line[measured])
+            networks += [NET_TITLES[name]] * int(measured.sum())
+            metrics += [label] * int(measured.sum())
+    return pd.DataFrame(
+        {"epoch": np.concatenate(epochs), "value": np.concatenate(values), "network": networks, "metric": metrics}
+    )
 
 
 def _layered(layers: list[dict], title: str, height: int) -> dict:

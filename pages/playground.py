@@ -13,6 +13,8 @@ from workbench.ui import playground_view as pv
 settings, view, notes = parse_query(st.query_params.to_dict())
 if view.lecture:
     st.html(pv.LECTURE_CSS)
+if view.play:
+    st.html(pv.PLAYING_CSS)
 st.title("Playground")
 for note in notes:
     st.warning(note, icon=":material/warning:")

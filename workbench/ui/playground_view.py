@@ -69,6 +69,13 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 html {font-size: 21px;}
 </style>"""
 
+# While playing, the parts of the page below the one being redrawn count as stale for Streamlit, which fades
+# them out whenever a frame takes long (a busy machine): the lower half of the page would flicker every frame.
+PLAYING_CSS = """<style>
+[data-testid="stElementContainer"][data-stale="true"], [data-stale="true"] {opacity: 1 !important;
+transition: none !important;}
+</style>"""
+
 
 # ------------------------------------------------------------------------------------ URL <-> widgets
 

@@ -175,7 +175,8 @@ def _npy(array) -> bytes:
 
 def _zip_bomb(uncompressed: int) -> bytes:
     """An .npz whose x array inflates to ``uncompressed`` bytes of zeros from about 1/1000 of that (kept in the
-    temp folder: deflating a gigabyte takes seconds, and a child restarted after a kill builds its cases again)."""
+    family's temp folder: deflating a gigabyte takes seconds, and a child restarted after a kill builds its cases
+    again)."""
     cached = Path(tempfile.gettempdir()) / f"bnn-audit-zip-bomb-{uncompressed}.npz"
     if cached.is_file():
         return cached.read_bytes()
@@ -993,7 +994,9 @@ def run_family(
                 "--slow",
                 str(slow),
             ]
-            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # the child's temporary files (cases, the zip bomb it keeps across restarts) go with this folder
+            child_env = dict(os.environ if env is None else env, TMPDIR=folder)
+            process = subprocess.Popen(command, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             baseline, last_progress, killed, seen = None, time.monotonic(), None, 0
             while process.poll() is None:
                 time.sleep(0.05)

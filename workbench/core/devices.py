@@ -1,6 +1,8 @@
 """Real devices a model may have to fit: flash, RAM, clock, and the run-mode power behind an energy estimate.
 
-Each figure is read from the device's datasheet (named in the comment beside it). The energy per cycle is
+Each figure is read from the device's datasheet (named in the comment beside it); the run-mode currents were
+transcribed without a chance to re-check them against the datasheets (no network access), so the energy figures
+built on them are approximate (docs/DEPLOY.md says so). The energy per cycle is
 supply voltage x typical run-mode current / clock, code running from flash, peripherals off, as the datasheet
 tables give it: an estimate of the core's work, not a measurement of a board (regulators, LEDs, radio and
 sensors are not in it). ``c_target`` is the emulated Cortex-M target of ``workbench.deploy.c_export.targets`` whose

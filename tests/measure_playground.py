@@ -195,16 +195,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--link", default=LINK, help="the page and query string to open (play=1 is added)")
-    parser.add_argument("--skip-cold", action="store_true", help="only the frame rates")
+    parser.add_argument("--only", choices=("cold", "frames"), help="only the cold starts, or only the frame rates")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         print(f"link {args.link}; {load()}")
-        if not args.skip_cold:
+        if args.only != "frames":
             cold_starts(browser, args.link, args.repeats)
-        frame_rates(browser, args.link, args.tabs, args.seconds, args.repeats)
+        if args.only != "cold":
+            frame_rates(browser, args.link, args.tabs, args.seconds, args.repeats)
         browser.close()
 
 

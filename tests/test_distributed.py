@@ -222,3 +222,15 @@ def test_torchrun_by_hand_trains_a_run_the_cli_created(tmp_path, capsys):
     record = store.get_run(record.id)
     assert record.status == "completed" and record.test_accuracy is not None
     _rows_once_per_step(store, record.id, 1, 900 // 32)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_end_to_end_on_the_cpu(capsys):
+    """tools/gpu_check.py, as prepared for a GPU machine, here on the CPU and the bundled sample."""
+    import runpy
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "tools" / "gpu_check.py"
+    check = runpy.run_path(str(script))
+    assert check["main"](["--data", "mnist-sample", "--device", "cpu", "--epochs", "1", "--cpu-batches", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "on 2 CPU threads of this machine" in out and "bit-exact: yes" in out

@@ -16,6 +16,10 @@ if view.lecture:
 if view.play:
     st.html(pv.PLAYING_CSS)
 st.title("Playground")
+if "compare" not in view.hide:
+    pv.page_link_if_in_app(
+        "pages/compare.py", "Binary vs float on real digits: train a BNN and its float twin side by side"
+    )
 for note in notes:
     st.warning(note, icon=":material/warning:")
 session = pv.session_for(settings)

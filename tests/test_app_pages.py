@@ -550,3 +550,10 @@ def test_train_on_an_uploaded_csv_saves_it_under_the_runs_dir(isolated_runs_dir)
     record = wait_for(store, at.query_params["run"], finished)
     assert record.data_ref == str(saved)
     assert record.status == "completed", record.error
+
+
+def test_the_playground_links_to_binary_vs_float_on_real_data():
+    at = app_on("pages/playground.py")
+    no_exceptions(at)
+    links = [link.proto for link in at.get("page_link")]
+    assert any(link.label.startswith("Binary vs float on real digits") for link in links), links

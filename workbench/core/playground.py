@@ -29,7 +29,7 @@ MAX_EPOCH = 3000  # a link's epoch is replayed on opening: a few seconds at most
 GRID = 60  # decision-boundary grid: GRID x GRID points over [-EXTENT, EXTENT]^2
 EXTENT = 1.3
 SOFT_TEMPERATURES = (1.0, 0.01)  # soft_sign: tanh(x / T), T from the first to the second over `anneal` epochs
-SECTIONS = ("scenarios", "link", "diagram", "curves", "stats")  # parts of the page that `hide=` can hide too
+SECTIONS = ("scenarios", "link", "diagram", "curves", "stats", "compare")  # parts of the page `hide=` can hide too
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ therefore all show what the query string says.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import random
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
+from streamlit.errors import StreamlitPageNotFoundError
 
 from workbench.core.playground import (
     ACTIVATION_CHOICES,
@@ -766,3 +768,10 @@ def memory_text(bits: dict[str, int]) -> tuple[str, str]:
     """('2,704 bits', '1.9x smaller than the float twin's 5,184 bits')."""
     bnn, fp = bits["bnn"], bits["float"]
     return f"{bnn:,} bits", f"{fp / max(bnn, 1):.1f}x smaller than float32's {fp:,} bits"
+
+
+def page_link_if_in_app(page: str, label: str) -> None:
+    """A link to another page of the app; nothing when the playground runs on its own (its tests,
+    ``streamlit run pages/playground.py``), where no other page exists to link to."""
+    with contextlib.suppress(StreamlitPageNotFoundError):
+        st.page_link(page, label=label, icon=":material/compare:")

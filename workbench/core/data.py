@@ -281,7 +281,9 @@ def intensity_preprocessing(x: np.ndarray, value_range=None, source="data") -> d
     }
 
 
-def _preprocessed(x: np.ndarray, preprocessing: dict) -> np.ndarray:
+def preprocessed(x: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """Raw values (as a file stores them, or as a drawing gives them) mapped as a dataset's preprocessing says:
+    the float32 input the model trains on."""
     x = x.astype(np.float32)
     if preprocessing["kind"] == "affine":
         x = x * np.float32(preprocessing["scale"]) + np.float32(preprocessing["offset"])
@@ -367,7 +369,7 @@ def make_dataset(
                 f"{source}: test inputs have shape {x_test.shape[1:]} per sample, training inputs {x_train.shape[1:]}"
             )
     preprocessing = intensity_preprocessing(x_train, value_range, source)
-    x_train, x_test = _preprocessed(x_train, preprocessing), _preprocessed(x_test, preprocessing)
+    x_train, x_test = preprocessed(x_train, preprocessing), preprocessed(x_test, preprocessing)
     if num_classes is None:
         y_train, y_test, present = _classes_present(y_train, y_test, source)
         num_classes = len(present)

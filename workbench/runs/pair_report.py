@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from workbench.core.data import _preprocessed
+from workbench.core.data import preprocessed
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.deploy.packed import PackedModel
 
@@ -32,7 +32,7 @@ def float32_file(model: torch.nn.Module) -> bytes:
 
 def model_input(u: np.ndarray, preprocessing: dict) -> np.ndarray:
     """Raw pixels (uint8, as a drawing gives them) as the float32 input torch was trained on."""
-    return _preprocessed(np.asarray(u), preprocessing or {"kind": "none"})
+    return preprocessed(np.asarray(u), preprocessing or {"kind": "none"})
 
 
 def float_probabilities(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:

@@ -7,15 +7,14 @@ Work is split into tiles of MT rows x NT output channels that OpenMP threads tak
 output element (and every packed output word) belongs to one tile, so results do not depend on the
 thread count.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
-cimport openmp
 
 import numpy as np
 
 cdef extern from "xnor_simd.h" nogil:
-    int XNOR_SCALAR, XNOR_AVX2, XNOR_AVX512
+    int XNOR_SCALAR, XNOR_AVX2, XNOR_AVX512, XNOR_NEON, XNOR_OPENMP
     int xnor_cpu_supports(int path)
     void xnor_init()
     void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
@@ -45,6 +44,10 @@ xnor_init()
 SCALAR = XNOR_SCALAR
 AVX2 = XNOR_AVX2
 AVX512 = XNOR_AVX512
+NEON = XNOR_NEON
+# False when the module was built without OpenMP (setup.py: BNN_WORKBENCH_OPENMP=0, or a compiler whose
+# -fopenmp does not link, as Apple's clang): every call then runs on one thread, whatever it asks for.
+OPENMP = bool(XNOR_OPENMP)
 
 # Tile sizes: MT rows of A (or output pixels) x NT rows of B (output channels, a multiple of 64 so
 # that packed output words never straddle two tiles).
@@ -79,6 +82,8 @@ cdef int _thread_count(int threads) except -1:
     MAX_THREADS (threads=10**6 once sized a 61 GiB scratch buffer)."""
     if threads < 1:
         raise ValueError(f"threads: expected a positive thread count, got {threads}")
+    if not XNOR_OPENMP:
+        return 1
     return threads if threads < MAX_THREADS else MAX_THREADS
 
 
@@ -220,7 +225,7 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
     cdef int32_t *dots
     cdef int threads = _team_size(call.m, n, words * U8_WORD_COST if call.u != NULL else words, call.threads)
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
-        tid = openmp.omp_get_thread_num()
+        tid = threadid()
         i0 = (t // tn) * MT
         j0 = (t % tn) * NT
         mm = call.m - i0 if call.m - i0 < MT else MT
@@ -245,7 +250,7 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
 
 
 def make_panel(const uint64_t[:, ::1] b, int threads=1):
-    """B (n x words) in the AVX-512 broadcast kernel's layout: groups of 8 rows, word-interleaved, 1-D.
+    """B (n x words) in the broadcast kernels' layout (AVX-512, AVX2): groups of 8 rows, word-interleaved, 1-D.
     A large B is laid out by `threads` threads, each taking an equal range of groups."""
     threads = _thread_count(threads)
     cdef int64_t n = b.shape[0], words = b.shape[1], groups = (n + 7) // 8, t, per
@@ -272,8 +277,8 @@ cdef const uint64_t *_panel_of(object panel, int64_t n, int64_t words) except? N
 
 
 def _auto_panel(const uint64_t[:, ::1] b, int64_t m, int path, panel, int threads):
-    """The panel to use: the given one, or one made now on the AVX-512 path when M rows amortise it."""
-    if panel is not None or path != XNOR_AVX512 or m < PANEL_MIN_ROWS:
+    """The panel to use: the given one, or one made now on the AVX-512 or AVX2 path when M rows amortise it."""
+    if panel is not None or (path != XNOR_AVX512 and path != XNOR_AVX2) or m < PANEL_MIN_ROWS:
         return panel
     return make_panel(b, _team_size(m, b.shape[0], b.shape[1], threads))
 

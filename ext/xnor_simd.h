@@ -1,8 +1,9 @@
 /* XNOR-popcount micro-kernels, one per SIMD path, chosen at run time.
  *
  * The module is compiled for the baseline ISA (no -march=native); each fast path carries its own
- * target attribute and is only called after xnor_cpu_supports() said the CPU has it. On other
- * architectures than x86-64 only the portable scalar path exists.
+ * target attribute and is only called after xnor_cpu_supports() said the CPU has it. On AArch64 the
+ * NEON path (VCNT + pairwise widening adds) is chosen when the kernel reports AdvSIMD; elsewhere only
+ * the portable scalar path exists.
  *
  * Bit convention (docs/FORMAT.md): uint64 words, element 64*w + j in bit j of word w, bit 1 = -1,
  * padding bits 0 in every operand, so dot(a, b) = K - 2 * popcount(a XOR b) over all words.
@@ -19,7 +20,27 @@
 #define XNOR_X86 0
 #endif
 
-enum { XNOR_SCALAR = 0, XNOR_AVX2 = 1, XNOR_AVX512 = 2 };
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define XNOR_ARM 1
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#endif
+#else
+#define XNOR_ARM 0
+#endif
+
+/* 1 when the compiler built the module's parallel loops with OpenMP (-fopenmp); else they run on one thread. */
+#ifdef _OPENMP
+#define XNOR_OPENMP 1
+#else
+#define XNOR_OPENMP 0
+#endif
+
+enum { XNOR_SCALAR = 0, XNOR_AVX2 = 1, XNOR_AVX512 = 2, XNOR_NEON = 3 };
 
 /* 1 when the CPU (and the OS, for the wide registers) supports the given path. */
 static int xnor_cpu_supports(int path)
@@ -34,6 +55,15 @@ static int xnor_cpu_supports(int path)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
             && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq")
             && __builtin_cpu_supports("avx512vnni");
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON) {
+#if defined(__linux__)
+        return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0; /* AdvSIMD: in every AArch64 Linux kernel's hwcaps */
+#else
+        return 1; /* macOS and others: AdvSIMD is part of the AArch64 ABI */
+#endif
+    }
 #endif
     return 0;
 }
@@ -277,6 +307,80 @@ XNOR_AVX512_ATTR static void xnor_tile_avx512(const uint64_t *a, int64_t lda, co
 }
 #endif /* XNOR_X86 */
 
+/* ------------------------------------------------------------------------------------------------
+ * NEON path (AArch64): VCNT gives the popcount of each byte of a 128-bit XOR, VPADAL adds byte pairs
+ * into 16-bit lanes, and every XNOR_NEON_CHUNK steps those are folded into 32-bit lanes (a 16-bit lane
+ * grows by at most 16 per step). An odd last word goes through the 64-bit VCNT.
+ * ---------------------------------------------------------------------------------------------- */
+#if XNOR_ARM
+#define XNOR_NEON_CHUNK 4000
+
+static inline __attribute__((always_inline)) void
+xnor_block_neon(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb, int64_t words, int32_t k,
+                int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    uint32x4_t acc32[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc32[i][j] = vdupq_n_u32(0);
+    int64_t w = 0;
+    while (w + 2 <= words) {
+        const int64_t stop = words - w > 2 * XNOR_NEON_CHUNK ? w + 2 * XNOR_NEON_CHUNK : words;
+        uint16x8_t acc16[2][4];
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc16[i][j] = vdupq_n_u16(0);
+        for (; w + 2 <= stop; w += 2) {
+            uint8x16_t va[2], vb[4];
+            for (int i = 0; i < MR; i++)
+                va[i] = vreinterpretq_u8_u64(vld1q_u64(a + i * lda + w));
+            for (int j = 0; j < NR; j++)
+                vb[j] = vreinterpretq_u8_u64(vld1q_u64(b + j * ldb + w));
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < NR; j++)
+                    acc16[i][j] = vpadalq_u8(acc16[i][j], vcntq_u8(veorq_u8(va[i], vb[j])));
+        }
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc32[i][j] = vpadalq_u16(acc32[i][j], acc16[i][j]);
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            int64_t s = (int64_t)vaddvq_u32(acc32[i][j]);
+            if (w < words)
+                s += vaddv_u8(vcnt_u8(vcreate_u8(a[i * lda + w] ^ b[j * ldb + w])));
+            c[i * ldc + j] = k - 2 * (int32_t)s;
+        }
+}
+
+static void xnor_tile_neon(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb, int64_t words,
+                           int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+    int64_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 4);
+        for (; j < n; j++)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 1);
+    }
+    for (; i < m; i++) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 4);
+        for (; j < n; j++)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 1);
+    }
+}
+
+/* 64-bit popcount for the uint8 bit-plane loop: VCNT + across-vector add (what GCC and clang make of
+ * __builtin_popcountll on AArch64, written out so that no compiler falls back to a library call). */
+static inline int xnor_popcount_neon(uint64_t x)
+{
+    return (int)vaddv_u8(vcnt_u8(vcreate_u8(x)));
+}
+#endif /* XNOR_ARM */
+
 /* Dispatch one tile of dot products to the given path (already checked against the CPU). */
 static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
                       int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
@@ -292,6 +396,12 @@ static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *
     }
     if (xnor_scalar_popcnt) {
         xnor_tile_popcnt(a, lda, b, ldb, words, k, m, n, c, ldc);
+        return;
+    }
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON) {
+        xnor_tile_neon(a, lda, b, ldb, words, k, m, n, c, ldc);
         return;
     }
 #endif
@@ -384,14 +494,74 @@ XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t l
 }
 #endif /* XNOR_X86 */
 
-/* Dispatch one tile against a panel. The callers use panels on the AVX-512 path only; the portable loop
- * keeps any other path correct. */
+#if XNOR_X86
+/* Carry-save adder on 256 bits: a + b + c = 2 * hi + lo in every bit position. */
+#define XNOR_CSA256(hi, lo, a, b, c)                                                                \
+    do {                                                                                            \
+        __m256i u_ = _mm256_xor_si256(a, b), c_ = (c);                                              \
+        hi = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u_, c_));                     \
+        lo = _mm256_xor_si256(u_, c_);                                                              \
+    } while (0)
+
+/* One row of A against one group of 8 panel rows, one 256-bit half (4 rows, one dot per 64-bit lane) at a
+ * time: a Harley-Seal carry-save tree over 8 words keeps ones / twos / fours, so the VPSHUFB popcount runs
+ * once per 8 words (on the "eights") instead of once per word. A half's state fits in registers. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_panel_group_avx2(const uint64_t *a, const uint64_t *p, int64_t words, int32_t k, int32_t *c, int valid)
+{
+    uint64_t counts[8];
+    for (int h = 0; h < 2; h++) {
+        const uint64_t *q = p + 4 * h;
+        __m256i ones = _mm256_setzero_si256(), twos = ones, fours = ones, total = ones;
+        int64_t w = 0;
+#define XNOR_HS_IN(t) \
+    _mm256_xor_si256(_mm256_set1_epi64x((long long)a[w + (t)]), _mm256_loadu_si256((const __m256i *)(q + (w + (t)) * 8)))
+        for (; w + 8 <= words; w += 8) {
+            __m256i twos_a, twos_b, fours_a, fours_b, eights;
+            XNOR_CSA256(twos_a, ones, ones, XNOR_HS_IN(0), XNOR_HS_IN(1));
+            XNOR_CSA256(twos_b, ones, ones, XNOR_HS_IN(2), XNOR_HS_IN(3));
+            XNOR_CSA256(fours_a, twos, twos, twos_a, twos_b);
+            XNOR_CSA256(twos_a, ones, ones, XNOR_HS_IN(4), XNOR_HS_IN(5));
+            XNOR_CSA256(twos_b, ones, ones, XNOR_HS_IN(6), XNOR_HS_IN(7));
+            XNOR_CSA256(fours_b, twos, twos, twos_a, twos_b);
+            XNOR_CSA256(eights, fours, fours, fours_a, fours_b);
+            total = _mm256_add_epi64(total, xnor_popcnt256(eights));
+        }
+        __m256i sum = _mm256_add_epi64(_mm256_slli_epi64(total, 3), _mm256_slli_epi64(xnor_popcnt256(fours), 2));
+        sum = _mm256_add_epi64(sum, _mm256_add_epi64(_mm256_slli_epi64(xnor_popcnt256(twos), 1), xnor_popcnt256(ones)));
+        for (; w < words; w++)
+            sum = _mm256_add_epi64(sum, xnor_popcnt256(XNOR_HS_IN(0)));
+#undef XNOR_HS_IN
+        _mm256_storeu_si256((__m256i *)(counts + 4 * h), sum);
+    }
+    for (int r = 0; r < valid; r++)
+        c[r] = k - 2 * (int32_t)counts[r];
+}
+
+XNOR_AVX2_ATTR static void xnor_panel_tile_avx2(const uint64_t *a, int64_t lda, const uint64_t *panel,
+                                                int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
+                                                int64_t ldc)
+{
+    const int64_t groups = (n + 7) / 8;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t g = 0; g < groups; g++)
+            xnor_panel_group_avx2(a + i * lda, panel + g * 8 * words, words, k, c + i * ldc + 8 * g,
+                                  n - 8 * g < 8 ? (int)(n - 8 * g) : 8);
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch one tile against a panel. The callers use panels on the AVX-512 and AVX2 paths; the portable
+ * loop keeps any other path correct. */
 static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
                             int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
 #if XNOR_X86
     if (path == XNOR_AVX512) {
         xnor_panel_tile_avx512(a, lda, panel, words, k, m, n, c, ldc);
+        return;
+    }
+    if (path == XNOR_AVX2) {
+        xnor_panel_tile_avx2(a, lda, panel, words, k, m, n, c, ldc);
         return;
     }
 #endif
@@ -724,6 +894,9 @@ XNOR_DEFINE_U8_TILE(xnor_u8_tile_swar, , xnor_popcount_swar)
 #if XNOR_X86
 XNOR_DEFINE_U8_TILE(xnor_u8_tile_popcnt, __attribute__((target("popcnt"))), __builtin_popcountll)
 #endif
+#if XNOR_ARM
+XNOR_DEFINE_U8_TILE(xnor_u8_tile_neon, , xnor_popcount_neon)
+#endif
 
 #if XNOR_X86
 /* 16 vectors of 16 int32 -> one vector of their 16 horizontal sums, in order (a transposing tree). */
@@ -829,6 +1002,12 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
     }
     if (xnor_scalar_popcnt) {
         xnor_u8_tile_popcnt(u, ldu, k, b, ldb, m, n, c, ldc);
+        return;
+    }
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON) {
+        xnor_u8_tile_neon(u, ldu, k, b, ldb, m, n, c, ldc);
         return;
     }
 #endif

@@ -5,8 +5,8 @@ Layouts and bit order are those of docs/FORMAT.md ("Bit packing and layouts"): u
 ``k - 2 * popcount(a XOR b)``. Every argument is checked here, with the GIL held, before any compiled
 loop runs: a wrong dtype, shape or memory layout raises ValueError and is never read out of bounds.
 
-The SIMD path ("avx512", "avx2" or "scalar") is chosen from the CPU at import; the environment variable
-``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one. Thread counts default to
+The SIMD path ("avx512", "avx2", "neon" on AArch64, or "scalar") is chosen from the CPU at import; the
+environment variable ``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one. Thread counts default to
 ``BNN_WORKBENCH_THREADS`` or the CPUs this process may use; results are identical for any count.
 """
 
@@ -40,7 +40,9 @@ __all__ = [
     "bind_max_pool2d_bits",
 ]
 
-_PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "scalar": _xnor.SCALAR}
+_PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scalar": _xnor.SCALAR}
+# The paths whose GEMM and convolution run on a panel of the weights (make_panel's layout).
+_PANEL_PATHS = ("avx512", "avx2")
 _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
 
@@ -68,7 +70,7 @@ _backend = _resolve(
 
 
 def backend() -> str:
-    """The SIMD path in use: "avx512", "avx2" or "scalar"."""
+    """The SIMD path in use: "avx512", "avx2", "neon" or "scalar"."""
     return _backend
 
 
@@ -301,7 +303,7 @@ def _bind_gemm(
             if plain:
                 _check_packed_rows(a, k, name)
             out = np.empty((len(a), n), dtype=np.int32)
-            _xnor.gemm(a, w, k, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
+            _xnor.gemm(a, w, k, out, _PATHS[_backend], count, panel if _backend in _PANEL_PATHS else None)
             return out
 
         return call
@@ -310,16 +312,19 @@ def _bind_gemm(
         if plain:
             _check_packed_rows(a, k, name)
         out = np.empty((len(a), out_words), dtype=np.uint64)
-        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
+        _xnor.gemm_threshold(
+            a, w, k, thr, flips, out, _PATHS[_backend], count, panel if _backend in _PANEL_PATHS else None
+        )
         return out
 
     return call
 
 
 def _panel(rows: np.ndarray):
-    """The weights in the AVX-512 broadcast kernel's layout (made once, as large as the weights), or None
-    where the CPU has no AVX-512 path."""
-    return _xnor.make_panel(rows) if "avx512" in available_backends() and rows.shape[1] else None
+    """The weights in the broadcast kernels' layout (made once, as large as the weights), or None where the
+    CPU has no path that uses it (AVX-512, AVX2)."""
+    usable = any(_xnor.cpu_supports(_PATHS[name]) for name in _PANEL_PATHS)
+    return _xnor.make_panel(rows) if usable and rows.shape[1] else None
 
 
 def _check_packed_rows(a, k: int, name: str) -> None:
@@ -419,7 +424,7 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
             flips,
             _PATHS[_backend],
             count,
-            panel if _backend == "avx512" else None,
+            panel if _backend in _PANEL_PATHS else None,
         )
         return out
 

@@ -38,6 +38,8 @@ cdef extern from "xnor_simd.h" nogil:
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                       int64_t m, int64_t n, int32_t *c, int64_t ldc)
+    int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS
+    int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
 
 xnor_init()
 
@@ -85,6 +87,24 @@ cdef int _thread_count(int threads) except -1:
     if not XNOR_OPENMP:
         return 1
     return threads if threads < MAX_THREADS else MAX_THREADS
+
+
+_PEAK_BUFFER = np.random.default_rng(0).integers(0, 2 ** 63, XNOR_PEAK_WORDS + 32, dtype=np.uint64)
+
+
+def peak_loop(int path, int64_t passes):
+    """Run `passes` (even) passes of the path's in-L1 XOR + popcount ceiling loop; returns the binary MACs done.
+
+    The caller times it (workbench.deploy.timing.ceiling): a pure instruction-throughput figure for this core
+    and path, which kernels and networks are reported as a share of."""
+    _check(passes >= 2 and passes % 2 == 0, "peak_loop: passes must be even and at least 2")
+    cdef uint64_t[::1] view = _PEAK_BUFFER
+    cdef int64_t checksum
+    with nogil:
+        checksum = xnor_peak(path, &view[0], passes)
+    if checksum < 0:  # never: it keeps the work observable
+        raise RuntimeError("peak_loop: negative checksum")
+    return passes * XNOR_PEAK_PAIRS * 64
 
 
 def _check(bint ok, str message):

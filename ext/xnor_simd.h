@@ -1015,4 +1015,139 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
     xnor_u8_tile_swar(u, ldu, k, b, ldb, m, n, c, ldc);
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * The ceiling: how many XOR + popcount bit pairs a path's instructions can do per second on this core,
+ * measured on data in L1 (XNOR_PEAK_WORDS words streamed against 4 operands held in registers, several
+ * independent accumulators). Benchmarks report kernels and networks as a share of it. Each pass of
+ * xnor_peak() does XNOR_PEAK_PAIRS word pairs (64 binary MACs each) on every path; the returned checksum
+ * keeps the compiler from dropping the work.
+ * ---------------------------------------------------------------------------------------------- */
+#define XNOR_PEAK_WORDS 256
+#define XNOR_PEAK_PAIRS (4 * XNOR_PEAK_WORDS)
+
+#define XNOR_DEFINE_PEAK_SCALAR(NAME, ATTR, POP)                                                    \
+    ATTR static int64_t NAME(const uint64_t *buf, int64_t passes)                                  \
+    {                                                                                               \
+        uint64_t a0 = buf[XNOR_PEAK_WORDS], a1 = buf[XNOR_PEAK_WORDS + 1];                          \
+        uint64_t a2 = buf[XNOR_PEAK_WORDS + 2], a3 = buf[XNOR_PEAK_WORDS + 3];                      \
+        int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                     \
+        for (int64_t p = 0; p < passes; p++)                                                        \
+            for (int64_t w = 0; w < XNOR_PEAK_WORDS; w++) {                                         \
+                uint64_t x = buf[w];                                                                \
+                s0 += POP(x ^ a0);                                                                  \
+                s1 += POP(x ^ a1);                                                                  \
+                s2 += POP(x ^ a2);                                                                  \
+                s3 += POP(x ^ a3);                                                                  \
+            }                                                                                       \
+        return s0 + s1 + s2 + s3;                                                                   \
+    }
+
+XNOR_DEFINE_PEAK_SCALAR(xnor_peak_swar, , xnor_popcount_swar)
+#if XNOR_X86
+XNOR_DEFINE_PEAK_SCALAR(xnor_peak_popcnt, __attribute__((target("popcnt"))), __builtin_popcountll)
+
+/* 4 zmm operands (8 words each, so 4 x 8 lanes) against 8-word groups of the stream: XOR + VPOPCNTQ + add. */
+XNOR_AVX512_ATTR static int64_t xnor_peak_avx512(const uint64_t *buf, int64_t passes)
+{
+    __m512i va[4], acc[4];
+    for (int j = 0; j < 4; j++) {
+        va[j] = _mm512_loadu_si512((const void *)(buf + XNOR_PEAK_WORDS + 8 * j));
+        acc[j] = _mm512_setzero_si512();
+    }
+    for (int64_t p = 0; p < passes; p++)
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
+            __m512i x = _mm512_loadu_si512((const void *)(buf + w));
+            for (int j = 0; j < 4; j++)
+                acc[j] = _mm512_add_epi64(acc[j], _mm512_popcnt_epi64(_mm512_xor_si512(x, va[j])));
+        }
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(acc[0], acc[1]), _mm512_add_epi64(acc[2], acc[3])));
+}
+
+/* 4 ymm operands against 4-word groups, through the Harley-Seal tree of the AVX2 panel kernel (VPSHUFB
+ * popcount once per 8 inputs), two independent trees. */
+XNOR_AVX2_ATTR static int64_t xnor_peak_avx2(const uint64_t *buf, int64_t passes)
+{
+    __m256i va[4];
+    for (int j = 0; j < 4; j++)
+        va[j] = _mm256_loadu_si256((const __m256i *)(buf + XNOR_PEAK_WORDS + 4 * j));
+    __m256i ones[2], twos[2], fours[2], total[2];
+    for (int t = 0; t < 2; t++)
+        ones[t] = twos[t] = fours[t] = total[t] = _mm256_setzero_si256();
+    for (int64_t p = 0; p < passes; p++)
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
+            __m256i x[2] = {_mm256_loadu_si256((const __m256i *)(buf + w)),
+                            _mm256_loadu_si256((const __m256i *)(buf + w + 4))};
+            for (int t = 0; t < 2; t++) { /* 8 inputs per tree: the two stream vectors against 4 operands */
+                __m256i twos_a, twos_b, fours_a, fours_b, eights;
+                XNOR_CSA256(twos_a, ones[t], ones[t], _mm256_xor_si256(x[0], va[2 * t]),
+                            _mm256_xor_si256(x[1], va[2 * t]));
+                XNOR_CSA256(twos_b, ones[t], ones[t], _mm256_xor_si256(x[0], va[2 * t + 1]),
+                            _mm256_xor_si256(x[1], va[2 * t + 1]));
+                XNOR_CSA256(fours_a, twos[t], twos[t], twos_a, twos_b);
+                XNOR_CSA256(twos_a, ones[t], ones[t], _mm256_xor_si256(x[0], va[(2 * t + 2) % 4]),
+                            _mm256_xor_si256(x[1], va[(2 * t + 2) % 4]));
+                XNOR_CSA256(twos_b, ones[t], ones[t], _mm256_xor_si256(x[0], va[(2 * t + 3) % 4]),
+                            _mm256_xor_si256(x[1], va[(2 * t + 3) % 4]));
+                XNOR_CSA256(fours_b, twos[t], twos[t], twos_a, twos_b);
+                XNOR_CSA256(eights, fours[t], fours[t], fours_a, fours_b);
+                total[t] = _mm256_add_epi64(total[t], xnor_popcnt256(eights));
+            }
+        }
+    int64_t sum = 0;
+    for (int t = 0; t < 2; t++)
+        sum += 8 * xnor_hsum256(total[t]) + 4 * xnor_hsum256(xnor_popcnt256(fours[t]))
+             + 2 * xnor_hsum256(xnor_popcnt256(twos[t])) + xnor_hsum256(xnor_popcnt256(ones[t]));
+    return sum;
+}
+#endif /* XNOR_X86 */
+
+#if XNOR_ARM
+/* 4 q-register operands against 2-word groups: VEOR + VCNT + VPADAL, folded into 32 bits every pass. */
+static int64_t xnor_peak_neon(const uint64_t *buf, int64_t passes)
+{
+    uint8x16_t va[4];
+    uint32x4_t acc32[4];
+    for (int j = 0; j < 4; j++) {
+        va[j] = vreinterpretq_u8_u64(vld1q_u64(buf + XNOR_PEAK_WORDS + 2 * j));
+        acc32[j] = vdupq_n_u32(0);
+    }
+    for (int64_t p = 0; p < passes; p++) {
+        uint16x8_t acc16[4];
+        for (int j = 0; j < 4; j++)
+            acc16[j] = vdupq_n_u16(0);
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 2) {
+            uint8x16_t x = vreinterpretq_u8_u64(vld1q_u64(buf + w));
+            for (int j = 0; j < 4; j++)
+                acc16[j] = vpadalq_u8(acc16[j], vcntq_u8(veorq_u8(x, va[j])));
+        }
+        for (int j = 0; j < 4; j++)
+            acc32[j] = vpadalq_u16(acc32[j], acc16[j]);
+    }
+    int64_t sum = 0;
+    for (int j = 0; j < 4; j++)
+        sum += vaddvq_u32(acc32[j]);
+    return sum;
+}
+#endif /* XNOR_ARM */
+
+/* `passes` (even) passes of XNOR_PEAK_PAIRS word pairs of the path's ceiling loop over buf (XNOR_PEAK_WORDS
+ * + 32 words). The AVX2 loop does two passes' work per turn of its own loop. */
+static int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512)
+        return xnor_peak_avx512(buf, passes);
+    if (path == XNOR_AVX2)
+        return xnor_peak_avx2(buf, passes / 2);
+    if (xnor_scalar_popcnt)
+        return xnor_peak_popcnt(buf, passes);
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON)
+        return xnor_peak_neon(buf, passes);
+#endif
+    (void)path;
+    return xnor_peak_swar(buf, passes);
+}
+
 #endif /* XNOR_SIMD_H */

@@ -6,13 +6,16 @@ Layouts and bit order are those of docs/FORMAT.md ("Bit packing and layouts"): u
 loop runs: a wrong dtype, shape or memory layout raises ValueError and is never read out of bounds.
 
 The SIMD path ("avx512", "avx2", "neon" on AArch64, or "scalar") is chosen from the CPU at import; the
-environment variable ``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one. Thread counts default to
-``BNN_WORKBENCH_THREADS`` or the CPUs this process may use; results are identical for any count.
+environment variable ``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one.
+``threads=None`` runs each call site on one thread or on all CPUs this process may use, whichever its measured
+calls show faster (ThreadChoice); ``BNN_WORKBENCH_THREADS`` or an explicit count fixes it.
+Results are identical for any count.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -106,6 +109,98 @@ def _threads(threads: int | None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads: expected None or a positive integer, got {threads!r}")
     return int(threads)
+
+
+class ThreadChoice:
+    """The thread count of one kernel call site and batch size under ``threads=None``: one thread or all.
+
+    A fork-join call on more threads than the OS has free cores waits for a thread that is not scheduled (9-28x
+    slower than one thread with one of two cores busy), so the choice is measured, not assumed: it starts on one
+    thread, tries the other count on the next call, then keeps a moving average of seconds per call for each;
+    it switches when the one in use becomes more than 10% slower than the other's average, and re-tries the
+    other count after 16 calls, doubling that interval (up to 4096) each time the trial loses, so trials cost
+    little once the right count is known (docs/KERNELS.md, "Threading").
+    """
+
+    __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval")
+
+    def __init__(self, many: int):
+        self.many = many
+        self.current = 1
+        self.seconds = {1: 0.0, many: 0.0}  # moving averages; 0 until measured
+        self.calls = 0
+        self.probe_at = 2
+        self.interval = 16
+
+    def pick(self) -> int:
+        self.calls += 1
+        if self.calls == self.probe_at:
+            return self.many if self.current == 1 else 1
+        return self.current
+
+    def record(self, used: int, seconds: float) -> None:
+        old = self.seconds[used]
+        # an outlier (a call preempted by another process) moves the average by at most 4x its value
+        self.seconds[used] = seconds if old == 0.0 else old + 0.3 * (min(seconds, 4 * old) - old)
+        other = self.many if used == 1 else 1
+        if used != self.current:  # a trial of the other count
+            if self.seconds[used] < 0.9 * self.seconds[self.current]:
+                self.current, self.interval = used, 16
+            else:
+                self.interval = min(2 * self.interval, 4096)
+            self.probe_at = self.calls + self.interval
+        elif self.seconds[other] and self.seconds[used] > 1.1 * self.seconds[other]:
+            self.current, self.interval = other, 16
+            self.probe_at = self.calls + self.interval
+
+
+class _FixedThreads:
+    """An explicit thread count (or $BNN_WORKBENCH_THREADS): every call runs on it."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def run(self, rows: int, kernel) -> None:
+        kernel(self.count)
+
+
+class _AutoThreads:
+    """``threads=None`` with several CPUs: a ThreadChoice per batch size (rows), shared by the plain calls of
+    one kernel and weight shape through ``_SHARED_CHOICES`` (a plain function binds anew on every call)."""
+
+    __slots__ = ("many", "choices")
+
+    def __init__(self, many: int, shared_key=None):
+        self.many = many
+        if shared_key is None:
+            self.choices = {}
+        else:
+            if len(_SHARED_CHOICES) > 4096:
+                _SHARED_CHOICES.clear()
+            self.choices = _SHARED_CHOICES.setdefault(shared_key, {})
+
+    def run(self, rows: int, kernel) -> None:
+        choice = self.choices.get(rows)
+        if choice is None:
+            choice = self.choices[rows] = ThreadChoice(self.many)
+        count = choice.pick()
+        start = time.perf_counter()
+        kernel(count)
+        choice.record(count, time.perf_counter() - start)
+
+
+_SHARED_CHOICES: dict = {}
+
+
+def _thread_policy(threads, shared_key=None):
+    """How a call site picks its thread count: fixed when given (or set in the environment, or in a build
+    without OpenMP, where every call runs on one thread), else measured (ThreadChoice)."""
+    if threads is not None or os.environ.get("BNN_WORKBENCH_THREADS") or not _xnor.OPENMP:
+        return _FixedThreads(_threads(threads))
+    many = default_threads()
+    return _FixedThreads(1) if many == 1 else _AutoThreads(many, shared_key)
 
 
 # The checks below take the function's name and the argument's apart and join them only in an error
@@ -272,7 +367,8 @@ def _bind_gemm(
     _check_words(w, name, w_name, k, "k")
     if uint8 and 255 * k > _INT32_MAX:
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
-    count, n = _threads(threads), w.shape[0]
+    n = w.shape[0]
+    policy = _thread_policy(threads, (name, w.shape, k) if plain else None)
     if thresholds is not None:
         thr, flips = _check_thresholds(thresholds, flip, n, name)
         out_words = words(n)
@@ -284,7 +380,7 @@ def _bind_gemm(
             def call(u):
                 u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
                 out = np.empty((len(u), n), dtype=np.int32)
-                _xnor.gemm_uint8(u, w, out, _PATHS[_backend], count)
+                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t))
                 return out
 
             return call
@@ -292,7 +388,7 @@ def _bind_gemm(
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
             out = np.empty((len(u), out_words), dtype=np.uint64)
-            _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], count)
+            policy.run(len(u), lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t))
             return out
 
         return call
@@ -303,7 +399,8 @@ def _bind_gemm(
             if plain:
                 _check_packed_rows(a, k, name)
             out = np.empty((len(a), n), dtype=np.int32)
-            _xnor.gemm(a, w, k, out, _PATHS[_backend], count, panel if _backend in _PANEL_PATHS else None)
+            use = panel if _backend in _PANEL_PATHS else None
+            policy.run(len(a), lambda t: _xnor.gemm(a, w, k, out, _PATHS[_backend], t, use))
             return out
 
         return call
@@ -312,9 +409,8 @@ def _bind_gemm(
         if plain:
             _check_packed_rows(a, k, name)
         out = np.empty((len(a), out_words), dtype=np.uint64)
-        _xnor.gemm_threshold(
-            a, w, k, thr, flips, out, _PATHS[_backend], count, panel if _backend in _PANEL_PATHS else None
-        )
+        use = panel if _backend in _PANEL_PATHS else None
+        policy.run(len(a), lambda t: _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], t, use))
         return out
 
     return call
@@ -397,7 +493,7 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         raise ValueError(f"{name}: KH*KW*C = {kh * kw * c} does not fit in int32")
     sh, sw = _stride(stride)
     top, bottom, left, right = _padding(padding, kh, kw)
-    count = _threads(threads)
+    policy = _thread_policy(threads, (name, w.shape, c, sh, sw, top, bottom, left, right) if plain else None)
     thr, flips = _check_thresholds(thresholds, flip, o, name) if thresholds is not None else (None, None)
     channels, dtype = (o, np.int32) if thresholds is None else (words(o), np.uint64)
     panel = None if plain else _panel(w.reshape(o, -1))
@@ -411,20 +507,10 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
         ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
         out = np.empty((x.shape[0], oh, ow, channels), dtype=dtype)
-        _xnor.conv2d(
-            x,
-            w,
-            c,
-            sh,
-            sw,
-            top,
-            left,
-            out,
-            thr,
-            flips,
-            _PATHS[_backend],
-            count,
-            panel if _backend in _PANEL_PATHS else None,
+        use = panel if _backend in _PANEL_PATHS else None
+        policy.run(
+            x.shape[0] * x.shape[1] * x.shape[2],
+            lambda t: _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], t, use),
         )
         return out
 

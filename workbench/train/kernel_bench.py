@@ -77,10 +77,12 @@ def run(threads_list, quick: bool = False, busy: int | None = None) -> int:
             _gemm_rows(settings, quick, rounds, sample, ceiling, ceiling_macs, set_blas, rng)
             _conv_rows(settings, quick, rounds, sample, ceiling, ceiling_macs, rng)
             _uint8_rows(quick, rounds, sample, rng)
+            _paths_against_each_other(quick, rounds, sample, rng)
             _default_vs_one(quick, rounds, sample, rng)
             print(timing.load_average())
         finally:
             torch.set_num_threads(torch_threads)
+            kernels.set_backend("auto")
     return 0
 
 
@@ -181,6 +183,48 @@ def _uint8_rows(quick, rounds, sample, rng) -> None:
         times = timing.interleaved({"uint8": lambda gemm=gemm, u=u: gemm(u)}, rounds, sample)
         rates = [m * n * k / t for t in times["uint8"]]
         print(f"{str((m, n, k)):<28}{timing.format_spread(timing.spread(rates), '.2e'):>34}")
+
+
+def _random_network(name: str) -> Engine:
+    with tempfile.TemporaryDirectory() as folder:
+        model = pathlib.Path(folder) / f"{name}.bnn"
+        benchmark.random_preset_file(name, model)
+        return Engine(str(model), threads=1)
+
+
+def _paths_against_each_other(quick, rounds, sample, rng) -> None:
+    """Every SIMD path this CPU has, one thread, the same bound calls: time per call relative to the fastest
+    path and to scalar, per round (the path is switched by each contender's setup)."""
+    paths = kernels.available_backends()
+    if len(paths) < 2:
+        return
+    print(f"\n{'SIMD paths, 1 thread':<30}" + "".join(f"{p + ' / ' + paths[0]:>24}" for p in paths[1:]))
+    workloads = []
+    for m, n, k in GEMM_SHAPES_QUICK if quick else GEMM_SHAPES:
+        a_bits = kernels.pack_signs(rng.standard_normal((m, k), dtype=np.float32))
+        gemm = kernels.bind_gemm(kernels.pack_signs(rng.standard_normal((n, k), dtype=np.float32)), k, threads=1)
+        workloads.append((f"xnor_gemm {(m, n, k)}", lambda gemm=gemm, a=a_bits: gemm(a)))
+    channels = 64 if quick else 128
+    x_bits = kernels.pack_signs(rng.standard_normal((1, 32, 32, channels), dtype=np.float32))
+    conv = kernels.bind_conv2d(
+        kernels.pack_signs(rng.standard_normal((channels, 3, 3, channels), dtype=np.float32)),
+        channels,
+        padding="same",
+        threads=1,
+    )
+    workloads.append((f"3x3 conv {channels}->{channels} 32x32", lambda: conv(x_bits)))
+    name = "binary-mlp" if quick else "vgg-small"
+    network = _random_network(name)
+    u = rng.integers(0, 256, (1, *network.input_shape), dtype=np.uint8)
+    workloads.append((f"{name} batch 1 (engine)", lambda: network.logits(u)))
+    for label, call in workloads:
+        contenders = {p: ((lambda p=p: kernels.set_backend(p)), call) for p in paths}
+        times = timing.interleaved(contenders, rounds, sample)
+        cells = "".join(
+            f"{timing.format_spread(timing.ratios(times[p], times[paths[0]]), '.2f', 'x'):>24}" for p in paths[1:]
+        )
+        print(f"{label:<30}{cells}")
+    kernels.set_backend("auto")
 
 
 def _default_vs_one(quick, rounds, sample, rng) -> None:

@@ -183,6 +183,7 @@ ctypedef struct KernelCall:
     uint64_t *bits              # m x bit_words packed output
     int64_t bit_words
     int32_t *scratch            # one MT x NT block of dots per thread, for the thresholds
+    int64_t thr_period          # 0: one threshold per column; P: row r compares with thresholds[(r % P) * n + j]
 
 
 cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept:
@@ -238,7 +239,7 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
     cdef int64_t tasks = ((call.m + MT - 1) // MT) * tn
     cdef bint thresholded = call.thresholds != NULL
     cdef int64_t ldc = NT if thresholded else n
-    cdef int64_t t, i0, j0, mm, nn
+    cdef int64_t t, i0, j0, mm, nn, r
     cdef int tid
     cdef const uint64_t *rows
     cdef uint64_t *patches
@@ -264,7 +265,12 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
             xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
         else:
             xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
-        if thresholded:
+        if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
+            for r in range(mm):
+                xnor_threshold_pack(call.path, dots + r * NT, 1, nn, NT, j0,
+                                    call.thresholds + ((i0 + r) % call.thr_period) * n, call.flip,
+                                    call.bits + (i0 + r) * call.bit_words, call.bit_words)
+        elif thresholded:
             xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
                                 call.bits + i0 * call.bit_words, call.bit_words)
 
@@ -360,11 +366,15 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
 
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
-                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads):
-    """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
+                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0):
+    """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
+
+    period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
+    im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
-    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and thresholds.shape[0] == n and flip.shape[0] == n
+    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and period >= 0
+           and thresholds.shape[0] == n * (period if period else 1) and flip.shape[0] == n
            and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
@@ -372,6 +382,7 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     call.u = &u[0, 0] if k else NULL
     call.b = &b[0, 0] if words else NULL
     scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
+    call.thr_period = period
     with nogil:
         _drive(&call)
 

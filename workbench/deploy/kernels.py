@@ -324,7 +324,9 @@ def xnor_gemm_uint8(u, w_bits, k: int, threads: int | None = None) -> np.ndarray
 def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int | None = None) -> np.ndarray:
     """xnor_gemm_uint8 compared per output channel n: packed uint64 (M, ceil(N/64)), bit 1 = -1.
 
-    flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
+    flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n]. thresholds may also be
+    (P, N): row i is compared with thresholds[i % P] (the im2col rows of P output positions of each image, for a
+    'same'-padded first layer whose thresholds depend on how many taps fall inside the image).
     """
     return _bind_gemm(
         "xnor_gemm_uint8_threshold", "w_bits", w_bits, k, thresholds, flip, uint8=True, threads=threads, plain=True
@@ -369,8 +371,19 @@ def _bind_gemm(
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
     n = w.shape[0]
     policy = _thread_policy(threads, (name, w.shape, k) if plain else None)
+    period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P]
     if thresholds is not None:
-        thr, flips = _check_thresholds(thresholds, flip, n, name)
+        if uint8 and np.ndim(thresholds) == 2:
+            thr = np.asarray(thresholds)
+            period = thr.shape[0]
+            if period == 0 or thr.shape[1] != n:
+                raise ValueError(
+                    f"{name}: thresholds: expected ({n},) or, per row position, (P, {n}) with P >= 1, got {thr.shape}"
+                )
+            thr, _ = _check_thresholds(thr.reshape(-1), False, n * period, name)
+            _, flips = _check_thresholds(np.zeros(n, np.int32), flip, n, name)
+        else:
+            thr, flips = _check_thresholds(thresholds, flip, n, name)
         out_words = words(n)
     if uint8:
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
@@ -388,7 +401,7 @@ def _bind_gemm(
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
             out = np.empty((len(u), out_words), dtype=np.uint64)
-            policy.run(len(u), lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t))
+            policy.run(len(u), lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t, period))
             return out
 
         return call

@@ -115,11 +115,13 @@ class ThreadChoice:
     """The thread count of one kernel call site and batch size under ``threads=None``: one thread or all.
 
     A fork-join call on more threads than the OS has free cores waits for a thread that is not scheduled (9-28x
-    slower than one thread with one of two cores busy), so the choice is measured, not assumed: it starts on one
-    thread, tries the other count on the next call, then keeps a moving average of seconds per call for each;
-    it switches when the one in use becomes more than 10% slower than the other's average, and re-tries the
-    other count after 16 calls, doubling that interval (up to 4096) each time the trial loses, so trials cost
-    little once the right count is known (docs/KERNELS.md, "Threading").
+    slower than one thread with one of two cores busy), so the choice is measured, not assumed, and leans to one
+    thread: it starts there, tries all CPUs on the next call, then keeps a moving average of seconds per call
+    for each count. It moves to all CPUs only while they are at least 20% faster on average, and back to one
+    thread as soon as they are not at least 5% faster; a slow one-thread call (say, preempted) moves its average
+    by at most 4x, a slow many-thread call counts in full. The count not in use is tried again after 16 calls,
+    that interval doubling (up to 4096) each time the trial loses, so trials cost little once the right count
+    is known (docs/KERNELS.md, "Threading").
     """
 
     __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval")
@@ -140,18 +142,19 @@ class ThreadChoice:
 
     def record(self, used: int, seconds: float) -> None:
         old = self.seconds[used]
-        # an outlier (a call preempted by another process) moves the average by at most 4x its value
-        self.seconds[used] = seconds if old == 0.0 else old + 0.3 * (min(seconds, 4 * old) - old)
-        other = self.many if used == 1 else 1
+        if old and used == 1:
+            seconds = min(seconds, 4 * old)
+        self.seconds[used] = seconds if old == 0.0 else old + 0.3 * (seconds - old)
+        one, many = self.seconds[1], self.seconds[self.many]
+        better = (many < 0.8 * one) if self.current == 1 else (many < 0.95 * one)
+        chosen = self.many if (one and many and better) else 1
         if used != self.current:  # a trial of the other count
-            if self.seconds[used] < 0.9 * self.seconds[self.current]:
-                self.current, self.interval = used, 16
-            else:
-                self.interval = min(2 * self.interval, 4096)
+            self.interval = 16 if chosen == used else min(2 * self.interval, 4096)
             self.probe_at = self.calls + self.interval
-        elif self.seconds[other] and self.seconds[used] > 1.1 * self.seconds[other]:
-            self.current, self.interval = other, 16
+        elif chosen != self.current:
+            self.interval = 16
             self.probe_at = self.calls + self.interval
+        self.current = chosen
 
 
 class _FixedThreads:

@@ -38,8 +38,9 @@ cdef extern from "xnor_simd.h" nogil:
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                       int64_t m, int64_t n, int32_t *c, int64_t ldc)
-    int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS
+    int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS, XNOR_VNNI_PEAK_MACS
     int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
+    int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
 
 xnor_init()
 
@@ -105,6 +106,20 @@ def peak_loop(int path, int64_t passes):
     if checksum < 0:  # never: it keeps the work observable
         raise RuntimeError("peak_loop: negative checksum")
     return passes * XNOR_PEAK_PAIRS * 64
+
+
+def vnni_peak_loop(int64_t passes):
+    """Run `passes` passes of the in-L1 VPDPBUSD loop (the uint8 first layer's instruction on the AVX-512
+    path); returns the 8-bit MACs done. Needs the AVX-512 path (VNNI)."""
+    _check(xnor_cpu_supports(XNOR_AVX512), "vnni_peak_loop: this CPU has no AVX-512 VNNI path")
+    _check(passes >= 1, "vnni_peak_loop: passes must be at least 1")
+    cdef uint64_t[::1] view = _PEAK_BUFFER
+    cdef int64_t checksum
+    with nogil:
+        checksum = xnor_peak_vnni(&view[0], passes)
+    if checksum == 1:  # keeps the work observable (any value is fine)
+        return passes * XNOR_VNNI_PEAK_MACS + 0
+    return passes * XNOR_VNNI_PEAK_MACS
 
 
 def _check(bint ok, str message):

@@ -1099,6 +1099,27 @@ XNOR_AVX2_ATTR static int64_t xnor_peak_avx2(const uint64_t *buf, int64_t passes
              + 2 * xnor_hsum256(xnor_popcnt256(twos[t])) + xnor_hsum256(xnor_popcnt256(ones[t]));
     return sum;
 }
+
+/* The uint8 first layer's ceiling: VPDPBUSD of 64 streamed pixels (bytes) with 8 byte masks held in
+ * registers, 8 independent accumulators (more than its latency x throughput); 8192 8-bit MACs per pass. */
+#define XNOR_VNNI_PEAK_MACS (64 * (XNOR_PEAK_WORDS / 8) * 8)
+XNOR_AVX512_ATTR static int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
+{
+    __m512i masks[8], acc[8];
+    for (int j = 0; j < 8; j++) {
+        masks[j] = _mm512_movm_epi8(_cvtu64_mask64(buf[XNOR_PEAK_WORDS + j]));
+        acc[j] = _mm512_setzero_si512();
+    }
+    for (int64_t p = 0; p < passes; p++)
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
+            __m512i u = _mm512_loadu_si512((const void *)(buf + w));
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm512_dpbusd_epi32(acc[j], u, masks[j]);
+        }
+    for (int j = 1; j < 8; j++)
+        acc[0] = _mm512_add_epi32(acc[0], acc[j]);
+    return _mm512_reduce_add_epi32(acc[0]);
+}
 #endif /* XNOR_X86 */
 
 #if XNOR_ARM

@@ -43,6 +43,14 @@ def test_ceiling_loop_counts_its_work(path):
         _xnor.peak_loop(number, 3)
 
 
+def test_vnni_ceiling_loop_counts_its_work():
+    if "avx512" not in kernels.available_backends():
+        with pytest.raises(ValueError, match="no AVX-512 VNNI"):
+            _xnor.vnni_peak_loop(1)
+        return
+    assert _xnor.vnni_peak_loop(3) == 3 * 8192
+
+
 def _drive(choice: kernels.ThreadChoice, seconds: dict, calls: int) -> list[int]:
     used = []
     for _ in range(calls):

@@ -177,16 +177,31 @@ def _conv_rows(settings, quick, rounds, sample, ceiling, ceiling_macs, rng) -> N
 
 
 def _uint8_rows(quick, rounds, sample, rng) -> None:
-    """The uint8 first layer (the binary MLP's 784 -> 2048) on one thread: 8-bit MACs per second."""
+    """The uint8 first layer (the binary MLP's 784 -> 2048) on one thread: 8-bit MACs per second, and on the
+    AVX-512 path their share of this core's VPDPBUSD ceiling (``_xnor.vnni_peak_loop``) in the same rounds."""
     k, n = 784, 512 if quick else 2048
     w_bits = kernels.pack_signs(rng.standard_normal((n, k), dtype=np.float32))
-    print(f"\n{'xnor_gemm_uint8 (M, N, K)':<28}{'8-bit MAC/s (min/med/max)':>34}")
+    vnni = kernels.backend() == "avx512"
+    print(
+        f"\n{'xnor_gemm_uint8 (M, N, K)':<28}{'8-bit MAC/s (min/med/max)':>34}{'of VNNI ceiling' if vnni else '':>22}"
+    )
     for m in (1, 64):
         u = rng.integers(0, 256, (m, k), dtype=np.uint8)
         gemm = kernels.bind_gemm(w_bits, k, uint8=True, threads=1)
-        times = timing.interleaved({"uint8": lambda gemm=gemm, u=u: gemm(u)}, rounds, sample)
+        contenders = {"uint8": lambda gemm=gemm, u=u: gemm(u)}
+        if vnni:
+            passes = 64
+            contenders["vnni"] = lambda passes=passes: _xnor.vnni_peak_loop(passes)
+        times = timing.interleaved(contenders, rounds, sample)
         rates = [m * n * k / t for t in times["uint8"]]
-        print(f"{str((m, n, k)):<28}{timing.format_spread(timing.spread(rates), '.2e'):>34}")
+        share = ""
+        if vnni:
+            peak = _xnor.vnni_peak_loop(passes)
+            shares = [100 * r / (peak / t) for r, t in zip(rates, times["vnni"], strict=True)]
+            share = timing.format_spread(timing.spread(shares), ".0f", "%")
+        print(f"{str((m, n, k)):<28}{timing.format_spread(timing.spread(rates), '.2e'):>34}{share:>22}")
+    if vnni:
+        print(f"VNNI ceiling (VPDPBUSD in L1, 1 core): {peak / np.median(times['vnni']):.3e} 8-bit MAC/s")
 
 
 def _random_network(name: str) -> Engine:

@@ -1101,7 +1101,7 @@ XNOR_AVX2_ATTR static int64_t xnor_peak_avx2(const uint64_t *buf, int64_t passes
 }
 
 /* The uint8 first layer's ceiling: VPDPBUSD of 64 streamed pixels (bytes) with 8 byte masks held in
- * registers, 8 independent accumulators (more than its latency x throughput); 8192 8-bit MACs per pass. */
+ * registers, 8 independent accumulators (more than its latency x throughput); 16384 8-bit MACs per pass. */
 #define XNOR_VNNI_PEAK_MACS (64 * (XNOR_PEAK_WORDS / 8) * 8)
 XNOR_AVX512_ATTR static int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
 {

@@ -9,7 +9,7 @@ import streamlit as st
 
 from workbench.core.presets import PRESETS, preset
 from workbench.core.spec import SpecError, infer_shapes, validate_spec
-from workbench.ui import layer_editor, state
+from workbench.ui import device_budget_view, layer_editor, state
 from workbench.ui.drafts import pop_notes
 from workbench.ui.summary_view import show_summary
 from workbench.ui.widgets import show_error
@@ -122,4 +122,9 @@ if normalised is None:
     st.info("Fix the spec above to see its parameters, memory and MACs.")
 else:
     show_summary(normalised)
+    st.subheader("Will it fit?")
+    chosen = device_budget_view.pick_device("design_device")
+    prediction = device_budget_view.predicted(normalised, chosen)
+    if prediction is not None:
+        device_budget_view.show_budget(prediction, chosen)
     st.page_link("pages/train.py", label="Train this network", icon=":material/model_training:")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from workbench.core.modelcard import model_card
 from workbench.ui import deploy_view as view
+from workbench.ui import device_bench_view
 from workbench.ui.widgets import show_error
 
 ROUND_TRIP_SAMPLES = 32
@@ -76,6 +77,11 @@ left.markdown("**Header metadata**")
 left.json({key: value for key, value in loaded.meta.items() if key != "network_spec"}, expanded=1)
 right.markdown("**Ops in the file**")
 right.dataframe(pd.DataFrame(view.layer_table(loaded)), hide_index=True, width="stretch")
+
+st.subheader("On a microcontroller")
+device_bench_view.show_footprint(run_id, packed, dataset)
+st.markdown("**The BNN against the int8 build of its float twin (CMSIS-NN)**")
+device_bench_view.show_int8_comparison(run_id, packed, dataset)
 
 with st.expander("Model card", expanded=True):
     st.markdown(card)

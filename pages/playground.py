@@ -13,6 +13,8 @@ from workbench.ui import playground_view as pv
 settings, view, notes = parse_query(st.query_params.to_dict())
 if view.lecture:
     st.html(pv.LECTURE_CSS)
+if view.play:
+    st.html(pv.PLAYING_CSS)
 st.title("Playground")
 for note in notes:
     st.warning(note, icon=":material/warning:")
@@ -77,7 +79,7 @@ def live() -> None:
     steps = pv.play_steps(session, view)
     if steps:
         session.step(steps)
-        st.query_params["epoch"] = str(session.epoch)
+        pv.follow_epoch(session.epoch)
     elif view.play:
         pv.stop_at_the_end(settings, view)
         st.rerun()
@@ -87,7 +89,7 @@ def live() -> None:
         net = frame.nets[name]
         with column.container(key=pv.KEY + "boundary_" + name):
             st.markdown(f"**{pv.NET_TITLES[name]}**: test accuracy {net.test_accuracy:.0%}, loss {net.test_loss:.3f}")
-            st.image(pv.png(pv.boundary_image(net.boundary, session.points)))
+            st.image(pv.data_uri(pv.boundary_image(net.boundary, session.points)))
     bnn = frame.nets["bnn"]
     if "stats" not in view.hide:
         flips, bound, memory = st.columns(3)
@@ -135,22 +137,13 @@ def diagram(frame) -> None:
     key = pv.pick_neuron(options)
     left, right = st.columns([3, 2])
     with left.container(key=pv.KEY + "diagram_view"):
-        if view.play:  # a still image: a Plotly figure would be remounted on every frame
-            st.image(pv.png(pv.diagram_image(net, st.session_state[key])))
-            st.caption("Pause to pick a neuron with a click (or use the box).")
-        else:
-            st.plotly_chart(
-                pv.diagram_figure(net, st.session_state[key]),
-                key=pv.KEY + "diagram",
-                on_select="rerun",
-                selection_mode="points",
-                config={"displayModeBar": False},
-            )
+        pv.diagram(net, st.session_state[key], key=pv.DIAGRAM_KEY)
+        st.caption("Click a neuron to see its map large (or pick it in the box).")
     with right:
         st.selectbox("neuron", options, key=key, format_func=lambda choice: pv.neuron_choice_label(choice, net))
         with st.container(key=pv.KEY + "neuron_map"):
             st.markdown(f"**{pv.NET_TITLES[which]}**: {pv.neuron_title(net, st.session_state[key])}")
-            st.image(pv.png(pv.neuron_image(net, st.session_state[key], session.points)))
+            st.image(pv.data_uri(pv.neuron_image(net, st.session_state[key], session.points)))
 
 
 st.fragment(live, run_every=pv.TICK_SECONDS if view.play else None)()

@@ -282,14 +282,41 @@ def test_design_names_an_unreadable_draft_and_starts_from_the_preset(isolated_ru
 # ------------------------------------------------------------------ Train
 
 
-@pytest.mark.slow
-def test_train_starts_a_run_and_shows_its_metrics(isolated_runs_dir):
+def _train_page_on_circles(epochs: int) -> AppTest:
+    """The Train page with toy-mlp and the circles set chosen, before Start."""
     at = app_on()
     at.session_state[state.SPEC_KEY] = preset("toy-mlp")
     at.switch_page("pages/train.py").run()
     at.radio(key="train_data_source").set_value("Synthetic 2-D set").run()
     at.selectbox(key="train_synthetic").set_value("circles").run()
-    at.number_input(key="ts_epochs").set_value(2).run()
+    at.number_input(key="ts_epochs").set_value(epochs).run()
+    return at
+
+
+@pytest.mark.slow
+def test_train_starts_a_two_process_run_and_shows_it_like_any_other(isolated_runs_dir):
+    at = _train_page_on_circles(epochs=1)
+    at.number_input(key="ts_batch_size").set_value(32).run()
+    at.selectbox(key="ts_device").set_value("cpu").run()
+    at.number_input(key="ts_processes").set_value(2).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    no_exceptions(at)
+    run_id = at.query_params["run"]
+    store = RunStore(isolated_runs_dir)
+    record = wait_for(store, run_id, finished, seconds=240)
+    assert record.status == "completed", record.error
+    assert record.training_spec["processes"] == 2 and record.training_spec["device"] == "cpu"
+    steps = store.metrics(run_id, "step")["step"]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 900 // 32  # one row per global batch
+    at.run()
+    no_exceptions(at)
+    assert any(f"run {run_id} · completed" in c.value for c in at.caption)
+    assert at.get("plotly_chart"), "the live charts are missing"
+
+
+@pytest.mark.slow
+def test_train_starts_a_run_and_shows_its_metrics(isolated_runs_dir):
+    at = _train_page_on_circles(epochs=2)
     start = next(b for b in at.button if b.label == "Start training")
     start.click().run()
     no_exceptions(at)

@@ -49,8 +49,8 @@ def page(tmp_path_factory):
         browser.close()
 
 
-# The two boundary maps as the page shows them: network -> the image's URL (Streamlit names a media file by a hash
-# of its content, so a new URL is a new picture).
+# The two boundary maps as the page shows them: network -> the image's src (a PNG data URI: a new src is a new
+# picture).
 BOUNDARIES_JS = """() => {
   const out = {};
   for (const kind of ['bnn', 'float']) {
@@ -158,26 +158,23 @@ def test_lecture_link(page):
     shot(page, "25_playground_lecture")
 
 
-# Where a neuron's transparent click target lies on screen: (x, y, its label); index 0 and 1 are the inputs.
-NEURON_JS = """(index) => {
-  const plot = document.querySelector('.st-key-pg_diagram .js-plotly-plot');
-  const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
-  const marks = plot.data[plot.data.length - 1];
-  return [box.left + xa._offset + xa.l2p(marks.x[index]), box.top + ya._offset + ya.l2p(marks.y[index]),
-          marks.text[index]];
-}"""
-
-
-def test_click_a_neuron_shows_its_map(page):
-    page.goto(page.app_url + "/playground?dataset=moons&layers=6,6&points=300&epoch=5")
-    expect(page.get_by_role("heading", name="Epoch 5")).to_be_visible(timeout=WAIT_MS)
+def test_click_a_neuron_while_playing_shows_its_map(page):
+    page.goto(page.app_url + "/playground?dataset=moons&layers=6,6&points=300&epoch=5&play=1")
+    expect(button(page, "pg_play")).to_contain_text("Pause", timeout=WAIT_MS)
     wait_for_boundaries(page)
-    page.locator(".st-key-pg_diagram").scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    x, y, label = page.evaluate(NEURON_JS, 2 + 3)  # layer 1, neuron 4
-    assert label == "layer 1, neuron 4"
-    page.mouse.click(x, y)
+    target = page.locator('[data-neuron="1,3"]')  # layer 1, neuron 4: a button over its map in the diagram
+    expect(target).to_have_attribute("title", "layer 1, neuron 4", timeout=WAIT_MS)
+    target.scroll_into_view_if_needed()
+    clicked_at = epoch(page)
+    target.click()
     title = page.locator(".st-key-pg_neuron_map").get_by_text("layer 1, neuron 4")
     expect(title).to_be_visible(timeout=WAIT_MS)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while epoch(page) <= clicked_at + 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert epoch(page) > clicked_at + 2, "the run stopped playing at the click"
+    assert "play=1" in page.url and title.is_visible()
     no_exception(page)
     shot(page, "26_playground_neuron")
+    button(page, "pg_play").click()  # pause: leave the server idle
+    expect(button(page, "pg_play")).to_contain_text("Play", timeout=WAIT_MS)

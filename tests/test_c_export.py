@@ -626,3 +626,16 @@ def test_footprint_command_measures_flash_ram_and_instructions(trained, tmp_path
     out = capsys.readouterr().out
     assert "model flash" in out and "stack peak" in out and "emulated instructions per inference" in out, out
     assert "bit-exact with the engine on 3 inputs" in out, out
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0", "host"])
+def test_one_hidden_layer_mlp_compiles_warning_free(tmp_path, target):
+    """784-2048-10: gcc -O2 -Werror once failed the Harley-Seal popcount's tail loop on the M4 after inlining a
+    constant word count ("iteration 1073741823 invokes undefined behavior")."""
+    t = need(target)
+    spec = preset("binary-mlp")
+    spec["layers"] = [spec["layers"][i] for i in (0, 1, 2, 5, 6)]
+    packed = pack_model(build_model(validate_spec(spec)).eval(), validate_spec(spec))
+    library = export_c(packed, tmp_path, name="mlp1")
+    built = subprocess.run(targets.object_command(t, library.name), cwd=tmp_path, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr

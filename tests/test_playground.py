@@ -311,15 +311,44 @@ def test_pictures_build_from_a_frame():
     assert pv.flips_spec()["layer"][0]["mark"]["type"] == "bar"
     assert set(pv.flips_data(frame.history)["metric"]) == {"flips", "at the clip bound"}
     assert pv.png(image)[:8] == b"\x89PNG\r\n\x1a\n"
-    diagram = pv.diagram_figure(net, (1, 0))
-    assert len(diagram.layout.images) == 2 + 4 + 4 + 1  # inputs, two hidden layers, the output
-    assert pv.diagram_image(net, (1, 0)).size[0] == pv.DIAGRAM_WIDTH_PX
+    assert pv.data_uri(image).startswith("data:image/png;base64,iVBOR")  # st.image takes it as it is
+    picture, boxes = pv.diagram_picture(net, (1, 0))
+    assert picture.size[0] == pv.DIAGRAM_WIDTH_PX
+    assert [box[3:5] for box in boxes] == [list(o) for o in pv.neuron_options(net)]  # one click target each
+    left, top, side, *_ = boxes[2]  # layer 1, neuron 1: its map lies where its click target is
+    assert min(left, top) >= 0 and left + side <= picture.size[0] and top + side <= picture.size[1]
+    assert boxes[-1][5] == "output: p(orange)"
     options = pv.neuron_options(net)
     assert options[0] == (0, 0) and options[-1] == (3, 0) and len(options) == 11
     assert pv.neuron_image(net, (2, 3), session.points).size == (pv.IMAGE_PX, pv.IMAGE_PX)
     assert pv.neuron_title(net, (3, 0)) == "output: p(orange)" and pv.neuron_title(net, (1, 2)) == "layer 1, neuron 3"
-    assert pv.clicked_neuron({"selection": {"points": [{"customdata": [1, 2]}]}}) == (1, 2)
-    assert pv.clicked_neuron(None) is None
+    assert pv.clicked_neuron({"neuron": [1, 2]}) == (1, 2)
+    assert pv.clicked_neuron({"neuron": None}) is None and pv.clicked_neuron({}) is None
+    assert pv.clicked_neuron(None) is None and pv.clicked_neuron({"neuron": ["1", 2]}) is None
+
+
+def test_a_map_is_the_same_over_its_cached_points_layer():
+    session = PlaygroundSession(SMALL)
+    boundary = session.snapshot().nets["bnn"].boundary
+    first = np.asarray(pv.boundary_image(boundary, session.points))
+    again = np.asarray(pv.boundary_image(boundary, session.points))  # the points layer now comes from the cache
+    assert np.array_equal(first, again)
+    other = PlaygroundSession(small(seed=5))  # other points: another layer
+    assert not np.array_equal(first, np.asarray(pv.boundary_image(boundary, other.points)))
+    flat = np.asarray(pv.map_image(np.full_like(boundary, 0.5), session.points, 0.0, 1.0))
+    x, y = (pv._to_pixels(session.points.x_train[:1], pv.IMAGE_PX)[0]).astype(int)
+    assert tuple(flat[y, x]) == tuple(int(c) for c in pv._rgb(pv.CLASS_COLORS[int(session.points.y_train[0])]))
+
+
+def test_long_histories_are_thinned_for_the_curves_keeping_the_last_epoch():
+    epochs = 3 * pv.MAX_CURVE_POINTS + 7
+    line = {"test_loss": list(np.linspace(1, 0, epochs)), "test_accuracy": [0.5] * epochs}
+    history = {"bnn": line, "float": line}
+    data = pv.curves_data(history)
+    for (_, _), rows in data.groupby(["network", "metric"]):
+        assert len(rows) <= pv.MAX_CURVE_POINTS + 1 and rows["epoch"].iloc[0] == 1 and rows["epoch"].iloc[-1] == epochs
+    short = {name: {"test_loss": [0.3, 0.2], "test_accuracy": [0.6, float("nan")]} for name in ("bnn", "float")}
+    assert len(pv.curves_data(short)) == 2 * 3  # every epoch, the unmeasured one left out
 
 
 # ------------------------------------------------------------------ the page (AppTest)
@@ -398,9 +427,10 @@ def test_step_play_pause_reset():
     at.button(key="pg_play").click().run()
     assert at.query_params["play"] == "1" and epoch_shown(at) == 1 + View.speed
     at.run()  # what a tick of the timed fragment does (run_every never fires under AppTest)
-    assert epoch_shown(at) == 1 + 2 * View.speed and url(at).epoch == 1 + 2 * View.speed
+    assert epoch_shown(at) == 1 + 2 * View.speed and session(at).epoch == 1 + 2 * View.speed
+    assert url(at).epoch in (1 + View.speed, 1 + 2 * View.speed)  # while playing: at most a second behind
     at.button(key="pg_play").click().run()
-    assert "play" not in at.query_params
+    assert "play" not in at.query_params and url(at).epoch == session(at).epoch == 1 + 2 * View.speed  # exact
     paused = epoch_shown(at)
     at.run()
     assert epoch_shown(at) == paused
@@ -455,11 +485,13 @@ def test_the_neuron_box_shows_a_neuron_large():
     assert "**float twin**: layer 1, neuron 3" in [m.value for m in at.markdown]
 
 
-def test_playing_draws_still_images_paused_the_clickable_diagram():
+def test_the_diagram_is_one_clickable_component_playing_or_paused():
     at = open_page(f"{SMALL_QUERY}&play=1")
-    assert not at.get("plotly_chart")  # a Plotly figure would be remounted on every frame
+    assert not at.get("plotly_chart")  # a Plotly figure would be remounted, and lose a click, on every frame
+    assert [e.type for e in at.get("bidi_component")] == ["bidi_component"]
     at.button(key="pg_play").click().run()
-    assert len(at.get("plotly_chart")) == 1  # paused: the diagram takes clicks
+    assert [e.type for e in at.get("bidi_component")] == ["bidi_component"]
+    no_exceptions(at)
 
 
 def test_playing_stops_at_the_last_epoch_a_link_holds(monkeypatch):

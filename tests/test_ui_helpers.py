@@ -23,7 +23,6 @@ from workbench.ui.run_monitor import (
 )
 from workbench.ui.runs_table import WIDTHS, runs_rows
 from workbench.ui.summary_view import summary_columns, summary_table
-from workbench.ui.training_form import save_upload, upload_ref
 from workbench.ui.widgets import bundled_data_for, by_position, error_headline, preferred_run, to_image
 
 
@@ -245,16 +244,6 @@ def test_thin_averages_long_series_and_drops_missing_values():
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (5, 125, 7300)] == ["5 s", "2 min 05 s", "2 h 01 min"]
-
-
-def test_uploads_are_saved_under_the_runs_dir_with_safe_names(tmp_path):
-    path = save_upload(tmp_path, "../../etc/my data.csv", b"label,x\n0,1\n")
-    assert path == tmp_path / "uploads" / "my_data.csv" and path.read_bytes() == b"label,x\n0,1\n"
-    images = save_upload(tmp_path, "d-images.idx", b"1")
-    labels = save_upload(tmp_path, "d-labels.idx", b"2")
-    assert upload_ref([labels, images]) == str(images)
-    with pytest.raises(ValueError, match="upload: give one .npz or .csv file"):
-        upload_ref([path, labels])
 
 
 def test_to_image_inverts_the_affine_pixel_map():

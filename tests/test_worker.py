@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from polling import wait_until
 
 from workbench.core.data import load_run_data
 from workbench.core.presets import preset
@@ -25,13 +26,7 @@ def _training(**changes) -> dict:
 
 
 def _wait(predicate, what: str, timeout: float = WAIT):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, what, timeout)
 
 
 @pytest.fixture

@@ -8,10 +8,14 @@ import pathlib
 import tempfile
 from dataclasses import replace
 
-from workbench.core.data import load_dataset
+from workbench.cli.export import load_model
+from workbench.core.data import load_dataset, load_run_data
 from workbench.core.presets import PRESETS, preset
+from workbench.core.spec import float_twin
 from workbench.deploy import bnnfile
+from workbench.deploy.c_export import cmsis_int8
 from workbench.deploy.reports import format_reports, memory_report, speed_report
+from workbench.runs.store import RunStore
 
 
 def add_parser(commands) -> None:
@@ -25,10 +29,23 @@ def add_parser(commands) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model (bench training)")
     parser.add_argument("--quick", action="store_true", help="smaller shapes / fewer repeats, for a smoke run")
     parser.add_argument("--busy-core", type=int, help="bench kernels: keep this CPU busy with a pinned busy loop")
+    device = parser.add_argument_group("bench MODEL --target cortex-m4: the BNN against its int8 CMSIS-NN twin")
+    device.add_argument("--target", dest="device_target", choices=cmsis_int8.BOARDS, help="an emulated board")
+    device.add_argument(
+        "--cmsis-nn",
+        help=f"the CMSIS-NN checkout (default ${cmsis_int8.CMSIS_ENV}, else "
+        "../shared/third_party/cmsis-nn beside the repository)",
+    )
+    device.add_argument("--images", type=int, default=20, help="test images run on the board (default 20)")
+    device.add_argument("--twin", help="a run id of the trained float twin (default: train it now)")
+    device.add_argument("--twin-epochs", type=int, default=3, help="epochs when training the twin now (default 3)")
+    device.add_argument("--keep", help="build in this folder and keep it")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "device_target", None):
+        return bench_device(args)
     if args.target == "kernels":
         return bench_kernels(args)
     if args.target == "training":
@@ -173,4 +190,46 @@ def _bench_file(path, args: argparse.Namespace, benchmark) -> int:
     runner = benchmark.torch_float_twin_runner(spec) if spec else None
     speed = speed_report(packed, args.batch, args.threads, torch_runner=runner, budget=0.1 if args.quick else 0.5)
     print(format_reports(memory, speed))
+    return 0
+
+
+# ---------------------------------------------------------------------------- bench MODEL --target cortex-m4
+
+
+def bench_device(args: argparse.Namespace) -> int:
+    """``bnn-workbench bench MODEL --target cortex-m4 [--cmsis-nn DIR]``: one table, BNN against its int8 twin."""
+    # lazy: torch loads only for the command that trains and quantizes the float twin
+    from workbench.runs.trained import load_trained_model
+    from workbench.train.device_bench import bench
+
+    if args.images < 1:
+        raise ValueError(f"--images must be at least 1, got {args.images}")
+    cmsis_int8.cmsis_nn_dir(args.cmsis_nn)  # before packing or training: say how to get CMSIS-NN
+    packed, source = load_model(args.target, args.runs_dir)
+    training = (packed.meta.get("training") or {}).get("training_spec")
+    data_ref = (packed.meta.get("training") or {}).get("data_ref")
+    if not training or not data_ref:
+        raise ValueError(f"{source}: names no training data; the int8 twin is trained and calibrated on it")
+    dataset = load_run_data(data_ref, training)
+    twin = None
+    if args.twin:
+        twin, twin_spec = load_trained_model(args.twin, store=RunStore(args.runs_dir))
+        if twin_spec != float_twin(packed.meta["network_spec"]):
+            raise ValueError(
+                f"--twin {args.twin}: its network {twin_spec['name']!r} is not the float twin of "
+                f"{packed.meta['network_spec']['name']!r} (train it with 'train SPEC --float-twin')"
+            )
+    twin_training = dict(training, epochs=min(int(training.get("epochs", 1)), args.twin_epochs))
+    result = bench(
+        packed,
+        dataset,
+        twin=twin,
+        training=twin_training,
+        target=args.device_target,
+        cmsis=args.cmsis_nn,
+        images=args.images,
+        folder=args.keep,
+        log=lambda line: print(line, flush=True),
+    )
+    print(result.to_text())
     return 0

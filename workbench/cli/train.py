@@ -26,9 +26,12 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="dataset: mnist-sample, moons, circles, spirals, xor, mnist:DIR (IDX files), or a .npz/.csv/.idx file",
+        help="dataset: mnist-sample, moons, circles, spirals, xor, mnist:DIR (IDX files), cifar10:PATH "
+        "(cifar-10-binary.tar.gz or its folder), or a .npz/.csv/.idx file",
     )
-    parser.add_argument("--training", help="training spec JSON file (defaults per docs/SPEC.md)")
+    parser.add_argument(
+        "--training", help="training spec JSON file, or a recipe: vgg-small-cifar10 (defaults per docs/SPEC.md)"
+    )
     parser.add_argument("--epochs", type=int, help="override the training spec's epochs")
     parser.add_argument(
         "--validation-split",
@@ -46,6 +49,20 @@ def add_parser(commands) -> None:
         "--float-twin",
         action="store_true",
         help="train the spec's float twin (every quantizer off, sign activations -> hardtanh)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train on N processes with DistributedDataParallel (torchrun; sets the training spec's 'processes')",
+    )
+    parser.add_argument(
+        "--device", help="where to train: auto (a GPU if there is one), cpu, cuda, cuda:N or mps (sets 'device')"
+    )
+    parser.add_argument(
+        "--create-only",
+        action="store_true",
+        help="create the run (queued) and print its id without training: for torchrun on several machines",
     )
     parser.add_argument("--name", help="a name for the run")
     parser.add_argument("--resume", metavar="RUN_ID", help="resume a stopped or interrupted run")
@@ -75,9 +92,22 @@ def network_spec(argument: str) -> dict:
     return presets.preset(argument)
 
 
+def training_spec(argument: str) -> dict:
+    """A training spec JSON file, or a training recipe's name (e.g. vgg-small-cifar10)."""
+    if argument in presets.TRAINING_PRESETS and not os.path.exists(argument):
+        return presets.training_preset(argument)
+    return read_json(argument, "training spec")
+
+
 def _override(training: dict, args: argparse.Namespace) -> None:
     """The command line's values win over the training spec file's."""
-    for option, field in (("epochs", "epochs"), ("validation_split", "validation_split"), ("test_split", "test_split")):
+    for option, field in (
+        ("epochs", "epochs"),
+        ("validation_split", "validation_split"),
+        ("test_split", "test_split"),
+        ("nproc", "processes"),
+        ("device", "device"),
+    ):
         if getattr(args, option) is not None:
             training[field] = getattr(args, option)
 
@@ -89,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     store = RunStore(args.runs_dir)
     if args.resume:
         record = store.get_run(args.resume)
-        training = read_json(args.training, "training spec") if args.training else dict(record.training_spec)
+        training = training_spec(args.training) if args.training else dict(record.training_spec)
         if args.validation_split is not None or args.test_split is not None or args.float_twin:
             raise ValueError(
                 f"--resume {args.resume}: the run's network and data split are fixed; only --epochs "
@@ -104,13 +134,16 @@ def run(args: argparse.Namespace) -> int:
         network = network_spec(args.spec)
         if args.float_twin:
             network = float_twin(validate_spec(network))
-        training = read_json(args.training, "training spec") if args.training else default_training_spec()
+        training = training_spec(args.training) if args.training else default_training_spec()
         _override(training, args)
         training = validate_training_spec(training)
         data_ref = args.data
         dataset = load_run_data(data_ref, training)
         run_id = create_run(store, network, training, data_ref, args.name, dataset=dataset)
     print(f"run {run_id} in {store.runs_dir}\ndata: {describe(dataset)}", flush=True)
+    if args.create_only:
+        print(f"queued; train it with: torchrun ... -m workbench.cli --runs-dir {store.runs_dir} worker {run_id}")
+        return 0
     record = store.get_run(run_id)
     for warning in training_warnings(
         record.training_spec, n_train=len(dataset.x_train), network_spec=record.network_spec

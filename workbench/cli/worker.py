@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import traceback
 
 
@@ -21,5 +22,6 @@ def run(args: argparse.Namespace) -> int:
     except Exception:
         traceback.print_exc()  # into the run's worker.log; the store has the message and the tail
         return 1
-    print(f"run {args.run_id} {status}", flush=True)
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not one per distributed rank
+        print(f"run {args.run_id} {status}", flush=True)
     return 0

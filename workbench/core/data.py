@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import shutil
 import struct
+import tarfile
 import urllib.request
 import warnings
 import zipfile
@@ -142,7 +144,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected {4 + 4 * ndim})")
         shape = struct.unpack(f">{ndim}I", dims)
         dtype = np.dtype(_IDX_DTYPES[magic[2]])
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: (2**32-1)**2 would wrap in int64
         if expected > MAX_DATA_BYTES:
             raise DataError(
                 f"{path}: IDX header declares shape {shape} ({expected:,} bytes); expected at most "
@@ -547,10 +549,12 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            declared = sum(member.file_size for member in archive.infolist())
+            declared = sum(_npy_bytes(archive, member, path) for member in archive.infolist())
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise DataError(f"{path}: not a readable .npz archive of plain arrays ({error})") from None
     if declared > MAX_DATA_BYTES:
         raise DataError(
@@ -585,6 +589,20 @@ def load_npz(path: str | Path, split: Split = Split()) -> Dataset:
         input_shape=_declared(arrays.get("input_shape"), path, "input_shape"),
         value_range=_declared(arrays.get("value_range"), path, "value_range"),
     )
+
+
+def _npy_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> int:
+    """The larger of a member's stored size and what its .npy header declares: np.load allocates the declared
+    array before it reads the data, so a few bytes declaring shape (2**40,) would ask for terabytes."""
+    if not member.filename.endswith(".npy"):
+        return member.file_size
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise DataError(f"{path}: {member.filename}: .npy format version {version}; expected 1.0 or 2.0")
+        shape, _, dtype = read(stream)
+    return max(member.file_size, math.prod(int(dim) for dim in shape) * dtype.itemsize)
 
 
 def _declared(value, path, name) -> list | None:
@@ -680,6 +698,120 @@ def _labels_path_for(images: Path) -> Path:
     return candidate
 
 
+# ---------------------------------------------------------------- CIFAR-10, binary version
+# ``cifar10:PATH``: the authors' "binary version (suitable for C programs)", never the pickled Python one: six
+# files of records of 1 label byte and 3,072 pixel bytes (1,024 red, then green, then blue, each 32 x 32 row by
+# row), 10,000 records each. PATH is the archive itself (read member by member, never extracted) or the folder
+# cifar-10-batches-bin it unpacks to. The archive's md5 is the published one; the unpacked files have no
+# published sums, so their exact sizes and the label range are checked.
+
+CIFAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # https://www.cs.toronto.edu/~kriz/cifar.html
+CIFAR_SHAPE = (3, 32, 32)
+CIFAR_RECORD = 1 + 3 * 32 * 32
+CIFAR_RECORDS_PER_FILE = 10_000
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_TEST_FILE = "test_batch.bin"
+CIFAR_META_FILE = "batches.meta.txt"
+CIFAR_FOLDER = "cifar-10-batches-bin"
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def load_cifar10(path: str | Path, verify: bool = True) -> Dataset:
+    """The official 50,000 training and 10,000 test images, as uint8 pixels stated to range over 0..255.
+
+    ``verify`` checks the archive's md5 (or each unpacked file's exact size); tests of the record format
+    turn it off for small files made the same way.
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder = path / CIFAR_FOLDER if (path / CIFAR_FOLDER).is_dir() else path
+        read = {name: _read_cifar_file(folder / name, verify) for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)}
+        meta = (
+            (folder / CIFAR_META_FILE).read_text(encoding="utf-8", errors="replace")
+            if (folder / CIFAR_META_FILE).is_file()
+            else ""
+        )
+    elif path.is_file():
+        if verify:
+            verify_md5(path, CIFAR_MD5)
+        read, meta = _read_cifar_archive(path, verify)
+    else:
+        raise DataError(f"cifar10:{path}: no such file or folder (expected cifar-10-binary.tar.gz or its folder)")
+    x_train, y_train = _cifar_records(b"".join(read[name] for name in CIFAR_TRAIN_FILES), f"cifar10:{path}")
+    x_test, y_test = _cifar_records(read[CIFAR_TEST_FILE], f"cifar10:{path} ({CIFAR_TEST_FILE})")
+    names = [line.strip() for line in meta.splitlines() if line.strip()] or list(CIFAR_CLASSES)
+    if len(names) != len(CIFAR_CLASSES):
+        raise DataError(f"cifar10:{path}: {CIFAR_META_FILE} names {len(names)} classes, expected {len(CIFAR_CLASSES)}")
+    return make_dataset(
+        f"cifar10:{path}",
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        class_names=names,
+        num_classes=len(CIFAR_CLASSES),
+        source=str(path),
+        value_range=MNIST_RANGE,
+    )
+
+
+def _check_cifar_size(size: int, name: str, verify: bool) -> None:
+    expected = CIFAR_RECORDS_PER_FILE * CIFAR_RECORD
+    if verify and size != expected:
+        raise DataError(
+            f"{name}: {size:,} bytes, expected {expected:,} ({CIFAR_RECORDS_PER_FILE:,} records of {CIFAR_RECORD})"
+        )
+    if size == 0 or size % CIFAR_RECORD or size > expected:
+        raise DataError(
+            f"{name}: {size:,} bytes is not a whole number of {CIFAR_RECORD}-byte records (at most {expected:,})"
+        )
+
+
+def _read_cifar_file(path: Path, verify: bool) -> bytes:
+    if not path.is_file():
+        raise DataError(f"{path}: missing (expected the six files of cifar-10-batches-bin)")
+    _check_cifar_size(path.stat().st_size, str(path), verify)
+    return path.read_bytes()
+
+
+def _read_cifar_archive(path: Path, verify: bool) -> tuple[dict[str, bytes], str]:
+    """The six record files and the class names, read from the archive's members without extracting it."""
+    wanted = {f"{CIFAR_FOLDER}/{name}": name for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE, CIFAR_META_FILE)}
+    read, meta = {}, ""
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                name = wanted.get(member.name)
+                if name is None or not member.isfile():
+                    continue
+                if name == CIFAR_META_FILE:
+                    if member.size > 4096:
+                        raise DataError(f"{path}: {member.name} is {member.size:,} bytes, expected a few lines")
+                    meta = archive.extractfile(member).read().decode("utf-8", errors="replace")
+                    continue
+                _check_cifar_size(member.size, f"{path}:{member.name}", verify)
+                read[name] = archive.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .tar.gz ({error})") from None
+    missing = [name for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if name not in read]
+    if missing:
+        raise DataError(f"{path}: the archive lacks {', '.join(f'{CIFAR_FOLDER}/{m}' for m in missing)}")
+    return read, meta
+
+
+def _cifar_records(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split records into labels and (N, 3, 32, 32) uint8 images; labels must be 0..9."""
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = rows[:, 0].astype(np.int64)
+    if labels.max(initial=0) >= len(CIFAR_CLASSES):
+        bad = int(np.argmax(labels >= len(CIFAR_CLASSES)))
+        raise DataError(f"{source}: record {bad} has label {labels[bad]}, expected 0..9 (is this CIFAR-100?)")
+    return rows[:, 1:].reshape(-1, *CIFAR_SHAPE), labels
+
+
+# ---------------------------------------------------------------- references
+
+
 def load_idx(path: str | Path, split: Split = Split()) -> Dataset:
     """An IDX images file and the labels file with the same name ('images' -> 'labels'); test set split off."""
     path = Path(path)
@@ -687,7 +819,8 @@ def load_idx(path: str | Path, split: Split = Split()) -> Dataset:
     return make_dataset(path.name, images, labels, split=split, source=str(path))
 
 
-def _is_idx_name(name: str) -> bool:
+def is_idx_name(name: str) -> bool:
+    """Whether a file name says IDX: ``.idx``/``.idx.gz``, or MNIST's ``*-idx3-ubyte`` style."""
     return name.endswith((".idx", ".idx.gz")) or "-idx" in name and "ubyte" in name
 
 
@@ -699,19 +832,23 @@ def check_ref(ref: str) -> None:
         if not Path(ref[6:]).is_dir():
             raise DataError(f"{ref}: {ref[6:]!r} is not a folder (expected mnist:DIR with the MNIST IDX files)")
         return
+    if ref.startswith("cifar10:"):
+        if not Path(ref[8:]).exists():
+            raise DataError(f"{ref}: {ref[8:]!r} not found (expected cifar-10-binary.tar.gz or its folder)")
+        return
     path = Path(ref)
-    if path.suffix in (".npz", ".csv") or _is_idx_name(path.name):
+    if path.suffix in (".npz", ".csv") or is_idx_name(path.name):
         if not path.is_file():
             raise DataError(f"{ref}: file not found")
         return
     raise DataError(
         f"unknown dataset {ref!r}: expected one of {', '.join(BUILTIN_DATASETS)}, "
-        f"mnist:DIR, or a .npz, .csv or .idx file"
+        f"mnist:DIR, cifar10:PATH, or a .npz, .csv or .idx file"
     )
 
 
 def load_dataset(ref: str, *, seed: int = 0, split: Split | None = None) -> Dataset:
-    """Resolve a dataset reference (see :data:`BUILTIN_DATASETS`, ``mnist:DIR``, or a file path).
+    """Resolve a dataset reference (see :data:`BUILTIN_DATASETS`, ``mnist:DIR``, ``cifar10:PATH``, or a file path).
 
     ``split`` says how one-set data is split into train and test (default: stratified, 20% test, ``seed``);
     the synthetic sets are generated from its seed. For a run, use :func:`load_run_data`.
@@ -724,6 +861,8 @@ def load_dataset(ref: str, *, seed: int = 0, split: Split | None = None) -> Data
         return make_synthetic(ref, seed=split.seed)
     if ref.startswith("mnist:"):
         return load_mnist(ref[6:])
+    if ref.startswith("cifar10:"):
+        return load_cifar10(ref[8:])
     path = Path(ref)
     loader = {".npz": load_npz, ".csv": load_csv}.get(path.suffix, load_idx)
     return loader(path, split=split)

@@ -49,6 +49,8 @@ TRAINING_FIELD_MAX = {
     "distillation.temperature": 1e3,
     "soft_binarization.start_temperature": 1e3,
     "soft_binarization.end_temperature": 1e3,
+    "processes": 64,
+    "augmentation.random_crop": 16,
 }
 
 # ---------------------------------------------------------------------------------------- soft limits (warnings)

@@ -12,6 +12,7 @@ import copy
 import difflib
 import json
 import math
+import re
 
 from workbench.core import limits
 
@@ -256,10 +257,10 @@ def _normalise_layer(path, layer) -> dict:
     if not isinstance(layer, dict):
         raise _error(path, "?", None, f"must be an object with a 'type', got {_show(layer)}")
     layer_type = layer.get("type")
-    if layer_type not in LAYER_FIELDS:
+    if not isinstance(layer_type, str) or layer_type not in LAYER_FIELDS:  # a list or dict is not hashable
         raise _error(
             path,
-            layer_type,
+            layer_type if isinstance(layer_type, str) else "?",
             "type",
             "must be one of "
             + ", ".join(LAYER_TYPES)
@@ -608,8 +609,14 @@ _TRAINING_FIELDS = (
     "validation_split",
     "test_split",
     "split_method",
+    "device",
+    "processes",
+    "mixed_precision",
+    "augmentation",
 )
 SPLIT_METHODS = ("stratified", "random")
+# where training runs: "auto" is the first of cuda, mps, cpu this machine has (train.distributed.resolve_device)
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,2})?")
 
 
 def default_training_spec() -> dict:
@@ -628,6 +635,10 @@ def default_training_spec() -> dict:
         "validation_split": 0.1,
         "test_split": 0.2,
         "split_method": "stratified",
+        "device": "auto",
+        "processes": 1,
+        "mixed_precision": False,
+        "augmentation": None,
     }
 
 
@@ -661,7 +672,7 @@ def _named_object(ts, key, catalogue, checks):
     value = ts.get(key)
     if isinstance(value, str):
         value = {"name": value}
-    if not isinstance(value, dict) or value.get("name") not in catalogue:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or value["name"] not in catalogue:
         got = value.get("name") if isinstance(value, dict) else value
         raise _training_error(f"{key}.name", "one of " + ", ".join(catalogue), got)
     params = catalogue[value["name"]]
@@ -786,7 +797,50 @@ def validate_training_spec(ts: dict) -> dict:
         raise _training_error("test_split", str(bad), out["test_split"]) from None
     if out["split_method"] not in SPLIT_METHODS:
         raise _training_error("split_method", "one of " + ", ".join(SPLIT_METHODS), out["split_method"])
+    _check_placement(out, top["processes"])
+    out["augmentation"] = _sub_object(
+        out,
+        "augmentation",
+        {"random_crop": 0, "horizontal_flip": False},
+        {"random_crop": _padding_up_to(top["augmentation.random_crop"]), "horizontal_flip": _bool},
+        optional=True,
+    )
     return out
+
+
+def _padding_up_to(high):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+            raise _Bad(f"an integer from 0 to {high} (pixels of padding)")
+        return value
+
+    return check
+
+
+def check_augmentation(network_spec: dict, training_spec: dict) -> None:
+    """Cropping and flipping move pixels, so they need image inputs [C, H, W]."""
+    shape = list(network_spec["input_shape"])
+    if training_spec.get("augmentation") is not None and len(shape) != 3:
+        raise _training_error("augmentation", f"null for inputs of shape {shape} (it needs images [C, H, W])", "on")
+
+
+def _check_placement(out: dict, most_processes: int) -> None:
+    """Where and on how many processes a run trains (docs/SPEC.md, "Devices and processes")."""
+    device = out["device"]
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise _training_error("device", "one of auto, cpu, cuda, cuda:N, mps", device)
+    try:
+        _positive_int(out["processes"], most_processes)
+    except _Bad as bad:
+        raise _training_error("processes", str(bad), out["processes"]) from None
+    if out["batch_size"] % out["processes"]:
+        raise _training_error(
+            "batch_size",
+            f"a multiple of processes ({out['processes']}): each process takes an equal share of every batch",
+            out["batch_size"],
+        )
+    if not isinstance(out["mixed_precision"], bool):
+        raise _training_error("mixed_precision", "true or false", out["mixed_precision"])
 
 
 def _non_empty_string(value):

@@ -102,13 +102,13 @@ def default_threads() -> int:
 
 
 def _threads(threads: int | None) -> int:
-    if type(threads) is int and threads >= 1:  # the common case, first: the plain kernels check on every call
+    if type(threads) is int and 1 <= threads <= _xnor.MAX_THREADS:  # the common case, first: checked every call
         return threads
     if threads is None:
         return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads: expected None or a positive integer, got {threads!r}")
-    return int(threads)
+    return min(int(threads), _xnor.MAX_THREADS)  # as the compiled functions clamp (2**63 would not fit a C int)
 
 
 class ThreadChoice:
@@ -262,6 +262,13 @@ def _check_thresholds(thresholds, flip, n: int, name: str) -> tuple[np.ndarray, 
     return np.ascontiguousarray(thr, dtype=np.int32), np.ascontiguousarray(flips, dtype=np.uint8)
 
 
+def _given(thresholds, name: str):
+    """The *_threshold functions need thresholds: None would silently give the plain function's int32 dots."""
+    if thresholds is None:
+        raise ValueError(f"{name}: thresholds: expected one integer per output channel, got None")
+    return thresholds
+
+
 def pack_signs(x) -> np.ndarray:
     """Sign bits of the last axis of a float or integer array: shape (..., ceil(K/64)) uint64.
 
@@ -312,6 +319,7 @@ def xnor_gemm_threshold(a_bits, b_bits, k: int, thresholds, flip, threads: int |
 
     flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
     """
+    thresholds = _given(thresholds, "xnor_gemm_threshold")
     return _bind_gemm("xnor_gemm_threshold", "b_bits", b_bits, k, thresholds, flip, threads=threads, plain=True)(a_bits)
 
 
@@ -331,6 +339,7 @@ def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int 
     (P, N): row i is compared with thresholds[i % P] (the im2col rows of P output positions of each image, for a
     'same'-padded first layer whose thresholds depend on how many taps fall inside the image).
     """
+    thresholds = _given(thresholds, "xnor_gemm_uint8_threshold")
     return _bind_gemm(
         "xnor_gemm_uint8_threshold", "w_bits", w_bits, k, thresholds, flip, uint8=True, threads=threads, plain=True
     )(u)
@@ -414,6 +423,8 @@ def _bind_gemm(
         def call(a):
             if plain:
                 _check_packed_rows(a, k, name)
+            elif type(a) is not np.ndarray:  # the compiled function would raise TypeError
+                raise ValueError(f"{name}: a_bits: expected a numpy uint64 array (M, words), got {type(a).__name__}")
             out = np.empty((len(a), n), dtype=np.int32)
             use = panel if _backend in _PANEL_PATHS else None
             policy.run(len(a), lambda t: _xnor.gemm(a, w, k, out, _PATHS[_backend], t, use))
@@ -424,6 +435,8 @@ def _bind_gemm(
     def call(a):
         if plain:
             _check_packed_rows(a, k, name)
+        elif type(a) is not np.ndarray:
+            raise ValueError(f"{name}: a_bits: expected a numpy uint64 array (M, words), got {type(a).__name__}")
         out = np.empty((len(a), out_words), dtype=np.uint64)
         use = panel if _backend in _PANEL_PATHS else None
         policy.run(len(a), lambda t: _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], t, use))
@@ -485,6 +498,7 @@ def xnor_conv2d_threshold(
 
     flip[o] = 0: +1 iff dot >= thresholds[o]; flip[o] = 1: +1 iff dot <= thresholds[o].
     """
+    thresholds = _given(thresholds, "xnor_conv2d_threshold")
     return _bind_conv2d("xnor_conv2d_threshold", w_bits, c, thresholds, flip, stride, padding, threads, plain=True)(
         x_bits
     )
@@ -541,7 +555,10 @@ def _padding(padding, kh: int, kw: int) -> tuple[int, int, int, int]:
         if padding == "same":
             return (*same_padding(kh), *same_padding(kw))
         raise ValueError(f"padding: expected 'same', 'valid', an int or (top, bottom, left, right), got {padding!r}")
-    values = (padding,) * 4 if isinstance(padding, (int, np.integer)) else tuple(padding)
+    try:
+        values = (padding,) * 4 if isinstance(padding, (int, np.integer)) else tuple(padding)
+    except TypeError:  # None, a float: not a sequence
+        values = ()
     if len(values) == 2:  # (vertical, horizontal), as torch
         values = (values[0], values[0], values[1], values[1])
     if len(values) != 4 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in values):
@@ -550,7 +567,10 @@ def _padding(padding, kh: int, kw: int) -> tuple[int, int, int, int]:
 
 
 def _stride(stride) -> tuple[int, int]:
-    values = (stride, stride) if isinstance(stride, (int, np.integer)) else tuple(stride)
+    try:
+        values = (stride, stride) if isinstance(stride, (int, np.integer)) else tuple(stride)
+    except TypeError:
+        values = ()
     if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
         raise ValueError(f"stride: expected a positive int or (vertical, horizontal), got {stride!r}")
     return int(values[0]), int(values[1])
@@ -578,7 +598,11 @@ def im2col_uint8(x, kh: int, kw: int, stride=1, padding="valid") -> np.ndarray:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"im2col_uint8: {name}: expected a positive int, got {value!r}")
     sh, sw = _stride(stride)
-    top, _, left, _ = _padding(padding, kh, kw)
+    top, bottom, left, right = _padding(padding, kh, kw)
+    if kh > x.shape[2] + top + bottom or kw > x.shape[3] + left + right:
+        raise ValueError(
+            f"im2col_uint8: a {kh}x{kw} kernel does not fit in {x.shape[2]}x{x.shape[3]} images padded by {padding!r}"
+        )
     oh, ow = conv_output_shape(x.shape[2], x.shape[3], kh, kw, stride, padding)
     out = np.empty((x.shape[0] * oh * ow, kh * kw * x.shape[1]), dtype=np.uint8)
     _xnor.im2col_uint8(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, oh, ow, out)

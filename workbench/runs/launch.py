@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from workbench.core.data import Dataset, check_fits, load_run_data
-from workbench.core.spec import default_training_spec, validate_spec, validate_training_spec
+from workbench.core.spec import check_augmentation, default_training_spec, validate_spec, validate_training_spec
 from workbench.runs.store import RESUMABLE, RunStore
 
 SPLIT_FIELDS = ("seed", "validation_split", "test_split", "split_method")  # what fixes a run's data split
@@ -57,6 +57,7 @@ def create_run(
     a mistake leaves no failed run behind. ``dataset``: the data already loaded with this training spec's split."""
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec if training_spec is not None else default_training_spec())
+    check_augmentation(network_spec, training_spec)
     check_fits(network_spec, dataset if dataset is not None else load_run_data(data_ref, training_spec))
     return store.create_run(name, network_spec, training_spec, data_ref)
 

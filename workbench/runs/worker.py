@@ -20,14 +20,18 @@ from tqdm import tqdm
 
 from workbench.core.data import describe, load_run_data
 from workbench.core.spec import float_twin
+from workbench.runs.ranks import launch_ranks
 from workbench.runs.store import HEARTBEAT_SECONDS, MetricsWriter, RunStore, RunStoreGoneError, max_workers
 from workbench.runs.trained import load_trained_model
+from workbench.train.distributed import World, leave, world_from_environment
 from workbench.train.training import TrainingReporter, train
 
 CONTROL_SECONDS = 0.2  # the store is asked for pause/stop requests at most this often
 PAUSE_POLL_SECONDS = 0.2
 QUEUE_POLL_SECONDS = 0.5  # a queued worker asks for a free slot this often
 TRACEBACK_LINES = 12
+_PROGRESS = "BNN_WORKBENCH_RANK_PROGRESS"  # set by a foreground launcher: rank 0 draws the progress bar
+_LAUNCHED = "BNN_WORKBENCH_LAUNCHED"  # set by our launcher, which keeps the run's status; absent: torchrun by hand
 
 
 class StoreReporter(TrainingReporter):
@@ -219,6 +223,11 @@ def _train_one(
         if heartbeat is not None:
             heartbeat.run_ids.remove(run_id)
     reporter.close()
+    _record_result(store, run_id, result)
+    return result
+
+
+def _record_result(store: RunStore, run_id: str, result) -> None:
     store.update_run(
         run_id,
         status="stopped" if result.stopped else "completed",
@@ -229,7 +238,55 @@ def _train_one(
         test_accuracy=result.test_accuracy,
         request=None,
     )
-    return result
+
+
+def _run_rank(store: RunStore, run_id: str, world: World) -> str:
+    """One of torchrun's processes of a distributed run (see workbench.runs.ranks): the launching worker holds
+    the lease and the heartbeat and has trained any float-twin teacher; rank 0 reports into the store. Started
+    by hand with torchrun (several machines, docs/DISTRIBUTED.md), rank 0 also keeps the run's status."""
+    record = store.get_run(run_id)
+    by_hand = world.leader and not os.environ.get(_LAUNCHED)
+    if by_hand:
+        store.update_run(run_id, status="running", pid=os.getpid(), heartbeat_at=time.time(), error=None)
+    dataset = load_run_data(record.data_ref, record.training_spec)
+    teacher = None
+    distillation = record.training_spec.get("distillation")
+    if distillation:
+        teacher_id = distillation.get("teacher_run") or next(
+            run.id for run in store.list_runs() if run.parent_id == record.id and run.status == "completed"
+        )
+        teacher = load_trained_model(teacher_id, store)[0]
+    resume, best = _intact_checkpoints(store, run_id)  # the launcher set any damaged one aside already
+    drawn = world.leader and os.environ.get(_PROGRESS)
+    progress = _progress_for(record, dataset, resume.epoch if resume else 0) if drawn else None
+    reporter = StoreReporter(store, run_id, progress=progress) if world.leader else None
+    try:
+        result = train(
+            record.network_spec,
+            record.training_spec,
+            dataset,
+            reporter,
+            resume=resume,
+            best=best,
+            teacher=teacher,
+            world=world,
+        )
+    except BaseException as error:
+        if reporter is not None:  # the launcher fails the run once torchrun has named the root cause
+            reporter.close()
+            if by_hand:
+                _mark_ended(store, run_id, error)
+            else:
+                store.update_run(run_id, error=_failure_text(error))
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+        leave()
+    if reporter is not None:
+        reporter.close()
+        _record_result(store, run_id, result)
+    return store.get_run(run_id).status
 
 
 def _teacher(store: RunStore, record, dataset, progress: bool, heartbeat: _Heartbeat):
@@ -274,6 +331,9 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
     failed with the message and the traceback's tail, and the exception propagates.
     """
     store = RunStore(runs_dir)
+    world = world_from_environment()
+    if world.distributed:
+        return _run_rank(store, run_id, world)
     record = store.get_run(run_id)
     # before anything else: a second worker of the same run stops here, changing nothing; beyond the store's
     # worker limit the run waits, queued, and can still be stopped
@@ -292,8 +352,20 @@ def run_worker(run_id: str, runs_dir: str | os.PathLike | None = None, *, datase
             dataset = load_run_data(record.data_ref, record.training_spec)
         store.update_run(run_id, data_summary=describe(dataset))
         teacher, stopped = _teacher(store, record, dataset, progress, heartbeat)
+        processes = int(record.training_spec.get("processes", 1))
         if stopped:
             store.update_run(run_id, status="stopped", finished_at=time.time(), request=None)
+        elif processes > 1:
+            resume, _ = _intact_checkpoints(store, run_id)
+            store.truncate(run_id, resume.epoch if resume else 0)
+            store.update_run(run_id, started_at=record.started_at or time.time(), finished_at=None, error=None)
+            env = {_LAUNCHED: "1", **({_PROGRESS: "1"} if progress else {})}
+            failure = launch_ranks(store.runs_dir, run_id, processes, env=env)
+            ended = store.get_run(run_id)
+            if failure and ended.status not in ("completed", "stopped"):
+                # torchrun's root cause first: rank 0's own error is often just "connection reset by peer"
+                seen = f"\nrank 0 reported: {ended.error.splitlines()[0]}" if ended.error else ""
+                store.update_run(run_id, status="failed", error=failure + seen, finished_at=time.time())
         else:
             _train_one(store, run_id, dataset, teacher=teacher, progress=progress, heartbeat=heartbeat)
     except BaseException as error:

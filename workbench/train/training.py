@@ -27,11 +27,27 @@ import torch
 import torch.nn.functional as F
 
 from workbench.core.data import check_fits, split_indices
-from workbench.core.spec import is_sign_quantizer, validate_spec, validate_training_spec
+from workbench.core.spec import check_augmentation, is_sign_quantizer, validate_spec, validate_training_spec
+from workbench.train import augmentation
 from workbench.train.checkpoint import Checkpoint, flatten_state, unflatten_state
 from workbench.train.distillation import distillation_loss
+from workbench.train.distributed import (
+    SINGLE,
+    RankReporter,
+    World,
+    autocast,
+    check_replicas_agree,
+    join,
+    resolve_device,
+    share,
+    sum_over_ranks,
+    wrap,
+)
 from workbench.train.model import build_model
 from workbench.train.optim import Bop, bop_at, lr_at, set_hyperparameter
+from workbench.train.reporting import TrainingReporter
+
+__all__ = ["TrainResult", "TrainingReporter", "train"]
 
 HISTOGRAM_BINS = 41
 SATURATION_TOLERANCE = 1e-3  # relative to the clip bound: |w| >= b * (1 - tol) counts as saturated
@@ -52,22 +68,6 @@ class TrainResult:
     best_epoch: int | None = None
 
 
-class TrainingReporter:
-    """Receives progress; the base class ignores it. Subclass and override what you need."""
-
-    def on_batch(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
-        """After every batch: loss, accuracy, lr, grad_norm, samples_per_s, flip/<layer>."""
-
-    def on_epoch(
-        self, epoch: int, metrics: dict[str, float], histograms: dict, checkpoint: Checkpoint, is_best: bool
-    ) -> None:
-        """After every epoch, with the checkpoint of the model as it is now."""
-
-    def control(self) -> str:
-        """Between batches: "continue" or "stop"; a paused run blocks here until resumed or stopped."""
-        return "continue"
-
-
 def train(
     network_spec: dict,
     training_spec: dict,
@@ -77,23 +77,29 @@ def train(
     resume: Checkpoint | None = None,
     best: Checkpoint | None = None,
     teacher: torch.nn.Module | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Train ``network_spec`` on ``dataset`` (a ``workbench.core.data.Dataset``) as ``training_spec`` says.
 
     ``resume`` continues after the checkpoint's epoch with model and optimizer state restored, and ``best`` is
     the run's best checkpoint so far when it is not ``resume`` itself; ``teacher`` is the model to distil from
-    when the training spec has ``distillation`` set.
+    when the training spec has ``distillation`` set. ``world`` is this process's rank in a distributed run
+    (workbench.train.distributed; ``reporter`` then is rank 0's, None on the others).
     """
     network_spec = validate_spec(network_spec)
     training_spec = validate_training_spec(training_spec)
     check_fits(network_spec, dataset)
+    check_augmentation(network_spec, training_spec)
     if (teacher is None) != (training_spec.get("distillation") is None):
         raise ValueError(
             "training spec field 'distillation': a teacher model is needed exactly when distillation "
             f"is set; got distillation={training_spec.get('distillation')!r} and "
             f"{'no teacher' if teacher is None else 'a teacher'}"
         )
-    return _Trainer(network_spec, training_spec, dataset, reporter or TrainingReporter(), teacher).run(resume, best)
+    if world.distributed:
+        reporter = RankReporter(reporter if world.leader else None, world)
+    trainer = _Trainer(network_spec, training_spec, dataset, reporter or TrainingReporter(), teacher, world)
+    return trainer.run(resume, best)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -107,17 +113,24 @@ def _tensor(array, dtype) -> torch.Tensor:
 class _Trainer:
     """One training run; the state shared by the loop, evaluation, histograms and checkpoints."""
 
-    def __init__(self, network_spec, training_spec, dataset, reporter, teacher):
+    def __init__(self, network_spec, training_spec, dataset, reporter, teacher, world):
         self.network_spec, self.spec, self.reporter, self.teacher = network_spec, training_spec, reporter, teacher
+        self.world = world
+        self.device = resolve_device(training_spec["device"])
+        if world.distributed:
+            self.device = join(world, self.device)
+        self.mixed_precision = bool(training_spec["mixed_precision"])
+        self.augmentation = training_spec["augmentation"]
         self.seed = int(training_spec["seed"])
         self.epochs = int(training_spec["epochs"])
         self.batch_size = int(training_spec["batch_size"])
         self._split(dataset)
 
         torch.manual_seed(self.seed)
-        self.model = build_model(network_spec)
+        self.model = build_model(network_spec).to(self.device)
+        self.forward_model = wrap(self.model, world, self.device)  # DDP when distributed: what training runs
         if teacher is not None:
-            teacher.eval()
+            teacher.to(self.device).eval()
         self.quantized = [
             (name, layer, is_sign_quantizer(layer.spec.get("kernel_quantizer")))
             for name, layer in self.model.quantized_layers()
@@ -232,6 +245,7 @@ class _Trainer:
         self.model.train()
         started = time.perf_counter()
         order = torch.randperm(len(self.x_fit), generator=torch.Generator().manual_seed(_epoch_seed(self.seed, epoch)))
+        augment_rng = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch) + 1)
         signs_at_start = self._weight_codes()
         previous = signs_at_start
         parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -241,12 +255,19 @@ class _Trainer:
             if self.reporter.control() == "stop":
                 return False
             tick = time.perf_counter()
-            index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
-            x, y = self.x_fit.index_select(0, index), self.y_fit.index_select(0, index)
+            chosen = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            positions = share(torch.arange(len(chosen)), self.world)  # this rank's places in the global batch
+            x = self.x_fit.index_select(0, chosen[positions])
+            if self.augmentation is not None:
+                draws = augmentation.draw(len(chosen), self.augmentation, augment_rng).take(positions)
+                x = augmentation.apply(x, self.augmentation, draws)
+            x = x.to(self.device)
+            y = self.y_fit.index_select(0, chosen[positions]).to(self.device)
             lr = self._set_lr(epoch + batch / self.batches)
             self._soft_temperature()
-            logits = self.model(x)
-            loss = self._loss(logits, x, y)
+            with autocast(self.device, self.mixed_precision):
+                logits = self.forward_model(x)
+                loss = self._loss(logits, x, y)
             for optimizer in self.optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -256,15 +277,17 @@ class _Trainer:
             self._clip()
             self.step += 1
             current = self._weight_codes()
-            batch_correct = (logits.detach().argmax(1) == y).sum().item()
-            batch_loss = loss.item()
-            loss_sum, correct, seen = loss_sum + batch_loss * len(y), correct + batch_correct, seen + len(y)
+            # the whole batch's figures: summed over the ranks when distributed
+            batch_loss_sum, batch_correct, batch_seen = sum_over_ranks(
+                [loss.item() * len(y), (logits.detach().argmax(1) == y).sum().item(), len(y)], self.world
+            )
+            loss_sum, correct, seen = loss_sum + batch_loss_sum, correct + batch_correct, seen + batch_seen
             metrics = {
-                "loss": batch_loss,
-                "accuracy": batch_correct / len(y),
+                "loss": batch_loss_sum / batch_seen,
+                "accuracy": batch_correct / batch_seen,
                 "lr": lr,
                 "grad_norm": grad_norm,
-                "samples_per_s": len(y) / max(time.perf_counter() - tick, 1e-9),
+                "samples_per_s": batch_seen / max(time.perf_counter() - tick, 1e-9),
             }
             metrics.update(_flip_shares(previous, current))
             previous = current
@@ -298,6 +321,10 @@ class _Trainer:
             }
 
     def _finish_epoch(self, epoch, started, lr, loss, accuracy, codes_at_start, codes_now) -> None:
+        """Evaluate, keep the best model and report the epoch (rank 0 alone when distributed)."""
+        check_replicas_agree(self.model, self.world)
+        if not self.world.leader:
+            return
         self.model.eval()
         val_loss, val_accuracy = self._evaluate(self.x_val, self.y_val)
         histograms = self._histograms()
@@ -334,8 +361,8 @@ class _Trainer:
             return None, None
         loss_sum = correct = 0.0
         for begin in range(0, len(x), EVAL_BATCH):
-            logits = self.model(x[begin : begin + EVAL_BATCH])
-            target = y[begin : begin + EVAL_BATCH]
+            logits = self.model(x[begin : begin + EVAL_BATCH].to(self.device))
+            target = y[begin : begin + EVAL_BATCH].to(self.device)
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
         return loss_sum / len(x), correct / len(x)
@@ -365,7 +392,7 @@ class _Trainer:
             histograms[name] = entry
         source = self.x_val if len(self.x_val) else self.x_fit
         with self.model.capture_preactivations() as captured:
-            self.model(source[:PREACT_BATCH])
+            self.model(source[:PREACT_BATCH].to(self.device))
         for name, values in captured.items():
             values = values.reshape(-1).float()
             low, high = float(values.min()), float(values.max())
@@ -388,7 +415,7 @@ class _Trainer:
         tensors, skeletons = {}, {}
         for name, optimizer in self.optimizers.items():
             named, skeletons[name] = flatten_state(optimizer.state_dict(), name)
-            tensors.update({key: value.detach().clone() for key, value in named.items()})
+            tensors.update({key: _on_cpu(value) for key, value in named.items()})
         meta = {
             "step": self.step,
             "best_val_accuracy": self.best_val_accuracy,
@@ -400,7 +427,7 @@ class _Trainer:
             "network_spec": self.network_spec,
             "training_spec": self.spec,
         }
-        model = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
+        model = {key: _on_cpu(value) for key, value in self.model.state_dict().items()}
         return Checkpoint(epoch=epochs_done, model=model, optimizer=tensors, meta=meta)
 
     def _restore(self, checkpoint: Checkpoint, best: Checkpoint | None) -> int:
@@ -429,6 +456,11 @@ class _Trainer:
                     )
                 self.optimizers[name].load_state_dict(unflatten_state(checkpoint.optimizer, skeleton))
         return epoch
+
+
+def _on_cpu(value):
+    """A CPU copy of a state entry, so a checkpoint written on any device loads on any other."""
+    return value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor) else value
 
 
 def _grad_norm(parameters: list[torch.Tensor]) -> float:

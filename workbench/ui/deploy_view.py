@@ -35,6 +35,9 @@ from workbench.ui.run_data import run_dataset
 from workbench.ui.widgets import pick_run_or_stop, show_error, to_image
 
 PACKED_SLOT = "deploy_packed"
+IMAGE_FORMATS = ("PNG", "JPEG")  # the decoders an upload may reach
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # a picture decoded to RGBA takes 4 bytes a pixel, a few times over
 _BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")  # how Pillow names what it read from
 
 
@@ -121,17 +124,35 @@ def image_input(data: bytes, input_shape: tuple, name: str = "image", center: bo
             "(expected (1, H, W) or (3, H, W))"
         )
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            picture = image.convert("RGBA")
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            too_large = _too_large(image.size, name)  # open() read only the header: checked before decoding
+            if not too_large:
+                image.load()
+                picture = image.convert("RGBA")
+    except Image.DecompressionBombError:  # Pillow's own refusal, past twice its limit, before ours can run
+        raise ValueError(f"{name}: the picture has more than {MAX_IMAGE_PIXELS:,} pixels; make it smaller") from None
     except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
         raise ValueError(f"{name}: not an image Pillow can read (expected PNG or JPEG)") from None
     except (OSError, ValueError) as error:
         reason = _BUFFER_REPR.sub(name, str(error))
         raise ValueError(f"{name}: not an image Pillow can read (expected PNG or JPEG): {reason}") from None
+    if too_large:
+        raise ValueError(too_large)
     background = Image.new("RGBA", picture.size, (255, 255, 255, 255))
     picture = Image.alpha_composite(background, picture)  # transparent canvas/PNG pixels read as paper
     return picture_input(np.asarray(picture.convert("RGB")), input_shape, center)
+
+
+def _too_large(size: tuple[int, int], name: str) -> str | None:
+    """Why a picture is too large to decode, or None: a small file can declare a huge picture (a 172 KB PNG of
+    13300 x 13300 took the server to 3.3 GB)."""
+    width, height = size
+    if width * height <= MAX_IMAGE_PIXELS:
+        return None
+    return (
+        f"{name}: the picture is {width} x {height} pixels; expected at most {MAX_IMAGE_PIXELS:,} pixels "
+        f"(e.g. {MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE}); make it smaller"
+    )
 
 
 def picture_input(rgb: np.ndarray, input_shape: tuple, center: bool = True) -> np.ndarray:

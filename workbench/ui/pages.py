@@ -17,6 +17,7 @@ class Page:
 PAGES = (
     Page("pages/home.py", "Home", ":material/home:"),
     Page("pages/playground.py", "Playground", ":material/toys:"),
+    Page("pages/compare.py", "Binary vs float", ":material/compare:"),
     Page(
         "pages/design.py",
         "Design",

@@ -12,10 +12,10 @@ import base64
 import dataclasses
 import io
 import random
+import time
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
@@ -40,11 +40,15 @@ from workbench.core.playground import (
     with_layers,
 )
 from workbench.train.playground import PlaygroundSession
+from workbench.train.playground import warm_up as warm_up_training
 from workbench.ui.figures import BINARY_COLOR, FP32_COLOR
 
 KEY = "pg_"  # prefix of every playground session-state key
 SESSION_KEY = KEY + "session"
-TICK_SECONDS = 0.25  # while playing, the live fragment trains and redraws this often
+DIAGRAM_KEY = KEY + "diagram"
+NEURON_KEY = KEY + "neuron"
+TICK_SECONDS = 0.1  # while playing, the live fragment asks for a frame this often (pending ticks coalesce)
+URL_EPOCH_SECONDS = 1.0  # while playing, the address bar's epoch follows the run this often
 DIAGRAM_WIDTH_PX = 560  # about the diagram's column on a laptop screen: sizes the neuron maps (kept square anyway)
 NET_TITLES = {"bnn": "BNN", "float": "float twin"}
 NET_COLORS = {"bnn": BINARY_COLOR, "float": FP32_COLOR}
@@ -63,6 +67,13 @@ LECTURE_CSS = """<style>
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 [data-testid="stSidebarCollapseButton"] {display: none !important;}
 html {font-size: 21px;}
+</style>"""
+
+# While playing, the parts of the page below the one being redrawn count as stale for Streamlit, which fades
+# them out whenever a frame takes long (a busy machine): the lower half of the page would flicker every frame.
+PLAYING_CSS = """<style>
+[data-testid="stElementContainer"][data-stale="true"], [data-stale="true"] {opacity: 1 !important;
+transition: none !important;}
 </style>"""
 
 
@@ -112,7 +123,17 @@ def _on_regenerate(settings: Settings, view: View) -> None:
 
 
 def _on_speed(settings: Settings, view: View) -> None:
-    write_url(settings, dataclasses.replace(view, speed=int(st.session_state[KEY + "speed"])))
+    write_url(_at(settings), dataclasses.replace(view, speed=int(st.session_state[KEY + "speed"])))
+
+
+def follow_epoch(epoch: int) -> None:
+    """While playing, write the epoch into the address bar at most once a second: each write is a browser
+    history entry whose page-info update and re-render took a sixth of the browser's main thread at every
+    frame. Pause, step and every other control write the exact epoch (``_at``), so a link is never behind."""
+    now = time.monotonic()
+    if now - st.session_state.get(KEY + "url_epoch_at", -URL_EPOCH_SECONDS) >= URL_EPOCH_SECONDS:
+        st.query_params["epoch"] = str(epoch)
+        st.session_state[KEY + "url_epoch_at"] = now
 
 
 # ------------------------------------------------------------------------------------ the session
@@ -320,10 +341,14 @@ def _g(value: float) -> str:
 # ------------------------------------------------------------------------------------ live images
 # What changes every frame is drawn as PNG images and Vega-Lite charts, not Plotly: st.plotly_chart keys its
 # element by an id computed from the figure, so a new figure remounts the chart (a blank flash and a full
-# redraw on every frame), while st.image and a selection-free st.vega_lite_chart update in place.
+# redraw on every frame), while st.image and a selection-free st.vega_lite_chart update in place. An image goes
+# to st.image as a data URI: handed bytes or a PIL image, Streamlit decodes and re-encodes it (about 3 ms) and
+# the browser fetches it from the media endpoint in a second round trip; a data URI travels in the frame itself.
 
 IMAGE_PX = 360  # side of a boundary or neuron map image
+MAX_CURVE_POINTS = 400  # per line of the curves: a longer history is drawn every k-th epoch (and the last)
 _FONT = ImageFont.load_default(size=12)
+_OVERLAYS: dict[tuple, tuple] = {}  # (id(points), show_test, size) -> (points, the layer drawn over a map)
 
 
 def _colours(t: np.ndarray) -> np.ndarray:
@@ -339,12 +364,14 @@ def _to_pixels(x: np.ndarray, size: int) -> np.ndarray:
     return np.c_[pixels[:, 0], size - pixels[:, 1]]
 
 
-def map_image(
-    values: np.ndarray, points, low: float, high: float, show_test: bool = True, size: int = IMAGE_PX
-) -> Image.Image:
-    """A map over the grid (a boundary: low 0, high 1) with the training points (filled) and test points (rings)."""
-    cells = _colours((np.asarray(values, dtype=np.float32) - low) / (high - low))[::-1]  # row 0 at the top
-    image = Image.fromarray(cells).resize((size, size), Image.Resampling.NEAREST)
+def _overlay(points, show_test: bool, size: int) -> Image.Image:
+    """The training points (filled), test points (rings), frame and ticks on a transparent layer: the same for
+    every frame of a run, so drawn once (500 points cost about 3 ms in PIL) and laid over each new map."""
+    key = (id(points), show_test, size)
+    cached = _OVERLAYS.get(key)
+    if cached is not None and cached[0] is points:  # the cache holds `points`: its id cannot be reused meanwhile
+        return cached[1]
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     sets = [(points.x_train, points.y_train, False)] + ([(points.x_test, points.y_test, True)] if show_test else [])
     for x, y, test in sets:
@@ -360,7 +387,20 @@ def map_image(
         draw.line((at, size - 6, at, size - 1), fill="#666666")
         draw.line((0, size - at, 5, size - at), fill="#666666")
         draw.text((at + 2, size - 16), str(tick), fill="#444444", font=_FONT)
+    while len(_OVERLAYS) >= 16:  # a few runs' worth: the tabs of one lecture
+        del _OVERLAYS[next(iter(_OVERLAYS))]
+    _OVERLAYS[key] = (points, image)
     return image
+
+
+def map_image(
+    values: np.ndarray, points, low: float, high: float, show_test: bool = True, size: int = IMAGE_PX
+) -> Image.Image:
+    """A map over the grid (a boundary: low 0, high 1) with the training points (filled) and test points (rings)."""
+    cells = _colours((np.asarray(values, dtype=np.float32) - low) / (high - low))[::-1]  # row 0 at the top
+    image = Image.fromarray(cells).resize((size, size), Image.Resampling.NEAREST).convert("RGBA")
+    image.alpha_composite(_overlay(points, show_test, size))
+    return image.convert("RGB")
 
 
 def boundary_image(boundary: np.ndarray, points, show_test: bool = True) -> Image.Image:
@@ -381,14 +421,29 @@ def neuron_title(net, choice: tuple[int, int]) -> str:
     return _neuron_label(choice[0], choice[1], len(net.neurons) + 2)
 
 
+def _thinned(count: int, most: int = MAX_CURVE_POINTS) -> np.ndarray:
+    """Indices of the epochs a curve draws: all of them up to ``most``, else every k-th and the last."""
+    if count <= most:
+        return np.arange(count)
+    return np.unique(np.r_[np.arange(0, count, -(-count // most)), count - 1])
+
+
 def _history_frame(history: dict, keys: dict[str, str]) -> pd.DataFrame:
-    rows = []
-    for name, metrics in history.items():
+    """Long-form rows (epoch, value, network, metric) for Vega-Lite, NaN (not measured) left out; built as whole
+    columns into one frame: a row loop (at epoch 3,000) or a frame per line and a concat cost more than training."""
+    epochs, values, networks, metrics = [], [], [], []
+    for name, history_of in history.items():
         for key, label in keys.items():
-            for epoch, value in enumerate(metrics[key], start=1):
-                if value == value:  # NaN: not measured (no latent weights)
-                    rows.append({"epoch": epoch, "value": value, "network": NET_TITLES[name], "metric": label})
-    return pd.DataFrame(rows, columns=["epoch", "value", "network", "metric"])
+            keep = _thinned(len(history_of[key]))
+            line = np.asarray(history_of[key], dtype=np.float64)[keep]
+            measured = ~np.isnan(line)
+            epochs.append(keep[measured] + 1)
+            values.append(line[measured])
+            networks += [NET_TITLES[name]] * int(measured.sum())
+            metrics += [label] * int(measured.sum())
+    return pd.DataFrame(
+        {"epoch": np.concatenate(epochs), "value": np.concatenate(values), "network": networks, "metric": metrics}
+    )
 
 
 def _layered(layers: list[dict], title: str, height: int) -> dict:
@@ -487,14 +542,82 @@ def flips_data(history: dict) -> pd.DataFrame:
 
 
 def png(image: Image.Image) -> bytes:
-    """PNG bytes with light compression: st.image would compress a PIL image harder, at about 20 ms a picture."""
+    """PNG bytes with light compression (level 1: a 360 px map in about 2 ms, 20 kB)."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
-def diagram_image(net, selected: tuple[int, int] | None = None, width: int = DIAGRAM_WIDTH_PX) -> Image.Image:
-    """diagram_figure as a still image (the live frames): the same layout, colours and widths, no clicks."""
+def data_uri(image: Image.Image) -> str:
+    """The image as a PNG data URI, for st.image and the diagram component (see the top of this section)."""
+    return "data:image/png;base64," + base64.b64encode(png(image)).decode("ascii")
+
+
+# ------------------------------------------------------------------------------------ the network diagram
+# One still image of the whole network, redrawn every frame, under a layer of transparent buttons, one per
+# neuron, that st.components.v2 keeps mounted while the image changes: a click picks a neuron while the run
+# plays, which a Plotly figure could not (it would be remounted, and lose the click, on every frame).
+
+_DIAGRAM_HTML = '<div class="diagram"><img alt="network diagram"></div>'
+_DIAGRAM_CSS = """
+.diagram {position: relative; width: 100%; line-height: 0;}
+.diagram img {width: 100%; height: auto; display: block;}
+.diagram button {position: absolute; margin: 0; padding: 0; border: 0; background: transparent; cursor: pointer;}
+.diagram button:hover, .diagram button:focus-visible {outline: 2px solid #333; outline-offset: 2px;}
+"""
+_DIAGRAM_JS = """
+export default function ({ data, parentElement, setTriggerValue }) {
+  const root = parentElement.querySelector(".diagram");
+  const image = root.querySelector("img");
+  if (image.getAttribute("src") !== data.src) image.setAttribute("src", data.src);
+  const layout = JSON.stringify([data.width, data.height, data.boxes]);
+  if (root.dataset.layout === layout) return;  // the same network: keep the buttons (and a hover on them)
+  root.dataset.layout = layout;
+  root.querySelectorAll("button").forEach((old) => old.remove());
+  for (const [left, top, side, column, row, label] of data.boxes) {
+    const hit = document.createElement("button");
+    hit.type = "button";
+    hit.title = label;
+    hit.setAttribute("aria-label", label);
+    hit.dataset.neuron = column + "," + row;
+    Object.assign(hit.style, {
+      left: (100 * left) / data.width + "%",
+      top: (100 * top) / data.height + "%",
+      width: (100 * side) / data.width + "%",
+      height: (100 * side) / data.height + "%",
+    });
+    hit.addEventListener("click", () => setTriggerValue("neuron", [column, row]));
+    root.appendChild(hit);
+  }
+}
+"""
+_diagram_component = st.components.v2.component(
+    "bnn_workbench_playground_diagram", html=_DIAGRAM_HTML, css=_DIAGRAM_CSS, js=_DIAGRAM_JS
+)
+
+
+def diagram(net, selected: tuple[int, int] | None, key: str) -> None:
+    """Draw the clickable diagram of ``net``; a click on a neuron makes it the one shown large (pick_neuron)."""
+    image, boxes = diagram_picture(net, selected)
+    _diagram_component(
+        key=key,
+        data={"src": data_uri(image), "width": image.width, "height": image.height, "boxes": boxes},
+        on_neuron_change=_on_neuron_click,
+    )
+
+
+def _on_neuron_click() -> None:
+    clicked = clicked_neuron(st.session_state.get(DIAGRAM_KEY))
+    if clicked is not None:
+        st.session_state[NEURON_KEY] = clicked
+
+
+def diagram_picture(
+    net, selected: tuple[int, int] | None = None, width: int = DIAGRAM_WIDTH_PX
+) -> tuple[Image.Image, list[list]]:
+    """The network as an image (neurons as small maps of what they compute, links coloured by the binarized
+    sign, orange +1 and blue -1, as wide as the latent weight is large; a box marks the selected neuron) and
+    where each neuron lies on it: [left, top, side, column, row, label], in pixels."""
     layout = _diagram_layout(net)
     height = layout["height"]
     x_range, y_range = layout["x_range"], layout["y_range"]
@@ -509,21 +632,21 @@ def diagram_image(net, selected: tuple[int, int] | None = None, width: int = DIA
         for i in range(0, len(xs), 3):
             draw.line((*pixel(xs[i], ys[i]), *pixel(xs[i + 1], ys[i + 1])), fill=rgba, width=line_width)
     side = int(layout["box_px"])
-    for (x, y), values in zip(layout["positions"], layout["maps"], strict=True):
+    boxes = []
+    for (x, y), values, cell, label in zip(
+        layout["positions"], layout["maps"], layout["ids"], layout["labels"], strict=True
+    ):
         px, py = pixel(x, y)
+        left, top = int(px - side / 2), int(py - side / 2)
         thumb = Image.fromarray(_thumbnail_pixels(values)).resize((side, side), Image.Resampling.NEAREST)
-        image.paste(thumb, (int(px - side / 2), int(py - side / 2)))
-        if selected is not None and layout["ids"][layout["positions"].index((x, y))] == list(selected):
-            draw.rectangle(
-                (px - side / 2 - 3, py - side / 2 - 3, px + side / 2 + 3, py + side / 2 + 3), outline="black", width=2
-            )
+        image.paste(thumb, (left, top))
+        if selected is not None and cell == list(selected):
+            draw.rectangle((left - 3, top - 3, left + side + 3, top + side + 3), outline="black", width=2)
+        boxes.append([left, top, side, *cell, label])
     for col, label in enumerate(layout["column_labels"]):
         px, _ = pixel(col * 2.0, 0)
         draw.text((px, 4), label, fill="#555555", font=_FONT, anchor="ma")
-    return image
-
-
-# ------------------------------------------------------------------------------------ the diagram (Plotly, paused)
+    return image, boxes
 
 
 def _thumbnail_pixels(values: np.ndarray, size: int = 20) -> np.ndarray:
@@ -532,13 +655,6 @@ def _thumbnail_pixels(values: np.ndarray, size: int = 20) -> np.ndarray:
     small = values[::step, ::step][::-1]
     reach = float(np.max(np.abs(small))) or 1.0
     return _colours((small / reach + 1) / 2)
-
-
-def _thumbnail(values: np.ndarray) -> str:
-    """A neuron map as a small PNG data URI."""
-    buffer = io.BytesIO()
-    Image.fromarray(_thumbnail_pixels(values)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -552,14 +668,13 @@ def input_maps() -> list[np.ndarray]:
 
 
 def _diagram_layout(net) -> dict:
-    """Where the diagram puts neurons and links (data units: columns 2 apart, neurons 1 apart), shared by the
-    Plotly figure and the still image."""
+    """Where the diagram puts neurons and links, in data units: columns 2 apart, neurons 1 apart."""
     columns = [input_maps()] + [list(layer) for layer in net.neurons] + [[net.boundary * 2 - 1]]
     tallest = max(len(c) for c in columns)
     height = 120 + 30 * max(tallest, 6)
     x_range, y_range = 2.0 * (len(columns) - 1) + 1.2, tallest + 0.6
     box_px = min(0.8 * (height - 40) / y_range, 48.0)
-    box_x, box_y = box_px * x_range / DIAGRAM_WIDTH_PX, box_px * y_range / (height - 40)
+    box_x = box_px * x_range / DIAGRAM_WIDTH_PX
 
     def position(col: int, row: int) -> tuple[float, float]:
         return float(col) * 2.0, (len(columns[col]) - 1) / 2.0 - row
@@ -582,95 +697,12 @@ def _diagram_layout(net) -> dict:
         x_range=x_range,
         y_range=y_range,
         box_px=box_px,
-        box_x=box_x,
-        box_y=box_y,
         segments=sorted(segments.items()),
         positions=[position(*c) for c in cells],
         maps=[columns[col][row] for col, row in cells],
         ids=[list(c) for c in cells],
         labels=[_neuron_label(col, row, len(columns)) for col, row in cells],
         column_labels=[_column_label(col, len(columns)) for col in range(len(columns))],
-    )
-
-
-def diagram_figure(net, selected: tuple[int, int] | None = None):
-    """The network: neurons as small maps of what they compute, links coloured by the binarized sign (orange +1,
-    blue -1) and as wide as the latent weight is large; a box marks the selected neuron (column, row)."""
-    layout = _diagram_layout(net)
-    box_x, box_y, y_range = layout["box_x"], layout["box_y"], layout["y_range"]
-    data = [
-        dict(
-            type="scatter",
-            x=xs,
-            y=ys,
-            mode="lines",
-            line=dict(color=colour, width=width),
-            opacity=0.6,
-            hoverinfo="skip",
-            showlegend=False,
-        )
-        for (colour, width), (xs, ys) in layout["segments"]
-    ]
-    images = [
-        dict(
-            source=_thumbnail(values),
-            x=x,
-            y=y,
-            sizex=box_x,
-            sizey=box_y,
-            xref="x",
-            yref="y",
-            xanchor="center",
-            yanchor="middle",
-            sizing="contain",
-            layer="above",
-        )
-        for (x, y), values in zip(layout["positions"], layout["maps"], strict=True)
-    ]
-    xs, ys = zip(*layout["positions"], strict=True)
-    data.append(
-        dict(
-            type="scatter",
-            x=xs,
-            y=ys,
-            mode="markers",
-            customdata=layout["ids"],
-            text=layout["labels"],
-            showlegend=False,
-            marker=dict(size=layout["box_px"], color="rgba(0,0,0,0)", symbol="square"),
-            hovertemplate="%{text}<extra></extra>",
-        )
-    )
-    shapes = []
-    if selected is not None:
-        x, y = layout["positions"][layout["ids"].index(list(selected))]
-        shapes.append(
-            dict(
-                type="rect",
-                x0=x - box_x * 0.6,
-                x1=x + box_x * 0.6,
-                y0=y - box_y * 0.6,
-                y1=y + box_y * 0.6,
-                line=dict(color="black", width=2),
-            )
-        )
-    annotations = [
-        dict(x=col * 2.0, y=y_range / 2 + 0.1, text=label, showarrow=False, yanchor="bottom", font=dict(size=11))
-        for col, label in enumerate(layout["column_labels"])
-    ]
-    return go.Figure(
-        data=data,
-        layout=dict(
-            height=layout["height"],
-            margin=dict(l=5, r=5, t=10, b=5),
-            dragmode=False,
-            clickmode="event+select",
-            images=images,
-            shapes=shapes,
-            annotations=annotations,
-            xaxis=dict(visible=False, range=[-0.6, layout["x_range"] - 0.6], fixedrange=True),
-            yaxis=dict(visible=False, range=[-y_range / 2, y_range / 2 + 0.4], fixedrange=True),
-        ),
     )
 
 
@@ -699,29 +731,35 @@ def neuron_choice_label(choice: tuple[int, int], net) -> str:
 
 
 def pick_neuron(options: list[tuple[int, int]]) -> str:
-    """The select box key of the neuron shown large, set from a new click on the diagram (its selection state)
-    or kept, and the output neuron where the one chosen is no longer in the network."""
-    key, last = KEY + "neuron", KEY + "last_click"
-    clicked = clicked_neuron(st.session_state.get(KEY + "diagram"))
-    if clicked is not None and clicked != st.session_state.get(last) and clicked in options:
-        st.session_state[key] = clicked
-    st.session_state[last] = clicked
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = options[-1]
-    return key
+    """The select box key of the neuron shown large (a click on the diagram sets it, _on_neuron_click), and the
+    output neuron where the one chosen is no longer in the network."""
+    if st.session_state.get(NEURON_KEY) not in options:
+        st.session_state[NEURON_KEY] = options[-1]
+    return NEURON_KEY
 
 
 def clicked_neuron(state) -> tuple[int, int] | None:
-    """The neuron a click on the diagram selected, from st.plotly_chart's selection state."""
+    """The neuron a click on the diagram picked, from the component's state (its ``neuron`` trigger)."""
     try:
-        points = state["selection"]["points"]
+        data = state["neuron"]
     except (KeyError, TypeError):
         return None
-    for point in points:
-        data = point.get("customdata")
-        if data is not None and len(data) == 2:
-            return int(data[0]), int(data[1])
+    if isinstance(data, (list, tuple)) and len(data) == 2 and all(isinstance(v, int) for v in data):
+        return int(data[0]), int(data[1])
     return None
+
+
+def warm_up() -> None:
+    """Train and draw one tiny frame, so that the first visitor pays neither torch's first-call costs nor the
+    drawing's: the app command runs this in a thread while the server starts."""
+    session = warm_up_training()
+    frame = session.snapshot()
+    net = frame.nets["bnn"]
+    data_uri(boundary_image(net.boundary, session.points))
+    data_uri(neuron_image(net, (1, 0), session.points))
+    diagram_picture(net, (1, 0))
+    curves_data(frame.history)
+    flips_data(frame.history)
 
 
 def memory_text(bits: dict[str, int]) -> tuple[str, str]:

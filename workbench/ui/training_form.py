@@ -7,39 +7,16 @@ a raw training spec for workbench.core.spec.validate_training_spec, which the pa
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import streamlit as st
 
 from workbench.core.data import BUILTIN_DATASETS, SYNTHETIC
+from workbench.runs.uploads import UploadError, save_uploads
+from workbench.ui.widgets import show_error
 
 DATA_SOURCES = ("Bundled MNIST sample", "Synthetic 2-D set", "Upload a file", "Local MNIST folder")
-UPLOAD_FOLDER = "uploads"
-
-
-def save_upload(runs_dir: Path, name: str, content: bytes) -> Path:
-    """Write an uploaded file under <runs dir>/uploads with a safe name; the worker reads it from there."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".") or "upload"
-    folder = Path(runs_dir) / UPLOAD_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / safe
-    if not path.is_file() or path.stat().st_size != len(content) or path.read_bytes() != content:
-        path.write_bytes(content)
-    return path
-
-
-def upload_ref(paths: list[Path]) -> str:
-    """The data reference for saved uploads: the one file, or of an IDX pair the images file."""
-    if len(paths) == 1:
-        return str(paths[0])
-    images = [p for p in paths if "images" in p.name]
-    if len(images) != 1:
-        raise ValueError(
-            "upload: give one .npz or .csv file, or an IDX images file with its labels file "
-            f"(names with 'images' and 'labels'); got {', '.join(p.name for p in paths)}"
-        )
-    return str(images[0])
+SAVED_KEY = "train_upload_saved"  # (file ids, data reference) of the upload last stored, so a rerun does not rehash
 
 
 def data_picker(runs_dir: Path, default: str | None) -> str | None:
@@ -61,22 +38,35 @@ def data_picker(runs_dir: Path, default: str | None) -> str | None:
         )
         return kind
     if source == DATA_SOURCES[2]:
+        # no type= list: raw IDX files have no extension; the library tells the kinds apart by their first bytes
         files = st.file_uploader(
-            "a .npz (arrays x, y), a .csv (a 'label' column) or IDX files (images + labels)",
-            type=["npz", "csv", "idx", "gz", "ubyte"],
+            "a .npz (arrays x, y), a .csv (a 'label' column) or IDX files (images + labels, raw or .gz)",
             accept_multiple_files=True,
             key="train_upload",
         )
-        if not files:
-            return None
-        paths = [save_upload(runs_dir, file.name, file.getvalue()) for file in files]
-        return upload_ref(paths)
+        return _stored_upload(runs_dir, files) if files else None
     folder = st.text_input(
         "folder with the four MNIST IDX files (.gz or raw)",
         value=os.environ.get("BNN_MNIST_DIR", ""),
         key="train_mnist_dir",
     )
     return f"mnist:{folder.strip()}" if folder.strip() else None
+
+
+def _stored_upload(runs_dir: Path, files: list) -> str | None:
+    """The data reference of the uploaded files, stored by content (workbench.runs.uploads); None with a message
+    when they cannot be used."""
+    ids = tuple(file.file_id for file in files)
+    saved = st.session_state.get(SAVED_KEY)
+    if saved and saved[0] == ids and Path(saved[1]).is_file():
+        return saved[1]
+    try:
+        ref = save_uploads(runs_dir, [(file.name, file.getvalue()) for file in files])
+    except UploadError as error:
+        show_error(error)
+        return None
+    st.session_state[SAVED_KEY] = (ids, ref)
+    return ref
 
 
 def _explained_toggle(label: str, value: bool, key: str, explanation: str) -> bool:
@@ -179,7 +169,42 @@ def training_form(defaults: dict, teacher_runs: dict[str, str]) -> dict:
             }
         else:
             ts["two_stage"] = None
+    ts.update(_placement(defaults))
     return ts
+
+
+def _placement(defaults: dict) -> dict:
+    """Where the run trains and on how many processes (docs/DISTRIBUTED.md)."""
+    devices = ["auto", "cpu", "cuda", "mps"]
+    device = defaults.get("device", "auto")
+    a, b, c = st.columns(3)
+    return {
+        "device": a.selectbox(
+            "device",
+            devices if device in devices else [*devices, device],
+            index=(devices + [device]).index(device),
+            key="ts_device",
+            help="auto: a CUDA GPU if PyTorch sees one, then Apple's mps, then the CPU",
+        ),
+        "processes": int(
+            b.number_input(
+                "processes",
+                min_value=1,
+                value=int(defaults.get("processes", 1)),
+                step=1,
+                key="ts_processes",
+                help="DistributedDataParallel over this many processes (torchrun); the batch size is the global "
+                "batch, split equally between them",
+            )
+        ),
+        "mixed_precision": c.toggle(
+            "mixed precision",
+            value=bool(defaults.get("mixed_precision", False)),
+            key="ts_mixed_precision",
+            help="bfloat16 matmuls and convolutions in the training forward pass; weights, optimizer states, "
+            "batch norm, the loss and evaluation stay float32",
+        ),
+    }
 
 
 def _optimizer(defaults: dict) -> tuple[dict, dict | None]:

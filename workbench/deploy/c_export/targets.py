@@ -340,10 +340,13 @@ def model_sizes(directory: str | Path, name: str, which: str | Target) -> dict:
     return elf.sizes(directory / f"{name}-{t.name}.o")
 
 
-def footprint(directory: str | Path, name: str, which: str | Target, result: RunResult | None = None) -> Footprint:
-    """Sizes from the ELF files of a built target, and the run's stack and instruction counts (bare metal)."""
+def footprint(
+    directory: str | Path, name: str, which: str | Target, result: RunResult | None = None, model: dict | None = None
+) -> Footprint:
+    """Sizes from the ELF files of a built target, and the run's stack and instruction counts (bare metal).
+    ``model``: the model's own sections when they are not those of <name>.c alone (the int8 baseline's)."""
     t, directory = target(which), Path(directory)
-    report = Footprint(t.name, model_sizes(directory, name, t))
+    report = Footprint(t.name, model if model is not None else model_sizes(directory, name, t))
     if t.bare_metal:
         report.program = elf.sizes(directory / t.program)
         if result is not None and result.stats:

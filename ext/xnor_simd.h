@@ -990,14 +990,100 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
 }
 #endif /* XNOR_X86 */
 
-/* Dispatch: AVX-512 (with VNNI) has its own kernel; AVX2 and scalar share the bit-plane loop (with the
- * POPCNT instruction when the CPU has it). */
+#if XNOR_X86
+/* 32 weight bits -> 32 bytes, 0xff (int8 -1) where the bit is 1 (w = -1), 0 elsewhere. */
+XNOR_AVX2_ATTR static inline __m256i xnor_bits_to_bytes_avx2(uint32_t bits)
+{
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i select = _mm256_set1_epi64x(0x8040201008040201LL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, select), select);
+}
+
+/* 32 bytes of row u from byte t (zeros past k). */
+XNOR_AVX2_ATTR static inline __m256i xnor_u8_load32_avx2(const uint8_t *u, int64_t t, int64_t k)
+{
+    if (k - t >= 32)
+        return _mm256_loadu_si256((const __m256i *)(u + t));
+    uint8_t tail[32] = {0};
+    for (int64_t q = 0; q < k - t; q++)
+        tail[q] = u[t + q];
+    return _mm256_loadu_si256((const __m256i *)tail);
+}
+
+/* An MR x NR block of uint8 rows x weight rows: per 32 pixels, each weight's bits become a byte mask of
+ * -1 (VPSHUFB + compare) that VPMADDUBSW multiplies with the pixels (pairs of -u, at least -510 in int16),
+ * VPMADDWD widens to int32: acc = -(sum of u where w = -1); dot = sum(u) + 2 * acc. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_block_avx2(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb, const int32_t *totals,
+                   int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm256_setzero_si256();
+    for (int64_t t = 0; t < k; t += 32) {
+        __m256i vu[2];
+        for (int i = 0; i < MR; i++)
+            vu[i] = xnor_u8_load32_avx2(u + i * ldu, t, k);
+        for (int j = 0; j < NR; j++) {
+            __m256i neg = xnor_bits_to_bytes_avx2((uint32_t)(b[j * ldb + t / 64] >> (t % 64)));
+            for (int i = 0; i < MR; i++)
+                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(vu[i], neg), ones));
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[i][j]), _mm256_extracti128_si256(acc[i][j], 1));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+            c[i * ldc + j] = totals[i] + 2 * _mm_cvtsi128_si32(s);
+        }
+}
+
+XNOR_AVX2_ATTR static void xnor_u8_tile_avx2(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b,
+                                             int64_t ldb, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+    int32_t totals[2];
+    int64_t i = 0;
+    for (; i < m; i += 2) {
+        const int rows = m - i >= 2 ? 2 : 1;
+        for (int r = 0; r < rows; r++) {
+            int32_t total = 0;
+            for (int64_t t = 0; t < k; t++)
+                total += u[(i + r) * ldu + t];
+            totals[r] = total;
+        }
+        int64_t j = 0;
+        if (rows == 2) {
+            for (; j + 4 <= n; j += 4)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 2, 4);
+            for (; j < n; j++)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 2, 1);
+        } else {
+            for (; j + 4 <= n; j += 4)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 4);
+            for (; j < n; j++)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 1);
+        }
+    }
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch: AVX-512 (with VNNI) and AVX2 (VPMADDUBSW) have their own kernels; scalar runs the bit-plane loop
+ * (with the POPCNT instruction when the CPU has it). */
 static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                          int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
 #if XNOR_X86
     if (path == XNOR_AVX512) {
         xnor_u8_tile_avx512(u, ldu, k, b, ldb, m, n, c, ldc);
+        return;
+    }
+    if (path == XNOR_AVX2) {
+        xnor_u8_tile_avx2(u, ldu, k, b, ldb, m, n, c, ldc);
         return;
     }
     if (xnor_scalar_popcnt) {

@@ -7,15 +7,14 @@ Work is split into tiles of MT rows x NT output channels that OpenMP threads tak
 output element (and every packed output word) belongs to one tile, so results do not depend on the
 thread count.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
-cimport openmp
 
 import numpy as np
 
 cdef extern from "xnor_simd.h" nogil:
-    int XNOR_SCALAR, XNOR_AVX2, XNOR_AVX512
+    int XNOR_SCALAR, XNOR_AVX2, XNOR_AVX512, XNOR_NEON, XNOR_OPENMP
     int xnor_cpu_supports(int path)
     void xnor_init()
     void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
@@ -39,12 +38,19 @@ cdef extern from "xnor_simd.h" nogil:
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                       int64_t m, int64_t n, int32_t *c, int64_t ldc)
+    int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS, XNOR_VNNI_PEAK_MACS
+    int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
+    int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
 
 xnor_init()
 
 SCALAR = XNOR_SCALAR
 AVX2 = XNOR_AVX2
 AVX512 = XNOR_AVX512
+NEON = XNOR_NEON
+# False when the module was built without OpenMP (setup.py: BNN_WORKBENCH_OPENMP=0, or a compiler whose
+# -fopenmp does not link, as Apple's clang): every call then runs on one thread, whatever it asks for.
+OPENMP = bool(XNOR_OPENMP)
 
 # Tile sizes: MT rows of A (or output pixels) x NT rows of B (output channels, a multiple of 64 so
 # that packed output words never straddle two tiles).
@@ -79,7 +85,41 @@ cdef int _thread_count(int threads) except -1:
     MAX_THREADS (threads=10**6 once sized a 61 GiB scratch buffer)."""
     if threads < 1:
         raise ValueError(f"threads: expected a positive thread count, got {threads}")
+    if not XNOR_OPENMP:
+        return 1
     return threads if threads < MAX_THREADS else MAX_THREADS
+
+
+_PEAK_BUFFER = np.random.default_rng(0).integers(0, 2 ** 63, XNOR_PEAK_WORDS + 32, dtype=np.uint64)
+
+
+def peak_loop(int path, int64_t passes):
+    """Run `passes` (even) passes of the path's in-L1 XOR + popcount ceiling loop; returns the binary MACs done.
+
+    The caller times it (workbench.deploy.timing.ceiling): a pure instruction-throughput figure for this core
+    and path, which kernels and networks are reported as a share of."""
+    _check(passes >= 2 and passes % 2 == 0, "peak_loop: passes must be even and at least 2")
+    cdef uint64_t[::1] view = _PEAK_BUFFER
+    cdef int64_t checksum
+    with nogil:
+        checksum = xnor_peak(path, &view[0], passes)
+    if checksum < 0:  # never: it keeps the work observable
+        raise RuntimeError("peak_loop: negative checksum")
+    return passes * XNOR_PEAK_PAIRS * 64
+
+
+def vnni_peak_loop(int64_t passes):
+    """Run `passes` passes of the in-L1 VPDPBUSD loop (the uint8 first layer's instruction on the AVX-512
+    path); returns the 8-bit MACs done. Needs the AVX-512 path (VNNI)."""
+    _check(xnor_cpu_supports(XNOR_AVX512), "vnni_peak_loop: this CPU has no AVX-512 VNNI path")
+    _check(passes >= 1, "vnni_peak_loop: passes must be at least 1")
+    cdef uint64_t[::1] view = _PEAK_BUFFER
+    cdef int64_t checksum
+    with nogil:
+        checksum = xnor_peak_vnni(&view[0], passes)
+    if checksum == 1:  # keeps the work observable (any value is fine)
+        return passes * XNOR_VNNI_PEAK_MACS + 0
+    return passes * XNOR_VNNI_PEAK_MACS
 
 
 def _check(bint ok, str message):
@@ -158,6 +198,7 @@ ctypedef struct KernelCall:
     uint64_t *bits              # m x bit_words packed output
     int64_t bit_words
     int32_t *scratch            # one MT x NT block of dots per thread, for the thresholds
+    int64_t thr_period          # 0: one threshold per column; P: row r compares with thresholds[(r % P) * n + j]
 
 
 cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept:
@@ -213,14 +254,14 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
     cdef int64_t tasks = ((call.m + MT - 1) // MT) * tn
     cdef bint thresholded = call.thresholds != NULL
     cdef int64_t ldc = NT if thresholded else n
-    cdef int64_t t, i0, j0, mm, nn
+    cdef int64_t t, i0, j0, mm, nn, r
     cdef int tid
     cdef const uint64_t *rows
     cdef uint64_t *patches
     cdef int32_t *dots
     cdef int threads = _team_size(call.m, n, words * U8_WORD_COST if call.u != NULL else words, call.threads)
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
-        tid = openmp.omp_get_thread_num()
+        tid = threadid()
         i0 = (t // tn) * MT
         j0 = (t % tn) * NT
         mm = call.m - i0 if call.m - i0 < MT else MT
@@ -239,13 +280,18 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
             xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
         else:
             xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
-        if thresholded:
+        if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
+            for r in range(mm):
+                xnor_threshold_pack(call.path, dots + r * NT, 1, nn, NT, j0,
+                                    call.thresholds + ((i0 + r) % call.thr_period) * n, call.flip,
+                                    call.bits + (i0 + r) * call.bit_words, call.bit_words)
+        elif thresholded:
             xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
                                 call.bits + i0 * call.bit_words, call.bit_words)
 
 
 def make_panel(const uint64_t[:, ::1] b, int threads=1):
-    """B (n x words) in the AVX-512 broadcast kernel's layout: groups of 8 rows, word-interleaved, 1-D.
+    """B (n x words) in the broadcast kernels' layout (AVX-512, AVX2): groups of 8 rows, word-interleaved, 1-D.
     A large B is laid out by `threads` threads, each taking an equal range of groups."""
     threads = _thread_count(threads)
     cdef int64_t n = b.shape[0], words = b.shape[1], groups = (n + 7) // 8, t, per
@@ -272,8 +318,8 @@ cdef const uint64_t *_panel_of(object panel, int64_t n, int64_t words) except? N
 
 
 def _auto_panel(const uint64_t[:, ::1] b, int64_t m, int path, panel, int threads):
-    """The panel to use: the given one, or one made now on the AVX-512 path when M rows amortise it."""
-    if panel is not None or path != XNOR_AVX512 or m < PANEL_MIN_ROWS:
+    """The panel to use: the given one, or one made now on the AVX-512 or AVX2 path when M rows amortise it."""
+    if panel is not None or (path != XNOR_AVX512 and path != XNOR_AVX2) or m < PANEL_MIN_ROWS:
         return panel
     return make_panel(b, _team_size(m, b.shape[0], b.shape[1], threads))
 
@@ -335,11 +381,15 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
 
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
-                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads):
-    """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64))."""
+                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0):
+    """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
+
+    period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
+    im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
-    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and thresholds.shape[0] == n and flip.shape[0] == n
+    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and period >= 0
+           and thresholds.shape[0] == n * (period if period else 1) and flip.shape[0] == n
            and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
@@ -347,6 +397,7 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     call.u = &u[0, 0] if k else NULL
     call.b = &b[0, 0] if words else NULL
     scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
+    call.thr_period = period
     with nogil:
         _drive(&call)
 

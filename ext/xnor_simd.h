@@ -1,8 +1,9 @@
 /* XNOR-popcount micro-kernels, one per SIMD path, chosen at run time.
  *
  * The module is compiled for the baseline ISA (no -march=native); each fast path carries its own
- * target attribute and is only called after xnor_cpu_supports() said the CPU has it. On other
- * architectures than x86-64 only the portable scalar path exists.
+ * target attribute and is only called after xnor_cpu_supports() said the CPU has it. On AArch64 the
+ * NEON path (VCNT + pairwise widening adds) is chosen when the kernel reports AdvSIMD; elsewhere only
+ * the portable scalar path exists.
  *
  * Bit convention (docs/FORMAT.md): uint64 words, element 64*w + j in bit j of word w, bit 1 = -1,
  * padding bits 0 in every operand, so dot(a, b) = K - 2 * popcount(a XOR b) over all words.
@@ -19,7 +20,27 @@
 #define XNOR_X86 0
 #endif
 
-enum { XNOR_SCALAR = 0, XNOR_AVX2 = 1, XNOR_AVX512 = 2 };
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define XNOR_ARM 1
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#endif
+#else
+#define XNOR_ARM 0
+#endif
+
+/* 1 when the compiler built the module's parallel loops with OpenMP (-fopenmp); else they run on one thread. */
+#ifdef _OPENMP
+#define XNOR_OPENMP 1
+#else
+#define XNOR_OPENMP 0
+#endif
+
+enum { XNOR_SCALAR = 0, XNOR_AVX2 = 1, XNOR_AVX512 = 2, XNOR_NEON = 3 };
 
 /* 1 when the CPU (and the OS, for the wide registers) supports the given path. */
 static int xnor_cpu_supports(int path)
@@ -34,6 +55,15 @@ static int xnor_cpu_supports(int path)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
             && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq")
             && __builtin_cpu_supports("avx512vnni");
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON) {
+#if defined(__linux__)
+        return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0; /* AdvSIMD: in every AArch64 Linux kernel's hwcaps */
+#else
+        return 1; /* macOS and others: AdvSIMD is part of the AArch64 ABI */
+#endif
+    }
 #endif
     return 0;
 }
@@ -277,6 +307,80 @@ XNOR_AVX512_ATTR static void xnor_tile_avx512(const uint64_t *a, int64_t lda, co
 }
 #endif /* XNOR_X86 */
 
+/* ------------------------------------------------------------------------------------------------
+ * NEON path (AArch64): VCNT gives the popcount of each byte of a 128-bit XOR, VPADAL adds byte pairs
+ * into 16-bit lanes, and every XNOR_NEON_CHUNK steps those are folded into 32-bit lanes (a 16-bit lane
+ * grows by at most 16 per step). An odd last word goes through the 64-bit VCNT.
+ * ---------------------------------------------------------------------------------------------- */
+#if XNOR_ARM
+#define XNOR_NEON_CHUNK 4000
+
+static inline __attribute__((always_inline)) void
+xnor_block_neon(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb, int64_t words, int32_t k,
+                int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    uint32x4_t acc32[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc32[i][j] = vdupq_n_u32(0);
+    int64_t w = 0;
+    while (w + 2 <= words) {
+        const int64_t stop = words - w > 2 * XNOR_NEON_CHUNK ? w + 2 * XNOR_NEON_CHUNK : words;
+        uint16x8_t acc16[2][4];
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc16[i][j] = vdupq_n_u16(0);
+        for (; w + 2 <= stop; w += 2) {
+            uint8x16_t va[2], vb[4];
+            for (int i = 0; i < MR; i++)
+                va[i] = vreinterpretq_u8_u64(vld1q_u64(a + i * lda + w));
+            for (int j = 0; j < NR; j++)
+                vb[j] = vreinterpretq_u8_u64(vld1q_u64(b + j * ldb + w));
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < NR; j++)
+                    acc16[i][j] = vpadalq_u8(acc16[i][j], vcntq_u8(veorq_u8(va[i], vb[j])));
+        }
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc32[i][j] = vpadalq_u16(acc32[i][j], acc16[i][j]);
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            int64_t s = (int64_t)vaddvq_u32(acc32[i][j]);
+            if (w < words)
+                s += vaddv_u8(vcnt_u8(vcreate_u8(a[i * lda + w] ^ b[j * ldb + w])));
+            c[i * ldc + j] = k - 2 * (int32_t)s;
+        }
+}
+
+static void xnor_tile_neon(const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb, int64_t words,
+                           int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+    int64_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 4);
+        for (; j < n; j++)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 2, 1);
+    }
+    for (; i < m; i++) {
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 4);
+        for (; j < n; j++)
+            xnor_block_neon(a + i * lda, lda, b + j * ldb, ldb, words, k, c + i * ldc + j, ldc, 1, 1);
+    }
+}
+
+/* 64-bit popcount for the uint8 bit-plane loop: VCNT + across-vector add (what GCC and clang make of
+ * __builtin_popcountll on AArch64, written out so that no compiler falls back to a library call). */
+static inline int xnor_popcount_neon(uint64_t x)
+{
+    return (int)vaddv_u8(vcnt_u8(vcreate_u8(x)));
+}
+#endif /* XNOR_ARM */
+
 /* Dispatch one tile of dot products to the given path (already checked against the CPU). */
 static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
                       int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
@@ -292,6 +396,12 @@ static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *
     }
     if (xnor_scalar_popcnt) {
         xnor_tile_popcnt(a, lda, b, ldb, words, k, m, n, c, ldc);
+        return;
+    }
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON) {
+        xnor_tile_neon(a, lda, b, ldb, words, k, m, n, c, ldc);
         return;
     }
 #endif
@@ -384,14 +494,74 @@ XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t l
 }
 #endif /* XNOR_X86 */
 
-/* Dispatch one tile against a panel. The callers use panels on the AVX-512 path only; the portable loop
- * keeps any other path correct. */
+#if XNOR_X86
+/* Carry-save adder on 256 bits: a + b + c = 2 * hi + lo in every bit position. */
+#define XNOR_CSA256(hi, lo, a, b, c)                                                                \
+    do {                                                                                            \
+        __m256i u_ = _mm256_xor_si256(a, b), c_ = (c);                                              \
+        hi = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u_, c_));                     \
+        lo = _mm256_xor_si256(u_, c_);                                                              \
+    } while (0)
+
+/* One row of A against one group of 8 panel rows, one 256-bit half (4 rows, one dot per 64-bit lane) at a
+ * time: a Harley-Seal carry-save tree over 8 words keeps ones / twos / fours, so the VPSHUFB popcount runs
+ * once per 8 words (on the "eights") instead of once per word. A half's state fits in registers. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_panel_group_avx2(const uint64_t *a, const uint64_t *p, int64_t words, int32_t k, int32_t *c, int valid)
+{
+    uint64_t counts[8];
+    for (int h = 0; h < 2; h++) {
+        const uint64_t *q = p + 4 * h;
+        __m256i ones = _mm256_setzero_si256(), twos = ones, fours = ones, total = ones;
+        int64_t w = 0;
+#define XNOR_HS_IN(t) \
+    _mm256_xor_si256(_mm256_set1_epi64x((long long)a[w + (t)]), _mm256_loadu_si256((const __m256i *)(q + (w + (t)) * 8)))
+        for (; w + 8 <= words; w += 8) {
+            __m256i twos_a, twos_b, fours_a, fours_b, eights;
+            XNOR_CSA256(twos_a, ones, ones, XNOR_HS_IN(0), XNOR_HS_IN(1));
+            XNOR_CSA256(twos_b, ones, ones, XNOR_HS_IN(2), XNOR_HS_IN(3));
+            XNOR_CSA256(fours_a, twos, twos, twos_a, twos_b);
+            XNOR_CSA256(twos_a, ones, ones, XNOR_HS_IN(4), XNOR_HS_IN(5));
+            XNOR_CSA256(twos_b, ones, ones, XNOR_HS_IN(6), XNOR_HS_IN(7));
+            XNOR_CSA256(fours_b, twos, twos, twos_a, twos_b);
+            XNOR_CSA256(eights, fours, fours, fours_a, fours_b);
+            total = _mm256_add_epi64(total, xnor_popcnt256(eights));
+        }
+        __m256i sum = _mm256_add_epi64(_mm256_slli_epi64(total, 3), _mm256_slli_epi64(xnor_popcnt256(fours), 2));
+        sum = _mm256_add_epi64(sum, _mm256_add_epi64(_mm256_slli_epi64(xnor_popcnt256(twos), 1), xnor_popcnt256(ones)));
+        for (; w < words; w++)
+            sum = _mm256_add_epi64(sum, xnor_popcnt256(XNOR_HS_IN(0)));
+#undef XNOR_HS_IN
+        _mm256_storeu_si256((__m256i *)(counts + 4 * h), sum);
+    }
+    for (int r = 0; r < valid; r++)
+        c[r] = k - 2 * (int32_t)counts[r];
+}
+
+XNOR_AVX2_ATTR static void xnor_panel_tile_avx2(const uint64_t *a, int64_t lda, const uint64_t *panel,
+                                                int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
+                                                int64_t ldc)
+{
+    const int64_t groups = (n + 7) / 8;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t g = 0; g < groups; g++)
+            xnor_panel_group_avx2(a + i * lda, panel + g * 8 * words, words, k, c + i * ldc + 8 * g,
+                                  n - 8 * g < 8 ? (int)(n - 8 * g) : 8);
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch one tile against a panel. The callers use panels on the AVX-512 and AVX2 paths; the portable
+ * loop keeps any other path correct. */
 static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
                             int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
 #if XNOR_X86
     if (path == XNOR_AVX512) {
         xnor_panel_tile_avx512(a, lda, panel, words, k, m, n, c, ldc);
+        return;
+    }
+    if (path == XNOR_AVX2) {
+        xnor_panel_tile_avx2(a, lda, panel, words, k, m, n, c, ldc);
         return;
     }
 #endif
@@ -724,6 +894,9 @@ XNOR_DEFINE_U8_TILE(xnor_u8_tile_swar, , xnor_popcount_swar)
 #if XNOR_X86
 XNOR_DEFINE_U8_TILE(xnor_u8_tile_popcnt, __attribute__((target("popcnt"))), __builtin_popcountll)
 #endif
+#if XNOR_ARM
+XNOR_DEFINE_U8_TILE(xnor_u8_tile_neon, , xnor_popcount_neon)
+#endif
 
 #if XNOR_X86
 /* 16 vectors of 16 int32 -> one vector of their 16 horizontal sums, in order (a transposing tree). */
@@ -817,8 +990,90 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
 }
 #endif /* XNOR_X86 */
 
-/* Dispatch: AVX-512 (with VNNI) has its own kernel; AVX2 and scalar share the bit-plane loop (with the
- * POPCNT instruction when the CPU has it). */
+#if XNOR_X86
+/* 32 weight bits -> 32 bytes, 0xff (int8 -1) where the bit is 1 (w = -1), 0 elsewhere. */
+XNOR_AVX2_ATTR static inline __m256i xnor_bits_to_bytes_avx2(uint32_t bits)
+{
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i select = _mm256_set1_epi64x(0x8040201008040201LL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, select), select);
+}
+
+/* 32 bytes of row u from byte t (zeros past k). */
+XNOR_AVX2_ATTR static inline __m256i xnor_u8_load32_avx2(const uint8_t *u, int64_t t, int64_t k)
+{
+    if (k - t >= 32)
+        return _mm256_loadu_si256((const __m256i *)(u + t));
+    uint8_t tail[32] = {0};
+    for (int64_t q = 0; q < k - t; q++)
+        tail[q] = u[t + q];
+    return _mm256_loadu_si256((const __m256i *)tail);
+}
+
+/* An MR x NR block of uint8 rows x weight rows: per 32 pixels, each weight's bits become a byte mask of
+ * -1 (VPSHUFB + compare) that VPMADDUBSW multiplies with the pixels (pairs of -u, at least -510 in int16),
+ * VPMADDWD widens to int32: acc = -(sum of u where w = -1); dot = sum(u) + 2 * acc. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_block_avx2(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb, const int32_t *totals,
+                   int32_t *c, int64_t ldc, const int MR, const int NR)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm256_setzero_si256();
+    for (int64_t t = 0; t < k; t += 32) {
+        __m256i vu[2];
+        for (int i = 0; i < MR; i++)
+            vu[i] = xnor_u8_load32_avx2(u + i * ldu, t, k);
+        for (int j = 0; j < NR; j++) {
+            __m256i neg = xnor_bits_to_bytes_avx2((uint32_t)(b[j * ldb + t / 64] >> (t % 64)));
+            for (int i = 0; i < MR; i++)
+                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(vu[i], neg), ones));
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[i][j]), _mm256_extracti128_si256(acc[i][j], 1));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+            c[i * ldc + j] = totals[i] + 2 * _mm_cvtsi128_si32(s);
+        }
+}
+
+XNOR_AVX2_ATTR static void xnor_u8_tile_avx2(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b,
+                                             int64_t ldb, int64_t m, int64_t n, int32_t *c, int64_t ldc)
+{
+    int32_t totals[2];
+    int64_t i = 0;
+    for (; i < m; i += 2) {
+        const int rows = m - i >= 2 ? 2 : 1;
+        for (int r = 0; r < rows; r++) {
+            int32_t total = 0;
+            for (int64_t t = 0; t < k; t++)
+                total += u[(i + r) * ldu + t];
+            totals[r] = total;
+        }
+        int64_t j = 0;
+        if (rows == 2) {
+            for (; j + 4 <= n; j += 4)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 2, 4);
+            for (; j < n; j++)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 2, 1);
+        } else {
+            for (; j + 4 <= n; j += 4)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 4);
+            for (; j < n; j++)
+                xnor_u8_block_avx2(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 1);
+        }
+    }
+}
+#endif /* XNOR_X86 */
+
+/* Dispatch: AVX-512 (with VNNI) and AVX2 (VPMADDUBSW) have their own kernels; scalar runs the bit-plane loop
+ * (with the POPCNT instruction when the CPU has it). */
 static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                          int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
@@ -827,13 +1082,179 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
         xnor_u8_tile_avx512(u, ldu, k, b, ldb, m, n, c, ldc);
         return;
     }
+    if (path == XNOR_AVX2) {
+        xnor_u8_tile_avx2(u, ldu, k, b, ldb, m, n, c, ldc);
+        return;
+    }
     if (xnor_scalar_popcnt) {
         xnor_u8_tile_popcnt(u, ldu, k, b, ldb, m, n, c, ldc);
         return;
     }
 #endif
+#if XNOR_ARM
+    if (path == XNOR_NEON) {
+        xnor_u8_tile_neon(u, ldu, k, b, ldb, m, n, c, ldc);
+        return;
+    }
+#endif
     (void)path;
     xnor_u8_tile_swar(u, ldu, k, b, ldb, m, n, c, ldc);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The ceiling: how many XOR + popcount bit pairs a path's instructions can do per second on this core,
+ * measured on data in L1 (XNOR_PEAK_WORDS words streamed against 4 operands held in registers, several
+ * independent accumulators). Benchmarks report kernels and networks as a share of it. Each pass of
+ * xnor_peak() does XNOR_PEAK_PAIRS word pairs (64 binary MACs each) on every path; the returned checksum
+ * keeps the compiler from dropping the work.
+ * ---------------------------------------------------------------------------------------------- */
+#define XNOR_PEAK_WORDS 256
+#define XNOR_PEAK_PAIRS (4 * XNOR_PEAK_WORDS)
+
+#define XNOR_DEFINE_PEAK_SCALAR(NAME, ATTR, POP)                                                    \
+    ATTR static int64_t NAME(const uint64_t *buf, int64_t passes)                                  \
+    {                                                                                               \
+        uint64_t a0 = buf[XNOR_PEAK_WORDS], a1 = buf[XNOR_PEAK_WORDS + 1];                          \
+        uint64_t a2 = buf[XNOR_PEAK_WORDS + 2], a3 = buf[XNOR_PEAK_WORDS + 3];                      \
+        int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                     \
+        for (int64_t p = 0; p < passes; p++)                                                        \
+            for (int64_t w = 0; w < XNOR_PEAK_WORDS; w++) {                                         \
+                uint64_t x = buf[w];                                                                \
+                s0 += POP(x ^ a0);                                                                  \
+                s1 += POP(x ^ a1);                                                                  \
+                s2 += POP(x ^ a2);                                                                  \
+                s3 += POP(x ^ a3);                                                                  \
+            }                                                                                       \
+        return s0 + s1 + s2 + s3;                                                                   \
+    }
+
+XNOR_DEFINE_PEAK_SCALAR(xnor_peak_swar, , xnor_popcount_swar)
+#if XNOR_X86
+XNOR_DEFINE_PEAK_SCALAR(xnor_peak_popcnt, __attribute__((target("popcnt"))), __builtin_popcountll)
+
+/* 4 zmm operands (8 words each, so 4 x 8 lanes) against 8-word groups of the stream: XOR + VPOPCNTQ + add. */
+XNOR_AVX512_ATTR static int64_t xnor_peak_avx512(const uint64_t *buf, int64_t passes)
+{
+    __m512i va[4], acc[4];
+    for (int j = 0; j < 4; j++) {
+        va[j] = _mm512_loadu_si512((const void *)(buf + XNOR_PEAK_WORDS + 8 * j));
+        acc[j] = _mm512_setzero_si512();
+    }
+    for (int64_t p = 0; p < passes; p++)
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
+            __m512i x = _mm512_loadu_si512((const void *)(buf + w));
+            for (int j = 0; j < 4; j++)
+                acc[j] = _mm512_add_epi64(acc[j], _mm512_popcnt_epi64(_mm512_xor_si512(x, va[j])));
+        }
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(acc[0], acc[1]), _mm512_add_epi64(acc[2], acc[3])));
+}
+
+/* 4 ymm operands against 4-word groups, through the Harley-Seal tree of the AVX2 panel kernel (VPSHUFB
+ * popcount once per 8 inputs), two independent trees. */
+XNOR_AVX2_ATTR static int64_t xnor_peak_avx2(const uint64_t *buf, int64_t passes)
+{
+    __m256i va[4];
+    for (int j = 0; j < 4; j++)
+        va[j] = _mm256_loadu_si256((const __m256i *)(buf + XNOR_PEAK_WORDS + 4 * j));
+    __m256i ones[2], twos[2], fours[2], total[2];
+    for (int t = 0; t < 2; t++)
+        ones[t] = twos[t] = fours[t] = total[t] = _mm256_setzero_si256();
+    for (int64_t p = 0; p < passes; p++)
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
+            __m256i x[2] = {_mm256_loadu_si256((const __m256i *)(buf + w)),
+                            _mm256_loadu_si256((const __m256i *)(buf + w + 4))};
+            for (int t = 0; t < 2; t++) { /* 8 inputs per tree: the two stream vectors against 4 operands */
+                __m256i twos_a, twos_b, fours_a, fours_b, eights;
+                XNOR_CSA256(twos_a, ones[t], ones[t], _mm256_xor_si256(x[0], va[2 * t]),
+                            _mm256_xor_si256(x[1], va[2 * t]));
+                XNOR_CSA256(twos_b, ones[t], ones[t], _mm256_xor_si256(x[0], va[2 * t + 1]),
+                            _mm256_xor_si256(x[1], va[2 * t + 1]));
+                XNOR_CSA256(fours_a, twos[t], twos[t], twos_a, twos_b);
+                XNOR_CSA256(twos_a, ones[t], ones[t], _mm256_xor_si256(x[0], va[(2 * t + 2) % 4]),
+                            _mm256_xor_si256(x[1], va[(2 * t + 2) % 4]));
+                XNOR_CSA256(twos_b, ones[t], ones[t], _mm256_xor_si256(x[0], va[(2 * t + 3) % 4]),
+                            _mm256_xor_si256(x[1], va[(2 * t + 3) % 4]));
+                XNOR_CSA256(fours_b, twos[t], twos[t], twos_a, twos_b);
+                XNOR_CSA256(eights, fours[t], fours[t], fours_a, fours_b);
+                total[t] = _mm256_add_epi64(total[t], xnor_popcnt256(eights));
+            }
+        }
+    int64_t sum = 0;
+    for (int t = 0; t < 2; t++)
+        sum += 8 * xnor_hsum256(total[t]) + 4 * xnor_hsum256(xnor_popcnt256(fours[t]))
+             + 2 * xnor_hsum256(xnor_popcnt256(twos[t])) + xnor_hsum256(xnor_popcnt256(ones[t]));
+    return sum;
+}
+
+/* The uint8 first layer's ceiling: VPDPBUSD of 64 streamed pixels (bytes) with 8 byte masks held in
+ * registers, 8 independent accumulators (more than its latency x throughput); 16384 8-bit MACs per pass. */
+#define XNOR_VNNI_PEAK_MACS (64 * (XNOR_PEAK_WORDS / 8) * 8)
+XNOR_AVX512_ATTR static int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
+{
+    __m512i masks[8], acc[8];
+    for (int j = 0; j < 8; j++) {
+        masks[j] = _mm512_movm_epi8(_cvtu64_mask64(buf[XNOR_PEAK_WORDS + j]));
+        acc[j] = _mm512_setzero_si512();
+    }
+    for (int64_t p = 0; p < passes; p++)
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
+            __m512i u = _mm512_loadu_si512((const void *)(buf + w));
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm512_dpbusd_epi32(acc[j], u, masks[j]);
+        }
+    for (int j = 1; j < 8; j++)
+        acc[0] = _mm512_add_epi32(acc[0], acc[j]);
+    return _mm512_reduce_add_epi32(acc[0]);
+}
+#endif /* XNOR_X86 */
+
+#if XNOR_ARM
+/* 4 q-register operands against 2-word groups: VEOR + VCNT + VPADAL, folded into 32 bits every pass. */
+static int64_t xnor_peak_neon(const uint64_t *buf, int64_t passes)
+{
+    uint8x16_t va[4];
+    uint32x4_t acc32[4];
+    for (int j = 0; j < 4; j++) {
+        va[j] = vreinterpretq_u8_u64(vld1q_u64(buf + XNOR_PEAK_WORDS + 2 * j));
+        acc32[j] = vdupq_n_u32(0);
+    }
+    for (int64_t p = 0; p < passes; p++) {
+        uint16x8_t acc16[4];
+        for (int j = 0; j < 4; j++)
+            acc16[j] = vdupq_n_u16(0);
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 2) {
+            uint8x16_t x = vreinterpretq_u8_u64(vld1q_u64(buf + w));
+            for (int j = 0; j < 4; j++)
+                acc16[j] = vpadalq_u8(acc16[j], vcntq_u8(veorq_u8(x, va[j])));
+        }
+        for (int j = 0; j < 4; j++)
+            acc32[j] = vpadalq_u16(acc32[j], acc16[j]);
+    }
+    int64_t sum = 0;
+    for (int j = 0; j < 4; j++)
+        sum += vaddvq_u32(acc32[j]);
+    return sum;
+}
+#endif /* XNOR_ARM */
+
+/* `passes` (even) passes of XNOR_PEAK_PAIRS word pairs of the path's ceiling loop over buf (XNOR_PEAK_WORDS
+ * + 32 words). The AVX2 loop does two passes' work per turn of its own loop. */
+static int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512)
+        return xnor_peak_avx512(buf, passes);
+    if (path == XNOR_AVX2)
+        return xnor_peak_avx2(buf, passes / 2);
+    if (xnor_scalar_popcnt)
+        return xnor_peak_popcnt(buf, passes);
+#endif
+#if XNOR_ARM
+    if (path == XNOR_NEON)
+        return xnor_peak_neon(buf, passes);
+#endif
+    (void)path;
+    return xnor_peak_swar(buf, passes);
 }
 
 #endif /* XNOR_SIMD_H */

@@ -213,6 +213,26 @@ def test_gemm_uint8_matches_reference(simd, k, m, n):
         np.testing.assert_array_equal(kernels.unpack_signs(bits, n), reference_threshold(expected, thresholds, flip))
 
 
+@pytest.mark.parametrize("period", [1, 3, 64, 130])
+def test_gemm_uint8_thresholds_per_row_position(simd, period):
+    """Thresholds (P, N): row i meets thresholds[i % P], across tile edges (64 rows) and thread counts."""
+    rng = np.random.default_rng(period)
+    m, n, k = 2 * period + 5, 70, 27
+    u = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+    w = signs(rng, n, k)
+    expected = u.astype(np.int64) @ w.T.astype(np.int64)
+    thresholds = rng.integers(-300, 300, size=(period, n)).astype(np.int32)
+    thresholds[0, 0] = expected[0, 0]
+    flip = rng.random(n) < 0.5
+    rows = thresholds[np.arange(m) % period]
+    want = np.where(flip, expected > rows, expected < rows)  # bit 1 = -1
+    for threads in (1, 2):
+        bits = kernels.xnor_gemm_uint8_threshold(u, kernels.pack_signs(w), k, thresholds, flip, threads=threads)
+        np.testing.assert_array_equal(kernels.unpack_signs(bits, n) == -1, want)
+    with pytest.raises(ValueError, match=r"thresholds: expected \(70,\) or, per row position, \(P, 70\)"):
+        kernels.xnor_gemm_uint8_threshold(u, kernels.pack_signs(w), k, thresholds[:, :5], flip)
+
+
 def test_gemm_uint8_all_255_is_the_largest_dot(simd):
     u = np.full((3, 4097), 255, np.uint8)
     w = np.ones((2, 4097), np.int8)
@@ -611,9 +631,9 @@ def test_backends_and_forcing():
     try:
         for name in kernels.available_backends():
             assert kernels.set_backend(name) == name and kernels.backend() == name
-        with pytest.raises(ValueError, match="expected one of avx512, avx2, scalar"):
-            kernels.set_backend("neon")
-        missing = [name for name in ("avx512", "avx2") if name not in kernels.available_backends()]
+        with pytest.raises(ValueError, match="expected one of avx512, avx2, neon, scalar"):
+            kernels.set_backend("sse2")
+        missing = [name for name in ("avx512", "avx2", "neon") if name not in kernels.available_backends()]
         for name in missing:
             with pytest.raises(ValueError, match="not supported by this CPU"):
                 kernels.set_backend(name)

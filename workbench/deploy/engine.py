@@ -46,15 +46,6 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), int(np.prod(x.shape[1:], dtype=np.int64)))
 
 
-def _pack_mask(mask: np.ndarray) -> np.ndarray:
-    """bool (..., C) -> packed uint64 (..., ceil(C/64)), bit 1 where True, padding bits 0."""
-    packed = np.packbits(mask, axis=-1, bitorder="little")
-    missing = 8 * words(mask.shape[-1]) - packed.shape[-1]
-    if missing:
-        packed = np.pad(packed, [(0, 0)] * (mask.ndim - 1) + [(0, missing)])
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
-
-
 def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
@@ -315,29 +306,26 @@ class Engine:
         k = kh * kw * c
         patch_bits = kernels.pack_signs(signs.reshape(o, k))
         thresholds, flip = self._int32_rule(self._integer_rule(a, b, valid), k) if to_bits else (None, None)
+        # thresholds (OH, OW, O) vary with the position where padded taps drop out of the sum; the direction
+        # (flip) is per channel. One fused kernel call either way: im2col row i is position i % (OH * OW).
         per_channel = to_bits and thresholds.size > 0 and bool((thresholds == thresholds[:1, :1]).all())
         exact = kernels.bind_gemm(
             patch_bits,
             k,
-            thresholds[0, 0] if per_channel else None,
-            flip[0, 0] if per_channel else None,
+            (thresholds[0, 0] if per_channel else thresholds.reshape(oh * ow, o)) if to_bits else None,
+            flip[0, 0] if to_bits else None,
             uint8=True,
             threads=self.threads,
         )
-        if to_bits and not per_channel:  # bit 1 (-1) iff dot < T (flip 0) or dot > T (flip 1)
-            direction = np.where(flip[0, 0], -1, 1).astype(np.int32)
-            signed_thresholds = thresholds * direction
 
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
                 n = len(x)
                 u = exact(kernels.im2col_uint8(x, kh, kw, stride, padding))
-                if per_channel:
+                if to_bits:
                     return ("bits", u.reshape(n, oh, ow, u.shape[1]))
                 u = u.reshape(n, oh, ow, o)
-                if to_bits:  # thresholds vary with the position where padded taps drop out of the sum
-                    return ("bits", _pack_mask(u * direction < signed_thresholds))
                 dot_x = self.pixel_scale * u + self.pixel_offset * valid
             else:
                 dot_x = (_im2col(self._real(state), kh, kw, stride, pad, 0.0) @ matrix).astype(np.float64)

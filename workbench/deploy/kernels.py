@@ -5,14 +5,17 @@ Layouts and bit order are those of docs/FORMAT.md ("Bit packing and layouts"): u
 ``k - 2 * popcount(a XOR b)``. Every argument is checked here, with the GIL held, before any compiled
 loop runs: a wrong dtype, shape or memory layout raises ValueError and is never read out of bounds.
 
-The SIMD path ("avx512", "avx2" or "scalar") is chosen from the CPU at import; the environment variable
-``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one. Thread counts default to
-``BNN_WORKBENCH_THREADS`` or the CPUs this process may use; results are identical for any count.
+The SIMD path ("avx512", "avx2", "neon" on AArch64, or "scalar") is chosen from the CPU at import; the
+environment variable ``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one.
+``threads=None`` runs each call site on one thread or on all CPUs this process may use, whichever its measured
+calls show faster (ThreadChoice); ``BNN_WORKBENCH_THREADS`` or an explicit count fixes it.
+Results are identical for any count.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -40,7 +43,9 @@ __all__ = [
     "bind_max_pool2d_bits",
 ]
 
-_PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "scalar": _xnor.SCALAR}
+_PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scalar": _xnor.SCALAR}
+# The paths whose GEMM and convolution run on a panel of the weights (make_panel's layout).
+_PANEL_PATHS = ("avx512", "avx2")
 _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
 
@@ -68,7 +73,7 @@ _backend = _resolve(
 
 
 def backend() -> str:
-    """The SIMD path in use: "avx512", "avx2" or "scalar"."""
+    """The SIMD path in use: "avx512", "avx2", "neon" or "scalar"."""
     return _backend
 
 
@@ -104,6 +109,101 @@ def _threads(threads: int | None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads: expected None or a positive integer, got {threads!r}")
     return min(int(threads), _xnor.MAX_THREADS)  # as the compiled functions clamp (2**63 would not fit a C int)
+
+
+class ThreadChoice:
+    """The thread count of one kernel call site and batch size under ``threads=None``: one thread or all.
+
+    A fork-join call on more threads than the OS has free cores waits for a thread that is not scheduled (9-28x
+    slower than one thread with one of two cores busy), so the choice is measured, not assumed, and leans to one
+    thread: it starts there, tries all CPUs on the next call, then keeps a moving average of seconds per call
+    for each count. It moves to all CPUs only while they are at least 20% faster on average, and back to one
+    thread as soon as they are not at least 5% faster; a slow one-thread call (say, preempted) moves its average
+    by at most 4x, a slow many-thread call counts in full. The count not in use is tried again after 16 calls,
+    that interval doubling (up to 4096) each time the trial loses, so trials cost little once the right count
+    is known (docs/KERNELS.md, "Threading").
+    """
+
+    __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval")
+
+    def __init__(self, many: int):
+        self.many = many
+        self.current = 1
+        self.seconds = {1: 0.0, many: 0.0}  # moving averages; 0 until measured
+        self.calls = 0
+        self.probe_at = 2
+        self.interval = 16
+
+    def pick(self) -> int:
+        self.calls += 1
+        if self.calls == self.probe_at:
+            return self.many if self.current == 1 else 1
+        return self.current
+
+    def record(self, used: int, seconds: float) -> None:
+        old = self.seconds[used]
+        if old and used == 1:
+            seconds = min(seconds, 4 * old)
+        self.seconds[used] = seconds if old == 0.0 else old + 0.3 * (seconds - old)
+        one, many = self.seconds[1], self.seconds[self.many]
+        better = (many < 0.8 * one) if self.current == 1 else (many < 0.95 * one)
+        chosen = self.many if (one and many and better) else 1
+        if used != self.current:  # a trial of the other count
+            self.interval = 16 if chosen == used else min(2 * self.interval, 4096)
+            self.probe_at = self.calls + self.interval
+        elif chosen != self.current:
+            self.interval = 16
+            self.probe_at = self.calls + self.interval
+        self.current = chosen
+
+
+class _FixedThreads:
+    """An explicit thread count (or $BNN_WORKBENCH_THREADS): every call runs on it."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def run(self, rows: int, kernel) -> None:
+        kernel(self.count)
+
+
+class _AutoThreads:
+    """``threads=None`` with several CPUs: a ThreadChoice per batch size (rows), shared by the plain calls of
+    one kernel and weight shape through ``_SHARED_CHOICES`` (a plain function binds anew on every call)."""
+
+    __slots__ = ("many", "choices")
+
+    def __init__(self, many: int, shared_key=None):
+        self.many = many
+        if shared_key is None:
+            self.choices = {}
+        else:
+            if len(_SHARED_CHOICES) > 4096:
+                _SHARED_CHOICES.clear()
+            self.choices = _SHARED_CHOICES.setdefault(shared_key, {})
+
+    def run(self, rows: int, kernel) -> None:
+        choice = self.choices.get(rows)
+        if choice is None:
+            choice = self.choices[rows] = ThreadChoice(self.many)
+        count = choice.pick()
+        start = time.perf_counter()
+        kernel(count)
+        choice.record(count, time.perf_counter() - start)
+
+
+_SHARED_CHOICES: dict = {}
+
+
+def _thread_policy(threads, shared_key=None):
+    """How a call site picks its thread count: fixed when given (or set in the environment, or in a build
+    without OpenMP, where every call runs on one thread), else measured (ThreadChoice)."""
+    if threads is not None or os.environ.get("BNN_WORKBENCH_THREADS") or not _xnor.OPENMP:
+        return _FixedThreads(_threads(threads))
+    many = default_threads()
+    return _FixedThreads(1) if many == 1 else _AutoThreads(many, shared_key)
 
 
 # The checks below take the function's name and the argument's apart and join them only in an error
@@ -235,7 +335,9 @@ def xnor_gemm_uint8(u, w_bits, k: int, threads: int | None = None) -> np.ndarray
 def xnor_gemm_uint8_threshold(u, w_bits, k: int, thresholds, flip, threads: int | None = None) -> np.ndarray:
     """xnor_gemm_uint8 compared per output channel n: packed uint64 (M, ceil(N/64)), bit 1 = -1.
 
-    flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n].
+    flip[n] = 0: +1 iff dot >= thresholds[n]; flip[n] = 1: +1 iff dot <= thresholds[n]. thresholds may also be
+    (P, N): row i is compared with thresholds[i % P] (the im2col rows of P output positions of each image, for a
+    'same'-padded first layer whose thresholds depend on how many taps fall inside the image).
     """
     thresholds = _given(thresholds, "xnor_gemm_uint8_threshold")
     return _bind_gemm(
@@ -279,9 +381,21 @@ def _bind_gemm(
     _check_words(w, name, w_name, k, "k")
     if uint8 and 255 * k > _INT32_MAX:
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
-    count, n = _threads(threads), w.shape[0]
+    n = w.shape[0]
+    policy = _thread_policy(threads, (name, w.shape, k) if plain else None)
+    period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P]
     if thresholds is not None:
-        thr, flips = _check_thresholds(thresholds, flip, n, name)
+        if uint8 and np.ndim(thresholds) == 2:
+            thr = np.asarray(thresholds)
+            period = thr.shape[0]
+            if period == 0 or thr.shape[1] != n:
+                raise ValueError(
+                    f"{name}: thresholds: expected ({n},) or, per row position, (P, {n}) with P >= 1, got {thr.shape}"
+                )
+            thr, _ = _check_thresholds(thr.reshape(-1), False, n * period, name)
+            _, flips = _check_thresholds(np.zeros(n, np.int32), flip, n, name)
+        else:
+            thr, flips = _check_thresholds(thresholds, flip, n, name)
         out_words = words(n)
     if uint8:
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
@@ -291,7 +405,7 @@ def _bind_gemm(
             def call(u):
                 u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
                 out = np.empty((len(u), n), dtype=np.int32)
-                _xnor.gemm_uint8(u, w, out, _PATHS[_backend], count)
+                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t))
                 return out
 
             return call
@@ -299,7 +413,7 @@ def _bind_gemm(
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
             out = np.empty((len(u), out_words), dtype=np.uint64)
-            _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], count)
+            policy.run(len(u), lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t, period))
             return out
 
         return call
@@ -312,7 +426,8 @@ def _bind_gemm(
             elif type(a) is not np.ndarray:  # the compiled function would raise TypeError
                 raise ValueError(f"{name}: a_bits: expected a numpy uint64 array (M, words), got {type(a).__name__}")
             out = np.empty((len(a), n), dtype=np.int32)
-            _xnor.gemm(a, w, k, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
+            use = panel if _backend in _PANEL_PATHS else None
+            policy.run(len(a), lambda t: _xnor.gemm(a, w, k, out, _PATHS[_backend], t, use))
             return out
 
         return call
@@ -323,16 +438,18 @@ def _bind_gemm(
         elif type(a) is not np.ndarray:
             raise ValueError(f"{name}: a_bits: expected a numpy uint64 array (M, words), got {type(a).__name__}")
         out = np.empty((len(a), out_words), dtype=np.uint64)
-        _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], count, panel if _backend == "avx512" else None)
+        use = panel if _backend in _PANEL_PATHS else None
+        policy.run(len(a), lambda t: _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], t, use))
         return out
 
     return call
 
 
 def _panel(rows: np.ndarray):
-    """The weights in the AVX-512 broadcast kernel's layout (made once, as large as the weights), or None
-    where the CPU has no AVX-512 path."""
-    return _xnor.make_panel(rows) if "avx512" in available_backends() and rows.shape[1] else None
+    """The weights in the broadcast kernels' layout (made once, as large as the weights), or None where the
+    CPU has no path that uses it (AVX-512, AVX2)."""
+    usable = any(_xnor.cpu_supports(_PATHS[name]) for name in _PANEL_PATHS)
+    return _xnor.make_panel(rows) if usable and rows.shape[1] else None
 
 
 def _check_packed_rows(a, k: int, name: str) -> None:
@@ -406,7 +523,7 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         raise ValueError(f"{name}: KH*KW*C = {kh * kw * c} does not fit in int32")
     sh, sw = _stride(stride)
     top, bottom, left, right = _padding(padding, kh, kw)
-    count = _threads(threads)
+    policy = _thread_policy(threads, (name, w.shape, c, sh, sw, top, bottom, left, right) if plain else None)
     thr, flips = _check_thresholds(thresholds, flip, o, name) if thresholds is not None else (None, None)
     channels, dtype = (o, np.int32) if thresholds is None else (words(o), np.uint64)
     panel = None if plain else _panel(w.reshape(o, -1))
@@ -420,20 +537,10 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
         ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
         out = np.empty((x.shape[0], oh, ow, channels), dtype=dtype)
-        _xnor.conv2d(
-            x,
-            w,
-            c,
-            sh,
-            sw,
-            top,
-            left,
-            out,
-            thr,
-            flips,
-            _PATHS[_backend],
-            count,
-            panel if _backend == "avx512" else None,
+        use = panel if _backend in _PANEL_PATHS else None
+        policy.run(
+            x.shape[0] * x.shape[1] * x.shape[2],
+            lambda t: _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], t, use),
         )
         return out
 

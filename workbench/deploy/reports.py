@@ -1,20 +1,22 @@
 """Memory and speed reports of a packed model: what packing saves, and how fast the engine runs.
 
 ``memory_report`` counts per op the bytes the .bnn stores against the float32 weights they replace.
-``speed_report`` times the engine against two float32 twins in the same run: torch (the spec's float
-twin, passed in by the caller, so this module never imports torch) and NumPy (the same ops with the binary
-weights unpacked to float32 +-1). Latencies are medians over repeats; timings are printed, never tested.
+``speed_report`` times the engine against float32 twins in interleaved rounds (workbench.deploy.timing):
+torch (the spec's float twin, passed in by the caller, so this module never imports torch), in NCHW and in
+channels_last, the faster of the two per round being the baseline, and NumPy (the same ops with the binary
+weights unpacked to float32 +-1), with this core's XOR + popcount ceiling timed in the same rounds. Ratios are
+min / median / max of per-round ratios; each row sets every library's thread count. Timings are printed,
+never tested.
 """
 
 from __future__ import annotations
 
 import pathlib
-import time
 
 import numpy as np
 
 from workbench.core.summary import summary
-from workbench.deploy import kernels
+from workbench.deploy import kernels, timing
 from workbench.deploy.engine import Engine
 from workbench.deploy.packed import PackedLayer, PackedModel
 
@@ -124,25 +126,32 @@ def float_twin_packed(packed: PackedModel) -> PackedModel:
     return twin
 
 
-def _median_seconds(function, budget: float = 0.3, max_repeats: int = 200) -> float:
-    function()  # warm up
-    times = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < budget and len(times) < max_repeats):
-        t = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+def binary_macs(packed: PackedModel) -> int:
+    """Binary (XNOR-popcount) MACs per sample: the binary dense and convolution layers' O * K (* OH * OW)."""
+    total = 0
+    for layer in packed.layers:
+        if layer.op == "binary_dense":
+            total += layer.arrays["weight_bits"].shape[0] * int(layer.attrs["k"])
+        elif layer.op == "binary_conv2d":
+            _, kh, kw, _ = layer.arrays["weight_bits"].shape
+            total += int(np.prod(layer.attrs["out_shape"])) * kh * kw * int(layer.attrs["k"])
+    return total
 
 
 def speed_report(
     packed: PackedModel, batch_sizes=(1, 64), threads=(1, 2), *, torch_runner=None, budget: float = 0.3
 ) -> dict:
-    """Median latency (seconds per batch) of the engine, the NumPy float32 twin and, given ``torch_runner``
-    (``workbench.train.benchmark.torch_float_twin_runner``), the torch float32 twin, for every batch size and
-    thread count; and the engine's per-op latencies."""
+    """Per batch size and thread count: the engine, the NumPy float32 twin, the torch float32 twin (given
+    ``torch_runner``, ``workbench.train.benchmark.torch_float_twin_runner``) in NCHW and channels_last, and the
+    XOR + popcount ceiling, in interleaved rounds of about ``budget`` seconds in all per row; and the engine's
+    per-op latencies. Seconds are medians over the rounds; ``*_spread`` are (min, median, max) of per-round
+    ratios; ``ceiling_share`` is the engine's binary MAC/s over the ceiling's (times the threads), per round."""
     rng = np.random.default_rng(0)
     twin_engine = Engine(float_twin_packed(packed))
+    set_blas = timing.blas_thread_setter()
+    ceiling, ceiling_macs = timing.ceiling_call(kernels._PATHS[kernels.backend()], 0.002)
+    macs_per_sample = binary_macs(packed)
+    rounds = 3 if budget < 0.05 else 7
     rows = []
     for batch in batch_sizes:
         u = rng.integers(0, 256, (batch, *packed.input_shape), dtype=np.uint8)
@@ -150,19 +159,50 @@ def speed_report(
         x_nchw = x.transpose(0, 3, 1, 2).copy() if x.ndim == 4 else x
         for count in threads:
             engine = Engine(packed, threads=count)
-            row = {"batch": batch, "threads": count, "engine_s": _median_seconds(lambda: engine.logits(u), budget)}
-            row["numpy_float32_s"] = _median_seconds(lambda: twin_engine.logits(u), budget)
+            contenders = {
+                "engine": lambda engine=engine: engine.logits(u),
+                "numpy": ((lambda count=count: set_blas(count)) if set_blas else None, lambda: twin_engine.logits(u)),
+            }
+            if macs_per_sample:
+                contenders["ceiling"] = ceiling
             if torch_runner is not None:
-                row["torch_float32_s"] = _median_seconds(torch_runner(x_nchw, count), budget)
-                row["speedup_vs_torch"] = row["torch_float32_s"] / row["engine_s"]
-            row["speedup_vs_numpy"] = row["numpy_float32_s"] / row["engine_s"]
+                contenders["torch NCHW"] = torch_runner(x_nchw, count)
+                if x_nchw.ndim == 4:
+                    contenders["torch channels_last"] = torch_runner(x_nchw, count, True)
+            sample = max(budget / (rounds * len(contenders)), 0.001)
+            times = timing.interleaved(contenders, rounds, sample)
+            row = {
+                "batch": batch,
+                "threads": count,
+                "rounds": rounds,
+                "engine_s": float(np.median(times["engine"])),
+                "numpy_float32_s": float(np.median(times["numpy"])),
+                "speedup_vs_numpy_spread": timing.ratios(times["numpy"], times["engine"]),
+            }
+            row["speedup_vs_numpy"] = row["speedup_vs_numpy_spread"][1]
+            if torch_runner is not None:
+                layouts = [name for name in contenders if name.startswith("torch")]
+                best = timing.fastest(*(times[name] for name in layouts))
+                row["torch_float32_s"] = float(np.median(best))
+                row["torch_layout"] = min(layouts, key=lambda name: np.median(times[name]))
+                row["torch_layouts_s"] = {name: float(np.median(times[name])) for name in layouts}
+                row["speedup_vs_torch_spread"] = timing.ratios(best, times["engine"])
+                row["speedup_vs_torch"] = row["speedup_vs_torch_spread"][1]
+            if macs_per_sample:
+                row["binary_macs"] = macs_per_sample * batch
+                row["ceiling_macs_s"] = float(ceiling_macs / np.median(times["ceiling"]))
+                shares = [
+                    (macs_per_sample * batch / e) / (count * ceiling_macs / c)
+                    for e, c in zip(times["engine"], times["ceiling"], strict=True)
+                ]
+                row["ceiling_share"] = timing.spread(shares)
             traces = [engine.trace(u)[1] for _ in range(5)]
             row["layers"] = [
                 {"layer": r["name"], "op": r["op"], "seconds": float(np.median([t[i]["seconds"] for t in traces]))}
                 for i, r in enumerate(traces[0])
             ]
             rows.append(row)
-    return {"rows": rows, "backend": kernels.backend()}
+    return {"rows": rows, "backend": kernels.backend(), "load_average": timing.load_average()}
 
 
 def format_reports(memory: dict, speed: dict) -> str:
@@ -181,20 +221,44 @@ def format_reports(memory: dict, speed: dict) -> str:
             else f"file size {memory['file_bytes']:,} bytes"
         )
     lines.append("")
-    lines.append(f"latency per batch (median, kernels: {speed['backend']})")
     lines.append(
-        f"{'batch':>6}{'threads':>8}{'engine ms':>12}{'numpy ms':>12}{'torch ms':>12}{'x torch':>9}{'x numpy':>9}"
+        f"latency per batch (median of {speed['rows'][0]['rounds']} interleaved rounds; kernels: {speed['backend']}; "
+        f"{speed.get('load_average', '')}); speed-ups: min / median / max of per-round ratios; torch: the faster "
+        "of NCHW and channels_last in each round"
+    )
+    lines.append(
+        f"{'batch':>6}{'threads':>8}{'engine ms':>11}{'torch ms':>10}{'numpy ms':>10}"
+        f"{'x torch':>22}{'x numpy':>22}{'of ceiling':>20}"
     )
     for r in speed["rows"]:
-        torch_ms = f"{r['torch_float32_s'] * 1e3:>12.3f}" if "torch_float32_s" in r else f"{'-':>12}"
-        torch_x = f"{r['speedup_vs_torch']:>9.1f}" if "speedup_vs_torch" in r else f"{'-':>9}"
+        torch_ms = f"{r['torch_float32_s'] * 1e3:>10.3f}" if "torch_float32_s" in r else f"{'-':>10}"
+        torch_x = (
+            f"{timing.format_spread(r['speedup_vs_torch_spread'], '.1f'):>22}"
+            if "torch_float32_s" in r
+            else f"{'-':>22}"
+        )
+        share = (
+            f"{timing.format_spread(tuple(100 * v for v in r['ceiling_share']), '.0f', '%'):>20}"
+            if "ceiling_share" in r
+            else f"{'-':>20}"
+        )
         lines.append(
-            f"{r['batch']:>6}{r['threads']:>8}{r['engine_s'] * 1e3:>12.3f}{r['numpy_float32_s'] * 1e3:>12.3f}"
-            f"{torch_ms}{torch_x}{r['speedup_vs_numpy']:>9.1f}"
+            f"{r['batch']:>6}{r['threads']:>8}{r['engine_s'] * 1e3:>11.3f}{torch_ms}{r['numpy_float32_s'] * 1e3:>10.3f}"
+            f"{torch_x}{timing.format_spread(r['speedup_vs_numpy_spread'], '.1f'):>22}{share}"
+        )
+    if any("ceiling_share" in r for r in speed["rows"]):
+        row = next(r for r in speed["rows"] if "ceiling_share" in r)
+        lines.append(
+            f"ceiling: {row['ceiling_macs_s']:.3e} binary MAC/s per core ({speed['backend']} XOR + popcount in L1); "
+            f"{row['binary_macs'] // row['batch']:,} binary MACs per sample"
         )
     first = speed["rows"][0]
     lines.append("")
     lines.append(f"engine per op at batch {first['batch']}, {first['threads']} thread(s):")
+    total = sum(layer["seconds"] for layer in first["layers"]) or 1.0
     for layer in first["layers"]:
-        lines.append(f"  {layer['layer']:<16}{layer['op']:<16}{layer['seconds'] * 1e6:>10.1f} us")
+        lines.append(
+            f"  {layer['layer']:<16}{layer['op']:<16}{layer['seconds'] * 1e6:>10.1f} us"
+            f"{100 * layer['seconds'] / total:>7.1f}%"
+        )
     return "\n".join(lines)

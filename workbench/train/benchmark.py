@@ -5,6 +5,7 @@ The commands that print these figures are in ``workbench.cli.bench``; nothing he
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import replace
 
@@ -94,22 +95,29 @@ def step_seconds(name: str, dataset, batch: int, steps: int) -> float:
 
 
 def torch_float_twin_runner(spec: dict):
-    """``runner(x, threads)`` -> a call that runs the spec's float twin (random weights) once on ``x`` (NCHW).
+    """``runner(x, threads, channels_last=False)`` -> ``(setup, call)``: ``call`` runs the spec's float twin (random
+    weights) once on ``x`` (NCHW), in channels_last memory format if asked (images only); ``setup`` sets torch's
+    thread count (its OpenMP pool too) and runs before each timed sample.
 
     The float32 baseline of ``workbench.deploy.reports.speed_report``, which itself never imports torch.
     """
     torch.manual_seed(0)
     model = build_model(float_twin(spec)).eval()
+    models = {}
 
-    def runner(x: np.ndarray, threads: int):
-        torch.set_num_threads(threads)
+    def runner(x: np.ndarray, threads: int, channels_last: bool = False):
         tensor = torch.from_numpy(x)
+        net = model
+        if channels_last and tensor.ndim == 4:
+            if "last" not in models:
+                models["last"] = copy.deepcopy(model).to(memory_format=torch.channels_last)
+            net, tensor = models["last"], tensor.contiguous(memory_format=torch.channels_last)
 
         def call():
             with torch.inference_mode():
-                return model(tensor)
+                return net(tensor)
 
-        return call
+        return (lambda: torch.set_num_threads(threads)), call
 
     return runner
 

@@ -1,0 +1,108 @@
+"""Interleaved timing (workbench.deploy.timing) and the measured thread choice (kernels.ThreadChoice).
+
+No timing is asserted: the rounds are checked for order and count with recorded calls, ThreadChoice with
+fed durations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.cli import main
+from workbench.deploy import _xnor, kernels, timing
+
+
+def test_rounds_alternate_the_order_and_setup_runs_before_each_sample():
+    log = []
+    contenders = {
+        "a": (lambda: log.append("setup a"), lambda: log.append("a")),
+        "b": lambda: log.append("b"),
+    }
+    times = timing.interleaved(contenders, rounds=3, min_seconds=0.0)
+    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3}
+    assert log[:5] == ["setup a", "a", "a", "b", "b"]  # warm-up: two calls each
+    samples = [entry for entry in log[5:] if entry != "setup a"]
+    assert samples == ["a", "b", "b", "a", "a", "b"]
+    assert all(log[i - 1] == "setup a" for i, entry in enumerate(log) if entry == "a" and i >= 5)
+
+
+def test_ratios_are_per_round():
+    assert timing.ratios([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == (2.0, 3.0, 4.0)
+    assert timing.fastest([1.0, 5.0], [2.0, 3.0]) == [1.0, 3.0]
+    assert timing.format_spread((1.0, 2.25, 3.5), ".1f", "x") == "1.0x / 2.2x / 3.5x"
+
+
+@pytest.mark.parametrize("path", kernels.available_backends())
+def test_ceiling_loop_counts_its_work(path):
+    number = kernels._PATHS[path]
+    assert _xnor.peak_loop(number, 2) == 2 * 1024 * 64
+    call, macs = timing.ceiling_call(number, 0.0005)
+    assert call() == macs
+    with pytest.raises(ValueError, match="even"):
+        _xnor.peak_loop(number, 3)
+
+
+def test_vnni_ceiling_loop_counts_its_work():
+    if "avx512" not in kernels.available_backends():
+        with pytest.raises(ValueError, match="no AVX-512 VNNI"):
+            _xnor.vnni_peak_loop(1)
+        return
+    assert _xnor.vnni_peak_loop(3) == 3 * 16384  # 32 loads x 8 accumulators x 64 MACs per pass
+
+
+def _drive(choice: kernels.ThreadChoice, seconds: dict, calls: int) -> list[int]:
+    used = []
+    for _ in range(calls):
+        count = choice.pick()
+        choice.record(count, seconds[count])
+        used.append(count)
+    return used
+
+
+def test_thread_choice_stays_on_one_thread_when_more_are_slower_and_tries_them_ever_less():
+    used = _drive(kernels.ThreadChoice(2), {1: 1.0, 2: 20.0}, 5000)
+    trials = [i for i, count in enumerate(used) if count == 2]
+    assert used[0] == 1 and trials[0] == 1
+    assert len(trials) <= 10  # 16, 32, ... 4096 calls apart
+    assert np.all(np.diff(trials)[1:] >= np.diff(trials)[:-1])
+
+
+def test_thread_choice_moves_to_more_threads_when_they_are_faster_and_back_when_load_comes():
+    choice = kernels.ThreadChoice(2)
+    used = _drive(choice, {1: 1.0, 2: 0.5}, 200)
+    assert used[2:].count(2) > 180
+    used = _drive(choice, {1: 1.0, 2: 10.0}, 40)  # another process takes a core
+    assert used[:4].count(1) >= 2 and used.count(2) <= 4  # back on one thread at once, one trial 16 calls later
+
+
+def test_explicit_and_environment_thread_counts_are_fixed(monkeypatch):
+    assert isinstance(kernels._thread_policy(3), kernels._FixedThreads)
+    monkeypatch.setenv("BNN_WORKBENCH_THREADS", "2")
+    assert kernels._thread_policy(None).count == 2
+    monkeypatch.delenv("BNN_WORKBENCH_THREADS")
+    policy = kernels._thread_policy(None)
+    assert isinstance(policy, kernels._AutoThreads) == (kernels.default_threads() > 1 and _xnor.OPENMP)
+    with pytest.raises(ValueError, match="threads"):
+        kernels._thread_policy(0)
+
+
+def test_default_thread_calls_give_the_same_results(monkeypatch):
+    monkeypatch.delenv("BNN_WORKBENCH_THREADS", raising=False)
+    rng = np.random.default_rng(0)
+    a = kernels.pack_signs(rng.standard_normal((300, 700)))
+    b = kernels.pack_signs(rng.standard_normal((500, 700)))
+    bound = kernels.bind_gemm(b, 700)
+    first = kernels.xnor_gemm(a, b, 700, threads=1)
+    for _ in range(4):  # one thread, the trial of all CPUs, then the choice
+        np.testing.assert_array_equal(bound(a), first)
+        np.testing.assert_array_equal(kernels.xnor_gemm(a, b, 700), first)
+
+
+@pytest.mark.slow
+def test_bench_kernels_prints_per_round_ratios_and_the_ceiling(capsys):
+    assert main(["bench", "kernels", "--quick", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "interleaved rounds" in out and "load average" in out and "binary MAC/s" in out
+    assert "of ceiling" in out and "ceiling (" in out and "threads=None vs 1 thread" in out
+    assert out.count(" / ") >= 10  # min / median / max triples

@@ -9,9 +9,6 @@ reported as min / median / max. Timings are shown, never asserted.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -19,6 +16,7 @@ from safetensors.torch import save as safetensors_bytes
 from workbench.core.data import preprocessed
 from workbench.deploy.engine import Engine, raw_inputs
 from workbench.deploy.packed import PackedModel
+from workbench.deploy.timing import interleaved, ratios, spread
 
 
 def float32_file(model: torch.nn.Module) -> bytes:
@@ -40,43 +38,6 @@ def float_probabilities(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         logits = model.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     return torch.softmax(logits.double(), dim=1).numpy()
-
-
-def _per_call(function: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        function()
-    return (time.perf_counter() - start) / calls
-
-
-def interleaved_latency(
-    functions: dict[str, Callable[[], object]], rounds: int = 15, budget: float = 1.5
-) -> dict[str, dict[str, float]]:
-    """Seconds per call of each function: min, median and max over ``rounds`` rounds, the functions taking
-    turns within each round (their order reversed every other round). Each round repeats a call enough
-    times to last about budget / rounds / len(functions) seconds, so that timer resolution does not matter."""
-    if rounds < 1 or not functions:
-        raise ValueError(f"interleaved_latency: need at least one round and one function, got {rounds} and {functions}")
-    names = list(functions)
-    calls = {}
-    for name in names:
-        functions[name]()  # warm up (allocations, thread pools)
-        once = max(_per_call(functions[name], 1), 1e-7)
-        calls[name] = max(1, int(budget / rounds / len(names) / once))
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds):
-        for name in names if round_index % 2 == 0 else reversed(names):
-            times[name].append(_per_call(functions[name], calls[name]))
-    return {
-        name: {
-            "min": float(np.min(values)),
-            "median": float(np.median(values)),
-            "max": float(np.max(values)),
-            "rounds": rounds,
-            "calls_per_round": calls[name],
-        }
-        for name, values in times.items()
-    }
 
 
 def pair_latency(
@@ -102,16 +63,18 @@ def pair_latency(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        measured = interleaved_latency(
-            {"engine": lambda: engine.logits(u), "torch_float32": torch_call}, rounds=rounds, budget=budget
+        times = interleaved(
+            {"engine": lambda: engine.logits(u), "torch_float32": torch_call},
+            rounds=rounds,
+            min_seconds=budget / rounds / 2,
         )
     finally:
         torch.set_num_threads(previous)
+    low, median, high = ratios(times["torch_float32"], times["engine"])
     return {
         "batch": len(x),
         "threads": threads,
         "exact_input": u.dtype == np.uint8,
-        "engine": measured["engine"],
-        "torch_float32": measured["torch_float32"],
-        "speedup_median": measured["torch_float32"]["median"] / measured["engine"]["median"],
+        **{name: dict(zip(("min", "median", "max"), spread(values)), rounds=rounds) for name, values in times.items()},
+        "speedup": {"min": low, "median": median, "max": high},  # per-round ratios torch / engine
     }

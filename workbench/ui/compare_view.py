@@ -167,7 +167,6 @@ def latency_rows(latency: dict) -> list[dict]:
                 "median ms": values["median"] * 1e3,
                 "max ms": values["max"] * 1e3,
                 "rounds": values["rounds"],
-                "calls per round": values["calls_per_round"],
             }
         )
     return rows
@@ -195,7 +194,8 @@ def latency_figure(latency: dict):
     return _layout(
         figure,
         f"Latency, batch {latency['batch']}, {latency['threads']} thread(s): "
-        f"engine {latency['speedup_median']:.2f}x torch (medians)",
+        f"engine {latency['speedup']['median']:.1f}x faster than torch (median of per-round ratios, "
+        f"{latency['speedup']['min']:.1f}-{latency['speedup']['max']:.1f}x)",
         height=320,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import traceback
 
 
@@ -21,7 +22,18 @@ def run(args: argparse.Namespace) -> int:
         status = run_worker(args.run_id, args.runs_dir)
     except Exception:
         traceback.print_exc()  # into the run's worker.log; the store has the message and the tail
-        return 1
+        return _end_rank(1)
     if os.environ.get("RANK", "0") == "0":  # one line per run, not one per distributed rank
         print(f"run {args.run_id} {status}", flush=True)
-    return 0
+    return _end_rank(0)
+
+
+def _end_rank(code: int) -> int:
+    """A torchrun rank ends here, its work written and its process group left: os._exit skips the interpreter's
+    teardown, where gloo's threads now and then aborted a finished rank ("terminate called without an active
+    exception", SIGABRT), which turned a completed run's torchrun exit code into a failure."""
+    if "RANK" not in os.environ:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

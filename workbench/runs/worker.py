@@ -278,14 +278,15 @@ def _run_rank(store: RunStore, run_id: str, world: World) -> str:
                 _mark_ended(store, run_id, error)
             else:
                 store.update_run(run_id, error=_failure_text(error))
+        leave(together=False)  # the others may be gone: no barrier
         raise
     finally:
         if progress is not None:
             progress.close()
-        leave()
     if reporter is not None:
         reporter.close()
         _record_result(store, run_id, result)
+    leave(together=True)
     return store.get_run(run_id).status
 
 

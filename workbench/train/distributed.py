@@ -112,9 +112,15 @@ def join(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def leave() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave(together: bool) -> None:
+    """Leave the process group; ``together``: after a barrier, so no rank tears gloo down while another still
+    finishes (rank 0 evaluates and writes the result after the last batch). A rank that left alone while rank 0
+    was still at work died in gloo's teardown ("terminate called without an active exception", SIGABRT)."""
+    if not dist.is_initialized():
+        return
+    if together:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:

@@ -190,6 +190,21 @@ def test_a_failure_names_the_rank_from_torchrun_s_summary():
         "Signal 9 (SIGKILL) received by PID 4242"
     )
     assert failure_text(-15, [], 2).startswith("distributed training failed: torchrun exited with code -15, SIGTERM")
+    # rank 0 saw the broken connection and exited first, so torchrun calls it the root cause: the killed rank wins
+    raced = [
+        "Failures:",
+        "[1]:",
+        "  rank      : 1 (local_rank: 1)",
+        "  exitcode  : -9 (pid: 8148)",
+        "  traceback : Signal 9 (SIGKILL) received by PID 8148",
+        "Root Cause (first observed failure):",
+        "[0]:",
+        "  rank      : 0 (local_rank: 0)",
+        "  exitcode  : 1 (pid: 8147)",
+        "  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html",
+    ]
+    first_line = failure_text(1, raced, 2).splitlines()[0]
+    assert first_line.startswith("distributed training failed: rank 1 of 2 failed (exit code -9, SIGKILL)")
 
 
 @pytest.mark.slow

@@ -57,21 +57,42 @@ def launch_ranks(runs_dir, run_id: str, processes: int, env: dict | None = None)
 
 
 def failure_text(code: int, lines: list[str], processes: int) -> str:
-    """The run's error from torchrun's exit code and its summary's root cause ("rank : 1", "exitcode : -9")."""
-    roots = [i for i, line in enumerate(lines) if "Root Cause" in line]
-    found = {}
-    for line in lines[roots[-1] if roots else 0 :]:
+    """The run's error from torchrun's exit code and its failure summary ("rank : 1", "exitcode : -9").
+
+    The cause is the rank that a signal ended (killed, out of memory: not torchrun's own SIGTERM to the others),
+    else torchrun's "Root Cause" block: when one rank is killed, another often notices the broken connection
+    and exits with an error before torchrun notices the killed one, and becomes torchrun's "first failure".
+    """
+    blocks, current, in_root = [], None, False
+    for line in lines:
+        in_root = in_root or "Root Cause" in line
         match = _SUMMARY.match(line)
-        if match and match.group(1) not in found:
-            found[match.group(1)] = match.group(2)
-    if "rank" in found:
-        exit_code = found.get("exitcode", "?").split()[0]
-        reason = f"rank {found['rank'].split()[0]} of {processes} failed (exit code {_with_signal(exit_code)})"
-        if found.get("traceback", "<N/A>") != "<N/A>":
-            reason += f": {found['traceback']}"
+        if match is None:
+            continue
+        if match.group(1) == "rank":
+            current = {"root": in_root}
+            blocks.append(current)
+        if current is not None:
+            current.setdefault(match.group(1), match.group(2))
+    signalled = [b for b in blocks if _signal_of(b.get("exitcode", "")) not in (None, signal.SIGTERM)]
+    roots = [b for b in blocks if b["root"]]
+    cause = (signalled or roots or blocks or [None])[0]
+    if cause is not None:
+        exit_code = cause.get("exitcode", "?").split()[0]
+        reason = f"rank {cause['rank'].split()[0]} of {processes} failed (exit code {_with_signal(exit_code)})"
+        if cause.get("traceback", "<N/A>") != "<N/A>":
+            reason += f": {cause['traceback']}"
     else:
         reason = f"torchrun exited with code {_with_signal(str(code))}"
     return f"distributed training failed: {reason}\n" + "\n".join(lines[-12:])
+
+
+def _signal_of(exit_code: str):
+    try:
+        value = int(exit_code.split()[0])
+    except (ValueError, IndexError):
+        return None
+    return signal.Signals(-value) if value < 0 else None
 
 
 def _with_signal(code: str) -> str:

@@ -15,22 +15,12 @@ import re
 import time
 
 import pytest
-from app_server import ROOT, running_app
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, running_app
 
 from workbench.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "screenshots"
 WAIT_MS = 60_000  # the app answering a click or a rerun, on a loaded machine
 TRAIN_WAIT_S = 180  # a training run showing progress (a worker process starting, importing torch, batches)

@@ -9,20 +9,10 @@ import re
 import time
 
 import pytest
-from app_server import ROOT, running_app
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, running_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "screenshots"
 WAIT_MS = 90_000
 LINK = "/playground?dataset=moons&layers=6,6&points=300&seed=7&noise=10&epoch=0"

@@ -18,6 +18,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from random_models import FLOATS_SPEC, MIXED_SPEC, random_packed
 
 from workbench.cli import footprint as footprint_command
 from workbench.cli.main import main
@@ -36,7 +37,6 @@ from workbench.train.model import build_model
 from workbench.train.packing import pack_model
 from workbench.train.training import train
 
-PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
 BOARD_IMAGES = 200
 
 BIREAL = {
@@ -256,27 +256,6 @@ def test_binary_cnn_fits_a_micro_bit(exported, ran):
 # ---------------------------------------------------------------------------------------------- every op
 
 
-def randomize_batch_norms(model, seed=1, zero_gamma=1):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 4)
-            m.running_var.copy_(torch.rand(n, generator=g) * 30 + 0.5)
-            m.weight.data.copy_(torch.randn(n, generator=g))
-            m.weight.data[:zero_gamma] = 0.0
-            m.bias.data.copy_(torch.randn(n, generator=g))
-        if hasattr(m, "threshold") and isinstance(m.threshold, torch.nn.Parameter):
-            m.threshold.data.normal_(0, 0.3, generator=g)
-    return model.eval()
-
-
-def random_packed(spec: dict, seed: int = 3) -> PackedModel:
-    spec = validate_spec(copy.deepcopy(spec))
-    torch.manual_seed(seed)
-    return pack_model(randomize_batch_norms(build_model(spec), seed), spec, preprocessing=PIXELS)
-
-
 OP_SPECS = {
     # uint8 first conv with "same" padding (thresholds per position class), 70 channels (a partial word)
     "odd": {
@@ -322,88 +301,8 @@ OP_SPECS = {
             {"type": "batch_norm"},
         ],
     },
-    # a shortcut with rsign, prelu, binary pooling, a flattened 70-channel map, ternary / dorefa / heaviside inputs
-    "mixed": {
-        "name": "mixed",
-        "input_shape": [2, 8, 8],
-        "num_classes": 3,
-        "layers": [
-            {
-                "type": "conv2d",
-                "filters": 8,
-                "kernel_size": 3,
-                "padding": "same",
-                "kernel_quantizer": "ste_sign",
-                "scaling": "xnor",
-            },
-            {"type": "batch_norm"},
-            {
-                "type": "shortcut",
-                "layers": [
-                    {
-                        "type": "conv2d",
-                        "filters": 8,
-                        "kernel_size": 3,
-                        "padding": "same",
-                        "input_quantizer": "rsign",
-                        "kernel_quantizer": "magnitude_aware_sign",
-                    },
-                    {"type": "batch_norm"},
-                ],
-            },
-            {"type": "activation", "fn": "prelu"},
-            {
-                "type": "conv2d",
-                "filters": 70,
-                "kernel_size": 3,
-                "stride": 2,
-                "input_quantizer": "approx_sign",
-                "kernel_quantizer": "ste_sign",
-                "scaling": "learnable",
-            },
-            {"type": "max_pool", "pool_size": 2},
-            {"type": "batch_norm"},
-            {"type": "flatten"},
-            {
-                "type": "dense",
-                "units": 16,
-                "input_quantizer": "ste_sign",
-                "kernel_quantizer": "ste_sign",
-                "use_bias": True,
-            },
-            {"type": "batch_norm"},
-            {"type": "dense", "units": 12, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"},
-            {"type": "activation", "fn": "relu"},
-            {"type": "dense", "units": 3, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign"},
-        ],
-    },
-    # float layers throughout: batch norm on the input, tanh, avg_pool, hardtanh, dorefa and sign inputs
-    "floats": {
-        "name": "floats",
-        "input_shape": [3, 8, 8],
-        "num_classes": 4,
-        "layers": [
-            {"type": "batch_norm"},
-            {"type": "conv2d", "filters": 6, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
-            {"type": "batch_norm"},
-            {"type": "activation", "fn": "tanh"},
-            {"type": "avg_pool", "pool_size": 2},
-            {
-                "type": "conv2d",
-                "filters": 5,
-                "kernel_size": 3,
-                "padding": "same",
-                "input_quantizer": "ste_sign",
-                "kernel_quantizer": "dorefa",
-            },
-            {"type": "activation", "fn": "relu"},
-            {"type": "flatten"},
-            {"type": "dense", "units": 8, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign"},
-            {"type": "activation", "fn": "hardtanh"},
-            {"type": "dense", "units": 6, "kernel_quantizer": "ste_sign"},
-            {"type": "dense", "units": 4, "input_quantizer": "dorefa", "kernel_quantizer": "ste_tern"},
-        ],
-    },
+    "mixed": MIXED_SPEC,
+    "floats": FLOATS_SPEC,
     # a feature vector; the first (and only) layer gives the float logits
     "one-layer": {
         "name": "one-layer",

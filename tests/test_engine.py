@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from random_models import MIXED_SPEC, PIXELS, randomize_batch_norms
 
 from workbench.core.presets import preset
 from workbench.deploy import bnnfile
@@ -15,22 +16,7 @@ from workbench.train.agreement import compare
 from workbench.train.model import build_model
 from workbench.train.packing import pack_model
 
-PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def randomize_batch_norms(model, seed=1, zero_gamma=2):
-    """Random running stats and affine parameters, gamma of both signs, a few gammas exactly 0."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 4)
-            m.running_var.copy_(torch.rand(n, generator=g) * 30 + 0.5)
-            m.weight.data.copy_(torch.randn(n, generator=g))
-            m.weight.data[:zero_gamma] = 0.0
-            m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
 
 
 def to_float(u):
@@ -95,62 +81,9 @@ def test_trained_on_mnist_sample_bit_exact():
     assert (logits.argmax(1) == dataset.y_test).mean() > 0.5
 
 
-SHORTCUT_SPEC = {
-    "name": "mixed",
-    "input_shape": [2, 8, 8],
-    "num_classes": 3,
-    "layers": [
-        {
-            "type": "conv2d",
-            "filters": 8,
-            "kernel_size": 3,
-            "padding": "same",
-            "kernel_quantizer": "ste_sign",
-            "scaling": "xnor",
-        },
-        {"type": "batch_norm"},
-        {
-            "type": "shortcut",
-            "layers": [
-                {
-                    "type": "conv2d",
-                    "filters": 8,
-                    "kernel_size": 3,
-                    "padding": "same",
-                    "input_quantizer": "rsign",
-                    "kernel_quantizer": "magnitude_aware_sign",
-                },
-                {"type": "batch_norm"},
-            ],
-        },
-        {"type": "activation", "fn": "prelu"},
-        {
-            "type": "conv2d",
-            "filters": 70,
-            "kernel_size": 3,
-            "stride": 2,
-            "input_quantizer": "approx_sign",
-            "kernel_quantizer": "ste_sign",
-            "scaling": "learnable",
-        },
-        {"type": "max_pool", "pool_size": 2},
-        {"type": "batch_norm"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 16, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign", "use_bias": True},
-        {"type": "batch_norm"},
-        {"type": "dense", "units": 12, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"},
-        {"type": "activation", "fn": "relu"},
-        {"type": "dense", "units": 3, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign"},
-    ],
-}
-
-
 def test_shortcut_rsign_scaling_and_float_fallbacks_agree_with_torch():
     torch.manual_seed(3)
-    model = randomize_batch_norms(build_model(SHORTCUT_SPEC), zero_gamma=1)
-    for module in model.modules():
-        if hasattr(module, "threshold"):
-            module.threshold.data.normal_(0, 0.3)
+    model = randomize_batch_norms(build_model(MIXED_SPEC), zero_gamma=1, thresholds=0.3)
     packed = pack_model(model)
     ops = [layer.op for layer in packed.layers]
     assert "residual_begin" in ops and "sign" in ops and "max_pool_bits" in ops and "float_dense" in ops

@@ -1,5 +1,5 @@
-"""Fuzz the .bnn reader and the engine behind it, from real packed files (presets and a mixed network with random
-weights, as tests/test_engine.py packs them): mutated, truncated and hostile files raise BnnFormatError, never
+"""Fuzz the .bnn reader and the engine behind it, from real packed files (presets and the mixed and float networks of
+tests/random_models.py, with random weights): mutated, truncated and hostile files raise BnnFormatError, never
 crash, hang or allocate what a length field claims; every mutant the reader accepts runs in the engine on a
 small batch, giving (N, num_classes) float32 logits or an EngineError, nothing else, within a bounded memory.
 Mutations are re-sealed with a valid checksum half of the time, so that they reach the header, array and
@@ -16,87 +16,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-import torch
+from random_models import FLOATS_SPEC, MIXED_SPEC, random_packed
 
 from workbench.core.presets import preset
 from workbench.deploy import bnnfile
 from workbench.deploy.bnnfile import BnnFormatError
 from workbench.deploy.engine import Engine, EngineError
-from workbench.train.model import build_model
-from workbench.train.packing import pack_model
 
-PIXELS = {"kind": "affine", "scale": 2 / 255, "offset": -1.0}
-
-# sign, rsign on an XNOR and on a float layer, a shortcut, max_pool_bits, avg_pool, prelu, flatten of bits, and
-# the float quantizers (dorefa, ternary, heaviside): most ops the engine runs, on a 2x8x8 input
-MIXED_SPEC = {
-    "name": "mixed",
-    "input_shape": [2, 8, 8],
-    "num_classes": 3,
-    "layers": [
-        {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-        {
-            "type": "shortcut",
-            "layers": [
-                {
-                    "type": "conv2d",
-                    "filters": 8,
-                    "kernel_size": 3,
-                    "padding": "same",
-                    "input_quantizer": "rsign",
-                    "kernel_quantizer": "magnitude_aware_sign",
-                },
-                {"type": "batch_norm"},
-            ],
-        },
-        {"type": "activation", "fn": "prelu"},
-        {"type": "conv2d", "filters": 6, "kernel_size": 3, "input_quantizer": "rsign", "kernel_quantizer": "dorefa"},
-        {"type": "avg_pool", "pool_size": 2},
-        {
-            "type": "conv2d",
-            "filters": 70,
-            "kernel_size": 1,
-            "input_quantizer": "approx_sign",
-            "kernel_quantizer": "ste_sign",
-        },
-        {"type": "max_pool", "pool_size": 2},
-        {"type": "batch_norm"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 16, "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"},
-        {"type": "batch_norm"},
-        {"type": "dense", "units": 12, "input_quantizer": "ste_tern", "kernel_quantizer": "dorefa"},
-        {"type": "activation", "fn": "relu"},
-        {"type": "dense", "units": 3, "input_quantizer": "ste_heaviside", "kernel_quantizer": "ste_sign"},
-    ],
+SEED_SPECS = {
+    "toy-mlp": preset("toy-mlp"),
+    "binary-cnn": preset("binary-cnn"),
+    "mixed": MIXED_SPEC,
+    "floats": FLOATS_SPEC,
 }
-SEED_SPECS = {"toy-mlp": preset("toy-mlp"), "binary-cnn": preset("binary-cnn"), "mixed": MIXED_SPEC}
 MEMORY_BOUND = 64 * 2**20  # what running one accepted mutant (load, prepare, two batches of 2) may allocate
 
 
-def _randomized(spec: dict, seed: int):
-    """A model with random weights, batch norm statistics of both signs and random rsign thresholds."""
-    torch.manual_seed(seed)
-    model = build_model(spec)
-    g = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=g) * 4)
-            module.running_var.copy_(torch.rand(n, generator=g) * 30 + 0.5)
-            module.weight.data.copy_(torch.randn(n, generator=g))
-            module.bias.data.copy_(torch.randn(n, generator=g))
-        if hasattr(module, "threshold") and isinstance(module.threshold, torch.nn.Parameter):
-            module.threshold.data.normal_(0, 0.3)
-    return model.eval()
+def seed_bytes(index: int, spec: dict) -> bytes:
+    """Seed file ``index``: ``spec`` with random weights, packed (tools/audit.py mutates the same seeds)."""
+    return bnnfile.to_bytes(random_packed(spec, seed=index, zero_gamma=0))
 
 
 @pytest.fixture(scope="module")
 def seeds() -> dict[str, bytes]:
-    return {
-        name: bnnfile.to_bytes(pack_model(_randomized(spec, i), preprocessing=PIXELS))
-        for i, (name, spec) in enumerate(SEED_SPECS.items())
-    }
+    return {name: seed_bytes(i, spec) for i, (name, spec) in enumerate(SEED_SPECS.items())}
 
 
 def reseal(data: bytes) -> bytes:
@@ -301,7 +244,7 @@ def header_mutations(rng, data, count):
 @pytest.mark.parametrize("name", SEED_SPECS)
 def test_fuzz_byte_mutations_never_crash(seeds, name):
     tally = Tally()
-    for how, mutated in byte_mutations(np.random.default_rng(0), seeds[name], 600):
+    for how, mutated in byte_mutations(np.random.default_rng(0), seeds[name], 1500):
         check(mutated, tally, how)
     print(f"\n{name} byte mutations: {tally}")
     assert "SHA-# checksum mismatch:" in tally.seen and len(tally.seen) >= 10, tally.seen
@@ -311,7 +254,7 @@ def test_fuzz_byte_mutations_never_crash(seeds, name):
 @pytest.mark.parametrize("name", SEED_SPECS)
 def test_fuzz_header_mutations_never_crash(seeds, name):
     tally = Tally()
-    for how, mutated in header_mutations(np.random.default_rng(1), seeds[name], 500):
+    for how, mutated in header_mutations(np.random.default_rng(1), seeds[name], 1000):
         check(mutated, tally, how, measure=True)
     print(f"\n{name} header mutations: {tally}")
     # the mutations reach the field and program checks behind the checksum, not just the checksum

@@ -366,7 +366,16 @@ REJECTIONS = [
     (EVERY, _set((2, "attrs"), "output", "maybe"), r"attr 'output' must be one of \['bits', 'float'\], got 'maybe'"),
     (EVERY, _set((2, "attrs"), "padding", "full"), r"layer 2 .*attr 'padding' must be one of \['same', 'valid'\]"),
     (EVERY, _set((6, "attrs"), "padding", _DELETE), r"layer 6 .*attr 'padding' is missing, expected one of"),
-    (EVERY, _set((6, "attrs"), "pad_value", float("nan")), r"attr 'pad_value' must be a finite number, got nan"),
+    (
+        EVERY,
+        _set((6, "attrs"), "pad_value", float("nan")),
+        r"attr 'pad_value' must be a finite float32 number .*, got nan",
+    ),
+    (
+        EVERY,
+        _set((6, "attrs"), "pad_value", 1e308),
+        r"attr 'pad_value' must be a finite float32 number .*, got 1e\+308",
+    ),
     (EVERY, _set((2, "attrs"), "stride", 0), r"attr 'stride' must be an integer >= 1, got 0"),
     (EVERY, _set((2, "attrs"), "stride", True), r"attr 'stride' must be an integer >= 1, got True"),
     (EVERY, _set((2, "attrs"), "k", 5), r"layer 2 .*attr 'k' must be the input's channel count 4, got 5"),

@@ -57,6 +57,7 @@ PREPROCESSING_KINDS = ("none", "affine")
 # What a model may make the engine hold or do for one sample, checked before anything is allocated (a file
 # of a few KB must not make the engine allocate gigabytes). docs/FORMAT.md, "Limits", states them.
 MAX_LAYERS = 100_000  # ops in the program
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # a float attribute must stay finite as float32
 MAX_ACTIVATION_VALUES = 2**24  # values of the input and of every op's output, per sample (64 MiB as float32)
 MAX_PATCH_VALUES = 2**25  # im2col patch values OH * OW * KH * KW * C of a float or first-layer conv, per sample
 MAX_WORK = 2**34  # multiply-adds (word operations for XNOR layers) of the whole program, per sample
@@ -244,9 +245,10 @@ class _Op:
         return value
 
     def number_attr(self, key: str) -> float:
-        value = self.attr(key, "a finite number")
-        if not _is_number(value):
-            self.fail(f"attr {key!r} must be a finite number, got {value!r}")
+        """A float attribute: finite once the engine casts it to float32 (1e308 would become inf)."""
+        value = self.attr(key, "a finite float32 number")
+        if not (_is_number(value) and abs(value) <= FLOAT32_MAX):
+            self.fail(f"attr {key!r} must be a finite float32 number (|x| <= {FLOAT32_MAX:.4g}), got {value!r}")
         return value
 
     def shape_attr(self, key: str, expected: tuple[int, ...], what: str) -> None:

@@ -14,23 +14,13 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from app_server import app_process  # noqa: E402
+from app_server import CHROMIUM, CHROMIUM_ARGS, app_process  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from workbench.core.presets import preset  # noqa: E402
 from workbench.core.spec import default_training_spec  # noqa: E402
 from workbench.runs.launch import start_run  # noqa: E402
 from workbench.runs.store import RunStore  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def resident_mib(pid: int) -> float:
@@ -49,7 +39,7 @@ def main() -> int:
         runs_dir = pathlib.Path(folder)
         with app_process(runs_dir) as (url, server), sync_playwright() as playwright:
             server_pid = server.pid
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.set_default_timeout(60_000)
             start = time.perf_counter()

@@ -7,7 +7,7 @@ tick of the live fragment (workbench.train.playground); the page only lays out c
 
 import streamlit as st
 
-from workbench.core.playground import MAX_EPOCH, SCENARIOS, parse_query, scenario
+from workbench.core.playground import SCENARIOS, parse_query, scenario
 from workbench.ui import playground_view as pv
 
 settings, view, notes = parse_query(st.query_params.to_dict())
@@ -79,7 +79,7 @@ if "play" not in view.hide:
 
 
 def live() -> None:
-    """One frame: train while playing, then draw both networks as they stand."""
+    """One frame: train while playing, then draw both networks as they stand (one component: the live view)."""
     steps = pv.play_steps(session, view)
     if steps:
         session.step(steps)
@@ -87,67 +87,7 @@ def live() -> None:
     elif view.play:
         pv.stop_at_the_end(settings, view)
         st.rerun()
-    frame = session.snapshot()
-    st.markdown(f"### Epoch {frame.epoch}" + (" (the last a link can hold)" if frame.epoch >= MAX_EPOCH else ""))
-    for column, name in zip(st.columns(2), pv.NET_TITLES, strict=True):
-        net = frame.nets[name]
-        with column.container(key=pv.KEY + "boundary_" + name):
-            st.markdown(f"**{pv.NET_TITLES[name]}**: test accuracy {net.test_accuracy:.0%}, loss {net.test_loss:.3f}")
-            st.image(pv.data_uri(pv.boundary_image(net.boundary, session.points)))
-    bnn = frame.nets["bnn"]
-    if "stats" not in view.hide:
-        flips, bound, memory = st.columns(3)
-        flips.metric("BNN flips in the last epoch", f"{bnn.flips:,}", help="binary weights whose sign changed")
-        bound.metric(
-            "latent weights at the clip bound",
-            "—" if bnn.at_bound is None else f"{bnn.at_bound:.0%}",
-            help="at |w| = bound, or past the straight-through window |w| = 1 without clipping; "
-            "— with Bop, which keeps no latent weights",
-        )
-        bits, smaller = pv.memory_text(frame.memory_bits)
-        memory.metric(
-            "BNN parameters",
-            bits,
-            smaller,
-            delta_color="off",
-            delta_arrow="off",
-            help="1-bit weights count one bit; biases, batch norm and the float output layer 32",
-        )
-    if "curves" not in view.hide:
-        left, right = st.columns([3, 2])
-        left.vega_lite_chart(pv.curves_data(frame.history), pv.curves_spec(), width="stretch")
-        right.vega_lite_chart(pv.flips_data(frame.history), pv.flips_spec(), width="stretch")
-    if "diagram" not in view.hide:
-        diagram(frame)
-    if "link" not in view.hide:
-        st.caption("Link to this run at this epoch (it opens paused):")
-        st.code(pv.share_link(settings, view, frame.epoch), language=None)
-
-
-def diagram(frame) -> None:
-    """The network diagram of one network and, large, the map of the neuron picked by a click or the box."""
-    which = (
-        st.segmented_control(
-            "network diagram",
-            list(pv.NET_TITLES),
-            format_func=pv.NET_TITLES.get,
-            key=pv.KEY + "diagram_net",
-            default="bnn",
-        )
-        or "bnn"
-    )
-    net = frame.nets[which]
-    options = pv.neuron_options(net)
-    key = pv.pick_neuron(options)
-    left, right = st.columns([3, 2])
-    with left.container(key=pv.KEY + "diagram_view"):
-        pv.diagram(net, st.session_state[key], key=pv.DIAGRAM_KEY)
-        st.caption("Click a neuron to see its map large (or pick it in the box).")
-    with right:
-        st.selectbox("neuron", options, key=key, format_func=lambda choice: pv.neuron_choice_label(choice, net))
-        with st.container(key=pv.KEY + "neuron_map"):
-            st.markdown(f"**{pv.NET_TITLES[which]}**: {pv.neuron_title(net, st.session_state[key])}")
-            st.image(pv.data_uri(pv.neuron_image(net, st.session_state[key], session.points)))
+    pv.live_view(session.snapshot(), session.points, settings, view)
 
 
 st.fragment(live, run_every=pv.TICK_SECONDS if view.play else None)()

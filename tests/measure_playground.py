@@ -1,5 +1,6 @@
 """Measure the playground in a real browser (a command, not a test): the first boundary on a cold app, and the
-boundary frames per second per network while playing, in 1 and in N tabs.
+boundary frames per second per network while playing, in 1 and in N tabs. A frame is a new boundary the
+live view painted on its canvas (its counters, playground_live.js), not a payload that arrived.
 
     .venv/bin/python tests/measure_playground.py [--tabs 1 4] [--seconds 10] [--repeats 3]
 
@@ -22,28 +23,11 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from app_server import app_process  # noqa: E402
-from test_browser_playground import BOUNDARIES_JS, CHROMIUM, CHROMIUM_ARGS, epoch  # noqa: E402
+from test_browser_playground import CHROMIUM, CHROMIUM_ARGS, DRAWN_JS, epoch  # noqa: E402
 
 LINK = "/playground?dataset=spiral&layers=8,8&seed=3"
 WARM_LINE = re.compile(r"Playground warmed up in ([\d.]+) s")
 VIEWPORT = {"width": 1400, "height": 1600}
-
-# Counts each boundary image that finished loading with a new src: a picture the browser could show (a src
-# replaced before it decoded is not counted). Load events do not bubble; a capturing listener sees them all.
-COUNT_JS = """() => {
-  window.__frames = {bnn: 0, float: 0};
-  const last = {};
-  document.addEventListener('load', (event) => {
-    const image = event.target;
-    if (!(image instanceof HTMLImageElement)) return;
-    for (const kind of ['bnn', 'float']) {
-      if (image.closest('.st-key-pg_boundary_' + kind) && image.getAttribute('src') !== last[kind]) {
-        last[kind] = image.getAttribute('src');
-        window.__frames[kind] += 1;
-      }
-    }
-  }, true);
-}"""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,8 +73,13 @@ def spread(values: list[float], unit: str = "") -> str:
     return f"min {min(values):.2f} / median {statistics.median(values):.2f} / max {max(values):.2f}{unit}"
 
 
+def drawn(page) -> dict:
+    """New boundaries each network's canvas has painted so far (the live view's own counters)."""
+    return page.evaluate(DRAWN_JS)
+
+
 def wait_boundaries(page, poll_ms: int = 10) -> None:
-    while set(page.evaluate(BOUNDARIES_JS)) != {"bnn", "float"}:
+    while min(drawn(page).values(), default=0) < 1:
         page.wait_for_timeout(poll_ms)
 
 
@@ -150,10 +139,9 @@ def play(browser, url: str, link: str, tabs: int, seconds: float, server_pid: in
     time.sleep(2)  # past the first frames
     epochs = [epoch(page) for page in pages]
     server, browser_cpu, loads = cpu_seconds(server_pid), browser_cpu_seconds(), os.getloadavg()[0]
-    for page in pages:
-        page.evaluate(COUNT_JS)
+    before = [drawn(page) for page in pages]
     time.sleep(seconds)
-    counts = [page.evaluate("() => window.__frames") for page in pages]
+    counts = [{name: end[name] - start[name] for name in end} for start, end in zip(before, map(drawn, pages))]
     server, browser_cpu = cpu_seconds(server_pid) - server, browser_cpu_seconds() - browser_cpu
     ends = [epoch(page) for page in pages]
     for page in pages:

@@ -39,16 +39,37 @@ def page(tmp_path_factory):
         browser.close()
 
 
-# The two boundary maps as the page shows them: network -> the image's src (a PNG data URI: a new src is a new
-# picture).
-BOUNDARIES_JS = """() => {
-  const out = {};
-  for (const kind of ['bnn', 'float']) {
-    const image = document.querySelector('.st-key-pg_boundary_' + kind + ' img');
-    if (image && image.complete && image.naturalWidth > 0) out[kind] = image.getAttribute('src');
+# The live view's root inside its component's shadow root (playground_live.js draws everything there).
+LIVE_ROOT_JS = """() => {
+  for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+    const root = host.shadowRoot && host.shadowRoot.querySelector('.pg-live');
+    if (root) return root;
   }
-  return out;
+  return null;
 }"""
+
+# How many new boundaries each network's canvas has painted (its counter), without reading pixels: cheap enough
+# to poll every few milliseconds.
+DRAWN_JS = f"""() => {{
+  const root = ({LIVE_ROOT_JS})();
+  if (!root) return {{}};
+  return {{bnn: Number(root.dataset.drawnBnn || 0), float: Number(root.dataset.drawnFloat || 0)}};
+}}"""
+
+# The two boundary maps as the page shows them: network -> the canvas's pixels as a PNG data URL (other pixels:
+# another picture), for the networks painted at least once.
+BOUNDARIES_JS = f"""() => {{
+  const root = ({LIVE_ROOT_JS})();
+  const out = {{}};
+  if (!root) return out;
+  for (const kind of ['bnn', 'float']) {{
+    const canvas = root.querySelector('.pg-net[data-net="' + kind + '"] canvas');
+    if (canvas && Number(root.dataset['drawn' + kind[0].toUpperCase() + kind.slice(1)] || 0) > 0) {{
+      out[kind] = canvas.toDataURL();
+    }}
+  }}
+  return out;
+}}"""
 
 
 def boundaries(page) -> dict:
@@ -157,16 +178,17 @@ def test_click_a_neuron_while_playing_shows_its_map(page):
     target.scroll_into_view_if_needed()
     clicked_at = epoch(page)
     target.click()
-    title = page.locator(".st-key-pg_neuron_map").get_by_text("layer 1, neuron 4")
-    expect(title).to_be_visible(timeout=WAIT_MS)
+    title = page.locator(".pg-map-title")
+    expect(title).to_have_text("BNN: layer 1, neuron 4", timeout=WAIT_MS)
     deadline = time.monotonic() + WAIT_MS / 1000
     while epoch(page) <= clicked_at + 2 and time.monotonic() < deadline:
         page.wait_for_timeout(200)
     assert epoch(page) > clicked_at + 2, "the run stopped playing at the click"
     assert "play=1" in page.url
-    # still the clicked neuron's map; an expect, not is_visible(): each frame redraws it, so at one instant the
-    # element can be between its old and new copy
-    expect(title).to_be_visible(timeout=WAIT_MS)
+    expect(title).to_have_text("BNN: layer 1, neuron 4")  # still the clicked neuron's map
+    page.locator('.pg-switch button[data-net="float"]').click()  # the diagram's network switch, while playing
+    expect(title).to_have_text("float twin: layer 1, neuron 4", timeout=WAIT_MS)
+    expect(page.locator('[data-neuron="1,3"]')).to_have_attribute("aria-pressed", "true")
     no_exception(page)
     shot(page, "26_playground_neuron")
     button(page, "pg_play").click()  # pause: leave the server idle

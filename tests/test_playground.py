@@ -1,6 +1,8 @@
 """The playground: settings <-> query string, data, the network spec, the deterministic session, the page (AppTest)."""
 
+import base64
 import dataclasses
+import json
 import pathlib
 import random
 import urllib.parse
@@ -28,6 +30,7 @@ from workbench.core.playground import (
     with_layers,
 )
 from workbench.train.playground import PlaygroundSession, measure
+from workbench.ui import playground_live as live
 from workbench.ui import playground_view as pv
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -292,63 +295,103 @@ def test_measure_reports_milliseconds_per_network():
     assert all(v > 0 for v in out.values())
 
 
-# ------------------------------------------------------------------ figures
+# ------------------------------------------------------------------ the live view's payload
 
 
-def test_pictures_build_from_a_frame():
+def _bytes(text: str, dtype=np.uint8) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype)
+
+
+def test_the_payload_carries_both_boundaries_quantised_top_row_first():
     session = PlaygroundSession(SMALL)
     session.step(1)
     frame = session.snapshot()
+    payload = live.live_payload(frame, session.points, link="http://x/?epoch=1")
+    json.dumps(payload, allow_nan=False)  # plain JSON: no NaN, no arrays
+    assert payload["epoch"] == 1 and payload["heading"] == "Epoch 1" and payload["grid"] == GRID
+    for name in ("bnn", "float"):
+        net = frame.nets[name]
+        cells = _bytes(payload["nets"][name]["boundary"]).reshape(GRID, GRID)
+        assert np.abs(cells.astype(int) - np.round(net.boundary[::-1] * 255)).max() <= 1  # row 0: y = +EXTENT
+        assert payload["nets"][name]["text"] == f"test accuracy {net.test_accuracy:.0%}, loss {net.test_loss:.3f}"
+        assert payload["nets"][name]["title"] in payload["summary"]
+    assert list(live.quantise(np.array([[0.0, 0.5, 1.0, 2.0]]), 0.0, 1.0)[0]) == [0, 128, 255, 255]
+    assert payload["scale"] == list(live.SCALE) and payload["classes"] == list(live.CLASS_COLORS)
+    assert payload["link"] == "http://x/?epoch=1"
+    assert [s["value"] for s in payload["stats"]][0] == f"{frame.nets['bnn'].flips:,}"
+    assert payload["stats"][2]["value"] == f"{frame.memory_bits['bnn']:,} bits"
+
+
+def test_the_payload_points_round_trip_within_a_pixel():
+    session = PlaygroundSession(SMALL)
+    points = live.live_payload(session.snapshot(), session.points)["points"]
+    span = points["span"]
+    xy = _bytes(points["train"]["xy"], "<u2").reshape(-1, 2) / 65535 * 2 * span - span
+    assert np.abs(xy - session.points.x_train).max() < 1e-4  # far below a pixel of a 360 px map
+    assert list(_bytes(points["test"]["labels"])) == list(session.points.y_test)
+    assert len(xy) == len(session.points.y_train)
+
+
+def test_the_payload_curves_are_thinned_rounded_and_nan_free():
+    epochs = 3 * live.MAX_CURVE_POINTS + 7
+    line = {"test_loss": list(np.linspace(1, 0, epochs)), "test_accuracy": [0.5] * epochs}
+    bnn = dict(line, flips=[3.0] * epochs, at_bound=[0.25] * epochs)
+    twin = dict(line, flips=[0.0] * epochs, at_bound=[float("nan")] * epochs)
+    curves = live.curves_payload({"bnn": bnn, "float": twin})
+    assert len(curves["epochs"]) <= live.MAX_CURVE_POINTS + 1
+    assert curves["epochs"][0] == 1 and curves["epochs"][-1] == epochs  # the last epoch is always drawn
+    assert all(len(curves[k][n]) == len(curves["epochs"]) for k in ("loss", "accuracy") for n in ("bnn", "float"))
+    assert curves["loss"]["bnn"][-1] == 0.0 and curves["flips"][0] == 3 and curves["at_bound"][0] == 0.25
+    short = {
+        n: dict(test_loss=[0.3, 0.2], test_accuracy=[0.6, float("nan")], flips=[1, 2], at_bound=[0.1, 0.2])
+        for n in ("bnn", "float")
+    }
+    assert live.curves_payload(short)["accuracy"]["bnn"] == [0.6, None]  # not measured: null, not NaN
+    assert live.curves_payload({n: {k: [] for k in bnn} for n in ("bnn", "float")})["epochs"] == []
+
+
+def test_the_payload_diagram_places_every_neuron_and_link():
+    session = PlaygroundSession(SMALL)  # layers 4, 4
+    session.step(1)
+    frame = session.snapshot()
     net = frame.nets["bnn"]
-    image = pv.boundary_image(net.boundary, session.points)
-    assert image.size == (pv.IMAGE_PX, pv.IMAGE_PX) and image.mode == "RGB"
-    top_left = np.asarray(image)[1, 1]  # the map's row 0 is the top of the image: y = +EXTENT
-    expected = pv._colours(np.array([net.boundary[-1, 0]]))[0]
-    assert np.abs(top_left.astype(int) - expected.astype(int)).max() <= 1
-    curves, data = pv.curves_spec(), pv.curves_data(frame.history)
-    assert len(curves["layer"]) == 2 and curves["resolve"]["scale"]["y"] == "independent"
-    assert sorted(set(data["metric"])) == ["test accuracy", "test loss"] and len(data) == 4  # 2 nets x 2 x 1 epoch
-    assert pv.flips_spec()["layer"][0]["mark"]["type"] == "bar"
-    assert set(pv.flips_data(frame.history)["metric"]) == {"flips", "at the clip bound"}
-    assert pv.png(image)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert pv.data_uri(image).startswith("data:image/png;base64,iVBOR")  # st.image takes it as it is
-    picture, boxes = pv.diagram_picture(net, (1, 0))
-    assert picture.size[0] == pv.DIAGRAM_WIDTH_PX
-    assert [box[3:5] for box in boxes] == [list(o) for o in pv.neuron_options(net)]  # one click target each
-    left, top, side, *_ = boxes[2]  # layer 1, neuron 1: its map lies where its click target is
-    assert min(left, top) >= 0 and left + side <= picture.size[0] and top + side <= picture.size[1]
-    assert boxes[-1][5] == "output: p(orange)"
-    options = pv.neuron_options(net)
-    assert options[0] == (0, 0) and options[-1] == (3, 0) and len(options) == 11
-    assert pv.neuron_image(net, (2, 3), session.points).size == (pv.IMAGE_PX, pv.IMAGE_PX)
-    assert pv.neuron_title(net, (3, 0)) == "output: p(orange)" and pv.neuron_title(net, (1, 2)) == "layer 1, neuron 3"
+    d = live.live_payload(frame, session.points, neuron=(2, 3))["diagram"]
+    assert [c["count"] for c in d["columns"]] == [2, 4, 4, 1] and [c["label"] for c in d["columns"]][-1] == "output"
+    assert [n[2:4] for n in d["neurons"]] == [list(o) for o in live.neuron_options(net)]  # one click target each
+    for left, top, *_ in d["neurons"]:
+        assert left >= 0 and left + d["box"] <= d["width"] and top >= 0 and top + d["box"] <= d["height"]
+    assert d["neurons"][-1][4] == "output: p(orange)" and d["neurons"][2][4] == "layer 1, neuron 1"
+    assert [len(widths) for widths in d["links"]] == [4 * 2, 4 * 4, 1 * 4]  # out x in; the logits as one
+    first = net.weights[0]
+    assert [w > 0 for w in d["links"][0]] == list((first >= 0).reshape(-1))  # the sign, sign(0) = +1
+    assert all(1 <= abs(w) <= 5 for widths in d["links"] for w in widths)
+    logit = net.weights[-1][1] - net.weights[-1][0]
+    assert [w > 0 for w in d["links"][-1]] == list(logit >= 0)
+    assert len(d["thumbs"]) == len(d["neurons"]) and all(len(_bytes(t)) == live.THUMB**2 for t in d["thumbs"])
+    assert d["selected"] == [2, 3] and d["map_title"] == "BNN: layer 2, neuron 4"
+    big = _bytes(d["map"]).reshape(GRID, GRID)
+    values = net.neurons[1][3][::-1]
+    reach = np.abs(values).max() or 1.0
+    assert np.abs(big.astype(int) - np.round((values / reach + 1) / 2 * 255)).max() <= 1
+    twin = live.live_payload(frame, session.points, diagram_net="float", neuron=(9, 9))["diagram"]
+    assert twin["net"] == "float" and twin["selected"] == [3, 0]  # a neuron not in the network: the output
+    assert twin["map_title"] == "float twin: output: p(orange)"
+
+
+@pytest.mark.parametrize("part", live.SECTIONS)
+def test_hide_leaves_a_part_out_of_the_payload(part):
+    session = PlaygroundSession(SMALL)
+    full = live.live_payload(session.snapshot(), session.points, link="http://x/")
+    hidden = live.live_payload(session.snapshot(), session.points, hide={part}, link="http://x/")
+    assert part in full and part not in hidden
+    assert set(full) - set(hidden) == {part} and hidden["nets"] == full["nets"]
+
+
+def test_clicked_neuron_reads_the_component_trigger():
     assert pv.clicked_neuron({"neuron": [1, 2]}) == (1, 2)
     assert pv.clicked_neuron({"neuron": None}) is None and pv.clicked_neuron({}) is None
     assert pv.clicked_neuron(None) is None and pv.clicked_neuron({"neuron": ["1", 2]}) is None
-
-
-def test_a_map_is_the_same_over_its_cached_points_layer():
-    session = PlaygroundSession(SMALL)
-    boundary = session.snapshot().nets["bnn"].boundary
-    first = np.asarray(pv.boundary_image(boundary, session.points))
-    again = np.asarray(pv.boundary_image(boundary, session.points))  # the points layer now comes from the cache
-    assert np.array_equal(first, again)
-    other = PlaygroundSession(small(seed=5))  # other points: another layer
-    assert not np.array_equal(first, np.asarray(pv.boundary_image(boundary, other.points)))
-    flat = np.asarray(pv.map_image(np.full_like(boundary, 0.5), session.points, 0.0, 1.0))
-    x, y = (pv._to_pixels(session.points.x_train[:1], pv.IMAGE_PX)[0]).astype(int)
-    assert tuple(flat[y, x]) == tuple(int(c) for c in pv._rgb(pv.CLASS_COLORS[int(session.points.y_train[0])]))
-
-
-def test_long_histories_are_thinned_for_the_curves_keeping_the_last_epoch():
-    epochs = 3 * pv.MAX_CURVE_POINTS + 7
-    line = {"test_loss": list(np.linspace(1, 0, epochs)), "test_accuracy": [0.5] * epochs}
-    history = {"bnn": line, "float": line}
-    data = pv.curves_data(history)
-    for (_, _), rows in data.groupby(["network", "metric"]):
-        assert len(rows) <= pv.MAX_CURVE_POINTS + 1 and rows["epoch"].iloc[0] == 1 and rows["epoch"].iloc[-1] == epochs
-    short = {name: {"test_loss": [0.3, 0.2], "test_accuracy": [0.6, float("nan")]} for name in ("bnn", "float")}
-    assert len(pv.curves_data(short)) == 2 * 3  # every epoch, the unmeasured one left out
+    assert live.neuron_title(PlaygroundSession(SMALL).snapshot().nets["bnn"], (1, 2)) == "layer 1, neuron 3"
 
 
 # ------------------------------------------------------------------ the page (AppTest)
@@ -371,9 +414,14 @@ def url(at: AppTest) -> Settings:
     return settings
 
 
+def shown(at: AppTest) -> dict:
+    """The payload of the page's live view (its one component)."""
+    (component,) = at.get("bidi_component")
+    return json.loads(component.proto.json)
+
+
 def epoch_shown(at: AppTest) -> int:
-    text = next(m.value for m in at.markdown if m.value.startswith("### Epoch"))
-    return int(text.split()[2])
+    return int(shown(at)["heading"].split()[1])
 
 
 def session(at: AppTest) -> PlaygroundSession:
@@ -393,7 +441,7 @@ def test_a_link_sets_the_controls_and_the_url_names_everything():
     assert epoch_shown(at) == 2 and session(at).epoch == 2
     assert set(at.query_params) >= set(FIELDS)  # the address bar shows every setting
     assert url(at) == small(dataset="moons", noise=20, lr=0.03, epoch=2)
-    assert "dataset=moons" in at.code[0].value and "epoch=2" in at.code[0].value
+    assert "dataset=moons" in shown(at)["link"] and "epoch=2" in shown(at)["link"]
 
 
 def test_bad_values_show_notes_not_tracebacks():
@@ -443,7 +491,7 @@ def test_the_url_round_trip_reproduces_the_run():
     at = open_page(SMALL_QUERY)
     for _ in range(3):
         at.button(key="pg_step").click().run()
-    link = at.code[0].value
+    link = shown(at)["link"]
     query = urllib.parse.urlparse(link).query or link.split("?", 1)[1]
     before = boundaries(session(at))
     again = open_page(query)  # a new tab: a new session, replayed from the link
@@ -474,24 +522,34 @@ def test_lecture_mode_hides_advanced_controls_and_hide_hides_any():
     assert {"pg_optimizer", "pg_lr", "pg_seed"} <= {w.key for w in [*normal.selectbox, *normal.number_input]}
 
 
-def test_the_neuron_box_shows_a_neuron_large():
+def test_a_picked_neuron_and_network_show_large():
     at = open_page(f"{SMALL_QUERY}&epoch=1")
-    assert at.selectbox(key="pg_neuron").value == (3, 0)  # the output neuron first
-    at.selectbox(key="pg_neuron").set_value((1, 2)).run()
+    assert shown(at)["diagram"]["selected"] == [3, 0]  # the output neuron first
+    at.session_state[pv.NEURON_KEY] = (1, 2)  # what a click on the diagram sets (_on_neuron_click)
+    at.run()
     no_exceptions(at)
-    assert "**BNN**: layer 1, neuron 3" in [m.value for m in at.markdown]
-    at.segmented_control(key="pg_diagram_net").set_value("float").run()
-    assert at.selectbox(key="pg_neuron").value == (1, 2)
-    assert "**float twin**: layer 1, neuron 3" in [m.value for m in at.markdown]
+    assert shown(at)["diagram"]["map_title"] == "BNN: layer 1, neuron 3"
+    at.session_state[pv.DIAGRAM_NET_KEY] = "float"  # the diagram's network switch (_on_net_click)
+    at.run()
+    assert shown(at)["diagram"]["selected"] == [1, 2]
+    assert shown(at)["diagram"]["map_title"] == "float twin: layer 1, neuron 3"
 
 
-def test_the_diagram_is_one_clickable_component_playing_or_paused():
+def test_the_live_view_is_one_component_playing_or_paused():
     at = open_page(f"{SMALL_QUERY}&play=1")
-    assert not at.get("plotly_chart")  # a Plotly figure would be remounted, and lose a click, on every frame
+    # one element for Streamlit to update per frame: no images, charts or metrics beside it
+    assert not at.get("imgs") and not at.get("arrow_vega_lite_chart") and not at.metric and not at.code
     assert [e.type for e in at.get("bidi_component")] == ["bidi_component"]
     at.button(key="pg_play").click().run()
     assert [e.type for e in at.get("bidi_component")] == ["bidi_component"]
     no_exceptions(at)
+
+
+def test_hide_and_lecture_reach_the_live_view():
+    at = open_page(f"{SMALL_QUERY}&lecture=1&hide=stats,curves,diagram,link")
+    no_exceptions(at)
+    assert not set(live.SECTIONS) & set(shown(at)) and set(shown(at)["nets"]) == {"bnn", "float"}
+    assert "font-size: 21px" in " ".join(h.proto.body for h in at.get("html"))
 
 
 def test_playing_stops_at_the_last_epoch_a_link_holds(monkeypatch):

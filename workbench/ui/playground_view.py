@@ -1,4 +1,4 @@
-"""The playground's widgets and pictures: the URL-bound controls, boundary maps, curves, the network diagram.
+"""The playground's widgets and its live view: the URL-bound controls and the one component that draws a frame.
 
 The URL is the truth (workbench.core.playground): every run starts from ``parse_query(st.query_params)``,
 each control's value is written into its session-state key from those settings before the control is drawn,
@@ -8,23 +8,18 @@ therefore all show what the query string says.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import io
+import pathlib
 import random
 import time
 
-import numpy as np
-import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw, ImageFont
 from streamlit.errors import StreamlitPageNotFoundError
 
 from workbench.core.playground import (
     ACTIVATION_CHOICES,
     DATASETS,
-    EXTENT,
     FIELDS,
     MAX_EPOCH,
     MAX_LAYERS,
@@ -34,7 +29,6 @@ from workbench.core.playground import (
     SCALINGS,
     Settings,
     View,
-    grid_axis,
     parse_query_string,
     query_string,
     scenario,
@@ -43,20 +37,15 @@ from workbench.core.playground import (
 )
 from workbench.train.playground import PlaygroundSession
 from workbench.train.playground import warm_up as warm_up_training
-from workbench.ui.figures import BINARY_COLOR, FP32_COLOR
+from workbench.ui.playground_live import NET_TITLES, live_payload, neuron_options
 
 KEY = "pg_"  # prefix of every playground session-state key
 SESSION_KEY = KEY + "session"
-DIAGRAM_KEY = KEY + "diagram"
-NEURON_KEY = KEY + "neuron"
+LIVE_KEY = KEY + "live"  # the live view component: its triggers (a clicked neuron, the diagram's network)
+NEURON_KEY = KEY + "neuron"  # the neuron shown large: (column, row)
+DIAGRAM_NET_KEY = KEY + "diagram_net"  # the network the diagram shows: bnn or float
 TICK_SECONDS = 0.1  # while playing, the live fragment asks for a frame this often (pending ticks coalesce)
 URL_EPOCH_SECONDS = 1.0  # while playing, the address bar's epoch follows the run this often
-DIAGRAM_WIDTH_PX = 560  # about the diagram's column on a laptop screen: sizes the neuron maps (kept square anyway)
-NET_TITLES = {"bnn": "BNN", "float": "float twin"}
-NET_COLORS = {"bnn": BINARY_COLOR, "float": FP32_COLOR}
-CLASS_COLORS = ("#1f77b4", "#ff7f0e")  # class 0, class 1 (TensorFlow Playground's blue and orange)
-# Diverging blue-white-orange for values in [0, 1] (probabilities) or [-1, 1] (neuron outputs).
-SCALE = [[0.0, "#0b62a4"], [0.5, "#f7f7f7"], [1.0, "#e8710a"]]
 LR_CHOICES = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 BOP_THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
 BOP_GAMMAS = (1e-5, 1e-4, 1e-3, 1e-2, 0.1)
@@ -340,404 +329,81 @@ def _g(value: float) -> str:
     return f"{value:g}"
 
 
-# ------------------------------------------------------------------------------------ live images
-# What changes every frame is drawn as PNG images and Vega-Lite charts, not Plotly: st.plotly_chart keys its
-# element by an id computed from the figure, so a new figure remounts the chart (a blank flash and a full
-# redraw on every frame), while st.image and a selection-free st.vega_lite_chart update in place. An image goes
-# to st.image as a data URI: handed bytes or a PIL image, Streamlit decodes and re-encodes it (about 3 ms) and
-# the browser fetches it from the media endpoint in a second round trip; a data URI travels in the frame itself.
+# ------------------------------------------------------------------------------------ the live view
+# One st.components.v2 component draws the whole live view on canvases from a small payload per frame
+# (workbench/ui/playground_live.py builds it, playground_live.js paints it). Streamlit keeps the component
+# mounted while its data changes, so a frame is one element for Streamlit to update and a repaint in the
+# browser, instead of a dozen re-rendered images, metrics and Vega charts; and a click on a neuron or on the
+# network switch lands while the run plays.
 
-IMAGE_PX = 360  # side of a boundary or neuron map image
-MAX_CURVE_POINTS = 400  # per line of the curves: a longer history is drawn every k-th epoch (and the last)
-_FONT = ImageFont.load_default(size=12)
-_OVERLAYS: dict[tuple, tuple] = {}  # (id(points), show_test, size) -> (points, the layer drawn over a map)
-
-
-def _colours(t: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> RGB along the blue-white-orange scale."""
-    low, mid, high = (np.array(_rgb(c), dtype=np.float32) for _, c in SCALE)
-    t = np.clip(t, 0, 1)[..., None]
-    return np.where(t < 0.5, low + (mid - low) * (t * 2), mid + (high - mid) * (t * 2 - 1)).astype(np.uint8)
-
-
-def _to_pixels(x: np.ndarray, size: int) -> np.ndarray:
-    """Data coordinates in [-EXTENT, EXTENT] -> pixel coordinates (y up)."""
-    pixels = (x + EXTENT) / (2 * EXTENT) * size
-    return np.c_[pixels[:, 0], size - pixels[:, 1]]
-
-
-def _overlay(points, show_test: bool, size: int) -> Image.Image:
-    """The training points (filled), test points (rings), frame and ticks on a transparent layer: the same for
-    every frame of a run, so drawn once (500 points cost about 3 ms in PIL) and laid over each new map."""
-    key = (id(points), show_test, size)
-    cached = _OVERLAYS.get(key)
-    if cached is not None and cached[0] is points:  # the cache holds `points`: its id cannot be reused meanwhile
-        return cached[1]
-    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    sets = [(points.x_train, points.y_train, False)] + ([(points.x_test, points.y_test, True)] if show_test else [])
-    for x, y, test in sets:
-        for (px, py), label in zip(_to_pixels(x, size), y, strict=True):
-            colour = CLASS_COLORS[int(label)]
-            if test:
-                draw.ellipse((px - 3.5, py - 3.5, px + 3.5, py + 3.5), outline=colour, width=2)
-            else:
-                draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour, outline="white")
-    draw.rectangle((0, 0, size - 1, size - 1), outline="#999999")
-    for tick in (-1, 0, 1):  # axis ticks, in data units
-        at = (tick + EXTENT) / (2 * EXTENT) * size
-        draw.line((at, size - 6, at, size - 1), fill="#666666")
-        draw.line((0, size - at, 5, size - at), fill="#666666")
-        draw.text((at + 2, size - 16), str(tick), fill="#444444", font=_FONT)
-    while len(_OVERLAYS) >= 16:  # a few runs' worth: the tabs of one lecture
-        del _OVERLAYS[next(iter(_OVERLAYS))]
-    _OVERLAYS[key] = (points, image)
-    return image
-
-
-def map_image(
-    values: np.ndarray, points, low: float, high: float, show_test: bool = True, size: int = IMAGE_PX
-) -> Image.Image:
-    """A map over the grid (a boundary: low 0, high 1) with the training points (filled) and test points (rings)."""
-    cells = _colours((np.asarray(values, dtype=np.float32) - low) / (high - low))[::-1]  # row 0 at the top
-    image = Image.fromarray(cells).resize((size, size), Image.Resampling.NEAREST).convert("RGBA")
-    image.alpha_composite(_overlay(points, show_test, size))
-    return image.convert("RGB")
-
-
-def boundary_image(boundary: np.ndarray, points, show_test: bool = True) -> Image.Image:
-    return map_image(boundary, points, 0.0, 1.0, show_test)
-
-
-def neuron_image(net, choice: tuple[int, int], points) -> Image.Image:
-    """The large map of one neuron of the diagram (the output neuron: the decision boundary)."""
-    col, row = choice
-    if col == len(net.neurons) + 1:
-        return boundary_image(net.boundary, points, show_test=False)
-    values = input_maps()[row] if col == 0 else net.neurons[col - 1][row]
-    reach = float(np.max(np.abs(values))) or 1.0
-    return map_image(values, points, -reach, reach, show_test=False)
-
-
-def neuron_title(net, choice: tuple[int, int]) -> str:
-    return _neuron_label(choice[0], choice[1], len(net.neurons) + 2)
-
-
-def _thinned(count: int, most: int = MAX_CURVE_POINTS) -> np.ndarray:
-    """Indices of the epochs a curve draws: all of them up to ``most``, else every k-th and the last."""
-    if count <= most:
-        return np.arange(count)
-    return np.unique(np.r_[np.arange(0, count, -(-count // most)), count - 1])
-
-
-def _history_frame(history: dict, keys: dict[str, str]) -> pd.DataFrame:
-    """Long-form rows (epoch, value, network, metric) for Vega-Lite, NaN (not measured) left out; built as whole
-    columns into one frame: a row loop (at epoch 3,000) or a frame per line and a concat cost more than training."""
-    epochs, values, networks, metrics = [], [], [], []
-    for name, history_of in history.items():
-        for key, label in keys.items():
-            keep = _thinned(len(history_of[key]))
-            line = np.asarray(history_of[key], dtype=np.float64)[keep]
-            measured = ~np.isnan(line)
-            epochs.append(keep[measured] + 1)
-            values.append(line[measured])
-            networks += [NET_TITLES[name]] * int(measured.sum())
-            metrics += [label] * int(measured.sum())
-    return pd.DataFrame(
-        {"epoch": np.concatenate(epochs), "value": np.concatenate(values), "network": networks, "metric": metrics}
-    )
-
-
-def _layered(layers: list[dict], title: str, height: int) -> dict:
-    """A Vega-Lite spec of layers with independent y axes, as a plain dict: st.vega_lite_chart takes it as it is,
-    where an Altair chart would be validated against the Vega-Lite schema on every frame (about 80 ms each)."""
-    return {"layer": layers, "resolve": {"scale": {"y": "independent"}}, "height": height, "title": title}
-
-
-def _where(metric: str) -> list[dict]:
-    return [{"filter": {"field": "metric", "equal": metric}}]
-
-
-_EPOCH = {"field": "epoch", "type": "quantitative", "title": "epoch"}
-
-
-def curves_spec(height: int = 300) -> dict:
-    """Test loss (solid, left axis) and test accuracy (dotted, right axis) of both networks, per epoch."""
-    colour = {
-        "field": "network",
-        "type": "nominal",
-        "scale": {"domain": list(NET_TITLES.values()), "range": [NET_COLORS[n] for n in NET_TITLES]},
-    }
-    tooltip = [
-        {"field": "epoch", "type": "quantitative"},
-        {"field": "network", "type": "nominal"},
-        {"field": "metric", "type": "nominal"},
-        {"field": "value", "type": "quantitative", "format": ".3f"},
-    ]
-    loss = {
-        "mark": "line",
-        "transform": _where("test loss"),
-        "encoding": {
-            "x": _EPOCH,
-            "color": colour,
-            "tooltip": tooltip,
-            "y": {"field": "value", "type": "quantitative", "title": "test loss (solid)", "scale": {"zero": True}},
-        },
-    }
-    accuracy = {
-        "mark": {"type": "line", "strokeDash": [4, 3]},
-        "transform": _where("test accuracy"),
-        "encoding": {
-            "x": _EPOCH,
-            "color": colour,
-            "tooltip": tooltip,
-            "y": {
-                "field": "value",
-                "type": "quantitative",
-                "title": "test accuracy (dotted)",
-                "scale": {"domain": [0, 1]},
-            },
-        },
-    }
-    return _layered([loss, accuracy], "Test loss and accuracy", height)
-
-
-def curves_data(history: dict) -> pd.DataFrame:
-    return _history_frame(history, {"test_loss": "test loss", "test_accuracy": "test accuracy"})
-
-
-def flips_spec(height: int = 300) -> dict:
-    """The BNN's weight flips per epoch (bars, left axis) and its share of latent weights at the clip bound."""
-    tooltip = [
-        {"field": "epoch", "type": "quantitative"},
-        {"field": "metric", "type": "nominal"},
-        {"field": "value", "type": "quantitative", "format": ".3g"},
-    ]
-    flips = {
-        "mark": {"type": "bar", "color": BINARY_COLOR},
-        "transform": _where("flips"),
-        "encoding": {
-            "x": _EPOCH,
-            "tooltip": tooltip,
-            "y": {"field": "value", "type": "quantitative", "title": "flips per epoch"},
-        },
-    }
-    bound = {
-        "mark": {"type": "line", "color": "#d62728"},
-        "transform": _where("at the clip bound"),
-        "encoding": {
-            "x": _EPOCH,
-            "tooltip": tooltip,
-            "y": {
-                "field": "value",
-                "type": "quantitative",
-                "title": "share at the clip bound (line)",
-                "scale": {"domain": [0, 1]},
-            },
-        },
-    }
-    return _layered([flips, bound], "BNN: weight flips and saturation", height)
-
-
-def flips_data(history: dict) -> pd.DataFrame:
-    return _history_frame({"bnn": history["bnn"]}, {"flips": "flips", "at_bound": "at the clip bound"})
-
-
-def png(image: Image.Image) -> bytes:
-    """PNG bytes with light compression (level 1: a 360 px map in about 2 ms, 20 kB)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def data_uri(image: Image.Image) -> str:
-    """The image as a PNG data URI, for st.image and the diagram component (see the top of this section)."""
-    return "data:image/png;base64," + base64.b64encode(png(image)).decode("ascii")
-
-
-# ------------------------------------------------------------------------------------ the network diagram
-# One still image of the whole network, redrawn every frame, under a layer of transparent buttons, one per
-# neuron, that st.components.v2 keeps mounted while the image changes: a click picks a neuron while the run
-# plays, which a Plotly figure could not (it would be remounted, and lose the click, on every frame).
-
-_DIAGRAM_HTML = '<div class="diagram"><img alt="network diagram"></div>'
-_DIAGRAM_CSS = """
-.diagram {position: relative; width: 100%; line-height: 0;}
-.diagram img {width: 100%; height: auto; display: block;}
-.diagram button {position: absolute; margin: 0; padding: 0; border: 0; background: transparent; cursor: pointer;}
-.diagram button:hover, .diagram button:focus-visible {outline: 2px solid #333; outline-offset: 2px;}
-"""
-_DIAGRAM_JS = """
-export default function ({ data, parentElement, setTriggerValue }) {
-  const root = parentElement.querySelector(".diagram");
-  const image = root.querySelector("img");
-  if (image.getAttribute("src") !== data.src) image.setAttribute("src", data.src);
-  const layout = JSON.stringify([data.width, data.height, data.boxes]);
-  if (root.dataset.layout === layout) return;  // the same network: keep the buttons (and a hover on them)
-  root.dataset.layout = layout;
-  root.querySelectorAll("button").forEach((old) => old.remove());
-  for (const [left, top, side, column, row, label] of data.boxes) {
-    const hit = document.createElement("button");
-    hit.type = "button";
-    hit.title = label;
-    hit.setAttribute("aria-label", label);
-    hit.dataset.neuron = column + "," + row;
-    Object.assign(hit.style, {
-      left: (100 * left) / data.width + "%",
-      top: (100 * top) / data.height + "%",
-      width: (100 * side) / data.width + "%",
-      height: (100 * side) / data.height + "%",
-    });
-    hit.addEventListener("click", () => setTriggerValue("neuron", [column, row]));
-    root.appendChild(hit);
-  }
-}
-"""
-_diagram_component = st.components.v2.component(
-    "bnn_workbench_playground_diagram", html=_DIAGRAM_HTML, css=_DIAGRAM_CSS, js=_DIAGRAM_JS
+_ASSETS = pathlib.Path(__file__).resolve().parent
+_LIVE_HTML = """<div class="pg-live">
+<h3 class="pg-epoch"></h3><p class="pg-summary"></p>
+<div class="pg-boundaries">
+<figure class="pg-net" data-net="bnn">
+<figcaption><span class="pg-title"></span><span class="pg-text"></span></figcaption>
+<canvas role="img"></canvas></figure>
+<figure class="pg-net" data-net="float">
+<figcaption><span class="pg-title"></span><span class="pg-text"></span></figcaption>
+<canvas role="img"></canvas></figure>
+</div>
+<div class="pg-stats">
+<div class="pg-metric"><div class="pg-label"></div><div class="pg-value"></div><div class="pg-delta"></div></div>
+<div class="pg-metric"><div class="pg-label"></div><div class="pg-value"></div><div class="pg-delta"></div></div>
+<div class="pg-metric"><div class="pg-label"></div><div class="pg-value"></div><div class="pg-delta"></div></div>
+</div>
+<div class="pg-charts"><canvas class="pg-curves" role="img"></canvas><canvas class="pg-flips" role="img"></canvas></div>
+<div class="pg-diagram">
+<div class="pg-diagram-left">
+<div class="pg-switch" role="group" aria-label="network diagram of">
+<button type="button" data-net="bnn">BNN</button><button type="button" data-net="float">float twin</button></div>
+<div class="pg-diagram-view"><canvas role="img"></canvas></div>
+<p class="pg-caption">Click a neuron to see its map large (or tab to it and press Enter).</p>
+</div>
+<div class="pg-diagram-right"><div class="pg-map-title"></div><canvas role="img"></canvas></div>
+</div>
+<div class="pg-link"><p class="pg-caption">Link to this run at this epoch (it opens paused):</p>
+<div class="pg-row"><code></code><button type="button" class="pg-copy">Copy link</button><span class="pg-copied"
+ aria-live="polite"></span></div></div>
+</div>"""
+_live_component = st.components.v2.component(
+    "bnn_workbench_playground_live",
+    html=_LIVE_HTML,
+    css=(_ASSETS / "playground_live.css").read_text(),
+    js=(_ASSETS / "playground_live.js").read_text(),
 )
 
 
-def diagram(net, selected: tuple[int, int] | None, key: str) -> None:
-    """Draw the clickable diagram of ``net``; a click on a neuron makes it the one shown large (pick_neuron)."""
-    image, boxes = diagram_picture(net, selected)
-    _diagram_component(
-        key=key,
-        data={"src": data_uri(image), "width": image.width, "height": image.height, "boxes": boxes},
-        on_neuron_change=_on_neuron_click,
+def live_view(frame, points, settings: Settings, view: View) -> None:
+    """Draw one frame of the live view: both boundaries, the figures, the charts, the diagram, the link."""
+    which = st.session_state.get(DIAGRAM_NET_KEY, "bnn")
+    options = neuron_options(frame.nets[which if which in NET_TITLES else "bnn"])
+    pick_neuron(options)
+    link = None if "link" in view.hide else share_link(settings, view, frame.epoch)
+    payload = live_payload(
+        frame, points, hide=view.hide, diagram_net=which, neuron=st.session_state[NEURON_KEY], link=link
     )
+    _live_component(key=LIVE_KEY, data=payload, on_neuron_change=_on_neuron_click, on_net_change=_on_net_click)
 
 
 def _on_neuron_click() -> None:
-    clicked = clicked_neuron(st.session_state.get(DIAGRAM_KEY))
+    clicked = clicked_neuron(st.session_state.get(LIVE_KEY))
     if clicked is not None:
         st.session_state[NEURON_KEY] = clicked
 
 
-def diagram_picture(
-    net, selected: tuple[int, int] | None = None, width: int = DIAGRAM_WIDTH_PX
-) -> tuple[Image.Image, list[list]]:
-    """The network as an image (neurons as small maps of what they compute, links coloured by the binarized
-    sign, orange +1 and blue -1, as wide as the latent weight is large; a box marks the selected neuron) and
-    where each neuron lies on it: [left, top, side, column, row, label], in pixels."""
-    layout = _diagram_layout(net)
-    height = layout["height"]
-    x_range, y_range = layout["x_range"], layout["y_range"]
-
-    def pixel(x: float, y: float) -> tuple[float, float]:
-        return (x + 0.6) / x_range * width, (y_range / 2 + 0.4 - y) / (y_range + 0.4) * height
-
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image, "RGBA")
-    for (colour, line_width), (xs, ys) in layout["segments"]:
-        rgba = (*_rgb(colour), 150)
-        for i in range(0, len(xs), 3):
-            draw.line((*pixel(xs[i], ys[i]), *pixel(xs[i + 1], ys[i + 1])), fill=rgba, width=line_width)
-    side = int(layout["box_px"])
-    boxes = []
-    for (x, y), values, cell, label in zip(
-        layout["positions"], layout["maps"], layout["ids"], layout["labels"], strict=True
-    ):
-        px, py = pixel(x, y)
-        left, top = int(px - side / 2), int(py - side / 2)
-        thumb = Image.fromarray(_thumbnail_pixels(values)).resize((side, side), Image.Resampling.NEAREST)
-        image.paste(thumb, (left, top))
-        if selected is not None and cell == list(selected):
-            draw.rectangle((left - 3, top - 3, left + side + 3, top + side + 3), outline="black", width=2)
-        boxes.append([left, top, side, *cell, label])
-    for col, label in enumerate(layout["column_labels"]):
-        px, _ = pixel(col * 2.0, 0)
-        draw.text((px, 4), label, fill="#555555", font=_FONT, anchor="ma")
-    return image, boxes
+def _on_net_click() -> None:
+    state = st.session_state.get(LIVE_KEY)
+    with contextlib.suppress(KeyError, TypeError):
+        if state["net"] in NET_TITLES:
+            st.session_state[DIAGRAM_NET_KEY] = state["net"]
 
 
-def _thumbnail_pixels(values: np.ndarray, size: int = 20) -> np.ndarray:
-    """A neuron map as a small RGB array (blue for negative, orange for positive; up is +y)."""
-    step = max(values.shape[0] // size, 1)
-    small = values[::step, ::step][::-1]
-    reach = float(np.max(np.abs(small))) or 1.0
-    return _colours((small / reach + 1) / 2)
-
-
-def _rgb(color: str) -> tuple[int, int, int]:
-    return tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
-
-
-def input_maps() -> list[np.ndarray]:
-    """What the two input neurons pass on: the x and the y coordinate over the grid."""
-    gx, gy = np.meshgrid(grid_axis(), grid_axis())
-    return [gx, gy]
-
-
-def _diagram_layout(net) -> dict:
-    """Where the diagram puts neurons and links, in data units: columns 2 apart, neurons 1 apart."""
-    columns = [input_maps()] + [list(layer) for layer in net.neurons] + [[net.boundary * 2 - 1]]
-    tallest = max(len(c) for c in columns)
-    height = 120 + 30 * max(tallest, 6)
-    x_range, y_range = 2.0 * (len(columns) - 1) + 1.2, tallest + 0.6
-    box_px = min(0.8 * (height - 40) / y_range, 48.0)
-    box_x = box_px * x_range / DIAGRAM_WIDTH_PX
-
-    def position(col: int, row: int) -> tuple[float, float]:
-        return float(col) * 2.0, (len(columns[col]) - 1) / 2.0 - row
-
-    largest = max(float(np.max(np.abs(w))) for w in net.weights) or 1.0
-    segments: dict[tuple[str, int], tuple[list, list]] = {}
-    for layer, weight in enumerate(net.weights):
-        for out in range(weight.shape[0]):
-            for inp in range(weight.shape[1]):
-                value = float(weight[out, inp])
-                colour = "#e8710a" if value >= 0 else "#0b62a4"  # sign(0) = +1
-                width = 1 + int(round(4 * abs(value) / largest))
-                xs, ys = segments.setdefault((colour, width), ([], []))
-                (x0, y0), (x1, y1) = position(layer, inp), position(layer + 1, out)
-                xs += [x0 + box_x / 2, x1 - box_x / 2, None]
-                ys += [y0, y1, None]
-    cells = [(col, row) for col, maps in enumerate(columns) for row in range(len(maps))]
-    return dict(
-        height=height,
-        x_range=x_range,
-        y_range=y_range,
-        box_px=box_px,
-        segments=sorted(segments.items()),
-        positions=[position(*c) for c in cells],
-        maps=[columns[col][row] for col, row in cells],
-        ids=[list(c) for c in cells],
-        labels=[_neuron_label(col, row, len(columns)) for col, row in cells],
-        column_labels=[_column_label(col, len(columns)) for col in range(len(columns))],
-    )
-
-
-def _column_label(col: int, count: int) -> str:
-    return "input" if col == 0 else "output" if col == count - 1 else f"layer {col}"
-
-
-def _neuron_label(col: int, row: int, count: int) -> str:
-    if col == 0:
-        return ("x", "y")[row]
-    if col == count - 1:
-        return "output: p(orange)"
-    return f"layer {col}, neuron {row + 1}"
-
-
-def neuron_options(net) -> list[tuple[int, int]]:
-    """(column, row) of every neuron the diagram shows: inputs, hidden neurons, the output."""
-    out = [(0, 0), (0, 1)]
-    for col, layer in enumerate(net.neurons, start=1):
-        out += [(col, row) for row in range(len(layer))]
-    return out + [(len(net.neurons) + 1, 0)]
-
-
-def neuron_choice_label(choice: tuple[int, int], net) -> str:
-    return _neuron_label(choice[0], choice[1], len(net.neurons) + 2)
-
-
-def pick_neuron(options: list[tuple[int, int]]) -> str:
-    """The select box key of the neuron shown large (a click on the diagram sets it, _on_neuron_click), and the
-    output neuron where the one chosen is no longer in the network."""
+def pick_neuron(options: list[tuple[int, int]]) -> None:
+    """Keep the neuron shown large (a click on the diagram sets it, _on_neuron_click) one of ``options``: the
+    output neuron where none was picked or the one picked is no longer in the network."""
     if st.session_state.get(NEURON_KEY) not in options:
         st.session_state[NEURON_KEY] = options[-1]
-    return NEURON_KEY
 
 
 def clicked_neuron(state) -> tuple[int, int] | None:
@@ -753,21 +419,10 @@ def clicked_neuron(state) -> tuple[int, int] | None:
 
 def warm_up() -> None:
     """Train and draw one tiny frame, so that the first visitor pays neither torch's first-call costs nor the
-    drawing's: the app command runs this in a thread while the server starts."""
+    payload's: the app command runs this before the server starts."""
     session = warm_up_training()
     frame = session.snapshot()
-    net = frame.nets["bnn"]
-    data_uri(boundary_image(net.boundary, session.points))
-    data_uri(neuron_image(net, (1, 0), session.points))
-    diagram_picture(net, (1, 0))
-    curves_data(frame.history)
-    flips_data(frame.history)
-
-
-def memory_text(bits: dict[str, int]) -> tuple[str, str]:
-    """('2,704 bits', '1.9x smaller than the float twin's 5,184 bits')."""
-    bnn, fp = bits["bnn"], bits["float"]
-    return f"{bnn:,} bits", f"{fp / max(bnn, 1):.1f}x smaller than float32's {fp:,} bits"
+    live_payload(frame, session.points, neuron=(1, 0), link="")
 
 
 def page_link_if_in_app(page: str, label: str) -> None:

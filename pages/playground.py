@@ -90,4 +90,4 @@ def live() -> None:
     pv.live_view(session.snapshot(), session.points, settings, view)
 
 
-st.fragment(live, run_every=pv.TICK_SECONDS if view.play else None)()
+st.fragment(live)()  # while playing, the live view asks for each next frame (pv.live_view)

@@ -55,9 +55,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def browser_cpu_seconds() -> float:
+def browser_cpu_seconds(server_pid: int) -> float:
+    """CPU seconds of this script's other descendants: the browser's processes (and Playwright's driver), not
+    the app server's, which is this script's child too (counting it made the browser look twice as costly)."""
     total = 0.0
-    for pid in descendants(os.getpid()):
+    server = {server_pid, *descendants(server_pid)}
+    for pid in set(descendants(os.getpid())) - server:
         try:
             total += cpu_seconds(pid)
         except OSError:
@@ -138,11 +141,11 @@ def play(browser, url: str, link: str, tabs: int, seconds: float, server_pid: in
         wait_boundaries(page, 50)
     time.sleep(2)  # past the first frames
     epochs = [epoch(page) for page in pages]
-    server, browser_cpu, loads = cpu_seconds(server_pid), browser_cpu_seconds(), os.getloadavg()[0]
+    server, browser_cpu, loads = cpu_seconds(server_pid), browser_cpu_seconds(server_pid), os.getloadavg()[0]
     before = [drawn(page) for page in pages]
     time.sleep(seconds)
     counts = [{name: end[name] - start[name] for name in end} for start, end in zip(before, map(drawn, pages))]
-    server, browser_cpu = cpu_seconds(server_pid) - server, browser_cpu_seconds() - browser_cpu
+    server, browser_cpu = cpu_seconds(server_pid) - server, browser_cpu_seconds(server_pid) - browser_cpu
     ends = [epoch(page) for page in pages]
     for page in pages:
         page.close()

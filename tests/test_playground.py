@@ -474,7 +474,7 @@ def test_step_play_pause_reset():
     assert epoch_shown(at) == 1 and url(at).epoch == 1
     at.button(key="pg_play").click().run()
     assert at.query_params["play"] == "1" and epoch_shown(at) == 1 + View.speed
-    at.run()  # what a tick of the timed fragment does (run_every never fires under AppTest)
+    at.run()  # what the next frame the live view asks for does (its trigger reruns the fragment)
     assert epoch_shown(at) == 1 + 2 * View.speed and session(at).epoch == 1 + 2 * View.speed
     assert url(at).epoch in (1 + View.speed, 1 + 2 * View.speed)  # while playing: at most a second behind
     at.button(key="pg_play").click().run()

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         "200",
         "--client.toolbarMode",
         "minimal",
+        "--runner.postScriptGC",
+        "false",
     ]
     return streamlit_cli.main(prog_name="streamlit")
 

@@ -508,4 +508,22 @@ export default function ({ data, parentElement, setTriggerValue }) {
   if (data.link) link.querySelector("code").textContent = data.link;
   root.dataset.epoch = String(data.epoch);
   root.dataset.frames = String(Number(root.dataset.frames || 0) + 1);
+  pace(state, data);
+}
+
+// While playing, ask for the next frame once this one is painted, frame_ms after the last ask at the earliest:
+// one frame in flight per tab, so a busy browser is never sent frames it cannot paint. A watchdog asks again
+// when no frame came within WATCHDOG_MS of an ask (a rerun that another one replaced).
+const WATCHDOG_MS = 2000;
+
+function pace(state, data) {
+  clearTimeout(state.watchdog);
+  clearTimeout(state.next);
+  if (!data.playing) return;
+  const ask = () => {
+    state.askedAt = performance.now();
+    state.trigger("frame", data.epoch);
+    state.watchdog = setTimeout(ask, WATCHDOG_MS);
+  };
+  state.next = setTimeout(ask, Math.max(0, (state.askedAt || 0) + data.frame_ms - performance.now()));
 }

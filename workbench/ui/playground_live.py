@@ -261,9 +261,13 @@ def live_payload(
     diagram_net: str = "bnn",
     neuron: tuple[int, int] | None = None,
     link: str | None = None,
+    playing: bool = False,
+    frame_ms: int = 100,
 ) -> dict:
     """Everything one frame of the live view draws (see the module's docstring); ``neuron`` None or not in the
-    network picks the output neuron; ``link`` is the share link (None: no link part)."""
+    network picks the output neuron; ``link`` is the share link (None: no link part). While ``playing`` the view
+    asks for the next frame once it has painted this one, ``frame_ms`` after it asked for this one at the
+    earliest."""
     heading = f"Epoch {frame.epoch}" + (" (the last a link can hold)" if frame.epoch >= MAX_EPOCH else "")
     nets = {
         name: {
@@ -278,6 +282,8 @@ def live_payload(
     payload = {
         "epoch": frame.epoch,
         "heading": heading,
+        "playing": bool(playing),
+        "frame_ms": int(frame_ms),
         "grid": grid,
         "extent": EXTENT,
         "ticks": [-1, 0, 1],

@@ -44,7 +44,7 @@ SESSION_KEY = KEY + "session"
 LIVE_KEY = KEY + "live"  # the live view component: its triggers (a clicked neuron, the diagram's network)
 NEURON_KEY = KEY + "neuron"  # the neuron shown large: (column, row)
 DIAGRAM_NET_KEY = KEY + "diagram_net"  # the network the diagram shows: bnn or float
-TICK_SECONDS = 0.1  # while playing, the live fragment asks for a frame this often (pending ticks coalesce)
+FRAME_SECONDS = 0.1  # while playing, the live view asks for the next frame this long after the last at the earliest
 URL_EPOCH_SECONDS = 1.0  # while playing, the address bar's epoch follows the run this often
 LR_CHOICES = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 BOP_THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
@@ -334,7 +334,10 @@ def _g(value: float) -> str:
 # (workbench/ui/playground_live.py builds it, playground_live.js paints it). Streamlit keeps the component
 # mounted while its data changes, so a frame is one element for Streamlit to update and a repaint in the
 # browser, instead of a dozen re-rendered images, metrics and Vega charts; and a click on a neuron or on the
-# network switch lands while the run plays.
+# network switch lands while the run plays. While playing, the view itself asks for each next frame (its
+# ``frame`` trigger reruns the live fragment) once it has painted the last: a busy browser is never sent frames
+# it cannot paint, which a timed fragment did (with 4 tabs on 2 cores the server trained 5 frames a second per
+# tab and the browser painted 1.2 of them).
 
 _ASSETS = pathlib.Path(__file__).resolve().parent
 _LIVE_HTML = """<div class="pg-live">
@@ -381,9 +384,27 @@ def live_view(frame, points, settings: Settings, view: View) -> None:
     pick_neuron(options)
     link = None if "link" in view.hide else share_link(settings, view, frame.epoch)
     payload = live_payload(
-        frame, points, hide=view.hide, diagram_net=which, neuron=st.session_state[NEURON_KEY], link=link
+        frame,
+        points,
+        hide=view.hide,
+        diagram_net=which,
+        neuron=st.session_state[NEURON_KEY],
+        link=link,
+        playing=view.play,
+        frame_ms=round(1000 * FRAME_SECONDS),
     )
-    _live_component(key=LIVE_KEY, data=payload, on_neuron_change=_on_neuron_click, on_net_change=_on_net_click)
+    _live_component(
+        key=LIVE_KEY,
+        data=payload,
+        on_neuron_change=_on_neuron_click,
+        on_net_change=_on_net_click,
+        on_frame_change=_on_frame_request,
+    )
+
+
+def _on_frame_request() -> None:
+    """The view painted a frame while playing and asks for the next: the rerun of the live fragment is the
+    answer (it trains and draws), so nothing is left to do here."""
 
 
 def _on_neuron_click() -> None:

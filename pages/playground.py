@@ -25,57 +25,9 @@ for note in notes:
 session = pv.session_for(settings)
 pv.normalise_url(settings, view)
 controls = pv.Controls(settings, view)
-
-if view.lecture:
-    with st.expander("Settings"):
-        controls.draw()
-else:
-    with st.sidebar:
-        controls.draw()
-
-if "scenarios" not in view.hide:
-    columns = st.columns(4) + st.columns(4)
-    for column, item in zip(columns, SCENARIOS, strict=False):
-        column.button(
-            item.title,
-            key=pv.KEY + "scenario_" + item.name,
-            on_click=pv.on_scenario,
-            args=(item.name, view),
-            width="stretch",
-            type="primary" if view.scenario == item.name else "secondary",
-        )
-    if view.scenario:
-        st.info(scenario(view.scenario).watch, icon=":material/visibility:")
-
-if "play" not in view.hide:
-    play, step, reset, _ = st.columns([1, 1, 1, 5])
-    play.button(
-        "Pause" if view.play else "Play",
-        key=pv.KEY + "play",
-        type="primary",
-        on_click=pv.on_play,
-        args=(settings, view),
-        icon=":material/pause:" if view.play else ":material/play_arrow:",
-        width="stretch",
-    )
-    step.button(
-        "Step",
-        key=pv.KEY + "step",
-        on_click=pv.on_step,
-        args=(settings, view),
-        icon=":material/skip_next:",
-        help="train one epoch",
-        width="stretch",
-    )
-    reset.button(
-        "Reset",
-        key=pv.KEY + "reset",
-        on_click=pv.on_reset,
-        args=(settings, view),
-        icon=":material/restart_alt:",
-        help="back to epoch 0, the same start",
-        width="stretch",
-    )
+# The live view is drawn first, into its place below the controls: its component reaches the browser before the
+# widgets, so its script loads and paints while they arrive.
+top = st.container()
 
 
 def live() -> None:
@@ -91,3 +43,54 @@ def live() -> None:
 
 
 st.fragment(live)()  # while playing, the live view asks for each next frame (pv.live_view)
+
+with top:
+    if view.lecture:
+        with st.expander("Settings"):
+            controls.draw()
+    if "scenarios" not in view.hide:
+        columns = st.columns(4) + st.columns(4)
+        for column, item in zip(columns, SCENARIOS, strict=False):
+            column.button(
+                item.title,
+                key=pv.KEY + "scenario_" + item.name,
+                on_click=pv.on_scenario,
+                args=(item.name, view),
+                width="stretch",
+                type="primary" if view.scenario == item.name else "secondary",
+            )
+        if view.scenario:
+            st.info(scenario(view.scenario).watch, icon=":material/visibility:")
+
+    if "play" not in view.hide:
+        play, step, reset, _ = st.columns([1, 1, 1, 5])
+        play.button(
+            "Pause" if view.play else "Play",
+            key=pv.KEY + "play",
+            type="primary",
+            on_click=pv.on_play,
+            args=(settings, view),
+            icon=":material/pause:" if view.play else ":material/play_arrow:",
+            width="stretch",
+        )
+        step.button(
+            "Step",
+            key=pv.KEY + "step",
+            on_click=pv.on_step,
+            args=(settings, view),
+            icon=":material/skip_next:",
+            help="train one epoch",
+            width="stretch",
+        )
+        reset.button(
+            "Reset",
+            key=pv.KEY + "reset",
+            on_click=pv.on_reset,
+            args=(settings, view),
+            icon=":material/restart_alt:",
+            help="back to epoch 0, the same start",
+            width="stretch",
+        )
+if not view.lecture:
+    with st.sidebar:
+        controls.draw()

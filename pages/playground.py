@@ -63,34 +63,30 @@ with top:
             st.info(scenario(view.scenario).watch, icon=":material/visibility:")
 
     if "play" not in view.hide:
-        play, step, reset, _ = st.columns([1, 1, 1, 5])
-        play.button(
-            "Pause" if view.play else "Play",
-            key=pv.KEY + "play",
-            type="primary",
-            on_click=pv.on_play,
-            args=(settings, view),
-            icon=":material/pause:" if view.play else ":material/play_arrow:",
-            width="stretch",
+        playing = view.play
+        buttons = (  # key, label, callback, icon, tooltip, type
+            (
+                "play",
+                "Pause" if playing else "Play",
+                pv.on_play,
+                ":material/pause:" if playing else ":material/play_arrow:",
+                None,
+                "primary",
+            ),
+            ("step", "Step", pv.on_step, ":material/skip_next:", "train one epoch", "secondary"),
+            ("reset", "Reset", pv.on_reset, ":material/restart_alt:", "back to epoch 0, the same start", "secondary"),
         )
-        step.button(
-            "Step",
-            key=pv.KEY + "step",
-            on_click=pv.on_step,
-            args=(settings, view),
-            icon=":material/skip_next:",
-            help="train one epoch",
-            width="stretch",
-        )
-        reset.button(
-            "Reset",
-            key=pv.KEY + "reset",
-            on_click=pv.on_reset,
-            args=(settings, view),
-            icon=":material/restart_alt:",
-            help="back to epoch 0, the same start",
-            width="stretch",
-        )
+        for column, (name, label, callback, icon, tip, kind) in zip(st.columns([1, 1, 1, 5]), buttons, strict=False):
+            column.button(
+                label,
+                key=pv.KEY + name,
+                type=kind,
+                on_click=callback,
+                args=(settings, view),
+                icon=icon,
+                help=tip,
+                width="stretch",
+            )
 if not view.lecture:
     with st.sidebar:
         controls.draw()

@@ -145,6 +145,12 @@ def test_link_play_pause_step_reload(page):
     stepped_epoch, stepped = settled(page)
     assert stepped_epoch == paused_epoch + 1 and stepped != paused
     assert f"epoch={stepped_epoch}" in page.url and "play=" not in page.url
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.app_url)
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.locator(".pg-copied")).to_have_text("copied", timeout=WAIT_MS)
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied.startswith(page.app_url + "/playground?") and f"epoch={stepped_epoch}" in copied, copied
+    assert "play=" not in copied  # a shared link opens paused
     no_exception(page)
     shot(page, "23_playground_stepped")
 

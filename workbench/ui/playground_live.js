@@ -512,18 +512,28 @@ export default function ({ data, parentElement, setTriggerValue }) {
 }
 
 // While playing, ask for the next frame once this one is painted, frame_ms after the last ask at the earliest:
-// one frame in flight per tab, so a busy browser is never sent frames it cannot paint. A watchdog asks again
-// when no frame came within WATCHDOG_MS of an ask (a rerun that another one replaced).
+// one frame in flight per tab, so a busy browser is never sent frames it cannot paint. A watchdog asks again when
+// no frame came in time (a lost rerun, a reconnect): after WATCHDOG_MS or 4 round trips, whichever is longer, and
+// twice as long after each ask it had to repeat, since an ask that arrives while the server still makes a frame
+// restarts that frame (a slow setting, epochs of seconds, would otherwise never finish one).
 const WATCHDOG_MS = 2000;
 
 function pace(state, data) {
   clearTimeout(state.watchdog);
   clearTimeout(state.next);
+  if (state.askedAt != null) {
+    state.roundTrip = performance.now() - state.askedAt;
+    state.askedAt = null;
+  }
+  state.patience = Math.max(WATCHDOG_MS, 4 * (state.roundTrip || 0));
   if (!data.playing) return;
   const ask = () => {
-    state.askedAt = performance.now();
+    state.askedAt = state.lastAsk = performance.now();
     state.trigger("frame", data.epoch);
-    state.watchdog = setTimeout(ask, WATCHDOG_MS);
+    state.watchdog = setTimeout(() => {
+      state.patience *= 2;
+      ask();
+    }, state.patience);
   };
-  state.next = setTimeout(ask, Math.max(0, (state.askedAt || 0) + data.frame_ms - performance.now()));
+  state.next = setTimeout(ask, Math.max(0, (state.lastAsk || 0) + data.frame_ms - performance.now()));
 }

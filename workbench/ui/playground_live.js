@@ -76,14 +76,15 @@ function decodePoints(part, span) {
 
 // The points (training filled, test as rings), frame and ticks over a map: drawn once per run and size
 function pointsLayer(state, data, size, withTest, text) {
-  const key = [data.points.train.xy.length, data.points.train.xy.slice(0, 64), size, withTest, text.font].join();
+  const ratio = window.devicePixelRatio || 1;
+  const key = [size, withTest, text.font, ratio].join();
   const cache = (state.layers ||= new Map());
-  if (state.pointsText !== data.points.train.xy + data.points.test.xy) {
-    cache.clear();
-    state.pointsText = data.points.train.xy + data.points.test.xy;
+  const points = data.points.train.xy + data.points.test.xy + data.points.train.labels + data.points.test.labels;
+  if (state.pointsText !== points) {
+    cache.clear(); // other points: every layer drawn so far is stale
+    state.pointsText = points;
   }
   if (cache.has(key)) return cache.get(key);
-  const ratio = window.devicePixelRatio || 1;
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = Math.round(size * ratio);
   const context = canvas.getContext("2d");
@@ -363,9 +364,10 @@ function buildButtons(state, root, d) {
 
 function drawDiagram(state, root, data, text) {
   const d = data.diagram;
-  for (const button of root.querySelectorAll(".pg-switch button")) {
+  root.querySelectorAll(".pg-switch button").forEach((button, i) => {
+    [button.dataset.net, button.textContent] = d.nets[i];
     button.setAttribute("aria-pressed", String(button.dataset.net === d.net));
-  }
+  });
   buildButtons(state, root, d);
   const view = root.querySelector(".pg-diagram-view");
   const canvas = view.querySelector("canvas");

@@ -359,7 +359,7 @@ _LIVE_HTML = """<div class="pg-live">
 <div class="pg-diagram">
 <div class="pg-diagram-left">
 <div class="pg-switch" role="group" aria-label="network diagram of">
-<button type="button" data-net="bnn">BNN</button><button type="button" data-net="float">float twin</button></div>
+<button type="button"></button><button type="button"></button></div>
 <div class="pg-diagram-view"><canvas role="img"></canvas></div>
 <p class="pg-caption">Click a neuron to see its map large (or tab to it and press Enter).</p>
 </div>

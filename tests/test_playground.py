@@ -387,10 +387,13 @@ def test_hide_leaves_a_part_out_of_the_payload(part):
     assert set(full) - set(hidden) == {part} and hidden["nets"] == full["nets"]
 
 
-def test_clicked_neuron_reads_the_component_trigger():
-    assert pv.clicked_neuron({"neuron": [1, 2]}) == (1, 2)
+def test_clicks_are_read_from_the_component_state():
+    assert pv.clicked_neuron({"neuron": [1, 2, 1733112000123]}) == (1, 2)  # [column, row, when]
     assert pv.clicked_neuron({"neuron": None}) is None and pv.clicked_neuron({}) is None
-    assert pv.clicked_neuron(None) is None and pv.clicked_neuron({"neuron": ["1", 2]}) is None
+    assert pv.clicked_neuron(None) is None and pv.clicked_neuron({"neuron": ["1", 2, 5]}) is None
+    assert pv.clicked_neuron({"neuron": [1, 2]}) is None
+    assert pv.clicked_net({"net": ["float", 1733112000123]}) == "float"
+    assert pv.clicked_net({"net": ["mnist", 1]}) is None and pv.clicked_net({}) is None and pv.clicked_net(None) is None
     assert live.neuron_title(PlaygroundSession(SMALL).snapshot().nets["bnn"], (1, 2)) == "layer 1, neuron 3"
 
 

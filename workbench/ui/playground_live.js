@@ -1,7 +1,7 @@
 // The playground's live view: one st.components.v2 component that paints a frame's payload
 // (workbench/ui/playground_live.py says what is in it) onto canvases. Streamlit calls the default export with
 // each new payload on the same mounted element, so the DOM is built once and a frame only repaints; clicks on
-// a neuron or on the network switch go back through setTriggerValue while the run plays. Counters for
+// a neuron or on the network switch go back through setStateValue while the run plays. Counters for
 // measurements: data-frames (payloads painted), data-drawn-bnn / data-drawn-float (new boundaries painted).
 
 const STATE = new WeakMap(); // parentElement -> what is kept between frames
@@ -357,7 +357,7 @@ function buildButtons(state, root, d) {
       width: (100 * d.box) / d.width + "%",
       height: (100 * d.box) / d.height + "%",
     });
-    hit.addEventListener("click", () => state.trigger("neuron", [column, row]));
+    hit.addEventListener("click", () => state.choose("neuron", [column, row, Date.now()]));
     view.appendChild(hit);
   }
 }
@@ -437,7 +437,7 @@ function textStyle(root) {
 function setup(state, root, parentElement) {
   root.querySelector(".pg-switch").addEventListener("click", (event) => {
     const button = event.target.closest("button");
-    if (button && button.getAttribute("aria-pressed") !== "true") state.trigger("net", button.dataset.net);
+    if (button && button.getAttribute("aria-pressed") !== "true") state.choose("net", [button.dataset.net, Date.now()]);
   });
   root.querySelector(".pg-copy").addEventListener("click", async () => {
     const link = root.querySelector(".pg-link code").textContent;
@@ -457,7 +457,7 @@ function setup(state, root, parentElement) {
   });
 }
 
-export default function ({ data, parentElement, setTriggerValue }) {
+export default function ({ data, parentElement, setStateValue, setTriggerValue }) {
   const root = parentElement.querySelector(".pg-live");
   if (!root || !data) return;
   let state = STATE.get(parentElement);
@@ -466,7 +466,12 @@ export default function ({ data, parentElement, setTriggerValue }) {
     STATE.set(parentElement, state);
     setup(state, root, parentElement);
   }
-  state.trigger = setTriggerValue; // the latest: it carries this run's fragment
+  // the latest callbacks: they carry this run's fragment. A choice (a neuron, the diagram's network) is a state
+  // value stamped with the time, so that every click is a change; a frame request is a trigger. Not both triggers:
+  // of two triggers of one component that reach a busy server, the newer replaces the older, and a frame request
+  // made just after a click lost the click
+  state.choose = setStateValue;
+  state.trigger = setTriggerValue;
   const scaleKey = data.scale.join();
   if (state.scaleKey !== scaleKey) {
     state.colours = palette(data.scale);

@@ -41,7 +41,7 @@ from workbench.ui.playground_live import NET_TITLES, live_payload, neuron_option
 
 KEY = "pg_"  # prefix of every playground session-state key
 SESSION_KEY = KEY + "session"
-LIVE_KEY = KEY + "live"  # the live view component: its triggers (a clicked neuron, the diagram's network)
+LIVE_KEY = KEY + "live"  # the live view component: its state (a clicked neuron, the diagram's network)
 NEURON_KEY = KEY + "neuron"  # the neuron shown large: (column, row)
 DIAGRAM_NET_KEY = KEY + "diagram_net"  # the network the diagram shows: bnn or float
 FRAME_SECONDS = 0.1  # while playing, the live view asks for the next frame this long after the last at the earliest
@@ -414,10 +414,9 @@ def _on_neuron_click() -> None:
 
 
 def _on_net_click() -> None:
-    state = st.session_state.get(LIVE_KEY)
-    with contextlib.suppress(KeyError, TypeError):
-        if state["net"] in NET_TITLES:
-            st.session_state[DIAGRAM_NET_KEY] = state["net"]
+    picked = clicked_net(st.session_state.get(LIVE_KEY))
+    if picked is not None:
+        st.session_state[DIAGRAM_NET_KEY] = picked
 
 
 def pick_neuron(options: list[tuple[int, int]]) -> None:
@@ -428,14 +427,24 @@ def pick_neuron(options: list[tuple[int, int]]) -> None:
 
 
 def clicked_neuron(state) -> tuple[int, int] | None:
-    """The neuron a click on the diagram picked, from the component's state (its ``neuron`` trigger)."""
+    """The neuron a click on the diagram picked, from the component's state: its ``neuron`` value is
+    [column, row, when], the time making every click a change."""
     try:
         data = state["neuron"]
     except (KeyError, TypeError):
         return None
-    if isinstance(data, (list, tuple)) and len(data) == 2 and all(isinstance(v, int) for v in data):
+    if isinstance(data, (list, tuple)) and len(data) == 3 and all(isinstance(v, int) for v in data[:2]):
         return int(data[0]), int(data[1])
     return None
+
+
+def clicked_net(state) -> str | None:
+    """The network the diagram's switch picked, from the component's state: its ``net`` value is [name, when]."""
+    try:
+        name = state["net"][0]
+    except (KeyError, TypeError, IndexError):
+        return None
+    return name if name in NET_TITLES else None
 
 
 def warm_up() -> None:

@@ -201,7 +201,7 @@ ctypedef struct KernelCall:
     int64_t thr_period          # 0: one threshold per column; P: row r compares with thresholds[(r % P) * n + j]
 
 
-cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept:
+cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept nogil:
     """A KernelCall of that size with every operand and output NULL, for the caller to fill."""
     cdef KernelCall call
     memset(&call, 0, sizeof(call))
@@ -499,3 +499,167 @@ def im2col_uint8(const uint8_t[:, :, :, ::1] x, int64_t kh, int64_t kw, int64_t 
                                 for ch in range(c):
                                     dst[ch] = 0
                             dst += c
+
+
+# ---------------------------------------------------------------------------------------------- dense chains
+
+DEF CHAIN_MAX = 32  # layers of one DenseChain
+
+
+cdef struct ChainLayer:
+    # One layer of a DenseChain: weights B (n x words, and its panel or NULL) over k bits (or uint8 values),
+    # then either thresholds + flip into packed bits, or (the last layer) float32 dot * scale + shift.
+    int64_t n
+    int64_t words
+    int32_t k
+    const uint64_t *b
+    const uint64_t *panel
+    const int32_t *thresholds
+    const uint8_t *flip
+    const double *scale
+    const double *shift
+
+
+cdef class DenseChain:
+    """A stack of dense layers run by one call without the GIL: a uint8 first layer (thresholds into bits),
+    binary layers (thresholds into bits) and a last binary layer whose dots become float32
+    ``dot * scale + shift`` (float64 arithmetic rounded once to float32, as NumPy's int32 * float32 + float32
+    then ``astype(float32)``). The engine builds one at load for a network of that shape (the binary MLP), so
+    a batch costs one Python call instead of one per layer. Intermediate buffers are kept for the last batch
+    size and thread count; a call made while another runs (GIL released) gets its own."""
+
+    cdef ChainLayer layers[CHAIN_MAX]
+    cdef int count
+    cdef object keep          # the arrays the layers point into
+    cdef object buffers       # (m, threads, [bits arrays], dots, scratch) of the last call
+    cdef bint busy
+
+    def __init__(self, first, middle, last):
+        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,)) over uint8 rows of k values;
+        middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale float64 (N,),
+        shift float64 (N,), panel or None). Shapes are checked here; the caller has checked the values."""
+        cdef const uint64_t[:, ::1] w
+        cdef const int32_t[::1] thr
+        cdef const uint8_t[::1] fl
+        cdef const double[::1] sc
+        cdef const double[::1] sh
+        cdef ChainLayer *layer
+        cdef int64_t width
+        specs = [("u8",) + tuple(first)] + [("bits",) + tuple(s) for s in middle] + [("last",) + tuple(last)]
+        _check(len(specs) <= CHAIN_MAX, "DenseChain: too many layers")
+        self.keep = []
+        self.count = 0
+        self.buffers = None
+        self.busy = False
+        width = -1
+        for spec in specs:
+            layer = &self.layers[self.count]
+            memset(layer, 0, sizeof(ChainLayer))
+            w = spec[1]
+            layer.n = w.shape[0]
+            layer.words = w.shape[1]
+            layer.k = <int32_t>spec[2]
+            _check(layer.n > 0 and layer.words == (layer.k + 63) // 64 and layer.k > 0,
+                   "DenseChain: weights do not match k")
+            _check(width < 0 or width == layer.k, "DenseChain: a layer's k is not the previous layer's width")
+            if spec[0] == "u8":
+                _check(255 * <int64_t>layer.k < 2 ** 31, "DenseChain: 255 * k must fit in int32")
+            layer.b = &w[0, 0]
+            self.keep.append(w)
+            if spec[0] == "last":
+                sc = spec[3]
+                sh = spec[4]
+                _check(sc.shape[0] == layer.n and sh.shape[0] == layer.n, "DenseChain: scale/shift length")
+                layer.scale = &sc[0]
+                layer.shift = &sh[0]
+                self.keep += [sc, sh]
+            else:
+                thr = spec[3]
+                fl = spec[4]
+                _check(thr.shape[0] == layer.n and fl.shape[0] == layer.n, "DenseChain: thresholds/flip length")
+                layer.thresholds = &thr[0]
+                layer.flip = &fl[0]
+                self.keep += [thr, fl]
+            panel = spec[5] if spec[0] != "u8" else None
+            layer.panel = _panel_of(panel, layer.n, layer.words)
+            self.keep.append(panel)
+            width = layer.n
+            self.count += 1
+
+    @property
+    def in_features(self):
+        return self.layers[0].k
+
+    @property
+    def out_features(self):
+        return self.layers[self.count - 1].n
+
+    cdef object _buffers(self, int64_t m, int threads):
+        cached = self.buffers
+        if cached is not None and cached[0] == m and cached[1] == threads:
+            return cached
+        bits = [np.empty((m, (self.layers[i].n + 63) // 64), dtype=np.uint64) for i in range(self.count - 1)]
+        dots = np.empty((m, self.layers[self.count - 1].n), dtype=np.int32)
+        scratch = np.empty((threads, MT * NT), dtype=np.int32)
+        return (m, threads, bits, dots, scratch)
+
+    def run(self, const uint8_t[:, ::1] u, float[:, ::1] out, int path, int threads):
+        """out (M, N_last) float32 from uint8 rows u (M, k of the first layer)."""
+        threads = _thread_count(threads)
+        cdef int64_t m = u.shape[0]
+        _check(u.shape[1] == self.layers[0].k and out.shape[0] == m
+               and out.shape[1] == self.layers[self.count - 1].n, "DenseChain.run: shapes do not match")
+        if m == 0:
+            return
+        mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
+        buffers = self._buffers(m, threads)
+        if mine:
+            self.busy = True
+            self.buffers = buffers
+        cdef list bits = buffers[2]
+        cdef int32_t[:, ::1] dots = buffers[3]
+        cdef int32_t[:, ::1] scratch = buffers[4]
+        cdef uint64_t *pointers[CHAIN_MAX]
+        cdef uint64_t[:, ::1] view
+        cdef int i
+        for i in range(self.count - 1):
+            view = bits[i]
+            pointers[i] = &view[0, 0]
+        try:
+            with nogil:
+                self._run(&u[0, 0], m, pointers, &dots[0, 0], &scratch[0, 0], &out[0, 0], path, threads)
+        finally:
+            if mine:
+                self.busy = False
+
+    cdef void _run(self, const uint8_t *u, int64_t m, uint64_t **bits, int32_t *dots, int32_t *scratch,
+                   float *out, int path, int threads) noexcept nogil:
+        cdef KernelCall call
+        cdef const ChainLayer *layer
+        cdef int i
+        cdef int64_t r, j, n
+        cdef double d
+        for i in range(self.count):
+            layer = &self.layers[i]
+            call = _new_call(path, threads, m, layer.n, layer.words, layer.k)
+            if i == 0:
+                call.u = u
+            else:
+                call.a = bits[i - 1]
+            call.b = layer.b
+            call.panel = layer.panel if path == XNOR_AVX512 or path == XNOR_AVX2 else NULL
+            if i < self.count - 1:
+                call.thresholds = layer.thresholds
+                call.flip = layer.flip
+                call.bits = bits[i]
+                call.bit_words = (layer.n + 63) // 64
+                call.scratch = scratch
+            else:
+                call.dots = dots
+            _drive(&call)
+        layer = &self.layers[self.count - 1]
+        n = layer.n
+        for r in range(m):
+            for j in range(n):
+                d = <double>dots[r * n + j] * layer.scale[j]
+                out[r * n + j] = <float>(d + layer.shift[j])

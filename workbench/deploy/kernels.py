@@ -41,6 +41,7 @@ __all__ = [
     "bind_gemm",
     "bind_conv2d",
     "bind_max_pool2d_bits",
+    "bind_dense_chain",
 ]
 
 _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scalar": _xnor.SCALAR}
@@ -440,6 +441,61 @@ def _bind_gemm(
         out = np.empty((len(a), out_words), dtype=np.uint64)
         use = panel if _backend in _PANEL_PATHS else None
         policy.run(len(a), lambda t: _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], t, use))
+        return out
+
+    return call
+
+
+def bind_dense_chain(first, middle, last, *, threads: int | None = None):
+    """A stack of dense layers as one compiled call: ``f(u)`` float32 (M, N_last) from uint8 rows u (M, k).
+
+    first: ``(w_bits, k, thresholds, flip)``, the uint8 layer (xnor_gemm_uint8_threshold); middle: a list of
+    ``(w_bits, k, thresholds, flip)``, binary layers into bits (xnor_gemm_threshold); last: ``(w_bits, k,
+    scale, shift)``, a binary layer whose dots become ``float32(dot * float64(scale) + float64(shift))``, as
+    ``xnor_gemm(...) * scale + shift`` in NumPy with float32 scale and shift, then ``astype(float32)``.
+    Each layer's k must be the previous layer's N. Results are those of the layer-by-layer calls, bit for bit;
+    the whole stack runs without the GIL in one call (the binary MLP at batch 1 spends more time in per-call
+    Python than in its kernels otherwise). ``threads`` as for bind_gemm, one choice for the whole stack.
+    """
+    name = "bind_dense_chain"
+    w0, k0, thr0, flip0 = first
+    k0 = _check_k(k0, name, "k")
+    w0 = _check_bits(w0, name, "first w_bits", 2, "(N, words)")
+    _check_words(w0, name, "first w_bits", k0, "k")
+    if 255 * k0 > _INT32_MAX:
+        raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k0}")
+    thr0, flip0 = _check_thresholds(thr0, flip0, w0.shape[0], name)
+    width, layers = w0.shape[0], []
+    for index, (w, k, *rest) in enumerate([*middle, last]):
+        arg = "last w_bits" if index == len(middle) else f"middle[{index}] w_bits"
+        k = _check_k(k, name, "k")
+        w = _check_bits(w, name, arg, 2, "(N, words)")
+        _check_words(w, name, arg, k, "k")
+        if k != width:
+            raise ValueError(f"{name}: {arg}: k={k} is not the previous layer's {width} outputs")
+        width = w.shape[0]
+        if index < len(middle):
+            thr, flips = _check_thresholds(rest[0], rest[1], width, name)
+            layers.append((w, k, thr, flips, _panel(w)))
+        else:
+            scale, shift = (np.asarray(v, dtype=np.float32).astype(np.float64) for v in rest)
+            if scale.shape != (width,) or shift.shape != (width,):
+                raise ValueError(f"{name}: last: scale and shift: expected shape ({width},)")
+            layers.append((w, k, scale, shift, _panel(w)))
+    if min(w0.shape[0], *(layer[0].shape[0] for layer in layers)) < 1 or k0 < 1:
+        raise ValueError(f"{name}: every layer needs at least one input and one output")
+    chain = _xnor.DenseChain((w0, k0, thr0, flip0), layers[:-1], layers[-1])
+    policy = _thread_policy(threads)
+
+    def call(u):
+        if type(u) is not np.ndarray or u.dtype != np.uint8 or u.ndim != 2 or u.shape[1] != k0:
+            raise ValueError(
+                f"{name}: u: expected uint8 rows (M, {k0}), got {getattr(u, 'dtype', type(u).__name__)} "
+                f"with shape {getattr(u, 'shape', None)}"
+            )
+        u = np.ascontiguousarray(u)
+        out = np.empty((len(u), width), dtype=np.float32)
+        policy.run(len(u), lambda t: chain.run(u, out, _PATHS[_backend], t))
         return out
 
     return call

@@ -38,6 +38,14 @@ cdef extern from "xnor_simd.h" nogil:
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                       int64_t m, int64_t n, int32_t *c, int64_t ldc)
+    void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                        int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t *pad,
+                        int64_t hp, int64_t wp, uint8_t *out)
+    int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
+    void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
+    void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                             int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
+                             int32_t *c, int64_t ldc)
     int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS, XNOR_VNNI_PEAK_MACS
     int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
     int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
@@ -190,6 +198,8 @@ ctypedef struct KernelCall:
     # B
     const uint64_t *b           # packed rows, `words` apart; NULL when words == 0
     const uint64_t *panel       # B in make_panel's layout, or NULL (not read for uint8 rows)
+    const int8_t *u8_dwords     # uint8 rows only: B in make_u8_dwords' layout (AVX-512 VNNI), or NULL
+    int64_t u8_npad             # its channels, n rounded up to 16
 
     # Output: dots, or dots compared with thresholds into packed bits when `thresholds` is set
     int32_t *dots               # m x n int32
@@ -274,7 +284,10 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
         else:
             rows = call.a + i0 * words
         dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
-        if call.u != NULL:
+        if call.u != NULL and call.u8_dwords != NULL:
+            xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
+                                mm, nn, dots, ldc)
+        elif call.u != NULL:
             xnor_u8_tile(call.path, call.u + i0 * k, k, k, call.b + j0 * words, words, mm, nn, dots, ldc)
         elif call.panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
             xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
@@ -364,8 +377,33 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
         _drive(&call)
 
 
-def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads):
-    """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64))."""
+def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
+    """B (n x ceil(k/64) words, k bits) as signed bytes for the AVX-512 VNNI dword kernel of short uint8 rows
+    (xnor_make_u8_dwords: 4 taps of 16 channels per 64 bytes), 1-D int8; 16 * 4 bytes per 4 taps of 16 rows."""
+    cdef int64_t n = b.shape[0], words = b.shape[1]
+    _check(words == (k + 63) // 64 and k >= 0, "make_u8_dwords: k does not match the words of B")
+    dwords = np.zeros(max(xnor_u8_dwords_size(n, k), 1), dtype=np.int8)
+    cdef int8_t[::1] view = dwords
+    if n and k:
+        xnor_make_u8_dwords(&b[0, 0], n, words, k, &view[0])
+    return dwords
+
+
+cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) except -1:
+    """Point a uint8 call at make_u8_dwords' layout of B (checked against n and k), used on the AVX-512 path."""
+    if dwords is None or call.path != XNOR_AVX512 or n == 0 or k == 0:
+        return 0
+    cdef const int8_t[::1] view = dwords
+    _check(view.shape[0] == xnor_u8_dwords_size(n, k), "dwords: length does not match B")
+    call.u8_dwords = &view[0]
+    call.u8_npad = (n + 15) // 16 * 16
+    return 0
+
+
+def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads,
+               dwords=None):
+    """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64)); with
+    `dwords` (make_u8_dwords of B) the AVX-512 path runs the dword kernel."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,
@@ -376,12 +414,14 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
     call.u = &u[0, 0] if k else NULL
     call.b = &b[0, 0] if words else NULL
     call.dots = &out[0, 0]
+    _use_dwords(&call, dwords, n, k)
     with nogil:
         _drive(&call)
 
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
-                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0):
+                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0,
+                         dwords=None):
     """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
 
     period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
@@ -398,6 +438,7 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     call.b = &b[0, 0] if words else NULL
     scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
     call.thr_period = period
+    _use_dwords(&call, dwords, n, k)
     with nogil:
         _drive(&call)
 
@@ -476,29 +517,17 @@ def im2col_uint8(const uint8_t[:, :, :, ::1] x, int64_t kh, int64_t kw, int64_t 
     """Patches of NCHW uint8 images as rows (N*OH*OW, KH*KW*C), each in (KH, KW, C) order like OHWI weights;
     taps outside the image (padding) are 0, so they add nothing to an exact integer dot product."""
     cdef int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef int64_t b, r, q, i, j, ch, y, col, plane = h * w
-    cdef const uint8_t *src
-    cdef uint8_t *dst
-    _check(out.shape[0] == n * oh * ow and out.shape[1] == kh * kw * c, "im2col_uint8: output shape does not match")
+    _check(out.shape[0] == n * oh * ow and out.shape[1] == kh * kw * c and kh > 0 and kw > 0 and sh > 0 and sw > 0
+           and pt >= 0 and pl >= 0, "im2col_uint8: output shape does not match")
     if out.shape[0] == 0 or out.shape[1] == 0:
         return
+    # the padded channels-last image holds every window: rows up to (oh - 1) * sh + kh, and the image itself
+    cdef int64_t hp = max((oh - 1) * sh + kh, pt + h), wp = max((ow - 1) * sw + kw, pl + w)
+    pad = np.empty(hp * wp * c, dtype=np.uint8)
+    cdef uint8_t[::1] pad_view = pad
     with nogil:
-        for b in range(n):
-            src = &x[b, 0, 0, 0]
-            for r in range(oh):
-                for q in range(ow):
-                    dst = &out[(b * oh + r) * ow + q, 0]
-                    for i in range(kh):
-                        y = r * sh - pt + i
-                        for j in range(kw):
-                            col = q * sw - pl + j
-                            if 0 <= y < h and 0 <= col < w:
-                                for ch in range(c):
-                                    dst[ch] = src[ch * plane + y * w + col]
-                            else:
-                                for ch in range(c):
-                                    dst[ch] = 0
-                            dst += c
+        xnor_im2col_u8(&x[0, 0, 0, 0], n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow, &pad_view[0], hp, wp,
+                       &out[0, 0])
 
 
 # ---------------------------------------------------------------------------------------------- dense chains

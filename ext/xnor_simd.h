@@ -1101,6 +1101,140 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
     xnor_u8_tile_swar(u, ldu, k, b, ldb, m, n, c, ldc);
 }
 
+/* Patches of NCHW uint8 images as rows (n*oh*ow, kh*kw*c) in (kh, kw, c) order, 0 outside the image: each
+ * image is first laid out channels-last with its zero border in `pad` (hp x wp x c bytes, hp >= pt + h and
+ * every window inside), so a patch is kh straight copies of kw*c bytes with no bounds checks. */
+static void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                           int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t *pad,
+                           int64_t hp, int64_t wp, uint8_t *out)
+{
+    int64_t span = kw * c, k = kh * span;
+    for (int64_t b = 0; b < n; b++) {
+        const uint8_t *src = x + b * c * h * w;
+        for (int64_t i = 0; i < hp * wp * c; i++)
+            pad[i] = 0;
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t col = 0; col < w; col++)
+                    pad[((y + pt) * wp + col + pl) * c + ch] = src[(ch * h + y) * w + col];
+        uint8_t *dst = out + b * oh * ow * k;
+        for (int64_t r = 0; r < oh; r++)
+            for (int64_t q = 0; q < ow; q++, dst += k)
+                for (int64_t i = 0; i < kh; i++) {
+                    const uint8_t *row = pad + ((r * sh + i) * wp + q * sw) * c;
+                    for (int64_t t = 0; t < span; t++)
+                        dst[i * span + t] = row[t];
+                }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * uint8 rows against short weight rows (a first convolution: K = KH*KW*C, 27 for 3x3x3) on AVX-512 VNNI.
+ * The weights are laid out once as signed bytes, 4 taps of 16 output channels per 64-byte vector:
+ * dwords[((g * npad) + j) * 4 + e] = +1 / -1 for tap 4g + e of channel j, 0 past k or past n (npad = n
+ * rounded up to 16). One VPDPBUSD multiplies 4 pixels of a row (broadcast) with those 4 taps of 16 channels
+ * and adds into 16 exact int32 dots, so a dot costs ceil(k/4) / 16 instructions with no mask expansion and no
+ * horizontal reduction (the 64-byte kernel above fills 27 of 64 bytes per VPDPBUSD at k = 27 and then pays a
+ * transposing reduction per 16 dots).
+ * ---------------------------------------------------------------------------------------------- */
+static inline int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
+{
+    return ((k + 3) / 4) * ((n + 15) / 16) * 16 * 4;
+}
+
+static void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
+{
+    int64_t npad = (n + 15) / 16 * 16, groups = (k + 3) / 4;
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t j = 0; j < npad; j++)
+            for (int64_t e = 0; e < 4; e++) {
+                int64_t t = 4 * g + e;
+                int8_t v = 0;
+                if (t < k && j < n)
+                    v = (int8_t)((b[j * words + t / 64] >> (t % 64)) & 1 ? -1 : 1);
+                dwords[(g * npad + j) * 4 + e] = v;
+            }
+}
+
+#if XNOR_X86
+/* R rows x NB blocks of 16 channels (block b0 ..) of exact dots, R * NB accumulators in registers. */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, int32_t *c,
+                           int64_t ldc, int64_t left, const int R, const int NB)
+{
+    __m512i acc[8];
+    for (int q = 0; q < R * NB; q++)
+        acc[q] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < k; t += 64) {
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        __m512i pixels[2];
+        for (int i = 0; i < R; i++)
+            pixels[i] = _mm512_maskz_loadu_epi8(valid, u + i * ldu + t);
+        int64_t groups = k - t >= 64 ? 16 : (k - t + 3) / 4;
+        const int8_t *wg = wcol + (t / 4) * npad * 4;
+        for (int64_t g = 0; g < groups; g++, wg += npad * 4) {
+            __m512i index = _mm512_set1_epi32((int)g);
+            __m512i four[2];
+            for (int i = 0; i < R; i++)
+                four[i] = _mm512_permutexvar_epi32(index, pixels[i]);
+            for (int q = 0; q < NB; q++) {
+                __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
+                for (int i = 0; i < R; i++)
+                    acc[i * NB + q] = _mm512_dpbusd_epi32(acc[i * NB + q], four[i], wv);
+            }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < NB; q++) {
+            int64_t rest = left - 16 * q;
+            __mmask16 keep = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
+            _mm512_mask_storeu_epi32(c + i * ldc + 16 * q, keep, acc[i * NB + q]);
+        }
+}
+
+/* An m x n tile (n <= 256) of exact dots c[i * ldc + j] = u_i . w_{j0 + j}; rows of k bytes, ldu apart:
+ * 2 rows x 4 blocks of 16 channels (8 accumulators: the 4-5 cycle VPDPBUSD latency is covered), 1 x 4 for an
+ * odd last row, single blocks for the last channels. */
+XNOR_AVX512_ATTR static void xnor_u8_dword_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
+                                                       const int8_t *dwords, int64_t npad, int64_t j0, int64_t m,
+                                                       int64_t n, int32_t *c, int64_t ldc)
+{
+    int64_t i = 0;
+    for (; i < m; i += 2) {
+        const uint8_t *row = u + i * ldu;
+        int64_t j = 0;
+        if (i + 2 <= m) {
+            for (; j + 64 <= n; j += 64)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 2, 4);
+            for (; j < n; j += 16)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 2, 1);
+        } else {
+            for (; j + 64 <= n; j += 64)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 1, 4);
+            for (; j < n; j += 16)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 1, 1);
+        }
+    }
+}
+#endif
+
+/* The dword kernel where the path has it (AVX-512 VNNI) and the weights were laid out for it; else xnor_u8_tile
+ * on the packed weights b (columns j0 ..): both give the same exact dots. */
+static void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
+                                int32_t *c, int64_t ldc)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512 && dwords != NULL) {
+        xnor_u8_dword_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, c, ldc);
+        return;
+    }
+#endif
+    (void)dwords;
+    (void)npad;
+    xnor_u8_tile(path, u, ldu, k, b + j0 * ldb, ldb, m, n, c, ldc);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * The ceiling: how many XOR + popcount bit pairs a path's instructions can do per second on this core,
  * measured on data in L1 (XNOR_PEAK_WORDS words streamed against 4 operands held in registers, several

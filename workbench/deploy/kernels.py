@@ -49,6 +49,9 @@ _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scala
 _PANEL_PATHS = ("avx512", "avx2")
 _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
+# Bound uint8 calls with rows up to this long run the AVX-512 dword kernel (weights as signed bytes, k / 4 VPDPBUSD
+# per 16 dots); longer rows keep the packed weights (the dword layout is 8x their size).
+U8_DWORD_MAX_K = 256
 
 
 def available_backends() -> list[str]:
@@ -400,13 +403,18 @@ def _bind_gemm(
         out_words = words(n)
     if uint8:
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
-        # on every call.
+        # on every call. Short rows (a first convolution's patches) get the AVX-512 dword layout once.
+        dwords = (
+            _xnor.make_u8_dwords(w, k)
+            if not plain and 0 < k <= U8_DWORD_MAX_K and _xnor.cpu_supports(_xnor.AVX512)
+            else None
+        )
         if thresholds is None:
 
             def call(u):
                 u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
                 out = np.empty((len(u), n), dtype=np.int32)
-                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t))
+                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t, dwords))
                 return out
 
             return call
@@ -414,7 +422,10 @@ def _bind_gemm(
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
             out = np.empty((len(u), out_words), dtype=np.uint64)
-            policy.run(len(u), lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t, period))
+            policy.run(
+                len(u),
+                lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t, period, dwords),
+            )
             return out
 
         return call

@@ -21,6 +21,9 @@ cdef extern from "xnor_simd.h" nogil:
                    int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_threshold_pack(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
                              const int32_t *thr, const uint8_t *flip, uint64_t *out, int64_t ldo)
+    void xnor_threshold_pack_period(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd,
+                                    int64_t n0, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                                    const uint8_t *flip, uint64_t *out, int64_t ldo)
     void xnor_pack_f32(int path, const float *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_f64(int path, const double *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_i8(const int8_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
@@ -294,10 +297,8 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
         else:
             xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
         if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
-            for r in range(mm):
-                xnor_threshold_pack(call.path, dots + r * NT, 1, nn, NT, j0,
-                                    call.thresholds + ((i0 + r) % call.thr_period) * n, call.flip,
-                                    call.bits + (i0 + r) * call.bit_words, call.bit_words)
+            xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, n, i0, call.thr_period,
+                                       call.flip, call.bits + i0 * call.bit_words, call.bit_words)
         elif thresholded:
             xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
                                 call.bits + i0 * call.bit_words, call.bit_words)
@@ -470,7 +471,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
                and len(flip) == o, "conv2d: thresholds or output words do not match")
     if m == 0 or o == 0:
         return
-    if row_words:
+    if row_words and panel is None:
         panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
     patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
     cdef uint64_t[:, ::1] patch_view = patches

@@ -648,6 +648,55 @@ static void xnor_threshold_pack(int path, const int32_t *dots, int64_t rows, int
     xnor_threshold_scalar(dots, rows, n, ldd, n0, thr, flip, out, ldo);
 }
 
+/* As xnor_threshold_pack, with thresholds per row position: tile row r (global row row0 + r) compares with
+ * thresholds thr + ((row0 + r) % period) * ldt (a 'same'-padded first conv, whose thresholds depend on how
+ * many taps fall inside the image). The AVX-512 loop keeps the flip masks out of the row loop. */
+#if XNOR_X86
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void xnor_threshold_period_avx512(const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
+                                         const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                                         const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+    for (int64_t base = 0; base < n; base += 16) {
+        int64_t left = n - base;
+        __mmask16 valid = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __mmask16 fl = _mm_mask_test_epi8_mask(valid, _mm_maskz_loadu_epi8(valid, flip + n0 + base),
+                                               _mm_set1_epi8(-1));
+        __mmask16 keep = valid & (__mmask16)~fl, flipped = valid & fl;
+        int shift = (int)(base % 64);
+        uint64_t *o = out + (n0 + base) / 64;
+        int64_t position = row0 % period;
+        for (int64_t r = 0; r < rows; r++) {
+            __m512i tv = _mm512_maskz_loadu_epi32(valid, thr + position * ldt + n0 + base);
+            __m512i dv = _mm512_maskz_loadu_epi32(valid, dots + r * ldd + base);
+            uint64_t bits = (uint64_t)(__mmask16)(_mm512_mask_cmplt_epi32_mask(keep, dv, tv)
+                                                  | _mm512_mask_cmpgt_epi32_mask(flipped, dv, tv));
+            if (shift == 0)
+                o[r * ldo] = bits;
+            else
+                o[r * ldo] |= bits << shift;
+            if (++position == period)
+                position = 0;
+        }
+    }
+}
+#endif
+
+static void xnor_threshold_pack_period(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd,
+                                       int64_t n0, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                                       const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_threshold_period_avx512(dots, rows, n, ldd, n0, thr, ldt, row0, period, flip, out, ldo);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++)
+        xnor_threshold_pack(path, dots + r * ldd, 1, n, ldd, n0, thr + ((row0 + r) % period) * ldt, flip,
+                            out + r * ldo, ldo);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Packing signs: bit 1 where x < 0 (so 0 and -0.0 are +1). NaN sets *nan and packs as +1.
  * ---------------------------------------------------------------------------------------------- */

@@ -257,51 +257,60 @@ def team_size(int64_t m, int64_t n, int64_t words, int threads):
     return _team_size(m, n, words, threads)
 
 
-cdef void _drive(const KernelCall *call) noexcept nogil:
-    """Run all tiles of a call. Each tile takes its rows of A from `a`, `u` or (gathered into the thread's
-    patch buffer) `conv`, and B from `panel` when given, else `b`; its dots go straight to `dots` or, with
-    thresholds, through the thread's scratch block into `bits`."""
+cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept nogil:
+    """Tile t of a call on thread tid: its rows of A from `a`, `u` or (gathered into the thread's patch buffer)
+    `conv`, B from `panel` when given, else `b`; its dots go straight to `dots` or, with thresholds, through
+    the thread's scratch block into `bits`."""
     cdef const Im2col *conv = call.conv
     cdef int64_t words = call.words, n = call.n, k = call.k
     cdef int64_t tn = (n + NT - 1) // NT
-    cdef int64_t tasks = ((call.m + MT - 1) // MT) * tn
     cdef bint thresholded = call.thresholds != NULL
     cdef int64_t ldc = NT if thresholded else n
-    cdef int64_t t, i0, j0, mm, nn, r
-    cdef int tid
+    cdef int64_t i0 = (t // tn) * MT, j0 = (t % tn) * NT
+    cdef int64_t mm = call.m - i0 if call.m - i0 < MT else MT
+    cdef int64_t nn = n - j0 if n - j0 < NT else NT
     cdef const uint64_t *rows
     cdef uint64_t *patches
     cdef int32_t *dots
-    cdef int threads = _team_size(call.m, n, words * U8_WORD_COST if call.u != NULL else words, call.threads)
+    if conv != NULL:
+        patches = conv.patches + tid * conv.patch_stride
+        xnor_im2col(conv.x, conv.h, conv.w, conv.cw, conv.kh, conv.kw, conv.sh, conv.sw, conv.pt, conv.pl,
+                    conv.oh, conv.ow, i0, i0 + mm, patches)
+        rows = patches
+    else:
+        rows = call.a + i0 * words
+    dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
+    if call.u != NULL and call.u8_dwords != NULL:
+        xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
+                            mm, nn, dots, ldc)
+    elif call.u != NULL:
+        xnor_u8_tile(call.path, call.u + i0 * k, k, k, call.b + j0 * words, words, mm, nn, dots, ldc)
+    elif call.panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
+        xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
+    else:
+        xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
+    if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
+        xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, n, i0, call.thr_period,
+                                   call.flip, call.bits + i0 * call.bit_words, call.bit_words)
+    elif thresholded:
+        xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
+                            call.bits + i0 * call.bit_words, call.bit_words)
+
+
+cdef void _drive(const KernelCall *call) noexcept nogil:
+    """Run all tiles of a call (_run_tile): on a team of threads taking tiles dynamically, or, when the call
+    gets one thread, in a plain loop (no OpenMP region to open and close: a batch-1 layer of a few
+    microseconds would pay for it)."""
+    cdef int64_t tasks = ((call.m + MT - 1) // MT) * ((call.n + NT - 1) // NT)
+    cdef int64_t t
+    cdef int threads = _team_size(call.m, call.n, call.words * U8_WORD_COST if call.u != NULL else call.words,
+                                  call.threads)
+    if threads <= 1:
+        for t in range(tasks):
+            _run_tile(call, t, 0)
+        return
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
-        tid = threadid()
-        i0 = (t // tn) * MT
-        j0 = (t % tn) * NT
-        mm = call.m - i0 if call.m - i0 < MT else MT
-        nn = n - j0 if n - j0 < NT else NT
-        if conv != NULL:
-            patches = conv.patches + tid * conv.patch_stride
-            xnor_im2col(conv.x, conv.h, conv.w, conv.cw, conv.kh, conv.kw, conv.sh, conv.sw, conv.pt, conv.pl,
-                        conv.oh, conv.ow, i0, i0 + mm, patches)
-            rows = patches
-        else:
-            rows = call.a + i0 * words
-        dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
-        if call.u != NULL and call.u8_dwords != NULL:
-            xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
-                                mm, nn, dots, ldc)
-        elif call.u != NULL:
-            xnor_u8_tile(call.path, call.u + i0 * k, k, k, call.b + j0 * words, words, mm, nn, dots, ldc)
-        elif call.panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
-            xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
-        else:
-            xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
-        if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
-            xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, n, i0, call.thr_period,
-                                       call.flip, call.bits + i0 * call.bit_words, call.bit_words)
-        elif thresholded:
-            xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
-                                call.bits + i0 * call.bit_words, call.bit_words)
+        _run_tile(call, t, threadid())
 
 
 def make_panel(const uint64_t[:, ::1] b, int threads=1):

@@ -120,23 +120,29 @@ class ThreadChoice:
 
     A fork-join call on more threads than the OS has free cores waits for a thread that is not scheduled (9-28x
     slower than one thread with one of two cores busy), so the choice is measured, not assumed, and leans to one
-    thread: it starts there, tries all CPUs on the next call, then keeps a moving average of seconds per call
-    for each count. It moves to all CPUs only while they are at least 20% faster on average, and back to one
-    thread as soon as they are not at least 5% faster; a slow one-thread call (say, preempted) moves its average
-    by at most 4x, a slow many-thread call counts in full. The count not in use is tried again after 16 calls,
-    that interval doubling (up to 4096) each time the trial loses, so trials cost little once the right count
+    thread: it starts there, tries all CPUs on the next call, then keeps, for one thread, a moving average of
+    seconds per call (a slow one-thread call, say preempted, moves it by at most 4x), and for all CPUs the mean
+    of their calls with a slow forgetting (weight 0.99 per call, so about the last 100): with one core busy a
+    many-thread call is usually faster but now and then waits a whole time slice (milliseconds against tens of
+    microseconds), and only a mean carries those stalls. It moves to all CPUs only while that mean is at least
+    20% below one thread's, and back to one thread as soon as it is not at least 5% below, or at once after a
+    many-thread call slower than 4 one-thread calls. The count not in use is tried again after 16 calls, that
+    interval doubling (up to 4096) each time the trial loses; a trial that stalled so (it waited for a core)
+    sets it to at least 1024 calls and lets it double up to 65536, so trials cost little once the right count
     is known (docs/KERNELS.md, "Threading").
     """
 
-    __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval")
+    __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval", "many_sum", "many_weight")
 
     def __init__(self, many: int):
         self.many = many
         self.current = 1
-        self.seconds = {1: 0.0, many: 0.0}  # moving averages; 0 until measured
+        self.seconds = {1: 0.0, many: 0.0}  # one: moving average; many: the forgetting mean; 0 until measured
         self.calls = 0
         self.probe_at = 2
         self.interval = 16
+        self.many_sum = 0.0
+        self.many_weight = 0.0
 
     def pick(self) -> int:
         self.calls += 1
@@ -145,15 +151,27 @@ class ThreadChoice:
         return self.current
 
     def record(self, used: int, seconds: float) -> None:
-        old = self.seconds[used]
-        if old and used == 1:
-            seconds = min(seconds, 4 * old)
-        self.seconds[used] = seconds if old == 0.0 else old + 0.3 * (seconds - old)
-        one, many = self.seconds[1], self.seconds[self.many]
+        one = self.seconds[1]
+        if used == 1:
+            if one:
+                seconds = min(seconds, 4 * one)
+            self.seconds[1] = one = seconds if one == 0.0 else one + 0.3 * (seconds - one)
+            stalled = False
+        else:
+            self.many_sum = 0.99 * self.many_sum + seconds
+            self.many_weight = 0.99 * self.many_weight + 1.0
+            self.seconds[self.many] = self.many_sum / self.many_weight
+            stalled = bool(one) and seconds > 4 * one
+        many = self.seconds[self.many]
         better = (many < 0.8 * one) if self.current == 1 else (many < 0.95 * one)
-        chosen = self.many if (one and many and better) else 1
+        chosen = self.many if (one and many and better and not stalled) else 1
         if used != self.current:  # a trial of the other count
-            self.interval = 16 if chosen == used else min(2 * self.interval, 4096)
+            if chosen == used:
+                self.interval = 16
+            elif stalled:  # it waited for a core: strong evidence, so the next trial comes much later
+                self.interval = min(max(2 * self.interval, 1024), 65536)
+            else:
+                self.interval = min(2 * self.interval, max(self.interval, 4096))
             self.probe_at = self.calls + self.interval
         elif chosen != self.current:
             self.interval = 16

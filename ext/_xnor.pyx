@@ -44,6 +44,10 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                         int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t *pad,
                         int64_t hp, int64_t wp, uint8_t *out)
+    int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                      int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
+                                      int64_t ldt, int64_t row0, int64_t period, const uint8_t *flip,
+                                      uint64_t *out, int64_t ldo)
     int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
     void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
     void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
@@ -279,6 +283,10 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         rows = patches
     else:
         rows = call.a + i0 * words
+    if thresholded and call.u != NULL and call.u8_dwords != NULL and xnor_u8_tile_dwords_threshold(
+            call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, mm, nn, call.thresholds,
+            n, i0, call.thr_period, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
+        return  # thresholds compared in registers: no dots block
     dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
     if call.u != NULL and call.u8_dwords != NULL:
         xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,

@@ -1241,6 +1241,93 @@ xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_
         }
 }
 
+/* The dots of xnor_u8_dword_block_avx512 compared with thresholds in registers, into packed bits: row i of the
+ * block (global row row0 + i) meets thresholds thr + (period ? (row0 + i) % period : 0) * ldt; channels
+ * j .. j + 16 * NB (j a multiple of 16; with NB = 4 a multiple of 64) go to out + i * ldo, bit (j % 64) on. */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
+                               int64_t j, int64_t left, const int32_t *thr, int64_t ldt, int64_t row0,
+                               int64_t period, const uint8_t *flip, uint64_t *out, int64_t ldo, const int R,
+                               const int NB)
+{
+    __m512i acc[8];
+    for (int q = 0; q < R * NB; q++)
+        acc[q] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < k; t += 64) {
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        __m512i pixels[2];
+        for (int i = 0; i < R; i++)
+            pixels[i] = _mm512_maskz_loadu_epi8(valid, u + i * ldu + t);
+        int64_t groups = k - t >= 64 ? 16 : (k - t + 3) / 4;
+        const int8_t *wg = dwords + ((t / 4) * npad + j) * 4;
+        for (int64_t g = 0; g < groups; g++, wg += npad * 4) {
+            __m512i index = _mm512_set1_epi32((int)g);
+            __m512i four[2];
+            for (int i = 0; i < R; i++)
+                four[i] = _mm512_permutexvar_epi32(index, pixels[i]);
+            for (int q = 0; q < NB; q++) {
+                __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
+                for (int i = 0; i < R; i++)
+                    acc[i * NB + q] = _mm512_dpbusd_epi32(acc[i * NB + q], four[i], wv);
+            }
+        }
+    }
+    /* flip lanes: bit = dot > thr = (~dot < ~thr), so one compare of dot ^ f with thr ^ f (f = -1 there) */
+    __m512i f[4];
+    __mmask16 in[4];
+    for (int q = 0; q < NB; q++) {
+        int64_t rest = left - 16 * q;
+        in[q] = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
+        f[q] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in[q], flip + j + 16 * q)));
+    }
+    for (int i = 0; i < R; i++) {
+        const int32_t *tr = thr + (period ? (row0 + i) % period : 0) * ldt + j;
+        uint64_t word = 0;
+        for (int q = 0; q < NB; q++) {
+            __m512i tv = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], tr + 16 * q), f[q]);
+            uint64_t bits = (uint64_t)_mm512_mask_cmplt_epi32_mask(in[q], _mm512_xor_si512(acc[i * NB + q], f[q]), tv);
+            word |= bits << (16 * q);
+        }
+        uint64_t *o = out + i * ldo + j / 64;
+        int shift = (int)(j % 64);
+        if (shift == 0)
+            *o = word; /* the first 16 (or 64) channels of a word start it */
+        else
+            *o |= word << shift;
+    }
+}
+
+/* The fused tile: m rows x channels j0 .. j0 + n (j0 a multiple of 64, n <= 256) compared with thresholds
+ * (thresholds and flip indexed by channel from 0) into packed output rows out (row i at out + i * ldo). */
+XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
+                                                           const int8_t *dwords, int64_t npad, int64_t j0,
+                                                           int64_t m, int64_t n, const int32_t *thr, int64_t ldt,
+                                                           int64_t row0, int64_t period, const uint8_t *flip,
+                                                           uint64_t *out, int64_t ldo)
+{
+    for (int64_t i = 0; i < m; i += 2) {
+        const uint8_t *row = u + i * ldu;
+        uint64_t *o = out + i * ldo;
+        int64_t j = j0, end = j0 + n;
+        if (i + 2 <= m) {
+            for (; j + 64 <= end; j += 64)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, flip, o,
+                                               ldo, 2, 4);
+            for (; j < end; j += 16)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
+                                               flip, o, ldo, 2, 1);
+        } else {
+            for (; j + 64 <= end; j += 64)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, flip, o,
+                                               ldo, 1, 4);
+            for (; j < end; j += 16)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
+                                               flip, o, ldo, 1, 1);
+        }
+    }
+}
+
 /* An m x n tile (n <= 256) of exact dots c[i * ldc + j] = u_i . w_{j0 + j}; rows of k bytes, ldu apart:
  * 2 rows x 4 blocks of 16 channels (8 accumulators: the 4-5 cycle VPDPBUSD latency is covered), 1 x 4 for an
  * odd last row, single blocks for the last channels. */
@@ -1266,6 +1353,24 @@ XNOR_AVX512_ATTR static void xnor_u8_dword_tile_avx512(const uint8_t *u, int64_t
     }
 }
 #endif
+
+/* 1 when the fused dword + threshold tile ran (AVX-512 with the dword layout), 0 when the caller must run
+ * the tile and the threshold pass itself. */
+static int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                         int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
+                                         int64_t ldt, int64_t row0, int64_t period, const uint8_t *flip,
+                                         uint64_t *out, int64_t ldo)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512 && dwords != NULL) {
+        xnor_u8_dword_thr_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, flip, out, ldo);
+        return 1;
+    }
+#endif
+    (void)path; (void)u; (void)ldu; (void)k; (void)dwords; (void)npad; (void)j0; (void)m; (void)n; (void)thr;
+    (void)ldt; (void)row0; (void)period; (void)flip; (void)out; (void)ldo;
+    return 0;
+}
 
 /* The dword kernel where the path has it (AVX-512 VNNI) and the weights were laid out for it; else xnor_u8_tile
  * on the packed weights b (columns j0 ..): both give the same exact dots. */

@@ -138,6 +138,7 @@ class Engine:
                     f"layer {index} ({layer.name!r}, op {layer.op}): cannot be prepared: "
                     f"{type(error).__name__}: {error}"
                 ) from None
+        del self._index
         self._chain = self._build_chain()
 
     # ------------------------------------------------------------------------------ public API

@@ -1011,6 +1011,35 @@ xnor_u8_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b
     }
 }
 
+/* One row against blocks of 16 weight rows, its pixels loaded once (k <= 1024: at most 16 vectors, the tail
+ * zeroed) for all of them: a batch-1 layer (the binary MLP's 784 -> 2048) no longer reloads and re-masks the
+ * pixels per block. Returns the columns done (a multiple of 16). */
+XNOR_AVX512_ATTR static int64_t xnor_u8_row_avx512(const uint8_t *u, int64_t k, const uint64_t *b, int64_t ldb,
+                                                   int64_t n, int32_t total, int32_t *c)
+{
+    __m512i vu[16];
+    int64_t words = (k + 63) / 64;
+    for (int64_t w = 0; w < words; w++) {
+        int64_t t = 64 * w;
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        vu[w] = _mm512_maskz_loadu_epi8(valid, u + t);
+    }
+    __m512i tot = _mm512_set1_epi32(total);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512i acc[16];
+        for (int q = 0; q < 16; q++)
+            acc[q] = _mm512_setzero_si512();
+        const uint64_t *bj = b + j * ldb;
+        for (int64_t w = 0; w < words; w++)
+            for (int q = 0; q < 16; q++)
+                acc[q] = _mm512_dpbusd_epi32(acc[q], vu[w], _mm512_movm_epi8(_cvtu64_mask64(bj[q * ldb + w])));
+        __m512i sums = xnor_reduce16_epi32(acc);
+        _mm512_storeu_si512((void *)(c + j), _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums)));
+    }
+    return j;
+}
+
 XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b,
                                                  int64_t ldb, int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
@@ -1030,7 +1059,7 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
     }
     for (; i < m; i++) {
         totals[0] = xnor_u8_sum_avx512(u + i * ldu, k);
-        int64_t j = 0;
+        int64_t j = k <= 1024 ? xnor_u8_row_avx512(u + i * ldu, k, b, ldb, n, totals[0], c + i * ldc) : 0;
         for (; j + 16 <= n; j += 16)
             xnor_u8_block_avx512(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 16);
         for (; j < n; j++)

@@ -15,7 +15,7 @@ import numpy as np
 
 from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.shapes import conv_output_size, padding_pair, words
-from workbench.deploy import bnnfile, kernels
+from workbench.deploy import _xnor, bnnfile, kernels
 from workbench.deploy.packed import PackedModel
 
 
@@ -353,11 +353,17 @@ class Engine:
             threads=self.threads,
         )
 
+        # the im2col of pixels with its geometry checked once here (the input's shape is checked per batch)
+        kernels.im2col_uint8(np.zeros((0, c, h, width), np.uint8), kh, kw, stride, padding)
+        (pad_top, _, pad_left, _), k_cols = kernels._padding(padding, kh, kw), kh * kw * c
+
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
                 n = len(x)
-                u = exact(kernels.im2col_uint8(x, kh, kw, stride, padding))
+                cols = np.empty((n * oh * ow, k_cols), dtype=np.uint8)
+                _xnor.im2col_uint8(np.ascontiguousarray(x), kh, kw, stride, stride, pad_top, pad_left, oh, ow, cols)
+                u = exact(cols)
                 if to_bits:
                     return ("bits", u.reshape(n, oh, ow, u.shape[1]))
                 u = u.reshape(n, oh, ow, o)

@@ -1235,12 +1235,12 @@ static void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int
 }
 
 #if XNOR_X86
-/* R rows x NB blocks of 16 channels (block b0 ..) of exact dots, R * NB accumulators in registers. */
+/* The exact dots of R rows x NB blocks of 16 channels into acc[i * NB + q] (R * NB accumulators in registers);
+ * wcol: the dword layout from the block's first channel on. */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
-xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, int32_t *c,
-                           int64_t ldc, int64_t left, const int R, const int NB)
+xnor_u8_dword_dots_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, __m512i *acc,
+                          const int R, const int NB)
 {
-    __m512i acc[8];
     for (int q = 0; q < R * NB; q++)
         acc[q] = _mm512_setzero_si512();
     for (int64_t t = 0; t < k; t += 64) {
@@ -1262,6 +1262,15 @@ xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_
             }
         }
     }
+}
+
+/* R rows x NB blocks of 16 channels of exact dots stored as int32 (the last `left` channels of the block). */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, int32_t *c,
+                           int64_t ldc, int64_t left, const int R, const int NB)
+{
+    __m512i acc[8];
+    xnor_u8_dword_dots_avx512(u, ldu, k, wcol, npad, acc, R, NB);
     for (int i = 0; i < R; i++)
         for (int q = 0; q < NB; q++) {
             int64_t rest = left - 16 * q;
@@ -1280,27 +1289,7 @@ xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const i
                                const int NB)
 {
     __m512i acc[8];
-    for (int q = 0; q < R * NB; q++)
-        acc[q] = _mm512_setzero_si512();
-    for (int64_t t = 0; t < k; t += 64) {
-        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
-        __m512i pixels[2];
-        for (int i = 0; i < R; i++)
-            pixels[i] = _mm512_maskz_loadu_epi8(valid, u + i * ldu + t);
-        int64_t groups = k - t >= 64 ? 16 : (k - t + 3) / 4;
-        const int8_t *wg = dwords + ((t / 4) * npad + j) * 4;
-        for (int64_t g = 0; g < groups; g++, wg += npad * 4) {
-            __m512i index = _mm512_set1_epi32((int)g);
-            __m512i four[2];
-            for (int i = 0; i < R; i++)
-                four[i] = _mm512_permutexvar_epi32(index, pixels[i]);
-            for (int q = 0; q < NB; q++) {
-                __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
-                for (int i = 0; i < R; i++)
-                    acc[i * NB + q] = _mm512_dpbusd_epi32(acc[i * NB + q], four[i], wv);
-            }
-        }
-    }
+    xnor_u8_dword_dots_avx512(u, ldu, k, dwords + j * 4, npad, acc, R, NB);
     /* flip lanes: bit = dot > thr = (~dot < ~thr), so one compare of dot ^ f with thr ^ f (f = -1 there) */
     __m512i f[4];
     __mmask16 in[4];

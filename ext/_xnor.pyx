@@ -23,7 +23,7 @@ cdef extern from "xnor_simd.h" nogil:
                              const int32_t *thr, const uint8_t *flip, uint64_t *out, int64_t ldo)
     void xnor_threshold_pack_period(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd,
                                     int64_t n0, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
-                                    const uint8_t *flip, uint64_t *out, int64_t ldo)
+                                    const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo)
     void xnor_pack_f32(int path, const float *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_f64(int path, const double *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_i8(const int8_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
@@ -46,8 +46,8 @@ cdef extern from "xnor_simd.h" nogil:
                         int64_t hp, int64_t wp, uint8_t *out)
     int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                                       int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
-                                      int64_t ldt, int64_t row0, int64_t period, const uint8_t *flip,
-                                      uint64_t *out, int64_t ldo)
+                                      int64_t ldt, int64_t row0, int64_t period, const int32_t *index,
+                                      const uint8_t *flip, uint64_t *out, int64_t ldo)
     int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
     void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
     void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
@@ -216,6 +216,7 @@ ctypedef struct KernelCall:
     int64_t bit_words
     int32_t *scratch            # one MT x NT block of dots per thread, for the thresholds
     int64_t thr_period          # 0: one threshold per column; P: row r compares with thresholds[(r % P) * n + j]
+    const int32_t *thr_index    # or, when set (P entries), with thresholds[thr_index[r % P] * n + j]
 
 
 cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept nogil:
@@ -285,7 +286,7 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         rows = call.a + i0 * words
     if thresholded and call.u != NULL and call.u8_dwords != NULL and xnor_u8_tile_dwords_threshold(
             call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, mm, nn, call.thresholds,
-            n, i0, call.thr_period, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
+            n, i0, call.thr_period, call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
         return  # thresholds compared in registers: no dots block
     dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
     if call.u != NULL and call.u8_dwords != NULL:
@@ -299,7 +300,7 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
     if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
         xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, n, i0, call.thr_period,
-                                   call.flip, call.bits + i0 * call.bit_words, call.bit_words)
+                                   call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words)
     elif thresholded:
         xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
                             call.bits + i0 * call.bit_words, call.bit_words)
@@ -439,15 +440,26 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
                          const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0,
-                         dwords=None):
+                         dwords=None, thr_index=None):
     """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
 
     period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
-    im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image."""
+    im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image.
+    thr_index (P int32): row i is compared with thresholds row thr_index[i % P] instead (its distinct rows
+    only: a 3x3 'same' conv has 9 kinds of position, not OH*OW)."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
+    cdef const int32_t[::1] index
+    cdef int64_t rows_of_thr = period if period else 1
+    if thr_index is not None:
+        index = thr_index
+        _check(period > 0 and index.shape[0] == period and thresholds.shape[0] % n == 0 and thresholds.shape[0] > 0,
+               "gemm_uint8_threshold: thr_index does not match the period")
+        rows_of_thr = thresholds.shape[0] // n
+        _check(np.asarray(index).min() >= 0 and np.asarray(index).max() < rows_of_thr,
+               "gemm_uint8_threshold: thr_index out of range")
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and period >= 0
-           and thresholds.shape[0] == n * (period if period else 1) and flip.shape[0] == n
+           and thresholds.shape[0] == n * rows_of_thr and flip.shape[0] == n
            and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
@@ -456,6 +468,8 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     call.b = &b[0, 0] if words else NULL
     scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
     call.thr_period = period
+    if thr_index is not None:
+        call.thr_index = &index[0]
     _use_dwords(&call, dwords, n, k)
     with nogil:
         _drive(&call)

@@ -649,13 +649,13 @@ static void xnor_threshold_pack(int path, const int32_t *dots, int64_t rows, int
 }
 
 /* As xnor_threshold_pack, with thresholds per row position: tile row r (global row row0 + r) compares with
- * thresholds thr + ((row0 + r) % period) * ldt (a 'same'-padded first conv, whose thresholds depend on how
+ * thresholds thr + p * ldt, p = (row0 + r) % period, or index[p] when an index is given (distinct rows only) (a 'same'-padded first conv, whose thresholds depend on how
  * many taps fall inside the image). The AVX-512 loop keeps the flip masks out of the row loop. */
 #if XNOR_X86
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 static void xnor_threshold_period_avx512(const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
                                          const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
-                                         const uint8_t *flip, uint64_t *out, int64_t ldo)
+                                         const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo)
 {
     for (int64_t base = 0; base < n; base += 16) {
         int64_t left = n - base;
@@ -667,7 +667,7 @@ static void xnor_threshold_period_avx512(const int32_t *dots, int64_t rows, int6
         uint64_t *o = out + (n0 + base) / 64;
         int64_t position = row0 % period;
         for (int64_t r = 0; r < rows; r++) {
-            __m512i tv = _mm512_maskz_loadu_epi32(valid, thr + position * ldt + n0 + base);
+            __m512i tv = _mm512_maskz_loadu_epi32(valid, thr + (index ? index[position] : position) * ldt + n0 + base);
             __m512i dv = _mm512_maskz_loadu_epi32(valid, dots + r * ldd + base);
             uint64_t bits = (uint64_t)(__mmask16)(_mm512_mask_cmplt_epi32_mask(keep, dv, tv)
                                                   | _mm512_mask_cmpgt_epi32_mask(flipped, dv, tv));
@@ -684,17 +684,19 @@ static void xnor_threshold_period_avx512(const int32_t *dots, int64_t rows, int6
 
 static void xnor_threshold_pack_period(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd,
                                        int64_t n0, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
-                                       const uint8_t *flip, uint64_t *out, int64_t ldo)
+                                       const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo)
 {
 #if XNOR_X86
     if (path == XNOR_AVX512) {
-        xnor_threshold_period_avx512(dots, rows, n, ldd, n0, thr, ldt, row0, period, flip, out, ldo);
+        xnor_threshold_period_avx512(dots, rows, n, ldd, n0, thr, ldt, row0, period, index, flip, out, ldo);
         return;
     }
 #endif
-    for (int64_t r = 0; r < rows; r++)
-        xnor_threshold_pack(path, dots + r * ldd, 1, n, ldd, n0, thr + ((row0 + r) % period) * ldt, flip,
-                            out + r * ldo, ldo);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t position = (row0 + r) % period;
+        xnor_threshold_pack(path, dots + r * ldd, 1, n, ldd, n0, thr + (index ? index[position] : position) * ldt,
+                            flip, out + r * ldo, ldo);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1285,8 +1287,8 @@ xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
                                int64_t j, int64_t left, const int32_t *thr, int64_t ldt, int64_t row0,
-                               int64_t period, const uint8_t *flip, uint64_t *out, int64_t ldo, const int R,
-                               const int NB)
+                               int64_t period, const int32_t *index, const uint8_t *flip, uint64_t *out,
+                               int64_t ldo, const int R, const int NB)
 {
     __m512i acc[8];
     xnor_u8_dword_dots_avx512(u, ldu, k, dwords + j * 4, npad, acc, R, NB);
@@ -1300,7 +1302,8 @@ xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const i
                                 _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in[q], flip + j + 16 * q)));
     }
     for (int i = 0; i < R; i++) {
-        const int32_t *tr = thr + (period ? (row0 + i) % period : 0) * ldt + j;
+        int64_t position = period ? (row0 + i) % period : 0;
+        const int32_t *tr = thr + (index ? index[position] : position) * ldt + j;
         uint64_t word = 0;
         for (int q = 0; q < NB; q++) {
             __m512i tv = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], tr + 16 * q), f[q]);
@@ -1321,8 +1324,8 @@ xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const i
 XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
                                                            const int8_t *dwords, int64_t npad, int64_t j0,
                                                            int64_t m, int64_t n, const int32_t *thr, int64_t ldt,
-                                                           int64_t row0, int64_t period, const uint8_t *flip,
-                                                           uint64_t *out, int64_t ldo)
+                                                           int64_t row0, int64_t period, const int32_t *index,
+                                                           const uint8_t *flip, uint64_t *out, int64_t ldo)
 {
     for (int64_t i = 0; i < m; i += 2) {
         const uint8_t *row = u + i * ldu;
@@ -1330,18 +1333,18 @@ XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int
         int64_t j = j0, end = j0 + n;
         if (i + 2 <= m) {
             for (; j + 64 <= end; j += 64)
-                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, flip, o,
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, index, flip, o,
                                                ldo, 2, 4);
             for (; j < end; j += 16)
                 xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
-                                               flip, o, ldo, 2, 1);
+                                               index, flip, o, ldo, 2, 1);
         } else {
             for (; j + 64 <= end; j += 64)
-                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, flip, o,
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, index, flip, o,
                                                ldo, 1, 4);
             for (; j < end; j += 16)
                 xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
-                                               flip, o, ldo, 1, 1);
+                                               index, flip, o, ldo, 1, 1);
         }
     }
 }
@@ -1376,17 +1379,18 @@ XNOR_AVX512_ATTR static void xnor_u8_dword_tile_avx512(const uint8_t *u, int64_t
  * the tile and the threshold pass itself. */
 static int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                                          int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
-                                         int64_t ldt, int64_t row0, int64_t period, const uint8_t *flip,
-                                         uint64_t *out, int64_t ldo)
+                                         int64_t ldt, int64_t row0, int64_t period, const int32_t *index,
+                                         const uint8_t *flip, uint64_t *out, int64_t ldo)
 {
 #if XNOR_X86
     if (path == XNOR_AVX512 && dwords != NULL) {
-        xnor_u8_dword_thr_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, flip, out, ldo);
+        xnor_u8_dword_thr_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, index, flip, out,
+                                      ldo);
         return 1;
     }
 #endif
     (void)path; (void)u; (void)ldu; (void)k; (void)dwords; (void)npad; (void)j0; (void)m; (void)n; (void)thr;
-    (void)ldt; (void)row0; (void)period; (void)flip; (void)out; (void)ldo;
+    (void)ldt; (void)row0; (void)period; (void)index; (void)flip; (void)out; (void)ldo;
     return 0;
 }
 

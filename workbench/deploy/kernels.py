@@ -405,7 +405,8 @@ def _bind_gemm(
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
     n = w.shape[0]
     policy = _thread_policy(threads, (name, w.shape, k) if plain else None)
-    period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P]
+    period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P] (or [thr_index[i % P]])
+    thr_index = None
     if thresholds is not None:
         if uint8 and np.ndim(thresholds) == 2:
             thr = np.asarray(thresholds)
@@ -416,6 +417,9 @@ def _bind_gemm(
                 )
             thr, _ = _check_thresholds(thr.reshape(-1), False, n * period, name)
             _, flips = _check_thresholds(np.zeros(n, np.int32), flip, n, name)
+            if not plain and n:  # keep the distinct rows only (a 3x3 'same' conv: 9 of OH*OW), and an index
+                rows, index = np.unique(thr.reshape(period, n), axis=0, return_inverse=True)
+                thr, thr_index = np.ascontiguousarray(rows.reshape(-1)), index.reshape(-1).astype(np.int32)
         else:
             thr, flips = _check_thresholds(thresholds, flip, n, name)
         out_words = words(n)
@@ -442,7 +446,9 @@ def _bind_gemm(
             out = np.empty((len(u), out_words), dtype=np.uint64)
             policy.run(
                 len(u),
-                lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t, period, dwords),
+                lambda t: _xnor.gemm_uint8_threshold(
+                    u, w, thr, flips, out, _PATHS[_backend], t, period, dwords, thr_index
+                ),
             )
             return out
 

@@ -237,9 +237,12 @@ class Engine:
         self._chain_features = int(np.prod(self.input_shape))
         if parts[0][2] != self._chain_features:
             return None
-        return kernels.bind_dense_chain(
-            parts[0][1:], [part[1:] for part in parts[1:-1]], parts[-1][1:], threads=self.threads
-        )
+        try:
+            return kernels.bind_dense_chain(
+                parts[0][1:], [part[1:] for part in parts[1:-1]], parts[-1][1:], threads=self.threads
+            )
+        except ValueError:  # layers the chain cannot take (PackedModel.check passed them): the op loop runs them
+            return None
 
     # ------------------------------------------------------------------------------ binary ops
 

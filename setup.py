@@ -57,7 +57,7 @@ extension = Extension(
     sources=["ext/_xnor.pyx"],
     include_dirs=["ext", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=["-O3", *OPENMP_FLAGS],
+    extra_compile_args=["-O3", "-ffp-contract=off", *OPENMP_FLAGS],
     extra_link_args=list(OPENMP_FLAGS),
 )
 

@@ -21,6 +21,9 @@ cdef extern from "xnor_simd.h" nogil:
                    int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_threshold_pack(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
                              const int32_t *thr, const uint8_t *flip, uint64_t *out, int64_t ldo)
+    void xnor_threshold_pack_period(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd,
+                                    int64_t n0, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                                    const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo)
     void xnor_pack_f32(int path, const float *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_f64(int path, const double *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
     void xnor_pack_i8(const int8_t *x, int64_t rows, int64_t k, uint64_t *out, int64_t words, int *nan)
@@ -38,6 +41,18 @@ cdef extern from "xnor_simd.h" nogil:
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
                       int64_t m, int64_t n, int32_t *c, int64_t ldc)
+    void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                        int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t *pad,
+                        int64_t hp, int64_t wp, uint8_t *out)
+    int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                      int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
+                                      int64_t ldt, int64_t row0, int64_t period, const int32_t *index,
+                                      const uint8_t *flip, uint64_t *out, int64_t ldo)
+    int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
+    void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
+    void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                             int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
+                             int32_t *c, int64_t ldc)
     int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS, XNOR_VNNI_PEAK_MACS
     int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
     int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
@@ -190,6 +205,8 @@ ctypedef struct KernelCall:
     # B
     const uint64_t *b           # packed rows, `words` apart; NULL when words == 0
     const uint64_t *panel       # B in make_panel's layout, or NULL (not read for uint8 rows)
+    const int8_t *u8_dwords     # uint8 rows only: B in make_u8_dwords' layout (AVX-512 VNNI), or NULL
+    int64_t u8_npad             # its channels, n rounded up to 16
 
     # Output: dots, or dots compared with thresholds into packed bits when `thresholds` is set
     int32_t *dots               # m x n int32
@@ -199,9 +216,10 @@ ctypedef struct KernelCall:
     int64_t bit_words
     int32_t *scratch            # one MT x NT block of dots per thread, for the thresholds
     int64_t thr_period          # 0: one threshold per column; P: row r compares with thresholds[(r % P) * n + j]
+    const int32_t *thr_index    # or, when set (P entries), with thresholds[thr_index[r % P] * n + j]
 
 
-cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept:
+cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t words, int32_t k) noexcept nogil:
     """A KernelCall of that size with every operand and output NULL, for the caller to fill."""
     cdef KernelCall call
     memset(&call, 0, sizeof(call))
@@ -244,50 +262,64 @@ def team_size(int64_t m, int64_t n, int64_t words, int threads):
     return _team_size(m, n, words, threads)
 
 
-cdef void _drive(const KernelCall *call) noexcept nogil:
-    """Run all tiles of a call. Each tile takes its rows of A from `a`, `u` or (gathered into the thread's
-    patch buffer) `conv`, and B from `panel` when given, else `b`; its dots go straight to `dots` or, with
-    thresholds, through the thread's scratch block into `bits`."""
+cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept nogil:
+    """Tile t of a call on thread tid: its rows of A from `a`, `u` or (gathered into the thread's patch buffer)
+    `conv`, B from `panel` when given, else `b`; its dots go straight to `dots` or, with thresholds, through
+    the thread's scratch block into `bits`."""
     cdef const Im2col *conv = call.conv
     cdef int64_t words = call.words, n = call.n, k = call.k
     cdef int64_t tn = (n + NT - 1) // NT
-    cdef int64_t tasks = ((call.m + MT - 1) // MT) * tn
     cdef bint thresholded = call.thresholds != NULL
     cdef int64_t ldc = NT if thresholded else n
-    cdef int64_t t, i0, j0, mm, nn, r
-    cdef int tid
+    cdef int64_t i0 = (t // tn) * MT, j0 = (t % tn) * NT
+    cdef int64_t mm = call.m - i0 if call.m - i0 < MT else MT
+    cdef int64_t nn = n - j0 if n - j0 < NT else NT
     cdef const uint64_t *rows
     cdef uint64_t *patches
     cdef int32_t *dots
-    cdef int threads = _team_size(call.m, n, words * U8_WORD_COST if call.u != NULL else words, call.threads)
+    if conv != NULL:
+        patches = conv.patches + tid * conv.patch_stride
+        xnor_im2col(conv.x, conv.h, conv.w, conv.cw, conv.kh, conv.kw, conv.sh, conv.sw, conv.pt, conv.pl,
+                    conv.oh, conv.ow, i0, i0 + mm, patches)
+        rows = patches
+    else:
+        rows = call.a + i0 * words
+    if thresholded and call.u != NULL and call.u8_dwords != NULL and xnor_u8_tile_dwords_threshold(
+            call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, mm, nn, call.thresholds,
+            n, i0, call.thr_period, call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
+        return  # thresholds compared in registers: no dots block
+    dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
+    if call.u != NULL and call.u8_dwords != NULL:
+        xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
+                            mm, nn, dots, ldc)
+    elif call.u != NULL:
+        xnor_u8_tile(call.path, call.u + i0 * k, k, k, call.b + j0 * words, words, mm, nn, dots, ldc)
+    elif call.panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
+        xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
+    else:
+        xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
+    if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
+        xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, n, i0, call.thr_period,
+                                   call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words)
+    elif thresholded:
+        xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
+                            call.bits + i0 * call.bit_words, call.bit_words)
+
+
+cdef void _drive(const KernelCall *call) noexcept nogil:
+    """Run all tiles of a call (_run_tile): on a team of threads taking tiles dynamically, or, when the call
+    gets one thread, in a plain loop (no OpenMP region to open and close: a batch-1 layer of a few
+    microseconds would pay for it)."""
+    cdef int64_t tasks = ((call.m + MT - 1) // MT) * ((call.n + NT - 1) // NT)
+    cdef int64_t t
+    cdef int threads = _team_size(call.m, call.n, call.words * U8_WORD_COST if call.u != NULL else call.words,
+                                  call.threads)
+    if threads <= 1:
+        for t in range(tasks):
+            _run_tile(call, t, 0)
+        return
     for t in prange(tasks, num_threads=threads, schedule="dynamic"):
-        tid = threadid()
-        i0 = (t // tn) * MT
-        j0 = (t % tn) * NT
-        mm = call.m - i0 if call.m - i0 < MT else MT
-        nn = n - j0 if n - j0 < NT else NT
-        if conv != NULL:
-            patches = conv.patches + tid * conv.patch_stride
-            xnor_im2col(conv.x, conv.h, conv.w, conv.cw, conv.kh, conv.kw, conv.sh, conv.sw, conv.pt, conv.pl,
-                        conv.oh, conv.ow, i0, i0 + mm, patches)
-            rows = patches
-        else:
-            rows = call.a + i0 * words
-        dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
-        if call.u != NULL:
-            xnor_u8_tile(call.path, call.u + i0 * k, k, k, call.b + j0 * words, words, mm, nn, dots, ldc)
-        elif call.panel != NULL:  # column j0 (a multiple of 8) starts group j0 / 8, i.e. word j0 * words
-            xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
-        else:
-            xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
-        if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
-            for r in range(mm):
-                xnor_threshold_pack(call.path, dots + r * NT, 1, nn, NT, j0,
-                                    call.thresholds + ((i0 + r) % call.thr_period) * n, call.flip,
-                                    call.bits + (i0 + r) * call.bit_words, call.bit_words)
-        elif thresholded:
-            xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
-                                call.bits + i0 * call.bit_words, call.bit_words)
+        _run_tile(call, t, threadid())
 
 
 def make_panel(const uint64_t[:, ::1] b, int threads=1):
@@ -364,8 +396,33 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
         _drive(&call)
 
 
-def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads):
-    """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64))."""
+def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
+    """B (n x ceil(k/64) words, k bits) as signed bytes for the AVX-512 VNNI dword kernel of short uint8 rows
+    (xnor_make_u8_dwords: 4 taps of 16 channels per 64 bytes), 1-D int8; 16 * 4 bytes per 4 taps of 16 rows."""
+    cdef int64_t n = b.shape[0], words = b.shape[1]
+    _check(words == (k + 63) // 64 and k >= 0, "make_u8_dwords: k does not match the words of B")
+    dwords = np.zeros(max(xnor_u8_dwords_size(n, k), 1), dtype=np.int8)
+    cdef int8_t[::1] view = dwords
+    if n and k:
+        xnor_make_u8_dwords(&b[0, 0], n, words, k, &view[0])
+    return dwords
+
+
+cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) except -1:
+    """Point a uint8 call at make_u8_dwords' layout of B (checked against n and k), used on the AVX-512 path."""
+    if dwords is None or call.path != XNOR_AVX512 or n == 0 or k == 0:
+        return 0
+    cdef const int8_t[::1] view = dwords
+    _check(view.shape[0] == xnor_u8_dwords_size(n, k), "dwords: length does not match B")
+    call.u8_dwords = &view[0]
+    call.u8_npad = (n + 15) // 16 * 16
+    return 0
+
+
+def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads,
+               dwords=None):
+    """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64)); with
+    `dwords` (make_u8_dwords of B) the AVX-512 path runs the dword kernel."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,
@@ -376,20 +433,33 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
     call.u = &u[0, 0] if k else NULL
     call.b = &b[0, 0] if words else NULL
     call.dots = &out[0, 0]
+    _use_dwords(&call, dwords, n, k)
     with nogil:
         _drive(&call)
 
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
-                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0):
+                         const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0,
+                         dwords=None, thr_index=None):
     """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
 
     period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
-    im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image."""
+    im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image.
+    thr_index (P int32): row i is compared with thresholds row thr_index[i % P] instead (its distinct rows
+    only: a 3x3 'same' conv has 9 kinds of position, not OH*OW)."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
+    cdef const int32_t[::1] index
+    cdef int64_t rows_of_thr = period if period else 1
+    if thr_index is not None:
+        index = thr_index
+        _check(period > 0 and index.shape[0] == period and thresholds.shape[0] % n == 0 and thresholds.shape[0] > 0,
+               "gemm_uint8_threshold: thr_index does not match the period")
+        rows_of_thr = thresholds.shape[0] // n
+        _check(np.asarray(index).min() >= 0 and np.asarray(index).max() < rows_of_thr,
+               "gemm_uint8_threshold: thr_index out of range")
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and period >= 0
-           and thresholds.shape[0] == n * (period if period else 1) and flip.shape[0] == n
+           and thresholds.shape[0] == n * rows_of_thr and flip.shape[0] == n
            and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
     if m == 0 or n == 0:
         return
@@ -398,6 +468,9 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     call.b = &b[0, 0] if words else NULL
     scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
     call.thr_period = period
+    if thr_index is not None:
+        call.thr_index = &index[0]
+    _use_dwords(&call, dwords, n, k)
     with nogil:
         _drive(&call)
 
@@ -429,7 +502,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
                and len(flip) == o, "conv2d: thresholds or output words do not match")
     if m == 0 or o == 0:
         return
-    if row_words:
+    if row_words and panel is None:
         panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
     patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
     cdef uint64_t[:, ::1] patch_view = patches
@@ -476,26 +549,178 @@ def im2col_uint8(const uint8_t[:, :, :, ::1] x, int64_t kh, int64_t kw, int64_t 
     """Patches of NCHW uint8 images as rows (N*OH*OW, KH*KW*C), each in (KH, KW, C) order like OHWI weights;
     taps outside the image (padding) are 0, so they add nothing to an exact integer dot product."""
     cdef int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef int64_t b, r, q, i, j, ch, y, col, plane = h * w
-    cdef const uint8_t *src
-    cdef uint8_t *dst
-    _check(out.shape[0] == n * oh * ow and out.shape[1] == kh * kw * c, "im2col_uint8: output shape does not match")
+    _check(out.shape[0] == n * oh * ow and out.shape[1] == kh * kw * c and kh > 0 and kw > 0 and sh > 0 and sw > 0
+           and pt >= 0 and pl >= 0, "im2col_uint8: output shape does not match")
     if out.shape[0] == 0 or out.shape[1] == 0:
         return
+    # the padded channels-last image holds every window: rows up to (oh - 1) * sh + kh, and the image itself
+    cdef int64_t hp = max((oh - 1) * sh + kh, pt + h), wp = max((ow - 1) * sw + kw, pl + w)
+    pad = np.empty(hp * wp * c, dtype=np.uint8)
+    cdef uint8_t[::1] pad_view = pad
     with nogil:
-        for b in range(n):
-            src = &x[b, 0, 0, 0]
-            for r in range(oh):
-                for q in range(ow):
-                    dst = &out[(b * oh + r) * ow + q, 0]
-                    for i in range(kh):
-                        y = r * sh - pt + i
-                        for j in range(kw):
-                            col = q * sw - pl + j
-                            if 0 <= y < h and 0 <= col < w:
-                                for ch in range(c):
-                                    dst[ch] = src[ch * plane + y * w + col]
-                            else:
-                                for ch in range(c):
-                                    dst[ch] = 0
-                            dst += c
+        xnor_im2col_u8(&x[0, 0, 0, 0], n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow, &pad_view[0], hp, wp,
+                       &out[0, 0])
+
+
+# ---------------------------------------------------------------------------------------------- dense chains
+
+DEF CHAIN_MAX = 32  # layers of one DenseChain
+
+
+cdef struct ChainLayer:
+    # One layer of a DenseChain: weights B (n x words, and its panel or NULL) over k bits (or uint8 values),
+    # then either thresholds + flip into packed bits, or (the last layer) float32 dot * scale + shift.
+    int64_t n
+    int64_t words
+    int32_t k
+    const uint64_t *b
+    const uint64_t *panel
+    const int32_t *thresholds
+    const uint8_t *flip
+    const double *scale
+    const double *shift
+
+
+cdef class DenseChain:
+    """A stack of dense layers run by one call without the GIL: a uint8 first layer (thresholds into bits),
+    binary layers (thresholds into bits) and a last binary layer whose dots become float32
+    ``dot * scale + shift`` (float64 arithmetic rounded once to float32, as NumPy's int32 * float32 + float32
+    then ``astype(float32)``). The engine builds one at load for a network of that shape (the binary MLP), so
+    a batch costs one Python call instead of one per layer. Intermediate buffers are kept for the last batch
+    size and thread count; a call made while another runs (GIL released) gets its own."""
+
+    cdef ChainLayer layers[CHAIN_MAX]
+    cdef int count
+    cdef object keep          # the arrays the layers point into
+    cdef object buffers       # (m, threads, [bits arrays], dots, scratch) of the last call
+    cdef bint busy
+
+    def __init__(self, first, middle, last):
+        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,)) over uint8 rows of k values;
+        middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale float64 (N,),
+        shift float64 (N,), panel or None). Shapes are checked here; the caller has checked the values."""
+        cdef const uint64_t[:, ::1] w
+        cdef const int32_t[::1] thr
+        cdef const uint8_t[::1] fl
+        cdef const double[::1] sc
+        cdef const double[::1] sh
+        cdef ChainLayer *layer
+        cdef int64_t width
+        specs = [("u8",) + tuple(first)] + [("bits",) + tuple(s) for s in middle] + [("last",) + tuple(last)]
+        _check(len(specs) <= CHAIN_MAX, "DenseChain: too many layers")
+        self.keep = []
+        self.count = 0
+        self.buffers = None
+        self.busy = False
+        width = -1
+        for spec in specs:
+            layer = &self.layers[self.count]
+            memset(layer, 0, sizeof(ChainLayer))
+            w = spec[1]
+            layer.n = w.shape[0]
+            layer.words = w.shape[1]
+            layer.k = <int32_t>spec[2]
+            _check(layer.n > 0 and layer.words == (layer.k + 63) // 64 and layer.k > 0,
+                   "DenseChain: weights do not match k")
+            _check(width < 0 or width == layer.k, "DenseChain: a layer's k is not the previous layer's width")
+            if spec[0] == "u8":
+                _check(255 * <int64_t>layer.k < 2 ** 31, "DenseChain: 255 * k must fit in int32")
+            layer.b = &w[0, 0]
+            self.keep.append(w)
+            if spec[0] == "last":
+                sc = spec[3]
+                sh = spec[4]
+                _check(sc.shape[0] == layer.n and sh.shape[0] == layer.n, "DenseChain: scale/shift length")
+                layer.scale = &sc[0]
+                layer.shift = &sh[0]
+                self.keep += [sc, sh]
+            else:
+                thr = spec[3]
+                fl = spec[4]
+                _check(thr.shape[0] == layer.n and fl.shape[0] == layer.n, "DenseChain: thresholds/flip length")
+                layer.thresholds = &thr[0]
+                layer.flip = &fl[0]
+                self.keep += [thr, fl]
+            panel = spec[5] if spec[0] != "u8" else None
+            layer.panel = _panel_of(panel, layer.n, layer.words)
+            self.keep.append(panel)
+            width = layer.n
+            self.count += 1
+
+    @property
+    def in_features(self):
+        return self.layers[0].k
+
+    @property
+    def out_features(self):
+        return self.layers[self.count - 1].n
+
+    cdef object _buffers(self, int64_t m, int threads):
+        cached = self.buffers
+        if cached is not None and cached[0] == m and cached[1] == threads:
+            return cached
+        bits = [np.empty((m, (self.layers[i].n + 63) // 64), dtype=np.uint64) for i in range(self.count - 1)]
+        dots = np.empty((m, self.layers[self.count - 1].n), dtype=np.int32)
+        scratch = np.empty((threads, MT * NT), dtype=np.int32)
+        return (m, threads, bits, dots, scratch)
+
+    def run(self, const uint8_t[:, ::1] u, float[:, ::1] out, int path, int threads):
+        """out (M, N_last) float32 from uint8 rows u (M, k of the first layer)."""
+        threads = _thread_count(threads)
+        cdef int64_t m = u.shape[0]
+        _check(u.shape[1] == self.layers[0].k and out.shape[0] == m
+               and out.shape[1] == self.layers[self.count - 1].n, "DenseChain.run: shapes do not match")
+        if m == 0:
+            return
+        mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
+        buffers = self._buffers(m, threads)
+        if mine:
+            self.busy = True
+            self.buffers = buffers
+        cdef list bits = buffers[2]
+        cdef int32_t[:, ::1] dots = buffers[3]
+        cdef int32_t[:, ::1] scratch = buffers[4]
+        cdef uint64_t *pointers[CHAIN_MAX]
+        cdef uint64_t[:, ::1] view
+        cdef int i
+        for i in range(self.count - 1):
+            view = bits[i]
+            pointers[i] = &view[0, 0]
+        try:
+            with nogil:
+                self._run(&u[0, 0], m, pointers, &dots[0, 0], &scratch[0, 0], &out[0, 0], path, threads)
+        finally:
+            if mine:
+                self.busy = False
+
+    cdef void _run(self, const uint8_t *u, int64_t m, uint64_t **bits, int32_t *dots, int32_t *scratch,
+                   float *out, int path, int threads) noexcept nogil:
+        cdef KernelCall call
+        cdef const ChainLayer *layer
+        cdef int i
+        cdef int64_t r, j, n
+        cdef double d
+        for i in range(self.count):
+            layer = &self.layers[i]
+            call = _new_call(path, threads, m, layer.n, layer.words, layer.k)
+            if i == 0:
+                call.u = u
+            else:
+                call.a = bits[i - 1]
+            call.b = layer.b
+            call.panel = layer.panel if path == XNOR_AVX512 or path == XNOR_AVX2 else NULL
+            if i < self.count - 1:
+                call.thresholds = layer.thresholds
+                call.flip = layer.flip
+                call.bits = bits[i]
+                call.bit_words = (layer.n + 63) // 64
+                call.scratch = scratch
+            else:
+                call.dots = dots
+            _drive(&call)
+        layer = &self.layers[self.count - 1]
+        n = layer.n
+        for r in range(m):
+            for j in range(n):
+                d = <double>dots[r * n + j] * layer.scale[j]
+                out[r * n + j] = <float>(d + layer.shift[j])

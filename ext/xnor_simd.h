@@ -648,6 +648,57 @@ static void xnor_threshold_pack(int path, const int32_t *dots, int64_t rows, int
     xnor_threshold_scalar(dots, rows, n, ldd, n0, thr, flip, out, ldo);
 }
 
+/* As xnor_threshold_pack, with thresholds per row position: tile row r (global row row0 + r) compares with
+ * thresholds thr + p * ldt, p = (row0 + r) % period, or index[p] when an index is given (distinct rows only) (a 'same'-padded first conv, whose thresholds depend on how
+ * many taps fall inside the image). The AVX-512 loop keeps the flip masks out of the row loop. */
+#if XNOR_X86
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void xnor_threshold_period_avx512(const int32_t *dots, int64_t rows, int64_t n, int64_t ldd, int64_t n0,
+                                         const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                                         const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+    for (int64_t base = 0; base < n; base += 16) {
+        int64_t left = n - base;
+        __mmask16 valid = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __mmask16 fl = _mm_mask_test_epi8_mask(valid, _mm_maskz_loadu_epi8(valid, flip + n0 + base),
+                                               _mm_set1_epi8(-1));
+        __mmask16 keep = valid & (__mmask16)~fl, flipped = valid & fl;
+        int shift = (int)(base % 64);
+        uint64_t *o = out + (n0 + base) / 64;
+        int64_t position = row0 % period;
+        for (int64_t r = 0; r < rows; r++) {
+            __m512i tv = _mm512_maskz_loadu_epi32(valid, thr + (index ? index[position] : position) * ldt + n0 + base);
+            __m512i dv = _mm512_maskz_loadu_epi32(valid, dots + r * ldd + base);
+            uint64_t bits = (uint64_t)(__mmask16)(_mm512_mask_cmplt_epi32_mask(keep, dv, tv)
+                                                  | _mm512_mask_cmpgt_epi32_mask(flipped, dv, tv));
+            if (shift == 0)
+                o[r * ldo] = bits;
+            else
+                o[r * ldo] |= bits << shift;
+            if (++position == period)
+                position = 0;
+        }
+    }
+}
+#endif
+
+static void xnor_threshold_pack_period(int path, const int32_t *dots, int64_t rows, int64_t n, int64_t ldd,
+                                       int64_t n0, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                                       const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_threshold_period_avx512(dots, rows, n, ldd, n0, thr, ldt, row0, period, index, flip, out, ldo);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t position = (row0 + r) % period;
+        xnor_threshold_pack(path, dots + r * ldd, 1, n, ldd, n0, thr + (index ? index[position] : position) * ldt,
+                            flip, out + r * ldo, ldo);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Packing signs: bit 1 where x < 0 (so 0 and -0.0 are +1). NaN sets *nan and packs as +1.
  * ---------------------------------------------------------------------------------------------- */
@@ -962,6 +1013,35 @@ xnor_u8_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b
     }
 }
 
+/* One row against blocks of 16 weight rows, its pixels loaded once (k <= 1024: at most 16 vectors, the tail
+ * zeroed) for all of them: a batch-1 layer (the binary MLP's 784 -> 2048) no longer reloads and re-masks the
+ * pixels per block. Returns the columns done (a multiple of 16). */
+XNOR_AVX512_ATTR static int64_t xnor_u8_row_avx512(const uint8_t *u, int64_t k, const uint64_t *b, int64_t ldb,
+                                                   int64_t n, int32_t total, int32_t *c)
+{
+    __m512i vu[16];
+    int64_t words = (k + 63) / 64;
+    for (int64_t w = 0; w < words; w++) {
+        int64_t t = 64 * w;
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        vu[w] = _mm512_maskz_loadu_epi8(valid, u + t);
+    }
+    __m512i tot = _mm512_set1_epi32(total);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512i acc[16];
+        for (int q = 0; q < 16; q++)
+            acc[q] = _mm512_setzero_si512();
+        const uint64_t *bj = b + j * ldb;
+        for (int64_t w = 0; w < words; w++)
+            for (int q = 0; q < 16; q++)
+                acc[q] = _mm512_dpbusd_epi32(acc[q], vu[w], _mm512_movm_epi8(_cvtu64_mask64(bj[q * ldb + w])));
+        __m512i sums = xnor_reduce16_epi32(acc);
+        _mm512_storeu_si512((void *)(c + j), _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums)));
+    }
+    return j;
+}
+
 XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b,
                                                  int64_t ldb, int64_t m, int64_t n, int32_t *c, int64_t ldc)
 {
@@ -981,7 +1061,7 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
     }
     for (; i < m; i++) {
         totals[0] = xnor_u8_sum_avx512(u + i * ldu, k);
-        int64_t j = 0;
+        int64_t j = k <= 1024 ? xnor_u8_row_avx512(u + i * ldu, k, b, ldb, n, totals[0], c + i * ldc) : 0;
         for (; j + 16 <= n; j += 16)
             xnor_u8_block_avx512(u + i * ldu, ldu, k, b + j * ldb, ldb, totals, c + i * ldc + j, ldc, 1, 16);
         for (; j < n; j++)
@@ -1099,6 +1179,236 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
 #endif
     (void)path;
     xnor_u8_tile_swar(u, ldu, k, b, ldb, m, n, c, ldc);
+}
+
+/* Patches of NCHW uint8 images as rows (n*oh*ow, kh*kw*c) in (kh, kw, c) order, 0 outside the image: each
+ * image is first laid out channels-last with its zero border in `pad` (hp x wp x c bytes, hp >= pt + h and
+ * every window inside), so a patch is kh straight copies of kw*c bytes with no bounds checks. */
+static void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                           int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t *pad,
+                           int64_t hp, int64_t wp, uint8_t *out)
+{
+    int64_t span = kw * c, k = kh * span;
+    for (int64_t b = 0; b < n; b++) {
+        const uint8_t *src = x + b * c * h * w;
+        for (int64_t i = 0; i < hp * wp * c; i++)
+            pad[i] = 0;
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t col = 0; col < w; col++)
+                    pad[((y + pt) * wp + col + pl) * c + ch] = src[(ch * h + y) * w + col];
+        uint8_t *dst = out + b * oh * ow * k;
+        for (int64_t r = 0; r < oh; r++)
+            for (int64_t q = 0; q < ow; q++, dst += k)
+                for (int64_t i = 0; i < kh; i++) {
+                    const uint8_t *row = pad + ((r * sh + i) * wp + q * sw) * c;
+                    for (int64_t t = 0; t < span; t++)
+                        dst[i * span + t] = row[t];
+                }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * uint8 rows against short weight rows (a first convolution: K = KH*KW*C, 27 for 3x3x3) on AVX-512 VNNI.
+ * The weights are laid out once as signed bytes, 4 taps of 16 output channels per 64-byte vector:
+ * dwords[((g * npad) + j) * 4 + e] = +1 / -1 for tap 4g + e of channel j, 0 past k or past n (npad = n
+ * rounded up to 16). One VPDPBUSD multiplies 4 pixels of a row (broadcast) with those 4 taps of 16 channels
+ * and adds into 16 exact int32 dots, so a dot costs ceil(k/4) / 16 instructions with no mask expansion and no
+ * horizontal reduction (the 64-byte kernel above fills 27 of 64 bytes per VPDPBUSD at k = 27 and then pays a
+ * transposing reduction per 16 dots).
+ * ---------------------------------------------------------------------------------------------- */
+static inline int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
+{
+    return ((k + 3) / 4) * ((n + 15) / 16) * 16 * 4;
+}
+
+static void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
+{
+    int64_t npad = (n + 15) / 16 * 16, groups = (k + 3) / 4;
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t j = 0; j < npad; j++)
+            for (int64_t e = 0; e < 4; e++) {
+                int64_t t = 4 * g + e;
+                int8_t v = 0;
+                if (t < k && j < n)
+                    v = (int8_t)((b[j * words + t / 64] >> (t % 64)) & 1 ? -1 : 1);
+                dwords[(g * npad + j) * 4 + e] = v;
+            }
+}
+
+#if XNOR_X86
+/* The exact dots of R rows x NB blocks of 16 channels into acc[i * NB + q] (R * NB accumulators in registers);
+ * wcol: the dword layout from the block's first channel on. */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_dots_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, __m512i *acc,
+                          const int R, const int NB)
+{
+    for (int q = 0; q < R * NB; q++)
+        acc[q] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < k; t += 64) {
+        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
+        __m512i pixels[2];
+        for (int i = 0; i < R; i++)
+            pixels[i] = _mm512_maskz_loadu_epi8(valid, u + i * ldu + t);
+        int64_t groups = k - t >= 64 ? 16 : (k - t + 3) / 4;
+        const int8_t *wg = wcol + (t / 4) * npad * 4;
+        for (int64_t g = 0; g < groups; g++, wg += npad * 4) {
+            __m512i index = _mm512_set1_epi32((int)g);
+            __m512i four[2];
+            for (int i = 0; i < R; i++)
+                four[i] = _mm512_permutexvar_epi32(index, pixels[i]);
+            for (int q = 0; q < NB; q++) {
+                __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
+                for (int i = 0; i < R; i++)
+                    acc[i * NB + q] = _mm512_dpbusd_epi32(acc[i * NB + q], four[i], wv);
+            }
+        }
+    }
+}
+
+/* R rows x NB blocks of 16 channels of exact dots stored as int32 (the last `left` channels of the block). */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, int32_t *c,
+                           int64_t ldc, int64_t left, const int R, const int NB)
+{
+    __m512i acc[8];
+    xnor_u8_dword_dots_avx512(u, ldu, k, wcol, npad, acc, R, NB);
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < NB; q++) {
+            int64_t rest = left - 16 * q;
+            __mmask16 keep = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
+            _mm512_mask_storeu_epi32(c + i * ldc + 16 * q, keep, acc[i * NB + q]);
+        }
+}
+
+/* The dots of xnor_u8_dword_block_avx512 compared with thresholds in registers, into packed bits: row i of the
+ * block (global row row0 + i) meets thresholds thr + (period ? (row0 + i) % period : 0) * ldt; channels
+ * j .. j + 16 * NB (j a multiple of 16; with NB = 4 a multiple of 64) go to out + i * ldo, bit (j % 64) on. */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
+                               int64_t j, int64_t left, const int32_t *thr, int64_t ldt, int64_t row0,
+                               int64_t period, const int32_t *index, const uint8_t *flip, uint64_t *out,
+                               int64_t ldo, const int R, const int NB)
+{
+    __m512i acc[8];
+    xnor_u8_dword_dots_avx512(u, ldu, k, dwords + j * 4, npad, acc, R, NB);
+    /* flip lanes: bit = dot > thr = (~dot < ~thr), so one compare of dot ^ f with thr ^ f (f = -1 there) */
+    __m512i f[4];
+    __mmask16 in[4];
+    for (int q = 0; q < NB; q++) {
+        int64_t rest = left - 16 * q;
+        in[q] = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
+        f[q] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in[q], flip + j + 16 * q)));
+    }
+    for (int i = 0; i < R; i++) {
+        int64_t position = period ? (row0 + i) % period : 0;
+        const int32_t *tr = thr + (index ? index[position] : position) * ldt + j;
+        uint64_t word = 0;
+        for (int q = 0; q < NB; q++) {
+            __m512i tv = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], tr + 16 * q), f[q]);
+            uint64_t bits = (uint64_t)_mm512_mask_cmplt_epi32_mask(in[q], _mm512_xor_si512(acc[i * NB + q], f[q]), tv);
+            word |= bits << (16 * q);
+        }
+        uint64_t *o = out + i * ldo + j / 64;
+        int shift = (int)(j % 64);
+        if (shift == 0)
+            *o = word; /* the first 16 (or 64) channels of a word start it */
+        else
+            *o |= word << shift;
+    }
+}
+
+/* The fused tile: m rows x channels j0 .. j0 + n (j0 a multiple of 64, n <= 256) compared with thresholds
+ * (thresholds and flip indexed by channel from 0) into packed output rows out (row i at out + i * ldo). */
+XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
+                                                           const int8_t *dwords, int64_t npad, int64_t j0,
+                                                           int64_t m, int64_t n, const int32_t *thr, int64_t ldt,
+                                                           int64_t row0, int64_t period, const int32_t *index,
+                                                           const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+    for (int64_t i = 0; i < m; i += 2) {
+        const uint8_t *row = u + i * ldu;
+        uint64_t *o = out + i * ldo;
+        int64_t j = j0, end = j0 + n;
+        if (i + 2 <= m) {
+            for (; j + 64 <= end; j += 64)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, index, flip, o,
+                                               ldo, 2, 4);
+            for (; j < end; j += 16)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
+                                               index, flip, o, ldo, 2, 1);
+        } else {
+            for (; j + 64 <= end; j += 64)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, index, flip, o,
+                                               ldo, 1, 4);
+            for (; j < end; j += 16)
+                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
+                                               index, flip, o, ldo, 1, 1);
+        }
+    }
+}
+
+/* An m x n tile (n <= 256) of exact dots c[i * ldc + j] = u_i . w_{j0 + j}; rows of k bytes, ldu apart:
+ * 2 rows x 4 blocks of 16 channels (8 accumulators: the 4-5 cycle VPDPBUSD latency is covered), 1 x 4 for an
+ * odd last row, single blocks for the last channels. */
+XNOR_AVX512_ATTR static void xnor_u8_dword_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
+                                                       const int8_t *dwords, int64_t npad, int64_t j0, int64_t m,
+                                                       int64_t n, int32_t *c, int64_t ldc)
+{
+    int64_t i = 0;
+    for (; i < m; i += 2) {
+        const uint8_t *row = u + i * ldu;
+        int64_t j = 0;
+        if (i + 2 <= m) {
+            for (; j + 64 <= n; j += 64)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 2, 4);
+            for (; j < n; j += 16)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 2, 1);
+        } else {
+            for (; j + 64 <= n; j += 64)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 1, 4);
+            for (; j < n; j += 16)
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 1, 1);
+        }
+    }
+}
+#endif
+
+/* 1 when the fused dword + threshold tile ran (AVX-512 with the dword layout), 0 when the caller must run
+ * the tile and the threshold pass itself. */
+static int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                         int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
+                                         int64_t ldt, int64_t row0, int64_t period, const int32_t *index,
+                                         const uint8_t *flip, uint64_t *out, int64_t ldo)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512 && dwords != NULL) {
+        xnor_u8_dword_thr_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, index, flip, out,
+                                      ldo);
+        return 1;
+    }
+#endif
+    (void)path; (void)u; (void)ldu; (void)k; (void)dwords; (void)npad; (void)j0; (void)m; (void)n; (void)thr;
+    (void)ldt; (void)row0; (void)period; (void)index; (void)flip; (void)out; (void)ldo;
+    return 0;
+}
+
+/* The dword kernel where the path has it (AVX-512 VNNI) and the weights were laid out for it; else xnor_u8_tile
+ * on the packed weights b (columns j0 ..): both give the same exact dots. */
+static void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
+                                int32_t *c, int64_t ldc)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512 && dwords != NULL) {
+        xnor_u8_dword_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, c, ldc);
+        return;
+    }
+#endif
+    (void)dwords;
+    (void)npad;
+    xnor_u8_tile(path, u, ldu, k, b + j0 * ldb, ldb, m, n, c, ldc);
 }
 
 /* ------------------------------------------------------------------------------------------------

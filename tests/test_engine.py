@@ -273,3 +273,31 @@ def test_empty_batch(name):
     for dtype in (np.uint8, np.float32):
         empty = np.zeros((0, *spec["input_shape"]), dtype)
         assert engine.logits(empty).shape == (0, 10) and engine.predict(empty).shape == (0,)
+
+
+@pytest.mark.parametrize("threads", [1, 2, None])
+def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads):
+    """The binary MLP runs as one compiled DenseChain call in logits(); trace() runs the op loop: the same
+    float32 logits, bit for bit, for every batch size (empty, odd, past a 64-row tile) and SIMD path."""
+    from workbench.deploy import kernels
+    from workbench.train import benchmark
+
+    path = tmp_path / "mlp.bnn"
+    benchmark.random_preset_file("binary-mlp", path)
+    engine = Engine(str(path), threads=threads)
+    assert engine._chain is not None
+    rng = np.random.default_rng(0)
+    try:
+        for backend in kernels.available_backends():
+            kernels.set_backend(backend)
+            for m in (0, 1, 3, 65):
+                u = rng.integers(0, 256, (m, *engine.input_shape), dtype=np.uint8)
+                got, (expected, _) = engine.logits(u), engine.trace(u)
+                assert got.dtype == np.float32 and got.shape == expected.shape
+                np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    finally:
+        kernels.set_backend("auto")
+    assert Engine(str(path))._chain is not None
+    cnn = tmp_path / "cnn.bnn"
+    benchmark.random_preset_file("binary-cnn", cnn)
+    assert Engine(str(cnn))._chain is None  # convolutions: the op loop

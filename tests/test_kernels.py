@@ -695,3 +695,50 @@ def test_compiled_kernels_clamp_huge_thread_counts():
     expected = kernels.xnor_gemm_threshold(a_bits, a_bits, 200, np.zeros(8, np.int32), np.zeros(8, bool), threads=1)
     np.testing.assert_array_equal(out, expected)
     assert _xnor.team_size(1 << 20, 1 << 20, 1 << 10, 10**6) <= _xnor.MAX_THREADS
+
+
+# ------------------------------------------------------------------------------ short uint8 rows (dword kernel)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 5, 27, 63, 64, 65, 100, 256])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 64, 130, 300])
+def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
+    """bind_gemm(uint8=True) with k <= U8_DWORD_MAX_K lays the weights out as signed bytes once and runs the
+    AVX-512 dword kernel (other paths: the packed-weight kernels): exact dots, thresholds plain and per row
+    position, for odd row counts (the 2-row blocks' tail), channel tails (16-channel blocks) and tap tails."""
+    rng = np.random.default_rng(k * 1000 + n)
+    for m in (1, 2, 3, 64, 67):
+        u = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        u[0] = 255  # the largest dot
+        w = kernels.pack_signs(signs(rng, n, k))
+        expected = u.astype(np.int64) @ kernels.unpack_signs(w, k).astype(np.int64).T
+        np.testing.assert_array_equal(kernels.bind_gemm(w, k, uint8=True, threads=1)(u), expected)
+        thresholds = rng.integers(-255 * k, 255 * k + 1, n).astype(np.int32)
+        flip = rng.integers(0, 2, n).astype(np.uint8)
+        for threads in (1, 2):
+            got = kernels.bind_gemm(w, k, thresholds, flip, uint8=True, threads=threads)(u)
+            np.testing.assert_array_equal(
+                kernels.unpack_signs(got, n), reference_threshold(expected, thresholds, flip.astype(bool))
+            )
+        period = 3
+        per_row = rng.integers(-255 * k, 255 * k + 1, (period, n)).astype(np.int32)
+        got = kernels.bind_gemm(w, k, per_row, flip, uint8=True, threads=1)(u)
+        rows = per_row[np.arange(m) % period]
+        np.testing.assert_array_equal(
+            kernels.unpack_signs(got, n), reference_threshold(expected, rows, flip.astype(bool))
+        )
+
+
+def test_u8_dwords_layout():
+    """make_u8_dwords: +1 / -1 bytes, 4 taps of 16 channels per 64 bytes, 0 past k and past n."""
+    from workbench.deploy import _xnor
+
+    rng = np.random.default_rng(5)
+    k, n = 27, 20
+    s = signs(rng, n, k)
+    d = _xnor.make_u8_dwords(kernels.pack_signs(s), k)
+    groups, npad = (k + 3) // 4, 32
+    assert d.shape == (groups * npad * 4,) and d.dtype == np.int8
+    laid = d.reshape(groups, npad, 4).transpose(1, 0, 2).reshape(npad, groups * 4)
+    np.testing.assert_array_equal(laid[:n, :k], s)
+    assert not laid[n:].any() and not laid[:, k:].any()

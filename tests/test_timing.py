@@ -76,6 +76,19 @@ def test_thread_choice_moves_to_more_threads_when_they_are_faster_and_back_when_
     assert used[:4].count(1) >= 2 and used.count(2) <= 4  # back on one thread at once, one trial 16 calls later
 
 
+def test_thread_choice_counts_rare_stalls_of_many_threads_in_their_mean():
+    """One core busy: many threads are usually twice as fast but one call in 50 waits a time slice (300x):
+    their mean is slower than one thread, so after the first stall the choice stays on one thread."""
+    choice, used, many_calls = kernels.ThreadChoice(2), [], 0
+    for _ in range(20000):
+        count = choice.pick()
+        if count == 2:
+            many_calls += 1
+        choice.record(count, 300.0 if count == 2 and many_calls % 50 == 0 else {1: 1.0, 2: 0.5}[count])
+        used.append(count)
+    assert used[5000:].count(2) <= 10
+
+
 def test_explicit_and_environment_thread_counts_are_fixed(monkeypatch):
     assert isinstance(kernels._thread_policy(3), kernels._FixedThreads)
     monkeypatch.setenv("BNN_WORKBENCH_THREADS", "2")

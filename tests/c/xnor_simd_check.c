@@ -94,6 +94,16 @@ static int check_u8(int path, int64_t m, int64_t n, int64_t k, int saturate)
     xnor_u8_tile_swar(u, k, k, b, words, m, n, want, ldc);
     xnor_u8_tile(path, u, k, k, b, words, m, n, got, ldc);
     int ok = same(want, got, m, n, ldc, path, "uint8 tile", k);
+    if (ok && k <= 256) { /* the dword kernel of short rows (AVX-512 VNNI; elsewhere the tile above), also from j0 = 16 */
+        int8_t *dwords = malloc((size_t)xnor_u8_dwords_size(n, k));
+        xnor_make_u8_dwords(b, n, words, k, dwords);
+        memset(got, 0, (size_t)(m * ldc) * sizeof(int32_t));
+        int64_t j0 = n > 16 ? 16 : 0, npad = (n + 15) / 16 * 16;
+        xnor_u8_tile_dwords(path, u, k, k, dwords, npad, 0, b, words, m, j0, got, ldc);
+        xnor_u8_tile_dwords(path, u, k, k, dwords, npad, j0, b, words, m, n - j0, got + j0, ldc);
+        ok = same(want, got, m, n, ldc, path, "uint8 dword tile", k);
+        free(dwords);
+    }
     free(u);
     free(b);
     free(want);
@@ -127,6 +137,11 @@ int main(void)
                 for (size_t c = 0; c < sizeof(ns) / sizeof(ns[0]); c++)
                     checks += check_u8(path, ms[b], ns[c] * 2, ks[a], 0);
         checks += check_u8(path, 3, 17, 5000, 1);
+        static const int64_t short_ks[] = {3, 4, 5, 27, 31, 32, 33, 255, 256};
+        for (size_t a = 0; a < sizeof(short_ks) / sizeof(short_ks[0]); a++) {
+            checks += check_u8(path, 5, 33, short_ks[a], 0);
+            checks += check_u8(path, 2, 100, short_ks[a], 1);
+        }
         printf("path %s: %d checks bit-exact with scalar\n", name(path), checks);
         paths++;
     }

@@ -15,7 +15,7 @@ import numpy as np
 
 from workbench.core.quantizer_catalog import QUANTIZERS
 from workbench.core.shapes import conv_output_size, padding_pair, words
-from workbench.deploy import bnnfile, kernels
+from workbench.deploy import _xnor, bnnfile, kernels
 from workbench.deploy.packed import PackedModel
 
 
@@ -128,7 +128,9 @@ class Engine:
         else:
             self.pixel_scale, self.pixel_offset = 1.0, 0.0
         self.steps = []
+        self._chain_parts = {}  # layer index -> its part of a DenseChain (the dense layers that can be one)
         for index, layer in enumerate(packed.layers):
+            self._index = index
             try:
                 self.steps.append((layer.name, layer.op, getattr(self, "_build_" + layer.op)(layer)))
             except (KeyError, TypeError, IndexError, ValueError) as error:
@@ -136,12 +138,17 @@ class Engine:
                     f"layer {index} ({layer.name!r}, op {layer.op}): cannot be prepared: "
                     f"{type(error).__name__}: {error}"
                 ) from None
+        del self._index
+        self._chain = self._build_chain()
 
     # ------------------------------------------------------------------------------ public API
 
     def logits(self, x) -> np.ndarray:
         """float32 (N, num_classes) for a batch of uint8 or float32 inputs (N, *input_shape)."""
         state = self._check_input(x)
+        if self._chain is not None and state[1].dtype == np.uint8:  # the whole network in one compiled call
+            u = state[1]
+            return self._chain(u.reshape(len(u), self._chain_features))
         for index in range(len(self.steps)):
             state = self._step(index, state)
         return self._as_output(state)
@@ -213,6 +220,30 @@ class Engine:
             raise EngineError(f"a binary op received {state[0]} activations, expected packed bits")
         return state[1]
 
+    def _build_chain(self):
+        """One kernels.bind_dense_chain for a network that is [flatten] uint8 dense -> binary dense ... ->
+        binary dense to logits (the binary MLP): its batch runs in one compiled call, bit for bit what the op
+        loop gives (tests/test_engine.py). None for any other network."""
+        ops = [op for _, op, _ in self.steps]
+        start = 0
+        while start < len(ops) and ops[start] == "flatten":
+            start += 1
+        parts = [self._chain_parts.get(index) for index in range(start, len(ops))]
+        if len(parts) < 2 or any(part is None for part in parts):
+            return None
+        kinds = [part[0] for part in parts]
+        if kinds[0] != "u8" or kinds[-1] != "last" or any(kind != "bits" for kind in kinds[1:-1]):
+            return None
+        self._chain_features = int(np.prod(self.input_shape))
+        if parts[0][2] != self._chain_features:
+            return None
+        try:
+            return kernels.bind_dense_chain(
+                parts[0][1:], [part[1:] for part in parts[1:-1]], parts[-1][1:], threads=self.threads
+            )
+        except ValueError:  # layers the chain cannot take (PackedModel.check passed them): the op loop runs them
+            return None
+
     # ------------------------------------------------------------------------------ binary ops
 
     def _build_binary_dense(self, layer):
@@ -232,15 +263,21 @@ class Engine:
 
     def _binary_output(self, layer, bind):
         """The layer's step with its kernel bound at load: fused thresholds to bits, or dots * scale + shift."""
+        dense = layer.op == "binary_dense"
+        if dense:
+            w, k = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
         if layer.attrs["output"] == "bits":
-            kernel = bind(
-                thresholds=np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32),
-                flip=np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8),
-            )
+            thresholds = np.ascontiguousarray(layer.arrays["thresholds"], dtype=np.int32)
+            flip = np.ascontiguousarray(layer.arrays["flip"], dtype=np.uint8)
+            kernel = bind(thresholds=thresholds, flip=flip)
+            if dense:
+                self._chain_parts[self._index] = ("bits", w, k, thresholds, flip)
             return lambda s: ("bits", kernel(self._bits(s)))
         kernel = bind()
         scale = layer.arrays["scale"].astype(np.float32)
         shift = layer.arrays["shift"].astype(np.float32)
+        if dense and scale.shape == shift.shape == (w.shape[0],):
+            self._chain_parts[self._index] = ("last", w, k, scale, shift)
         return lambda s: ("real", kernel(self._bits(s)) * scale + shift)
 
     # ------------------------------------------------------------------------------ first layer
@@ -253,9 +290,10 @@ class Engine:
         to_bits = layer.attrs["output"] == "bits"
         if to_bits:
             # uint8 input: one kernel call, exact integer dots compared with integer thresholds
-            exact = kernels.bind_gemm(
-                w, k, *self._int32_rule(self._integer_rule(a, b, total), k), uint8=True, threads=self.threads
-            )
+            rule = self._int32_rule(self._integer_rule(a, b, total), k)
+            exact = kernels.bind_gemm(w, k, *rule, uint8=True, threads=self.threads)
+            if rule[0].ndim == 1:
+                self._chain_parts[self._index] = ("u8", w, k, *rule)
         else:
             exact = kernels.bind_gemm(w, k, uint8=True, threads=self.threads)
 
@@ -318,11 +356,17 @@ class Engine:
             threads=self.threads,
         )
 
+        # the im2col of pixels with its geometry checked once here (the input's shape is checked per batch)
+        kernels.im2col_uint8(np.zeros((0, c, h, width), np.uint8), kh, kw, stride, padding)
+        (pad_top, _, pad_left, _), k_cols = kernels._padding(padding, kh, kw), kh * kw * c
+
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
                 n = len(x)
-                u = exact(kernels.im2col_uint8(x, kh, kw, stride, padding))
+                cols = np.empty((n * oh * ow, k_cols), dtype=np.uint8)
+                _xnor.im2col_uint8(np.ascontiguousarray(x), kh, kw, stride, stride, pad_top, pad_left, oh, ow, cols)
+                u = exact(cols)
                 if to_bits:
                     return ("bits", u.reshape(n, oh, ow, u.shape[1]))
                 u = u.reshape(n, oh, ow, o)

@@ -41,6 +41,7 @@ __all__ = [
     "bind_gemm",
     "bind_conv2d",
     "bind_max_pool2d_bits",
+    "bind_dense_chain",
 ]
 
 _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scalar": _xnor.SCALAR}
@@ -48,6 +49,9 @@ _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scala
 _PANEL_PATHS = ("avx512", "avx2")
 _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
+# Bound uint8 calls with rows up to this long run the AVX-512 dword kernel (weights as signed bytes, k / 4 VPDPBUSD
+# per 16 dots); longer rows keep the packed weights (the dword layout is 8x their size).
+U8_DWORD_MAX_K = 256
 
 
 def available_backends() -> list[str]:
@@ -116,23 +120,29 @@ class ThreadChoice:
 
     A fork-join call on more threads than the OS has free cores waits for a thread that is not scheduled (9-28x
     slower than one thread with one of two cores busy), so the choice is measured, not assumed, and leans to one
-    thread: it starts there, tries all CPUs on the next call, then keeps a moving average of seconds per call
-    for each count. It moves to all CPUs only while they are at least 20% faster on average, and back to one
-    thread as soon as they are not at least 5% faster; a slow one-thread call (say, preempted) moves its average
-    by at most 4x, a slow many-thread call counts in full. The count not in use is tried again after 16 calls,
-    that interval doubling (up to 4096) each time the trial loses, so trials cost little once the right count
+    thread: it starts there, tries all CPUs on the next call, then keeps, for one thread, a moving average of
+    seconds per call (a slow one-thread call, say preempted, moves it by at most 4x), and for all CPUs the mean
+    of their calls with a slow forgetting (weight 0.99 per call, so about the last 100): with one core busy a
+    many-thread call is usually faster but now and then waits a whole time slice (milliseconds against tens of
+    microseconds), and only a mean carries those stalls. It moves to all CPUs only while that mean is at least
+    20% below one thread's, and back to one thread as soon as it is not at least 5% below, or at once after a
+    many-thread call slower than 4 one-thread calls. The count not in use is tried again after 16 calls, that
+    interval doubling (up to 4096) each time the trial loses; a trial that stalled so (it waited for a core)
+    sets it to at least 1024 calls and lets it double up to 65536, so trials cost little once the right count
     is known (docs/KERNELS.md, "Threading").
     """
 
-    __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval")
+    __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval", "many_sum", "many_weight")
 
     def __init__(self, many: int):
         self.many = many
         self.current = 1
-        self.seconds = {1: 0.0, many: 0.0}  # moving averages; 0 until measured
+        self.seconds = {1: 0.0, many: 0.0}  # one: moving average; many: the forgetting mean; 0 until measured
         self.calls = 0
         self.probe_at = 2
         self.interval = 16
+        self.many_sum = 0.0
+        self.many_weight = 0.0
 
     def pick(self) -> int:
         self.calls += 1
@@ -141,15 +151,27 @@ class ThreadChoice:
         return self.current
 
     def record(self, used: int, seconds: float) -> None:
-        old = self.seconds[used]
-        if old and used == 1:
-            seconds = min(seconds, 4 * old)
-        self.seconds[used] = seconds if old == 0.0 else old + 0.3 * (seconds - old)
-        one, many = self.seconds[1], self.seconds[self.many]
+        one = self.seconds[1]
+        if used == 1:
+            if one:
+                seconds = min(seconds, 4 * one)
+            self.seconds[1] = one = seconds if one == 0.0 else one + 0.3 * (seconds - one)
+            stalled = False
+        else:
+            self.many_sum = 0.99 * self.many_sum + seconds
+            self.many_weight = 0.99 * self.many_weight + 1.0
+            self.seconds[self.many] = self.many_sum / self.many_weight
+            stalled = bool(one) and seconds > 4 * one
+        many = self.seconds[self.many]
         better = (many < 0.8 * one) if self.current == 1 else (many < 0.95 * one)
-        chosen = self.many if (one and many and better) else 1
+        chosen = self.many if (one and many and better and not stalled) else 1
         if used != self.current:  # a trial of the other count
-            self.interval = 16 if chosen == used else min(2 * self.interval, 4096)
+            if chosen == used:
+                self.interval = 16
+            elif stalled:  # it waited for a core: strong evidence, so the next trial comes much later
+                self.interval = min(max(2 * self.interval, 1024), 65536)
+            else:
+                self.interval = min(2 * self.interval, max(self.interval, 4096))
             self.probe_at = self.calls + self.interval
         elif chosen != self.current:
             self.interval = 16
@@ -383,7 +405,8 @@ def _bind_gemm(
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
     n = w.shape[0]
     policy = _thread_policy(threads, (name, w.shape, k) if plain else None)
-    period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P]
+    period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P] (or [thr_index[i % P]])
+    thr_index = None
     if thresholds is not None:
         if uint8 and np.ndim(thresholds) == 2:
             thr = np.asarray(thresholds)
@@ -394,18 +417,26 @@ def _bind_gemm(
                 )
             thr, _ = _check_thresholds(thr.reshape(-1), False, n * period, name)
             _, flips = _check_thresholds(np.zeros(n, np.int32), flip, n, name)
+            if not plain and n:  # keep the distinct rows only (a 3x3 'same' conv: 9 of OH*OW), and an index
+                rows, index = np.unique(thr.reshape(period, n), axis=0, return_inverse=True)
+                thr, thr_index = np.ascontiguousarray(rows.reshape(-1)), index.reshape(-1).astype(np.int32)
         else:
             thr, flips = _check_thresholds(thresholds, flip, n, name)
         out_words = words(n)
     if uint8:
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
-        # on every call.
+        # on every call. Short rows (a first convolution's patches) get the AVX-512 dword layout once.
+        dwords = (
+            _xnor.make_u8_dwords(w, k)
+            if not plain and 0 < k <= U8_DWORD_MAX_K and _xnor.cpu_supports(_xnor.AVX512)
+            else None
+        )
         if thresholds is None:
 
             def call(u):
                 u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
                 out = np.empty((len(u), n), dtype=np.int32)
-                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t))
+                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t, dwords))
                 return out
 
             return call
@@ -413,7 +444,12 @@ def _bind_gemm(
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
             out = np.empty((len(u), out_words), dtype=np.uint64)
-            policy.run(len(u), lambda t: _xnor.gemm_uint8_threshold(u, w, thr, flips, out, _PATHS[_backend], t, period))
+            policy.run(
+                len(u),
+                lambda t: _xnor.gemm_uint8_threshold(
+                    u, w, thr, flips, out, _PATHS[_backend], t, period, dwords, thr_index
+                ),
+            )
             return out
 
         return call
@@ -440,6 +476,61 @@ def _bind_gemm(
         out = np.empty((len(a), out_words), dtype=np.uint64)
         use = panel if _backend in _PANEL_PATHS else None
         policy.run(len(a), lambda t: _xnor.gemm_threshold(a, w, k, thr, flips, out, _PATHS[_backend], t, use))
+        return out
+
+    return call
+
+
+def bind_dense_chain(first, middle, last, *, threads: int | None = None):
+    """A stack of dense layers as one compiled call: ``f(u)`` float32 (M, N_last) from uint8 rows u (M, k).
+
+    first: ``(w_bits, k, thresholds, flip)``, the uint8 layer (xnor_gemm_uint8_threshold); middle: a list of
+    ``(w_bits, k, thresholds, flip)``, binary layers into bits (xnor_gemm_threshold); last: ``(w_bits, k,
+    scale, shift)``, a binary layer whose dots become ``float32(dot * float64(scale) + float64(shift))``, as
+    ``xnor_gemm(...) * scale + shift`` in NumPy with float32 scale and shift, then ``astype(float32)``.
+    Each layer's k must be the previous layer's N. Results are those of the layer-by-layer calls, bit for bit;
+    the whole stack runs without the GIL in one call (the binary MLP at batch 1 spends more time in per-call
+    Python than in its kernels otherwise). ``threads`` as for bind_gemm, one choice for the whole stack.
+    """
+    name = "bind_dense_chain"
+    w0, k0, thr0, flip0 = first
+    k0 = _check_k(k0, name, "k")
+    w0 = _check_bits(w0, name, "first w_bits", 2, "(N, words)")
+    _check_words(w0, name, "first w_bits", k0, "k")
+    if 255 * k0 > _INT32_MAX:
+        raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k0}")
+    thr0, flip0 = _check_thresholds(thr0, flip0, w0.shape[0], name)
+    width, layers = w0.shape[0], []
+    for index, (w, k, *rest) in enumerate([*middle, last]):
+        arg = "last w_bits" if index == len(middle) else f"middle[{index}] w_bits"
+        k = _check_k(k, name, "k")
+        w = _check_bits(w, name, arg, 2, "(N, words)")
+        _check_words(w, name, arg, k, "k")
+        if k != width:
+            raise ValueError(f"{name}: {arg}: k={k} is not the previous layer's {width} outputs")
+        width = w.shape[0]
+        if index < len(middle):
+            thr, flips = _check_thresholds(rest[0], rest[1], width, name)
+            layers.append((w, k, thr, flips, _panel(w)))
+        else:
+            scale, shift = (np.asarray(v, dtype=np.float32).astype(np.float64) for v in rest)
+            if scale.shape != (width,) or shift.shape != (width,):
+                raise ValueError(f"{name}: last: scale and shift: expected shape ({width},)")
+            layers.append((w, k, scale, shift, _panel(w)))
+    if min(w0.shape[0], *(layer[0].shape[0] for layer in layers)) < 1 or k0 < 1:
+        raise ValueError(f"{name}: every layer needs at least one input and one output")
+    chain = _xnor.DenseChain((w0, k0, thr0, flip0), layers[:-1], layers[-1])
+    policy = _thread_policy(threads)
+
+    def call(u):
+        if type(u) is not np.ndarray or u.dtype != np.uint8 or u.ndim != 2 or u.shape[1] != k0:
+            raise ValueError(
+                f"{name}: u: expected uint8 rows (M, {k0}), got {getattr(u, 'dtype', type(u).__name__)} "
+                f"with shape {getattr(u, 'shape', None)}"
+            )
+        u = np.ascontiguousarray(u)
+        out = np.empty((len(u), width), dtype=np.float32)
+        policy.run(len(u), lambda t: chain.run(u, out, _PATHS[_backend], t))
         return out
 
     return call

@@ -1021,32 +1021,47 @@ xnor_u8_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b
 
 /* One row against blocks of 16 weight rows, its pixels loaded once (k <= 1024: at most 16 vectors, the tail
  * zeroed) for all of them: a batch-1 layer (the binary MLP's 784 -> 2048) no longer reloads and re-masks the
- * pixels per block. Returns the columns done (a multiple of 16). */
-XNOR_AVX512_ATTR static int64_t xnor_u8_row_avx512(const uint8_t *u, int64_t k, const uint64_t *b, int64_t ldb,
-                                                   int64_t n, int32_t total, int32_t *c)
+ * pixels per block. Returns the columns done (a multiple of 16). PIXELS(v) puts a vector of pixels in the
+ * order NEG(word) expands a weight word to bytes (0xff where w = -1). */
+#define XNOR_DEFINE_U8_ROW(NAME, ATTR, PIXELS, NEG)                                                          \
+    ATTR static int64_t NAME(const uint8_t *u, int64_t k, const uint64_t *b, int64_t ldb, int64_t n,         \
+                             int32_t total, int32_t *c)                                                      \
+    {                                                                                                        \
+        __m512i vu[16];                                                                                      \
+        int64_t words = (k + 63) / 64;                                                                       \
+        for (int64_t w = 0; w < words; w++) {                                                                \
+            int64_t t = 64 * w;                                                                              \
+            __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);                 \
+            vu[w] = PIXELS(_mm512_maskz_loadu_epi8(valid, u + t));                                           \
+        }                                                                                                    \
+        __m512i tot = _mm512_set1_epi32(total);                                                              \
+        int64_t j = 0;                                                                                       \
+        for (; j + 16 <= n; j += 16) {                                                                       \
+            __m512i acc[16];                                                                                 \
+            for (int q = 0; q < 16; q++)                                                                     \
+                acc[q] = _mm512_setzero_si512();                                                             \
+            const uint64_t *bj = b + j * ldb;                                                                \
+            for (int64_t w = 0; w < words; w++)                                                              \
+                for (int q = 0; q < 16; q++)                                                                 \
+                    acc[q] = _mm512_dpbusd_epi32(acc[q], vu[w], NEG(bj[q * ldb + w]));                       \
+            __m512i sums = xnor_reduce16_epi32(acc);                                                         \
+            _mm512_storeu_si512((void *)(c + j), _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums)));      \
+        }                                                                                                    \
+        return j;                                                                                            \
+    }
+
+/* The mask-register expansion: KMOVQ + VPMOVM2B per (row, word), the pixels as they are. */
+XNOR_AVX512_ATTR static inline __m512i xnor_u8_pixels_mask(__m512i v)
 {
-    __m512i vu[16];
-    int64_t words = (k + 63) / 64;
-    for (int64_t w = 0; w < words; w++) {
-        int64_t t = 64 * w;
-        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
-        vu[w] = _mm512_maskz_loadu_epi8(valid, u + t);
-    }
-    __m512i tot = _mm512_set1_epi32(total);
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m512i acc[16];
-        for (int q = 0; q < 16; q++)
-            acc[q] = _mm512_setzero_si512();
-        const uint64_t *bj = b + j * ldb;
-        for (int64_t w = 0; w < words; w++)
-            for (int q = 0; q < 16; q++)
-                acc[q] = _mm512_dpbusd_epi32(acc[q], vu[w], _mm512_movm_epi8(_cvtu64_mask64(bj[q * ldb + w])));
-        __m512i sums = xnor_reduce16_epi32(acc);
-        _mm512_storeu_si512((void *)(c + j), _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums)));
-    }
-    return j;
+    return v;
 }
+
+XNOR_AVX512_ATTR static inline __m512i xnor_u8_neg_mask(uint64_t word)
+{
+    return _mm512_movm_epi8(_cvtu64_mask64(word));
+}
+
+XNOR_DEFINE_U8_ROW(xnor_u8_row_avx512, XNOR_AVX512_ATTR, xnor_u8_pixels_mask, xnor_u8_neg_mask)
 
 /* The same single row without mask registers (the mask path issues one KMOVQ per (row, word), and this core
  * runs about one a cycle): each weight word is broadcast to the 8 lanes and GF2P8AFFINEQB, with the matrix
@@ -1060,48 +1075,22 @@ static const uint8_t xnor_u8_transpose_bytes[64] = {
     3, 11, 19, 27, 35, 43, 51, 59, 4, 12, 20, 28, 36, 44, 52, 60, 5, 13, 21, 29, 37, 45, 53, 61,
     6, 14, 22, 30, 38, 46, 54, 62, 7, 15, 23, 31, 39, 47, 55, 63};
 
-/* VPERMB indices: byte 8L + j <- byte 8j + L */
-XNOR_AVX512_GFNI_ATTR static inline __m512i xnor_u8_transpose_gfni(void)
+/* VPERMB: byte 8L + j <- byte 8j + L */
+XNOR_AVX512_GFNI_ATTR static inline __m512i xnor_u8_pixels_gfni(__m512i v)
 {
-    return _mm512_loadu_si512((const void *)xnor_u8_transpose_bytes);
+    return _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)xnor_u8_transpose_bytes), v);
 }
 
-/* GF2P8AFFINEQB matrices: lane L selects bit L of each byte into all 8 bits */
-XNOR_AVX512_GFNI_ATTR static inline __m512i xnor_u8_select_gfni(void)
+/* GF2P8AFFINEQB of the broadcast word; lane L's matrix selects bit L of each byte into all 8 bits */
+XNOR_AVX512_GFNI_ATTR static inline __m512i xnor_u8_neg_gfni(uint64_t word)
 {
-    return _mm512_set_epi64((long long)0x8080808080808080ULL, 0x4040404040404040LL, 0x2020202020202020LL,
-                            0x1010101010101010LL, 0x0808080808080808LL, 0x0404040404040404LL,
-                            0x0202020202020202LL, 0x0101010101010101LL);
+    const __m512i select = _mm512_set_epi64((long long)0x8080808080808080ULL, 0x4040404040404040LL,
+                                            0x2020202020202020LL, 0x1010101010101010LL, 0x0808080808080808LL,
+                                            0x0404040404040404LL, 0x0202020202020202LL, 0x0101010101010101LL);
+    return _mm512_gf2p8affine_epi64_epi8(_mm512_set1_epi64((long long)word), select, 0);
 }
 
-XNOR_AVX512_GFNI_ATTR static int64_t xnor_u8_row_gfni_avx512(const uint8_t *u, int64_t k, const uint64_t *b,
-                                                             int64_t ldb, int64_t n, int32_t total, int32_t *c)
-{
-    const __m512i perm = xnor_u8_transpose_gfni(), select = xnor_u8_select_gfni();
-    __m512i vu[16];
-    int64_t words = (k + 63) / 64;
-    for (int64_t w = 0; w < words; w++) {
-        int64_t t = 64 * w;
-        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
-        vu[w] = _mm512_permutexvar_epi8(perm, _mm512_maskz_loadu_epi8(valid, u + t));
-    }
-    __m512i tot = _mm512_set1_epi32(total);
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m512i acc[16];
-        for (int q = 0; q < 16; q++)
-            acc[q] = _mm512_setzero_si512();
-        const uint64_t *bj = b + j * ldb;
-        for (int64_t w = 0; w < words; w++)
-            for (int q = 0; q < 16; q++) {
-                __m512i bits = _mm512_set1_epi64((long long)bj[q * ldb + w]);
-                acc[q] = _mm512_dpbusd_epi32(acc[q], vu[w], _mm512_gf2p8affine_epi64_epi8(bits, select, 0));
-            }
-        __m512i sums = xnor_reduce16_epi32(acc);
-        _mm512_storeu_si512((void *)(c + j), _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums)));
-    }
-    return j;
-}
+XNOR_DEFINE_U8_ROW(xnor_u8_row_gfni_avx512, XNOR_AVX512_GFNI_ATTR, xnor_u8_pixels_gfni, xnor_u8_neg_gfni)
 
 XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b,
                                                  int64_t ldb, int64_t m, int64_t n, int32_t *c, int64_t ldc)

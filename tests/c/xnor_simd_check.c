@@ -132,10 +132,18 @@ int main(void)
         checks += check_gemm(path, 3, 5, 64 * 8401 - 5, 1, 0);
         checks += check_gemm(path, 2, 9, 64 * 8400, 1, 1);
         checks += check_gemm(path, 2, 4, 64 * 16001 + 7, 2, 2);
-        for (size_t a = 0; a < sizeof(ks) / sizeof(ks[0]); a++)
-            for (size_t b = 0; b < sizeof(ms) / sizeof(ms[0]); b++)
-                for (size_t c = 0; c < sizeof(ns) / sizeof(ns[0]); c++)
-                    checks += check_u8(path, ms[b], ns[c] * 2, ks[a], 0);
+        /* the uint8 tile with each single-row kernel this CPU has (AVX-512: mask registers, and GFNI) */
+        const int gfni = xnor_u8_gfni;
+        for (int g = gfni; g >= 0; g--) {
+            xnor_u8_gfni = g;
+            for (size_t a = 0; a < sizeof(ks) / sizeof(ks[0]); a++)
+                for (size_t b = 0; b < sizeof(ms) / sizeof(ms[0]); b++)
+                    for (size_t c = 0; c < sizeof(ns) / sizeof(ns[0]); c++)
+                        checks += check_u8(path, ms[b], ns[c] * 2, ks[a], 0);
+            checks += check_u8(path, 1, 2048, 784, 0);
+            checks += check_u8(path, 1, 48, 1024, 1);
+        }
+        xnor_u8_gfni = gfni;
         checks += check_u8(path, 3, 17, 5000, 1);
         static const int64_t short_ks[] = {3, 4, 5, 27, 31, 32, 33, 255, 256};
         for (size_t a = 0; a < sizeof(short_ks) / sizeof(short_ks[0]); a++) {

@@ -6,11 +6,15 @@ fed durations.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from random_models import MIXED_SPEC, random_packed
 
 from workbench.cli import main
-from workbench.deploy import _xnor, kernels, timing
+from workbench.deploy import _xnor, free_cpus, kernels, timing
+from workbench.deploy.engine import Engine
 
 
 def test_rounds_alternate_the_order_and_setup_runs_before_each_sample():
@@ -90,14 +94,14 @@ def test_thread_choice_counts_rare_stalls_of_many_threads_in_their_mean():
 
 
 def test_explicit_and_environment_thread_counts_are_fixed(monkeypatch):
-    assert isinstance(kernels._thread_policy(3), kernels._FixedThreads)
+    assert isinstance(kernels.thread_policy(3), kernels.ThreadCount)
     monkeypatch.setenv("BNN_WORKBENCH_THREADS", "2")
-    assert kernels._thread_policy(None).count == 2
+    assert kernels.thread_policy(None).count == 2
     monkeypatch.delenv("BNN_WORKBENCH_THREADS")
-    policy = kernels._thread_policy(None)
+    policy = kernels.thread_policy(None)
     assert isinstance(policy, kernels._AutoThreads) == (kernels.default_threads() > 1 and _xnor.OPENMP)
     with pytest.raises(ValueError, match="threads"):
-        kernels._thread_policy(0)
+        kernels.thread_policy(0)
 
 
 def test_default_thread_calls_give_the_same_results(monkeypatch):
@@ -119,3 +123,78 @@ def test_bench_kernels_prints_per_round_ratios_and_the_ceiling(capsys):
     assert "interleaved rounds" in out and "load average" in out and "binary MAC/s" in out
     assert "of ceiling" in out and "ceiling (" in out and "threads=None vs 1 thread" in out
     assert out.count(" / ") >= 10  # min / median / max triples
+
+
+class _FakeStat:
+    """/proc/stat and os.times as numbers the test sets: (busy seconds of the CPUs, this process's seconds)."""
+
+    def __init__(self):
+        self.now, self.busy, self.own = 0.0, 0.0, 0.0
+
+    def advance(self, seconds: float, others_cores: float, own_cores: float) -> None:
+        self.now += seconds
+        self.busy += seconds * (others_cores + own_cores)
+        self.own += seconds * own_cores
+
+
+def _free_cpus_with(stat: _FakeStat, monkeypatch, cpus=(0, 1)) -> free_cpus.FreeCpus:
+    monkeypatch.setattr(free_cpus.os, "sched_getaffinity", lambda pid: set(cpus), raising=False)
+    return free_cpus.FreeCpus(clock=lambda: stat.now, read=lambda cpus: (stat.busy, stat.own))
+
+
+def test_free_cpus_subtracts_this_process_and_rounds_down(monkeypatch):
+    stat = _FakeStat()
+    free = _free_cpus_with(stat, monkeypatch)
+    assert free.count() == 1  # nothing known before the first window: one thread
+    stat.advance(0.3, others_cores=0.0, own_cores=2.0)  # our own two threads use both CPUs: both are ours
+    assert free.count() == 2
+    stat.advance(0.3, others_cores=1.0, own_cores=1.0)  # a busy loop on the other CPU
+    assert free.count() == 1
+    stat.advance(0.1, others_cores=0.3, own_cores=1.0)  # within the window: the last answer stands
+    assert free.count() == 1
+    stat.advance(0.3, others_cores=0.3, own_cores=1.0)  # 0.3 of a core busy elsewhere: 1.7 free -> 1
+    assert free.count() == 1
+    stat.advance(0.3, others_cores=0.1, own_cores=1.0)
+    assert free.count() == 2
+
+
+def test_free_cpus_is_none_where_the_os_does_not_tell():
+    assert free_cpus.FreeCpus(read=lambda cpus: None).count() is None
+
+
+def test_default_threads_stay_on_one_when_other_processes_hold_the_cores(monkeypatch):
+    monkeypatch.setattr(kernels, "free_cpus", lambda: 1)
+    policy, used = kernels._AutoThreads(2), []
+    for _ in range(100):
+        policy.run(1, used.append)
+    assert used == [1] * 100 and policy.choices == {}  # no trial of 2 threads, nothing learnt meanwhile
+    monkeypatch.setattr(kernels, "free_cpus", lambda: 3)
+    policy, used = kernels._AutoThreads(4), []
+    for _ in range(3):
+        policy.run(1, used.append)
+    assert used[:2] == [1, 3]  # the trial of "all CPUs" runs on the 3 that are free
+
+
+def test_the_engine_decides_threads_once_per_network_call(monkeypatch, tmp_path):
+    monkeypatch.delenv("BNN_WORKBENCH_THREADS", raising=False)
+    if kernels.default_threads() < 2 or not _xnor.OPENMP:
+        pytest.skip("needs 2 CPUs and OpenMP: with one thread there is nothing to decide")
+    monkeypatch.setattr(kernels, "free_cpus", lambda: 2)
+    packed = random_packed(MIXED_SPEC, seed=0)
+    auto, one = Engine(packed), Engine(packed, threads=1)
+    x = np.random.default_rng(0).integers(0, 256, (3, *auto.input_shape), dtype=np.uint8)
+    counts = []
+    original = auto._logits_on
+    monkeypatch.setattr(auto, "_logits_on", lambda threads, state: counts.append(threads) or original(threads, state))
+    for _ in range(4):
+        np.testing.assert_array_equal(auto.logits(x), one.logits(x))
+    assert counts[:2] == [1, 2]  # one thread, then the trial of all CPUs for the whole network
+    assert list(auto._policy.choices) == [3]  # one choice per batch size, for the whole network
+
+
+def test_free_cpus_reads_this_machine():
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat (not Linux): FreeCpus answers None there, tested above")
+    busy, own = free_cpus._busy_and_own_seconds(frozenset(os.sched_getaffinity(0)))
+    assert busy > 0 and own > 0
+    assert 1 <= free_cpus.FreeCpus().count() <= len(os.sched_getaffinity(0))

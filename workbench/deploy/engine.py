@@ -120,6 +120,10 @@ class Engine:
         packed.check()
         self.packed = packed
         self.threads = threads
+        # One thread decision per network call, not one per layer: every layer's kernel reads the count that
+        # the policy sets before each logits call (a ThreadChoice over the whole call under threads=None).
+        self._policy = kernels.thread_policy(threads)
+        self._kernel_threads = self._policy if isinstance(self._policy, kernels.ThreadCount) else kernels.ThreadCount()
         self.input_shape = packed.input_shape
         self.num_classes = packed.num_classes
         pre = packed.meta.get("preprocessing") or {"kind": "none"}
@@ -146,6 +150,12 @@ class Engine:
     def logits(self, x) -> np.ndarray:
         """float32 (N, num_classes) for a batch of uint8 or float32 inputs (N, *input_shape)."""
         state = self._check_input(x)
+        result = []
+        self._policy.run(len(state[1]), lambda count: result.append(self._logits_on(count, state)))
+        return result[0]
+
+    def _logits_on(self, threads: int, state) -> np.ndarray:
+        self._kernel_threads.count = threads
         if self._chain is not None and state[1].dtype == np.uint8:  # the whole network in one compiled call
             u = state[1]
             return self._chain(u.reshape(len(u), self._chain_features))
@@ -239,7 +249,7 @@ class Engine:
             return None
         try:
             return kernels.bind_dense_chain(
-                parts[0][1:], [part[1:] for part in parts[1:-1]], parts[-1][1:], threads=self.threads
+                parts[0][1:], [part[1:] for part in parts[1:-1]], parts[-1][1:], threads=self._kernel_threads
             )
         except ValueError:  # layers the chain cannot take (PackedModel.check passed them): the op loop runs them
             return None
@@ -250,7 +260,7 @@ class Engine:
         w, k = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
         if w.ndim != 2 or w.shape[1] != words(k):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={k}")
-        return self._binary_output(layer, lambda **kw: kernels.bind_gemm(w, k, threads=self.threads, **kw))
+        return self._binary_output(layer, lambda **kw: kernels.bind_gemm(w, k, threads=self._kernel_threads, **kw))
 
     def _build_binary_conv2d(self, layer):
         w, c = np.ascontiguousarray(layer.arrays["weight_bits"]), int(layer.attrs["k"])
@@ -258,7 +268,8 @@ class Engine:
         if w.ndim != 4 or w.shape[3] != words(c):
             raise ValueError(f"weight_bits shape {w.shape} does not match k={c}")
         return self._binary_output(
-            layer, lambda **kw: kernels.bind_conv2d(w, c, stride=stride, padding=padding, threads=self.threads, **kw)
+            layer,
+            lambda **kw: kernels.bind_conv2d(w, c, stride=stride, padding=padding, threads=self._kernel_threads, **kw),
         )
 
     def _binary_output(self, layer, bind):
@@ -291,11 +302,11 @@ class Engine:
         if to_bits:
             # uint8 input: one kernel call, exact integer dots compared with integer thresholds
             rule = self._int32_rule(self._integer_rule(a, b, total), k)
-            exact = kernels.bind_gemm(w, k, *rule, uint8=True, threads=self.threads)
+            exact = kernels.bind_gemm(w, k, *rule, uint8=True, threads=self._kernel_threads)
             if rule[0].ndim == 1:
                 self._chain_parts[self._index] = ("u8", w, k, *rule)
         else:
-            exact = kernels.bind_gemm(w, k, uint8=True, threads=self.threads)
+            exact = kernels.bind_gemm(w, k, uint8=True, threads=self._kernel_threads)
 
         def run(state):
             kind, x = state
@@ -353,7 +364,7 @@ class Engine:
             (thresholds[0, 0] if per_channel else thresholds.reshape(oh * ow, o)) if to_bits else None,
             flip[0, 0] if to_bits else None,
             uint8=True,
-            threads=self.threads,
+            threads=self._kernel_threads,
         )
 
         # the im2col of pixels with its geometry checked once here (the input's shape is checked per batch)

@@ -8,7 +8,9 @@ loop runs: a wrong dtype, shape or memory layout raises ValueError and is never 
 The SIMD path ("avx512", "avx2", "neon" on AArch64, or "scalar") is chosen from the CPU at import; the
 environment variable ``BNN_WORKBENCH_SIMD`` (read at import) or :func:`set_backend` forces one.
 ``threads=None`` runs each call site on one thread or on all CPUs this process may use, whichever its measured
-calls show faster (ThreadChoice); ``BNN_WORKBENCH_THREADS`` or an explicit count fixes it.
+calls show faster (ThreadChoice), and on one thread while other processes keep the other CPUs busy
+(free_cpus); ``BNN_WORKBENCH_THREADS`` or an explicit count fixes it. The engine decides once per network
+call, for all its layers (ThreadCount).
 Results are identical for any count.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from workbench.core.shapes import conv_output_size, same_padding, words
 from workbench.deploy import _xnor
+from workbench.deploy.free_cpus import free_cpus
 
 __all__ = [
     "available_backends",
@@ -42,6 +45,8 @@ __all__ = [
     "bind_conv2d",
     "bind_max_pool2d_bits",
     "bind_dense_chain",
+    "ThreadCount",
+    "thread_policy",
 ]
 
 _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scalar": _xnor.SCALAR}
@@ -129,7 +134,8 @@ class ThreadChoice:
     many-thread call slower than 4 one-thread calls. The count not in use is tried again after 16 calls, that
     interval doubling (up to 4096) each time the trial loses; a trial that stalled so (it waited for a core)
     sets it to at least 1024 calls and lets it double up to 65536, so trials cost little once the right count
-    is known (docs/KERNELS.md, "Threading").
+    is known. Its caller (_AutoThreads) asks it nothing while the OS says other processes hold the other CPUs
+    (free_cpus), and runs "all CPUs" on the free ones (docs/KERNELS.md, "Threading").
     """
 
     __slots__ = ("many", "current", "seconds", "calls", "probe_at", "interval", "many_sum", "many_weight")
@@ -179,12 +185,15 @@ class ThreadChoice:
         self.current = chosen
 
 
-class _FixedThreads:
-    """An explicit thread count (or $BNN_WORKBENCH_THREADS): every call runs on it."""
+class ThreadCount:
+    """A thread count that bound kernels read at every call: fixed (an explicit count, $BNN_WORKBENCH_THREADS),
+    or set before each call by an owner that decides for many kernels at once. Pass one as ``threads`` to the
+    bind_* functions: the engine times whole network calls with one ThreadChoice and sets the count its
+    layers run on, so that 13 layers do not each try (and each wait for) a busy core."""
 
     __slots__ = ("count",)
 
-    def __init__(self, count: int):
+    def __init__(self, count: int = 1):
         self.count = count
 
     def run(self, rows: int, kernel) -> None:
@@ -207,25 +216,32 @@ class _AutoThreads:
             self.choices = _SHARED_CHOICES.setdefault(shared_key, {})
 
     def run(self, rows: int, kernel) -> None:
+        free = free_cpus()
+        if free == 1:  # other processes keep the other CPUs busy: a fork onto them would wait for a time slice
+            kernel(1)
+            return
         choice = self.choices.get(rows)
         if choice is None:
             choice = self.choices[rows] = ThreadChoice(self.many)
-        count = choice.pick()
+        picked = choice.pick()  # 1 or all CPUs; all the free ones where others use some (recorded as "all")
         start = time.perf_counter()
-        kernel(count)
-        choice.record(count, time.perf_counter() - start)
+        kernel(picked if free is None else min(picked, free))
+        choice.record(picked, time.perf_counter() - start)
 
 
 _SHARED_CHOICES: dict = {}
 
 
-def _thread_policy(threads, shared_key=None):
-    """How a call site picks its thread count: fixed when given (or set in the environment, or in a build
-    without OpenMP, where every call runs on one thread), else measured (ThreadChoice)."""
+def thread_policy(threads, shared_key=None):
+    """How a call site picks its thread count (``policy.run(rows, kernel)`` calls ``kernel(count)``): a given
+    ThreadCount as it is; fixed when a count is given (or set in the environment, or in a build without
+    OpenMP, where every call runs on one thread); else measured (ThreadChoice)."""
+    if isinstance(threads, ThreadCount):
+        return threads
     if threads is not None or os.environ.get("BNN_WORKBENCH_THREADS") or not _xnor.OPENMP:
-        return _FixedThreads(_threads(threads))
+        return ThreadCount(_threads(threads))
     many = default_threads()
-    return _FixedThreads(1) if many == 1 else _AutoThreads(many, shared_key)
+    return ThreadCount(1) if many == 1 else _AutoThreads(many, shared_key)
 
 
 # The checks below take the function's name and the argument's apart and join them only in an error
@@ -404,7 +420,7 @@ def _bind_gemm(
     if uint8 and 255 * k > _INT32_MAX:
         raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k}")
     n = w.shape[0]
-    policy = _thread_policy(threads, (name, w.shape, k) if plain else None)
+    policy = thread_policy(threads, (name, w.shape, k) if plain else None)
     period = 0  # uint8 rows: thresholds (P, N) compare row i with thresholds[i % P] (or [thr_index[i % P]])
     thr_index = None
     if thresholds is not None:
@@ -520,7 +536,7 @@ def bind_dense_chain(first, middle, last, *, threads: int | None = None):
     if min(w0.shape[0], *(layer[0].shape[0] for layer in layers)) < 1 or k0 < 1:
         raise ValueError(f"{name}: every layer needs at least one input and one output")
     chain = _xnor.DenseChain((w0, k0, thr0, flip0), layers[:-1], layers[-1])
-    policy = _thread_policy(threads)
+    policy = thread_policy(threads)
 
     def call(u):
         if type(u) is not np.ndarray or u.dtype != np.uint8 or u.ndim != 2 or u.shape[1] != k0:
@@ -614,7 +630,7 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         raise ValueError(f"{name}: KH*KW*C = {kh * kw * c} does not fit in int32")
     sh, sw = _stride(stride)
     top, bottom, left, right = _padding(padding, kh, kw)
-    policy = _thread_policy(threads, (name, w.shape, c, sh, sw, top, bottom, left, right) if plain else None)
+    policy = thread_policy(threads, (name, w.shape, c, sh, sw, top, bottom, left, right) if plain else None)
     thr, flips = _check_thresholds(thresholds, flip, o, name) if thresholds is not None else (None, None)
     channels, dtype = (o, np.int32) if thresholds is None else (words(o), np.uint64)
     panel = None if plain else _panel(w.reshape(o, -1))

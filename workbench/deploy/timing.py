@@ -23,12 +23,20 @@ Call = Callable[[], object]
 
 
 def calls_per_sample(function: Call, min_seconds: float) -> int:
-    """How many back-to-back calls make one sample of at least ``min_seconds`` (after two warm-up calls)."""
-    function()  # warm up caches, page in buffers, start thread pools
-    start = time.perf_counter()
+    """How many back-to-back calls make one sample of at least ``min_seconds``.
+
+    After one warm-up call (caches, buffers, thread pools), up to 5 calls are timed (fewer when they already
+    take ``min_seconds``) and the median sizes the sample: a single slow call, say a thread-count trial that
+    waited for a busy core, would otherwise make every sample of this contender a fraction of the others'
+    length and each of its rounds that much more exposed to load.
+    """
     function()
-    once = time.perf_counter() - start
-    return max(1, int(min_seconds / max(once, 1e-9)))
+    seconds: list[float] = []
+    while not seconds or (len(seconds) < 5 and sum(seconds) < min_seconds):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return max(1, int(min_seconds / max(float(np.median(seconds)), 1e-9)))
 
 
 def interleaved(

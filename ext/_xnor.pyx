@@ -37,6 +37,12 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, const uint64_t *or_mask,
                       uint64_t *out)
     void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel, int64_t g0, int64_t g1)
+    int xnor_direct_conv(int path)
+    void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
+                                  const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
+                                  int32_t *c, int64_t ldc)
+    void xnor_border(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, int64_t pt, int64_t pl,
+                     int64_t ph, int64_t pw, uint64_t *out)
     void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
                          int32_t k, int64_t m, int64_t n, int32_t *c, int64_t ldc)
     void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b, int64_t ldb,
@@ -186,6 +192,10 @@ cdef struct Im2col:
     int64_t oh, ow              # output height and width
     uint64_t *patches           # one buffer of MT patches per thread, `patch_stride` words apart
     int64_t patch_stride
+    # Or, for a stride-1 convolution on a path that reads patches in place (xnor_direct_conv): the input
+    # with its zero border (N, ph, pw, cw), every window inside it; NULL: gather patches (xnor_im2col).
+    const uint64_t *bordered
+    int64_t ph, pw
 
 
 ctypedef struct KernelCall:
@@ -277,6 +287,12 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
     cdef const uint64_t *rows
     cdef uint64_t *patches
     cdef int32_t *dots
+    if conv != NULL and conv.bordered != NULL:
+        _direct_conv_tile(call, i0, mm, j0, nn, call.scratch + tid * MT * NT if thresholded else
+                          call.dots + i0 * n + j0, ldc)
+        if thresholded:
+            _threshold_tile(call, call.scratch + tid * MT * NT, i0, mm, j0, nn)
+        return
     if conv != NULL:
         patches = conv.patches + tid * conv.patch_stride
         xnor_im2col(conv.x, conv.h, conv.w, conv.cw, conv.kh, conv.kw, conv.sh, conv.sw, conv.pt, conv.pl,
@@ -298,12 +314,37 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         xnor_panel_tile(call.path, rows, words, call.panel + j0 * words, words, <int32_t>k, mm, nn, dots, ldc)
     else:
         xnor_tile(call.path, rows, words, call.b + j0 * words, words, words, <int32_t>k, mm, nn, dots, ldc)
-    if thresholded and call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
-        xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, n, i0, call.thr_period,
+    if thresholded:
+        _threshold_tile(call, dots, i0, mm, j0, nn)
+
+
+cdef inline void _threshold_tile(const KernelCall *call, const int32_t *dots, int64_t i0, int64_t mm, int64_t j0,
+                                 int64_t nn) noexcept nogil:
+    """A tile's dots block (row stride NT) compared with the thresholds into the packed output bits."""
+    if call.thr_period:  # thresholds per output position (a 'same'-padded first layer)
+        xnor_threshold_pack_period(call.path, dots, mm, nn, NT, j0, call.thresholds, call.n, i0, call.thr_period,
                                    call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words)
-    elif thresholded:
+    else:
         xnor_threshold_pack(call.path, dots, mm, nn, NT, j0, call.thresholds, call.flip,
                             call.bits + i0 * call.bit_words, call.bit_words)
+
+
+cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t mm, int64_t j0, int64_t nn,
+                                   int32_t *dots, int64_t ldc) noexcept nogil:
+    """Output pixels i0 .. i0+mm of a stride-1 convolution straight from the bordered input, one run of
+    pixels of one output row at a time: consecutive pixels' windows are cw words apart, their kernel rows
+    pw * cw words apart."""
+    cdef const Im2col *conv = call.conv
+    cdef int64_t plane = conv.oh * conv.ow, p = i0, run, b, y, x0
+    while p < i0 + mm:
+        b = p // plane
+        y = (p % plane) // conv.ow
+        x0 = p % conv.ow
+        run = conv.ow - x0 if conv.ow - x0 < i0 + mm - p else i0 + mm - p
+        xnor_panel_tile_segments(call.path, conv.bordered + ((b * conv.ph + y) * conv.pw + x0) * conv.cw, conv.cw,
+                                 conv.pw * conv.cw, conv.kw * conv.cw, call.panel + j0 * call.words, call.words,
+                                 <int32_t>call.k, run, nn, dots + (p - i0) * ldc, ldc)
+        p += run
 
 
 cdef void _drive(const KernelCall *call) noexcept nogil:
@@ -478,7 +519,8 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
 def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights, int32_t c,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
            out, thresholds, flip, int path, int threads, panel=None):
-    """Binary convolution as im2col of packed words + the GEMM tiles (on the weights' panel if given).
+    """Binary convolution as the GEMM tiles (on the weights' panel if given) over the patches of packed words:
+    gathered per tile (im2col), or, at stride 1 on AVX-512, read in place from the input with a zero border.
 
     `out` is int32 (N, OH, OW, O) when thresholds is None, else packed uint64 (N, OH, OW, ceil(O/64)).
     """
@@ -504,10 +546,30 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
         return
     if row_words and panel is None:
         panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
-    patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
+    cdef Im2col conv
+    memset(&conv, 0, sizeof(conv))
+    cdef uint64_t[:, :, :, ::1] bordered_view
+    cdef int64_t ph = oh - 1 + kh, pw = ow - 1 + kw
+    if stride_h == 1 and stride_w == 1 and row_words and panel is not None and xnor_direct_conv(path):
+        # every window inside one array: the input itself when it needs no border, else a bordered copy
+        if pad_top == 0 and pad_left == 0 and ph <= x.shape[1] and pw <= x.shape[2]:
+            conv.bordered = &x[0, 0, 0, 0]
+            conv.ph = x.shape[1]
+            conv.pw = x.shape[2]
+        else:
+            bordered = np.empty((nb, ph, pw, cw), dtype=np.uint64)
+            bordered_view = bordered
+            with nogil:
+                xnor_border(&x[0, 0, 0, 0], nb, x.shape[1], x.shape[2], cw, pad_top, pad_left, ph, pw,
+                            &bordered_view[0, 0, 0, 0])
+            conv.bordered = &bordered_view[0, 0, 0, 0]
+            conv.ph = ph
+            conv.pw = pw
+        patches = np.empty((1, 1), dtype=np.uint64)
+    else:
+        patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
     cdef uint64_t[:, ::1] patch_view = patches
     # Windows reaching outside the input read zero words (+1) in xnor_im2col, so any OH/OW is safe.
-    cdef Im2col conv
     conv.x = &x[0, 0, 0, 0] if x.size else NULL
     conv.h = x.shape[1]
     conv.w = x.shape[2]

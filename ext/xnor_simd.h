@@ -12,6 +12,7 @@
 #define XNOR_SIMD_H
 
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -442,25 +443,29 @@ static void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_
 }
 
 #if XNOR_X86
-/* MR rows of A x NR groups of 8 rows of B; `valid` = how many of the last group's 8 columns exist. */
+/* MR rows of A x NR groups of 8 rows of B; `valid` = how many of the last group's 8 columns exist. A row of
+ * A comes in segments of `span` words, `seg` words apart: a GEMM row is one segment (span = words); a
+ * stride-1 convolution reads its patch's kernel rows straight from a bordered input (no im2col). */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
-xnor_panel_block_avx512(const uint64_t *a, int64_t lda, const uint64_t *p, int64_t words, int32_t k,
-                        int32_t *c, int64_t ldc, int valid, const int MR, const int NR)
+xnor_panel_block_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t span, const uint64_t *p,
+                        int64_t words, int32_t k, int32_t *c, int64_t ldc, int valid, const int MR, const int NR)
 {
     __m512i acc[4][4];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++)
             acc[i][j] = _mm512_setzero_si512();
-    for (int64_t w = 0; w < words; w++) {
-        __m512i vb[4];
-        for (int j = 0; j < NR; j++)
-            vb[j] = _mm512_loadu_si512((const void *)(p + (j * words + w) * 8));
-        for (int i = 0; i < MR; i++) {
-            __m512i va = _mm512_set1_epi64((long long)a[i * lda + w]);
+    for (int64_t w0 = 0, s0 = 0; w0 < words; w0 += span, s0 += seg)
+        for (int64_t e = 0; e < span; e++) {
+            const int64_t w = w0 + e;
+            __m512i vb[4];
             for (int j = 0; j < NR; j++)
-                acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va, vb[j])));
+                vb[j] = _mm512_loadu_si512((const void *)(p + (j * words + w) * 8));
+            for (int i = 0; i < MR; i++) {
+                __m512i va = _mm512_set1_epi64((long long)a[i * lda + s0 + e]);
+                for (int j = 0; j < NR; j++)
+                    acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va, vb[j])));
+            }
         }
-    }
     const __m256i kv = _mm256_set1_epi32(k);
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) {
@@ -474,29 +479,29 @@ xnor_panel_block_avx512(const uint64_t *a, int64_t lda, const uint64_t *p, int64
 
 /* MR rows of A against columns [0, n) of a panel (group 0 first), dots into c (row stride ldc). */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
-xnor_panel_rows_avx512(const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words, int32_t k,
-                       int64_t n, int32_t *c, int64_t ldc, const int MR)
+xnor_panel_rows_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t span, const uint64_t *panel,
+                       int64_t words, int32_t k, int64_t n, int32_t *c, int64_t ldc, const int MR)
 {
     const int64_t groups = (n + 7) / 8, step = 8 * words;
     const int last = (int)(n - 8 * (groups - 1));
     int64_t g = 0;
     for (; g + 4 <= groups; g += 4)
-        xnor_panel_block_avx512(a, lda, panel + g * step, words, k, c + 8 * g, ldc, g + 4 == groups ? last : 8,
-                                MR, 4);
+        xnor_panel_block_avx512(a, lda, seg, span, panel + g * step, words, k, c + 8 * g, ldc,
+                                g + 4 == groups ? last : 8, MR, 4);
     for (; g < groups; g++)
-        xnor_panel_block_avx512(a, lda, panel + g * step, words, k, c + 8 * g, ldc, g + 1 == groups ? last : 8,
-                                MR, 1);
+        xnor_panel_block_avx512(a, lda, seg, span, panel + g * step, words, k, c + 8 * g, ldc,
+                                g + 1 == groups ? last : 8, MR, 1);
 }
 
-XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t lda, const uint64_t *panel,
-                                                    int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
-                                                    int64_t ldc)
+XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
+                                                    const uint64_t *panel, int64_t words, int32_t k, int64_t m,
+                                                    int64_t n, int32_t *c, int64_t ldc)
 {
     int64_t i = 0;
     for (; i + 4 <= m; i += 4)
-        xnor_panel_rows_avx512(a + i * lda, lda, panel, words, k, n, c + i * ldc, ldc, 4);
+        xnor_panel_rows_avx512(a + i * lda, lda, seg, span, panel, words, k, n, c + i * ldc, ldc, 4);
     for (; i < m; i++)
-        xnor_panel_rows_avx512(a + i * lda, lda, panel, words, k, n, c + i * ldc, ldc, 1);
+        xnor_panel_rows_avx512(a + i * lda, lda, seg, span, panel, words, k, n, c + i * ldc, ldc, 1);
 }
 #endif /* XNOR_X86 */
 
@@ -563,7 +568,7 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
 {
 #if XNOR_X86
     if (path == XNOR_AVX512) {
-        xnor_panel_tile_avx512(a, lda, panel, words, k, m, n, c, ldc);
+        xnor_panel_tile_avx512(a, lda, 0, words, panel, words, k, m, n, c, ldc);
         return;
     }
     if (path == XNOR_AVX2) {
@@ -578,6 +583,49 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
             for (int64_t w = 0; w < words; w++)
                 s += xnor_popcount_swar(a[i * lda + w] ^ panel[((j / 8) * words + w) * 8 + j % 8]);
             c[i * ldc + j] = k - 2 * (int32_t)s;
+        }
+}
+
+/* 1 when the path reads convolution patches straight from a bordered input (xnor_panel_tile_segments). */
+static int xnor_direct_conv(int path)
+{
+    return XNOR_X86 && path == XNOR_AVX512;
+}
+
+/* A stride-1 convolution's tile rows against a panel without im2col: m output pixels of one output row,
+ * row i's patch is kh segments of span = kw * cw words, `seg` words apart, starting at a + i * lda. Only
+ * for the paths where xnor_direct_conv says so. */
+static void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
+                                     const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
+                                     int32_t *c, int64_t ldc)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512)
+        xnor_panel_tile_avx512(a, lda, seg, span, panel, words, k, m, n, c, ldc);
+#else
+    (void)path, (void)a, (void)lda, (void)seg, (void)span, (void)panel, (void)words, (void)k, (void)m, (void)n;
+    (void)c, (void)ldc;
+#endif
+}
+
+/* x (n, h, w, cw) -> out (n, ph, pw, cw) with x at row pt, column pl and zero words (+1 activations) around
+ * it: what xnor_im2col reads outside the input. */
+static void xnor_border(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, int64_t pt, int64_t pl,
+                        int64_t ph, int64_t pw, uint64_t *out)
+{
+    const int64_t row = pw * cw;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t y = 0; y < ph; y++) {
+            uint64_t *dst = out + (b * ph + y) * row;
+            const int64_t sy = y - pt;
+            if (sy < 0 || sy >= h) {
+                memset(dst, 0, (size_t)row * sizeof(uint64_t));
+                continue;
+            }
+            const int64_t cols = w < pw - pl ? w : pw - pl; /* input columns that land inside */
+            memset(dst, 0, (size_t)(pl * cw) * sizeof(uint64_t));
+            memcpy(dst + pl * cw, x + (b * h + sy) * w * cw, (size_t)(cols * cw) * sizeof(uint64_t));
+            memset(dst + (pl + cols) * cw, 0, (size_t)((pw - pl - cols) * cw) * sizeof(uint64_t));
         }
 }
 

@@ -471,6 +471,11 @@ CONV_CASES = [
     (3, 5, 6, 1, 2, 2, 3, 1, (1, 0, 2, 1)),
     (1, 4, 4, 8, 3, 5, 5, 1, "same"),
     (0, 5, 5, 3, 2, 3, 3, 1, "same"),
+    # stride 1 with enough output pixels for a panel: AVX-512 reads the windows in place (a bordered copy for
+    # padding; the input itself for 'valid'), odd widths split 4-row blocks, 300 channels make 2 column tiles
+    (2, 11, 13, 130, 300, 3, 3, 1, "same"),
+    (1, 12, 10, 64, 20, 3, 3, 1, "valid"),
+    (2, 9, 10, 70, 9, 2, 3, 1, (1, 0, 2, 1)),
 ]
 
 

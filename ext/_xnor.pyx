@@ -644,8 +644,9 @@ cdef struct ChainLayer:
 
 
 cdef class DenseChain:
-    """A stack of dense layers run by one call without the GIL: a uint8 first layer (thresholds into bits),
-    binary layers (thresholds into bits) and a last binary layer whose dots become float32
+    """A stack of dense layers run by one call without the GIL: a uint8 first layer (thresholds into bits) or
+    none (the chain then starts on packed rows: a network's dense tail after its convolutions), binary
+    layers (thresholds into bits) and a last binary layer whose dots become float32
     ``dot * scale + shift`` (float64 arithmetic rounded once to float32, as NumPy's int32 * float32 + float32
     then ``astype(float32)``). The engine builds one at load for a network of that shape (the binary MLP), so
     a batch costs one Python call instead of one per layer. Intermediate buffers are kept for the last batch
@@ -653,14 +654,16 @@ cdef class DenseChain:
 
     cdef ChainLayer layers[CHAIN_MAX]
     cdef int count
+    cdef bint packed_input    # no uint8 first layer: run_bits takes packed rows
     cdef object keep          # the arrays the layers point into
     cdef object buffers       # (m, threads, [bits arrays], dots, scratch) of the last call
     cdef bint busy
 
     def __init__(self, first, middle, last):
-        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,)) over uint8 rows of k values;
-        middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale float64 (N,),
-        shift float64 (N,), panel or None). Shapes are checked here; the caller has checked the values."""
+        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,)) over uint8 rows of k values,
+        or None; middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale
+        float64 (N,), shift float64 (N,), panel or None). Shapes are checked here; the caller has checked the
+        values."""
         cdef const uint64_t[:, ::1] w
         cdef const int32_t[::1] thr
         cdef const uint8_t[::1] fl
@@ -668,7 +671,9 @@ cdef class DenseChain:
         cdef const double[::1] sh
         cdef ChainLayer *layer
         cdef int64_t width
-        specs = [("u8",) + tuple(first)] + [("bits",) + tuple(s) for s in middle] + [("last",) + tuple(last)]
+        self.packed_input = first is None
+        specs = ([] if first is None else [("u8",) + tuple(first)]) + [("bits",) + tuple(s) for s in middle]
+        specs.append(("last",) + tuple(last))
         _check(len(specs) <= CHAIN_MAX, "DenseChain: too many layers")
         self.keep = []
         self.count = 0
@@ -728,12 +733,22 @@ cdef class DenseChain:
 
     def run(self, const uint8_t[:, ::1] u, float[:, ::1] out, int path, int threads):
         """out (M, N_last) float32 from uint8 rows u (M, k of the first layer)."""
-        threads = _thread_count(threads)
-        cdef int64_t m = u.shape[0]
-        _check(u.shape[1] == self.layers[0].k and out.shape[0] == m
+        _check(not self.packed_input, "DenseChain.run: this chain starts on packed rows (run_bits)")
+        _check(u.shape[1] == self.layers[0].k and out.shape[0] == u.shape[0]
                and out.shape[1] == self.layers[self.count - 1].n, "DenseChain.run: shapes do not match")
-        if m == 0:
-            return
+        if u.shape[0]:
+            self._call(&u[0, 0], NULL, u.shape[0], out, path, threads)
+
+    def run_bits(self, const uint64_t[:, ::1] a, float[:, ::1] out, int path, int threads):
+        """out (M, N_last) float32 from packed rows a (M, words of the first layer)."""
+        _check(self.packed_input, "DenseChain.run_bits: this chain starts with a uint8 layer (run)")
+        _check(a.shape[1] == self.layers[0].words and out.shape[0] == a.shape[0]
+               and out.shape[1] == self.layers[self.count - 1].n, "DenseChain.run_bits: shapes do not match")
+        if a.shape[0]:
+            self._call(NULL, &a[0, 0], a.shape[0], out, path, threads)
+
+    cdef _call(self, const uint8_t *u, const uint64_t *a, int64_t m, float[:, ::1] out, int path, int threads):
+        threads = _thread_count(threads)
         mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
         buffers = self._buffers(m, threads)
         if mine:
@@ -750,13 +765,13 @@ cdef class DenseChain:
             pointers[i] = &view[0, 0]
         try:
             with nogil:
-                self._run(&u[0, 0], m, pointers, &dots[0, 0], &scratch[0, 0], &out[0, 0], path, threads)
+                self._run(u, a, m, pointers, &dots[0, 0], &scratch[0, 0], &out[0, 0], path, threads)
         finally:
             if mine:
                 self.busy = False
 
-    cdef void _run(self, const uint8_t *u, int64_t m, uint64_t **bits, int32_t *dots, int32_t *scratch,
-                   float *out, int path, int threads) noexcept nogil:
+    cdef void _run(self, const uint8_t *u, const uint64_t *a, int64_t m, uint64_t **bits, int32_t *dots,
+                   int32_t *scratch, float *out, int path, int threads) noexcept nogil:
         cdef KernelCall call
         cdef const ChainLayer *layer
         cdef int i
@@ -765,8 +780,10 @@ cdef class DenseChain:
         for i in range(self.count):
             layer = &self.layers[i]
             call = _new_call(path, threads, m, layer.n, layer.words, layer.k)
-            if i == 0:
+            if i == 0 and u != NULL:
                 call.u = u
+            elif i == 0:
+                call.a = a
             else:
                 call.a = bits[i - 1]
             call.b = layer.b

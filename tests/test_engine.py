@@ -276,28 +276,51 @@ def test_empty_batch(name):
 
 
 @pytest.mark.parametrize("threads", [1, 2, None])
-def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads):
-    """The binary MLP runs as one compiled DenseChain call in logits(); trace() runs the op loop: the same
-    float32 logits, bit for bit, for every batch size (empty, odd, past a 64-row tile) and SIMD path."""
+@pytest.mark.parametrize("name", ["binary-mlp", "binary-cnn"])
+def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads, name):
+    """The binary MLP runs as one compiled DenseChain call in logits(), the CNN's dense tail as one on the bits
+    of its last pooling; trace() runs the op loop: the same float32 logits, bit for bit, for every batch size
+    (empty, odd, past a 64-row tile), uint8 and float input, and SIMD path."""
     from workbench.deploy import kernels
     from workbench.train import benchmark
 
-    path = tmp_path / "mlp.bnn"
-    benchmark.random_preset_file("binary-mlp", path)
+    path = tmp_path / f"{name}.bnn"
+    benchmark.random_preset_file(name, path)
     engine = Engine(str(path), threads=threads)
     assert engine._chain is not None
+    ops = [op for _, op, _ in engine.steps]
+    if name == "binary-mlp":
+        assert engine._chain_from == 0  # the whole network
+    else:  # the tail: everything from the flatten after the convolutions
+        assert "binary_conv2d" in ops[: engine._chain_from] and ops[engine._chain_from] == "flatten"
+        assert set(ops[engine._chain_from + 1 :]) == {"binary_dense"}
     rng = np.random.default_rng(0)
     try:
         for backend in kernels.available_backends():
             kernels.set_backend(backend)
             for m in (0, 1, 3, 65):
                 u = rng.integers(0, 256, (m, *engine.input_shape), dtype=np.uint8)
-                got, (expected, _) = engine.logits(u), engine.trace(u)
-                assert got.dtype == np.float32 and got.shape == expected.shape
-                np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+                for x in (u, u.astype(np.float32) / 255):
+                    got, (expected, _) = engine.logits(x), engine.trace(x)
+                    assert got.dtype == np.float32 and got.shape == expected.shape
+                    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
     finally:
         kernels.set_backend("auto")
-    assert Engine(str(path))._chain is not None
-    cnn = tmp_path / "cnn.bnn"
-    benchmark.random_preset_file("binary-cnn", cnn)
-    assert Engine(str(cnn))._chain is None  # convolutions: the op loop
+
+
+def test_dense_chain_on_bits_checks_its_rows():
+    from workbench.deploy import kernels
+
+    rng = np.random.default_rng(1)
+    w1, w2 = kernels.pack_signs(rng.standard_normal((70, 200))), kernels.pack_signs(rng.standard_normal((10, 70)))
+    chain = kernels.bind_dense_chain(
+        None,
+        [(w1, 200, np.zeros(70, np.int32), np.zeros(70, np.uint8))],
+        (w2, 70, np.ones(10, np.float32), np.zeros(10, np.float32)),
+        threads=1,
+    )
+    a = kernels.pack_signs(rng.standard_normal((5, 200)))
+    hidden = kernels.xnor_gemm_threshold(a, w1, 200, np.zeros(70, np.int32), np.zeros(70, np.uint8), threads=1)
+    np.testing.assert_array_equal(chain(a), kernels.xnor_gemm(hidden, w2, 70, threads=1).astype(np.float32))
+    with pytest.raises(ValueError, match=r"a_bits: expected uint64 rows \(M, 4\)"):
+        chain(a[:, :3].copy())

@@ -9,6 +9,7 @@ layer costs one kernel call and little Python. No torch here.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -43,7 +44,7 @@ def _pool_float(x: np.ndarray, size: int, stride: int, reduce) -> np.ndarray:
 
 def _rows(x: np.ndarray) -> np.ndarray:
     """(N, ...) -> (N, features), also for an empty batch (where reshape(N, -1) is ambiguous)."""
-    return x.reshape(len(x), int(np.prod(x.shape[1:], dtype=np.int64)))
+    return x.reshape(len(x), math.prod(x.shape[1:]))
 
 
 def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -156,9 +157,19 @@ class Engine:
 
     def _logits_on(self, threads: int, state) -> np.ndarray:
         self._kernel_threads.count = threads
-        if self._chain is not None and state[1].dtype == np.uint8:  # the whole network in one compiled call
-            u = state[1]
+        if self._chain is not None and self._chain_from == 0 and state[1].dtype == np.uint8:
+            u = state[1]  # the whole network in one compiled call
             return self._chain(u.reshape(len(u), self._chain_features))
+        if self._chain is not None and self._chain_from > 0:
+            for index in range(self._chain_from):
+                state = self._step(index, state)
+            try:
+                return self._chain(_rows(self._bits(state)))
+            except ValueError as error:
+                index = self._chain_from
+                raise EngineError(
+                    f"layer {index} ({self.steps[index][0]!r}, op {self.steps[index][1]}): {error}"
+                ) from None
         for index in range(len(self.steps)):
             state = self._step(index, state)
         return self._as_output(state)
@@ -231,25 +242,32 @@ class Engine:
         return state[1]
 
     def _build_chain(self):
-        """One kernels.bind_dense_chain for a network that is [flatten] uint8 dense -> binary dense ... ->
-        binary dense to logits (the binary MLP): its batch runs in one compiled call, bit for bit what the op
-        loop gives (tests/test_engine.py). None for any other network."""
+        """One kernels.bind_dense_chain for the network's dense layers at its end: the whole network when it is
+        [flatten] uint8 dense -> binary dense ... -> binary dense to logits (the binary MLP; ``_chain_from`` 0),
+        or, after convolutions, the [flatten] binary dense ... -> logits tail, on the bits the op before it gives
+        (VGG-small). Bit for bit what the op loop gives (tests/test_engine.py); None where nothing fits."""
         ops = [op for _, op, _ in self.steps]
-        start = 0
-        while start < len(ops) and ops[start] == "flatten":
-            start += 1
-        parts = [self._chain_parts.get(index) for index in range(start, len(ops))]
-        if len(parts) < 2 or any(part is None for part in parts):
+        start = len(ops)
+        while start > 0 and self._chain_parts.get(start - 1) is not None:
+            start -= 1
+        parts = [self._chain_parts[index] for index in range(start, len(ops))]
+        self._chain_from = start
+        while self._chain_from > 0 and ops[self._chain_from - 1] == "flatten":
+            self._chain_from -= 1
+        if len(parts) < 2 or parts[-1][0] != "last" or any(part[0] != "bits" for part in parts[1:-1]):
             return None
-        kinds = [part[0] for part in parts]
-        if kinds[0] != "u8" or kinds[-1] != "last" or any(kind != "bits" for kind in kinds[1:-1]):
-            return None
-        self._chain_features = int(np.prod(self.input_shape))
-        if parts[0][2] != self._chain_features:
+        if parts[0][0] == "u8":
+            self._chain_features = int(np.prod(self.input_shape))
+            if self._chain_from != 0 or parts[0][2] != self._chain_features:
+                return None
+            first, middle = parts[0][1:], parts[1:-1]
+        elif self._chain_from > 0:
+            first, middle = None, parts[:-1]
+        else:
             return None
         try:
             return kernels.bind_dense_chain(
-                parts[0][1:], [part[1:] for part in parts[1:-1]], parts[-1][1:], threads=self._kernel_threads
+                first, [part[1:] for part in middle], parts[-1][1:], threads=self._kernel_threads
             )
         except ValueError:  # layers the chain cannot take (PackedModel.check passed them): the op loop runs them
             return None

@@ -498,9 +498,10 @@ def _bind_gemm(
 
 
 def bind_dense_chain(first, middle, last, *, threads: int | None = None):
-    """A stack of dense layers as one compiled call: ``f(u)`` float32 (M, N_last) from uint8 rows u (M, k).
+    """A stack of dense layers as one compiled call: ``f(u)`` float32 (M, N_last) from uint8 rows u (M, k),
+    or, with ``first=None``, ``f(a_bits)`` from packed rows (M, words) (a network's dense tail).
 
-    first: ``(w_bits, k, thresholds, flip)``, the uint8 layer (xnor_gemm_uint8_threshold); middle: a list of
+    first: ``(w_bits, k, thresholds, flip)``, the uint8 layer (xnor_gemm_uint8_threshold), or None; middle: a list of
     ``(w_bits, k, thresholds, flip)``, binary layers into bits (xnor_gemm_threshold); last: ``(w_bits, k,
     scale, shift)``, a binary layer whose dots become ``float32(dot * float64(scale) + float64(shift))``, as
     ``xnor_gemm(...) * scale + shift`` in NumPy with float32 scale and shift, then ``astype(float32)``.
@@ -509,20 +510,24 @@ def bind_dense_chain(first, middle, last, *, threads: int | None = None):
     Python than in its kernels otherwise). ``threads`` as for bind_gemm, one choice for the whole stack.
     """
     name = "bind_dense_chain"
-    w0, k0, thr0, flip0 = first
-    k0 = _check_k(k0, name, "k")
-    w0 = _check_bits(w0, name, "first w_bits", 2, "(N, words)")
-    _check_words(w0, name, "first w_bits", k0, "k")
-    if 255 * k0 > _INT32_MAX:
-        raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k0}")
-    thr0, flip0 = _check_thresholds(thr0, flip0, w0.shape[0], name)
-    width, layers = w0.shape[0], []
+    if first is not None:
+        w0, k0, thr0, flip0 = first
+        k0 = _check_k(k0, name, "k")
+        w0 = _check_bits(w0, name, "first w_bits", 2, "(N, words)")
+        _check_words(w0, name, "first w_bits", k0, "k")
+        if 255 * k0 > _INT32_MAX:
+            raise ValueError(f"{name}: k: 255 * k must fit in int32, got k={k0}")
+        thr0, flip0 = _check_thresholds(thr0, flip0, w0.shape[0], name)
+        width = w0.shape[0]
+    else:
+        width = None  # the first binary layer takes packed rows of its own k
+    layers = []
     for index, (w, k, *rest) in enumerate([*middle, last]):
         arg = "last w_bits" if index == len(middle) else f"middle[{index}] w_bits"
         k = _check_k(k, name, "k")
         w = _check_bits(w, name, arg, 2, "(N, words)")
         _check_words(w, name, arg, k, "k")
-        if k != width:
+        if width is not None and k != width:
             raise ValueError(f"{name}: {arg}: k={k} is not the previous layer's {width} outputs")
         width = w.shape[0]
         if index < len(middle):
@@ -533,20 +538,28 @@ def bind_dense_chain(first, middle, last, *, threads: int | None = None):
             if scale.shape != (width,) or shift.shape != (width,):
                 raise ValueError(f"{name}: last: scale and shift: expected shape ({width},)")
             layers.append((w, k, scale, shift, _panel(w)))
-    if min(w0.shape[0], *(layer[0].shape[0] for layer in layers)) < 1 or k0 < 1:
+    if (
+        min(layer[0].shape[0] for layer in layers) < 1
+        or min(layer[1] for layer in layers) < 1
+        or (first is not None and (w0.shape[0] < 1 or k0 < 1))
+    ):
         raise ValueError(f"{name}: every layer needs at least one input and one output")
-    chain = _xnor.DenseChain((w0, k0, thr0, flip0), layers[:-1], layers[-1])
+    chain = _xnor.DenseChain(None if first is None else (w0, k0, thr0, flip0), layers[:-1], layers[-1])
     policy = thread_policy(threads)
+    if first is None:  # packed rows of the first binary layer's words
+        arg, in_dtype, in_width, run = "a_bits", np.uint64, layers[0][0].shape[1], chain.run_bits
+    else:
+        arg, in_dtype, in_width, run = "u", np.uint8, k0, chain.run
 
-    def call(u):
-        if type(u) is not np.ndarray or u.dtype != np.uint8 or u.ndim != 2 or u.shape[1] != k0:
+    def call(rows):
+        if type(rows) is not np.ndarray or rows.dtype != in_dtype or rows.ndim != 2 or rows.shape[1] != in_width:
             raise ValueError(
-                f"{name}: u: expected uint8 rows (M, {k0}), got {getattr(u, 'dtype', type(u).__name__)} "
-                f"with shape {getattr(u, 'shape', None)}"
+                f"{name}: {arg}: expected {np.dtype(in_dtype).name} rows (M, {in_width}), got "
+                f"{getattr(rows, 'dtype', type(rows).__name__)} with shape {getattr(rows, 'shape', None)}"
             )
-        u = np.ascontiguousarray(u)
-        out = np.empty((len(u), width), dtype=np.float32)
-        policy.run(len(u), lambda t: chain.run(u, out, _PATHS[_backend], t))
+        rows = np.ascontiguousarray(rows)
+        out = np.empty((len(rows), width), dtype=np.float32)
+        policy.run(len(rows), lambda t: run(rows, out, _PATHS[_backend], t))
         return out
 
     return call

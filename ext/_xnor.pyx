@@ -37,10 +37,15 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_pool2x2(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, const uint64_t *or_mask,
                       uint64_t *out)
     void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_t *panel, int64_t g0, int64_t g1)
+    ctypedef struct XnorBitsOut:
+        const int32_t *thresholds
+        const uint8_t *flip
+        uint8_t *bits
+        int64_t ldb
     int xnor_direct_conv(int path)
     void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                   const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
-                                  int32_t *c, int64_t ldc)
+                                  int32_t *c, int64_t ldc, const XnorBitsOut *out)
     void xnor_border(const uint64_t *x, int64_t n, int64_t h, int64_t w, int64_t cw, int64_t pt, int64_t pl,
                      int64_t ph, int64_t pw, uint64_t *out)
     void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *panel, int64_t words,
@@ -287,11 +292,8 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
     cdef const uint64_t *rows
     cdef uint64_t *patches
     cdef int32_t *dots
-    if conv != NULL and conv.bordered != NULL:
-        _direct_conv_tile(call, i0, mm, j0, nn, call.scratch + tid * MT * NT if thresholded else
-                          call.dots + i0 * n + j0, ldc)
-        if thresholded:
-            _threshold_tile(call, call.scratch + tid * MT * NT, i0, mm, j0, nn)
+    if conv != NULL and conv.bordered != NULL:  # per-column thresholds compared in registers: no dots block
+        _direct_conv_tile(call, i0, mm, j0, nn, NULL if thresholded else call.dots + i0 * n + j0, ldc)
         return
     if conv != NULL:
         patches = conv.patches + tid * conv.patch_stride
@@ -333,9 +335,17 @@ cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t m
                                    int32_t *dots, int64_t ldc) noexcept nogil:
     """Output pixels i0 .. i0+mm of a stride-1 convolution straight from the bordered input, one run of
     pixels of one output row at a time: consecutive pixels' windows are cw words apart, their kernel rows
-    pw * cw words apart."""
+    pw * cw words apart. Without `dots` the kernel compares with the thresholds into the output bits."""
     cdef const Im2col *conv = call.conv
     cdef int64_t plane = conv.oh * conv.ow, p = i0, run, b, y, x0
+    cdef XnorBitsOut out
+    cdef XnorBitsOut *bits_out = NULL
+    if dots == NULL:
+        out.thresholds = call.thresholds + j0
+        out.flip = call.flip + j0
+        out.ldb = call.bit_words * 8
+        out.bits = <uint8_t *>(call.bits + i0 * call.bit_words) + j0 // 8
+        bits_out = &out
     while p < i0 + mm:
         b = p // plane
         y = (p % plane) // conv.ow
@@ -343,8 +353,11 @@ cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t m
         run = conv.ow - x0 if conv.ow - x0 < i0 + mm - p else i0 + mm - p
         xnor_panel_tile_segments(call.path, conv.bordered + ((b * conv.ph + y) * conv.pw + x0) * conv.cw, conv.cw,
                                  conv.pw * conv.cw, conv.kw * conv.cw, call.panel + j0 * call.words, call.words,
-                                 <int32_t>call.k, run, nn, dots + (p - i0) * ldc, ldc)
+                                 <int32_t>call.k, run, nn, dots + (p - i0) * ldc if dots != NULL else NULL, ldc,
+                                 bits_out)
         p += run
+        if bits_out != NULL:
+            out.bits += run * out.ldb
 
 
 cdef void _drive(const KernelCall *call) noexcept nogil:

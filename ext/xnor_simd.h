@@ -416,6 +416,15 @@ static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *
     xnor_tile_swar(a, lda, b, ldb, words, k, m, n, c, ldc);
 }
 
+/* Where a kernel that compares with per-column thresholds in registers writes its bits: row r in the bytes
+ * from bits + r * ldb (the tile's first column, a multiple of 64); thresholds and flip from that column. */
+typedef struct {
+    const int32_t *thresholds;
+    const uint8_t *flip;
+    uint8_t *bits;
+    int64_t ldb;
+} XnorBitsOut;
+
 /* ------------------------------------------------------------------------------------------------
  * Panel layout of B for the AVX-512 broadcast kernel: rows in groups of 8, word-interleaved,
  * panel[(g * words + w) * 8 + r] = B[8g + r][w] (zero rows pad the last group). One A word broadcast
@@ -448,7 +457,8 @@ static void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_
  * stride-1 convolution reads its patch's kernel rows straight from a bordered input (no im2col). */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_panel_block_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t span, const uint64_t *p,
-                        int64_t words, int32_t k, int32_t *c, int64_t ldc, int valid, const int MR, const int NR)
+                        int64_t words, int32_t k, int32_t *c, int64_t ldc, const XnorBitsOut *out, int64_t group,
+                        int valid, const int MR, const int NR)
 {
     __m512i acc[4][4];
     for (int i = 0; i < MR; i++)
@@ -466,6 +476,33 @@ xnor_panel_block_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t spa
                     acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va, vb[j])));
             }
         }
+    if (out) {
+        /* Thresholds on the popcounts s themselves (dot = k - 2s): -1 where dot < t, i.e. s > floor((k - t) / 2),
+         * or, flipped, where dot > t, i.e. s < ceil((k - t) / 2); one byte of output bits per group and row. */
+        for (int j = 0; j < NR; j++) {
+            const int64_t col = 8 * (group + j);
+            const __mmask8 vm = (j < NR - 1 || valid == 8) ? (__mmask8)0xff : (__mmask8)((1u << valid) - 1u);
+            const __m512i room = _mm512_sub_epi64(_mm512_set1_epi64(k), _mm512_cvtepi32_epi64(
+                _mm256_maskz_loadu_epi32(vm, out->thresholds + col)));
+            const __m512i below = _mm512_srai_epi64(room, 1);
+            const __m512i above = _mm512_srai_epi64(_mm512_add_epi64(room, _mm512_set1_epi64(1)), 1);
+            const __mmask8 fl = (__mmask8)_mm_mask_test_epi8_mask(vm, _mm_maskz_loadu_epi8(vm, out->flip + col),
+                                                                  _mm_set1_epi8(-1));
+            const __mmask8 keep = vm & (__mmask8)~fl, flipped = vm & fl;
+            for (int i = 0; i < MR; i++) {
+                const uint8_t bits = (uint8_t)(_mm512_mask_cmpgt_epi64_mask(keep, acc[i][j], below)
+                                               | _mm512_mask_cmplt_epi64_mask(flipped, acc[i][j], above));
+                uint8_t *dst = out->bits + i * out->ldb + col / 8;
+                if (col % 64 == 0) { /* a word's first group clears the word, so its padding bits stay 0 */
+                    const uint64_t word = bits;
+                    memcpy(dst, &word, sizeof(word));
+                } else {
+                    *dst = bits;
+                }
+            }
+        }
+        return;
+    }
     const __m256i kv = _mm256_set1_epi32(k);
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) {
@@ -480,28 +517,40 @@ xnor_panel_block_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t spa
 /* MR rows of A against columns [0, n) of a panel (group 0 first), dots into c (row stride ldc). */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_panel_rows_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t span, const uint64_t *panel,
-                       int64_t words, int32_t k, int64_t n, int32_t *c, int64_t ldc, const int MR)
+                       int64_t words, int32_t k, int64_t n, int32_t *c, int64_t ldc, const XnorBitsOut *out,
+                       const int MR)
 {
     const int64_t groups = (n + 7) / 8, step = 8 * words;
     const int last = (int)(n - 8 * (groups - 1));
     int64_t g = 0;
     for (; g + 4 <= groups; g += 4)
-        xnor_panel_block_avx512(a, lda, seg, span, panel + g * step, words, k, c + 8 * g, ldc,
+        xnor_panel_block_avx512(a, lda, seg, span, panel + g * step, words, k, c + 8 * g, ldc, out, g,
                                 g + 4 == groups ? last : 8, MR, 4);
     for (; g < groups; g++)
-        xnor_panel_block_avx512(a, lda, seg, span, panel + g * step, words, k, c + 8 * g, ldc,
+        xnor_panel_block_avx512(a, lda, seg, span, panel + g * step, words, k, c + 8 * g, ldc, out, g,
                                 g + 1 == groups ? last : 8, MR, 1);
 }
 
+/* m rows x n columns against a panel: dots into c (row stride ldc), or, given `out`, only its bits. */
 XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                                     const uint64_t *panel, int64_t words, int32_t k, int64_t m,
-                                                    int64_t n, int32_t *c, int64_t ldc)
+                                                    int64_t n, int32_t *c, int64_t ldc, const XnorBitsOut *out)
 {
-    int64_t i = 0;
-    for (; i + 4 <= m; i += 4)
-        xnor_panel_rows_avx512(a + i * lda, lda, seg, span, panel, words, k, n, c + i * ldc, ldc, 4);
-    for (; i < m; i++)
-        xnor_panel_rows_avx512(a + i * lda, lda, seg, span, panel, words, k, n, c + i * ldc, ldc, 1);
+    XnorBitsOut rows;
+    for (int64_t i = 0; i < m;) {
+        const int mr = i + 4 <= m ? 4 : 1;
+        if (out) {
+            rows = *out;
+            rows.bits += i * out->ldb;
+        }
+        if (mr == 4)
+            xnor_panel_rows_avx512(a + i * lda, lda, seg, span, panel, words, k, n, c + i * ldc, ldc,
+                                   out ? &rows : NULL, 4);
+        else
+            xnor_panel_rows_avx512(a + i * lda, lda, seg, span, panel, words, k, n, c + i * ldc, ldc,
+                                   out ? &rows : NULL, 1);
+        i += mr;
+    }
 }
 #endif /* XNOR_X86 */
 
@@ -568,7 +617,7 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
 {
 #if XNOR_X86
     if (path == XNOR_AVX512) {
-        xnor_panel_tile_avx512(a, lda, 0, words, panel, words, k, m, n, c, ldc);
+        xnor_panel_tile_avx512(a, lda, 0, words, panel, words, k, m, n, c, ldc, NULL);
         return;
     }
     if (path == XNOR_AVX2) {
@@ -594,17 +643,18 @@ static int xnor_direct_conv(int path)
 
 /* A stride-1 convolution's tile rows against a panel without im2col: m output pixels of one output row,
  * row i's patch is kh segments of span = kw * cw words, `seg` words apart, starting at a + i * lda. Only
- * for the paths where xnor_direct_conv says so. */
+ * for the paths where xnor_direct_conv says so. Given `out`, the popcounts are compared with its thresholds in
+ * registers and only the bits are written (c unused). */
 static void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                      const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
-                                     int32_t *c, int64_t ldc)
+                                     int32_t *c, int64_t ldc, const XnorBitsOut *out)
 {
 #if XNOR_X86
     if (path == XNOR_AVX512)
-        xnor_panel_tile_avx512(a, lda, seg, span, panel, words, k, m, n, c, ldc);
+        xnor_panel_tile_avx512(a, lda, seg, span, panel, words, k, m, n, c, ldc, out);
 #else
     (void)path, (void)a, (void)lda, (void)seg, (void)span, (void)panel, (void)words, (void)k, (void)m, (void)n;
-    (void)c, (void)ldc;
+    (void)c, (void)ldc, (void)out;
 #endif
 }
 

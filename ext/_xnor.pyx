@@ -42,7 +42,7 @@ cdef extern from "xnor_simd.h" nogil:
         const uint8_t *flip
         uint8_t *bits
         int64_t ldb
-    int xnor_direct_conv(int path)
+    int xnor_panel_segments(int path)
     void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                   const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
                                   int32_t *c, int64_t ldc, const XnorBitsOut *out)
@@ -197,7 +197,7 @@ cdef struct Im2col:
     int64_t oh, ow              # output height and width
     uint64_t *patches           # one buffer of MT patches per thread, `patch_stride` words apart
     int64_t patch_stride
-    # Or, for a stride-1 convolution on a path that reads patches in place (xnor_direct_conv): the input
+    # Or, for a stride-1 convolution on a path that reads patches in place (xnor_panel_segments): the input
     # with its zero border (N, ph, pw, cw), every window inside it; NULL: gather patches (xnor_im2col).
     const uint64_t *bordered
     int64_t ph, pw
@@ -306,6 +306,13 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
             call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, mm, nn, call.thresholds,
             n, i0, call.thr_period, call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
         return  # thresholds compared in registers: no dots block
+    cdef XnorBitsOut out
+    if (thresholded and not call.thr_period and call.panel != NULL and call.u == NULL
+            and xnor_panel_segments(call.path)):  # compared in registers: no dots block
+        out = _bits_out(call, i0, j0)
+        xnor_panel_tile_segments(call.path, rows, words, 0, words, call.panel + j0 * words, words, <int32_t>k, mm,
+                                 nn, NULL, 0, &out)
+        return
     dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
     if call.u != NULL and call.u8_dwords != NULL:
         xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
@@ -331,6 +338,16 @@ cdef inline void _threshold_tile(const KernelCall *call, const int32_t *dots, in
                             call.bits + i0 * call.bit_words, call.bit_words)
 
 
+cdef inline XnorBitsOut _bits_out(const KernelCall *call, int64_t i0, int64_t j0) noexcept nogil:
+    """Where the kernels that compare in registers write the bits of the tile at row i0, column j0."""
+    cdef XnorBitsOut out
+    out.thresholds = call.thresholds + j0
+    out.flip = call.flip + j0
+    out.ldb = call.bit_words * 8
+    out.bits = <uint8_t *>(call.bits + i0 * call.bit_words) + j0 // 8
+    return out
+
+
 cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t mm, int64_t j0, int64_t nn,
                                    int32_t *dots, int64_t ldc) noexcept nogil:
     """Output pixels i0 .. i0+mm of a stride-1 convolution straight from the bordered input, one run of
@@ -338,14 +355,8 @@ cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t m
     pw * cw words apart. Without `dots` the kernel compares with the thresholds into the output bits."""
     cdef const Im2col *conv = call.conv
     cdef int64_t plane = conv.oh * conv.ow, p = i0, run, b, y, x0
-    cdef XnorBitsOut out
-    cdef XnorBitsOut *bits_out = NULL
-    if dots == NULL:
-        out.thresholds = call.thresholds + j0
-        out.flip = call.flip + j0
-        out.ldb = call.bit_words * 8
-        out.bits = <uint8_t *>(call.bits + i0 * call.bit_words) + j0 // 8
-        bits_out = &out
+    cdef XnorBitsOut out = _bits_out(call, i0, j0)
+    cdef XnorBitsOut *bits_out = &out if dots == NULL else NULL
     while p < i0 + mm:
         b = p // plane
         y = (p % plane) // conv.ow
@@ -563,7 +574,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
     memset(&conv, 0, sizeof(conv))
     cdef uint64_t[:, :, :, ::1] bordered_view
     cdef int64_t ph = oh - 1 + kh, pw = ow - 1 + kw
-    if stride_h == 1 and stride_w == 1 and row_words and panel is not None and xnor_direct_conv(path):
+    if stride_h == 1 and stride_w == 1 and row_words and panel is not None and xnor_panel_segments(path):
         # every window inside one array: the input itself when it needs no border, else a bordered copy
         if pad_top == 0 and pad_left == 0 and ph <= x.shape[1] and pw <= x.shape[2]:
             conv.bordered = &x[0, 0, 0, 0]

@@ -635,15 +635,16 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
         }
 }
 
-/* 1 when the path reads convolution patches straight from a bordered input (xnor_panel_tile_segments). */
-static int xnor_direct_conv(int path)
+/* 1 when the path has xnor_panel_tile_segments: convolution patches read in place from a bordered input, and
+ * thresholds compared in registers (GEMM rows are one segment). */
+static int xnor_panel_segments(int path)
 {
     return XNOR_X86 && path == XNOR_AVX512;
 }
 
 /* A stride-1 convolution's tile rows against a panel without im2col: m output pixels of one output row,
  * row i's patch is kh segments of span = kw * cw words, `seg` words apart, starting at a + i * lda. Only
- * for the paths where xnor_direct_conv says so. Given `out`, the popcounts are compared with its thresholds in
+ * for the paths where xnor_panel_segments says so. Given `out`, the popcounts are compared with its thresholds in
  * registers and only the bits are written (c unused). */
 static void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                      const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,

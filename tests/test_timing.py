@@ -142,17 +142,23 @@ def _free_cpus_with(stat: _FakeStat, monkeypatch, cpus=(0, 1)) -> free_cpus.Free
     return free_cpus.FreeCpus(clock=lambda: stat.now, read=lambda cpus: (stat.busy, stat.own))
 
 
-def test_free_cpus_subtracts_this_process_and_rounds_down(monkeypatch):
+def test_free_cpus_subtracts_this_process_and_needs_two_free_windows(monkeypatch):
     stat = _FakeStat()
     free = _free_cpus_with(stat, monkeypatch)
-    assert free.count() == 1  # nothing known before the first window: one thread
+    assert free.count() == 1  # nothing known before the first windows: one thread
     stat.advance(0.3, others_cores=0.0, own_cores=2.0)  # our own two threads use both CPUs: both are ours
+    assert free.count() == 1  # one free window is not enough
+    stat.advance(0.3, others_cores=0.0, own_cores=2.0)
     assert free.count() == 2
-    stat.advance(0.3, others_cores=1.0, own_cores=1.0)  # a busy loop on the other CPU
+    stat.advance(0.3, others_cores=1.0, own_cores=1.0)  # a busy loop on the other CPU: at once
+    assert free.count() == 1
+    stat.advance(0.3, others_cores=0.0, own_cores=1.0)  # it was descheduled for one window
     assert free.count() == 1
     stat.advance(0.1, others_cores=0.3, own_cores=1.0)  # within the window: the last answer stands
     assert free.count() == 1
     stat.advance(0.3, others_cores=0.3, own_cores=1.0)  # 0.3 of a core busy elsewhere: 1.7 free -> 1
+    assert free.count() == 1
+    stat.advance(0.3, others_cores=0.1, own_cores=1.0)
     assert free.count() == 1
     stat.advance(0.3, others_cores=0.1, own_cores=1.0)
     assert free.count() == 2

@@ -3,8 +3,9 @@
 A fork-join kernel call on a core that another process keeps busy waits, now and then, a whole time slice for
 its thread (milliseconds against a layer's tens of microseconds), and a few calls on many threads cannot tell
 that apart from luck: the stalls are rare and long. The OS can: Linux counts every CPU's busy time in
-/proc/stat, and this process's own share is its CPU time (``os.times``). Their difference over the last
-quarter second is what other processes used of the CPUs this process may run on; what is left is free.
+/proc/stat, and this process's own share is its CPU time (``os.times``). Their difference over a quarter
+second is what other processes used of the CPUs this process may run on; what is left in two such windows
+in a row is free.
 Where /proc/stat cannot be read (macOS, Windows) the answer is None and the measured choice alone decides.
 """
 
@@ -43,8 +44,9 @@ def _busy_and_own_seconds(cpus: frozenset[int]) -> tuple[float, float] | None:
 
 
 class FreeCpus:
-    """``count()``: the CPUs of this process's affinity that other processes left free in the last window,
-    rounded down, at least 1; 1 until the first window has passed; None where the OS does not tell."""
+    """``count()``: the CPUs of this process's affinity that other processes left free in each of the last two
+    windows (one lucky window, say the other process was descheduled, does not open them), rounded down, at
+    least 1; 1 until two windows have passed; None where the OS does not tell."""
 
     def __init__(self, clock=time.monotonic, read=_busy_and_own_seconds):
         self._clock, self._read = clock, read
@@ -52,6 +54,7 @@ class FreeCpus:
         self._start = self._clock()
         self._sample = self._read(self._cpus)
         self._free = None if self._sample is None else 1
+        self._last = 1  # the previous window's count
 
     @staticmethod
     def _affinity() -> frozenset[int]:
@@ -71,7 +74,8 @@ class FreeCpus:
                 return None
             busy = (sample[0] - self._sample[0]) - (sample[1] - self._sample[1])  # others' CPU seconds
             others = max(0.0, busy / (now - self._start))
-            self._free = max(1, min(len(self._cpus), int(len(self._cpus) - others + _SLACK)))
+            free = max(1, min(len(self._cpus), int(len(self._cpus) - others + _SLACK)))
+            self._free, self._last = min(free, self._last), free  # free in both of the last two windows
             self._start, self._sample = now, sample
             cpus = self._affinity()
             if cpus != self._cpus:  # the next window sums other CPUs: start it afresh

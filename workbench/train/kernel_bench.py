@@ -261,10 +261,15 @@ def _default_vs_one(quick, rounds, sample, rng) -> None:
     with tempfile.TemporaryDirectory() as folder:
         model = pathlib.Path(folder) / "vgg-small.bnn"
         benchmark.random_preset_file("binary-mlp" if quick else "vgg-small", model)
-        auto, one = Engine(str(model)), Engine(str(model), threads=1)
+        auto, one, other = Engine(str(model)), Engine(str(model), threads=1), Engine(str(model), threads=1)
     u = rng.integers(0, 256, (1, *auto.input_shape), dtype=np.uint8)
-    times = timing.interleaved({"auto": lambda: auto.logits(u), "one": lambda: one.logits(u)}, rounds, sample)
-    name = "binary-mlp" if quick else "vgg-small"
-    print(
-        f"{name + ' batch 1 (engine)':<32}{timing.format_spread(timing.ratios(times['auto'], times['one']), '.2f'):>28}"
+    times = timing.interleaved(
+        {"auto": lambda: auto.logits(u), "one": lambda: one.logits(u), "other": lambda: other.logits(u)},
+        rounds,
+        sample,
     )
+    name = "binary-mlp" if quick else "vgg-small"
+    for label, first in ((" batch 1 (engine)", "auto"), (": control, 1 vs 1", "other")):
+        spread = timing.format_spread(timing.ratios(times[first], times["one"]), ".2f")
+        print(f"{name + label:<32}{spread:>28}")
+    print("(the control row is two identical one-thread engines: the spread this measurement has without any choice)")

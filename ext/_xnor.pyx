@@ -292,6 +292,7 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
     cdef const uint64_t *rows
     cdef uint64_t *patches
     cdef int32_t *dots
+    # (conv2d never sets per-position thresholds, thr_period: only the uint8 first layer has them)
     if conv != NULL and conv.bordered != NULL:  # per-column thresholds compared in registers: no dots block
         _direct_conv_tile(call, i0, mm, j0, nn, NULL if thresholded else call.dots + i0 * n + j0, ldc)
         return
@@ -589,11 +590,12 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
             conv.bordered = &bordered_view[0, 0, 0, 0]
             conv.ph = ph
             conv.pw = pw
-        patches = np.empty((1, 1), dtype=np.uint64)
-    else:
+    cdef uint64_t[:, ::1] patch_view
+    if conv.bordered == NULL:  # im2col: windows reaching outside the input read zero words (+1), any OH/OW
         patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
-    cdef uint64_t[:, ::1] patch_view = patches
-    # Windows reaching outside the input read zero words (+1) in xnor_im2col, so any OH/OW is safe.
+        patch_view = patches
+        conv.patches = &patch_view[0, 0]
+        conv.patch_stride = patch_view.shape[1]
     conv.x = &x[0, 0, 0, 0] if x.size else NULL
     conv.h = x.shape[1]
     conv.w = x.shape[2]
@@ -606,8 +608,6 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
     conv.pl = pad_left
     conv.oh = oh
     conv.ow = ow
-    conv.patches = &patch_view[0, 0]
-    conv.patch_stride = patch_view.shape[1]
     cdef KernelCall call = _new_call(path, threads, m, o, row_words, <int32_t>k_total)
     call.conv = &conv
     call.b = &weights[0, 0, 0, 0] if row_words else NULL

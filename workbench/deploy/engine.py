@@ -151,9 +151,7 @@ class Engine:
     def logits(self, x) -> np.ndarray:
         """float32 (N, num_classes) for a batch of uint8 or float32 inputs (N, *input_shape)."""
         state = self._check_input(x)
-        result = []
-        self._policy.run(len(state[1]), lambda count: result.append(self._logits_on(count, state)))
-        return result[0]
+        return self._policy.run(len(state[1]), lambda count: self._logits_on(count, state))
 
     def _logits_on(self, threads: int, state) -> np.ndarray:
         self._kernel_threads.count = threads
@@ -166,10 +164,7 @@ class Engine:
             try:
                 return self._chain(_rows(self._bits(state)))
             except ValueError as error:
-                index = self._chain_from
-                raise EngineError(
-                    f"layer {index} ({self.steps[index][0]!r}, op {self.steps[index][1]}): {error}"
-                ) from None
+                raise self._layer_error(self._chain_from, error) from None
         for index in range(len(self.steps)):
             state = self._step(index, state)
         return self._as_output(state)
@@ -194,11 +189,14 @@ class Engine:
 
     def _step(self, index: int, state):
         """Run op ``index``; a refusal (a kernel's ValueError, e.g. NaN activations before a sign) names the op."""
-        name, op, step = self.steps[index]
         try:
-            return step(state)
+            return self.steps[index][2](state)
         except ValueError as error:
-            raise EngineError(f"layer {index} ({name!r}, op {op}): {error}") from None
+            raise self._layer_error(index, error) from None
+
+    def _layer_error(self, index: int, error: ValueError) -> EngineError:
+        name, op, _ = self.steps[index]
+        return EngineError(f"layer {index} ({name!r}, op {op}): {error}")
 
     # ------------------------------------------------------------------------------ states
 

@@ -22,6 +22,14 @@ WINDOW_SECONDS = 0.25
 _SLACK = 0.25
 
 
+def affinity() -> frozenset[int]:
+    """The CPUs this process may run on (all of them where the OS does not say)."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return frozenset(range(os.cpu_count() or 1))
+
+
 def _busy_and_own_seconds(cpus: frozenset[int]) -> tuple[float, float] | None:
     """(non-idle seconds summed over ``cpus`` since boot, this process's CPU seconds), or None off Linux."""
     try:
@@ -50,18 +58,11 @@ class FreeCpus:
 
     def __init__(self, clock=time.monotonic, read=_busy_and_own_seconds):
         self._clock, self._read = clock, read
-        self._cpus = self._affinity()
+        self._cpus = affinity()
         self._start = self._clock()
         self._sample = self._read(self._cpus)
         self._free = None if self._sample is None else 1
         self._last = 1  # the previous window's count
-
-    @staticmethod
-    def _affinity() -> frozenset[int]:
-        try:
-            return frozenset(os.sched_getaffinity(0))
-        except AttributeError:
-            return frozenset(range(os.cpu_count() or 1))
 
     def count(self) -> int | None:
         if self._free is None:
@@ -77,7 +78,7 @@ class FreeCpus:
             free = max(1, min(len(self._cpus), int(len(self._cpus) - others + _SLACK)))
             self._free, self._last = min(free, self._last), free  # free in both of the last two windows
             self._start, self._sample = now, sample
-            cpus = self._affinity()
+            cpus = affinity()
             if cpus != self._cpus:  # the next window sums other CPUs: start it afresh
                 self._cpus, self._sample = cpus, self._read(cpus)
         return self._free

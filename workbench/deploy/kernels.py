@@ -23,7 +23,7 @@ import numpy as np
 
 from workbench.core.shapes import conv_output_size, same_padding, words
 from workbench.deploy import _xnor
-from workbench.deploy.free_cpus import free_cpus
+from workbench.deploy.free_cpus import affinity, free_cpus
 
 __all__ = [
     "available_backends",
@@ -104,10 +104,7 @@ def default_threads() -> int:
         if count < 1:
             raise ValueError(f"environment variable BNN_WORKBENCH_THREADS: expected a positive integer, got {value!r}")
         return count
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return len(affinity())
 
 
 def _threads(threads: int | None) -> int:
@@ -196,8 +193,8 @@ class ThreadCount:
     def __init__(self, count: int = 1):
         self.count = count
 
-    def run(self, rows: int, kernel) -> None:
-        kernel(self.count)
+    def run(self, rows: int, kernel):
+        return kernel(self.count)
 
 
 class _AutoThreads:
@@ -215,25 +212,25 @@ class _AutoThreads:
                 _SHARED_CHOICES.clear()
             self.choices = _SHARED_CHOICES.setdefault(shared_key, {})
 
-    def run(self, rows: int, kernel) -> None:
+    def run(self, rows: int, kernel):
         free = free_cpus()
         if free == 1:  # other processes keep the other CPUs busy: a fork onto them would wait for a time slice
-            kernel(1)
-            return
+            return kernel(1)
         choice = self.choices.get(rows)
         if choice is None:
             choice = self.choices[rows] = ThreadChoice(self.many)
         picked = choice.pick()  # 1 or all CPUs; all the free ones where others use some (recorded as "all")
         start = time.perf_counter()
-        kernel(picked if free is None else min(picked, free))
+        result = kernel(picked if free is None else min(picked, free))
         choice.record(picked, time.perf_counter() - start)
+        return result
 
 
 _SHARED_CHOICES: dict = {}
 
 
 def thread_policy(threads, shared_key=None):
-    """How a call site picks its thread count (``policy.run(rows, kernel)`` calls ``kernel(count)``): a given
+    """How a call site picks its thread count (``policy.run(rows, kernel)`` returns ``kernel(count)``): a given
     ThreadCount as it is; fixed when a count is given (or set in the environment, or in a build without
     OpenMP, where every call runs on one thread); else measured (ThreadChoice)."""
     if isinstance(threads, ThreadCount):

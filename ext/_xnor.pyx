@@ -60,6 +60,7 @@ cdef extern from "xnor_simd.h" nogil:
                                       int64_t ldt, int64_t row0, int64_t period, const int32_t *index,
                                       const uint8_t *flip, uint64_t *out, int64_t ldo)
     int64_t xnor_u8_dwords_size(int64_t n, int64_t k)
+    int xnor_u8_dwords_path(int path, int64_t k)
     void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int64_t k, int8_t *dwords)
     void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                              int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
@@ -463,8 +464,8 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
 
 
 def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
-    """B (n x ceil(k/64) words, k bits) as signed bytes for the AVX-512 VNNI dword kernel of short uint8 rows
-    (xnor_make_u8_dwords: 4 taps of 16 channels per 64 bytes), 1-D int8; 16 * 4 bytes per 4 taps of 16 rows."""
+    """B (n x ceil(k/64) words, k bits) as signed bytes for the dword kernel of short uint8 rows (AVX-512 VNNI,
+    AVX2 up to k = 256; xnor_make_u8_dwords: 4 taps of 16 channels per 64 bytes), 1-D int8."""
     cdef int64_t n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and k >= 0, "make_u8_dwords: k does not match the words of B")
     dwords = np.zeros(max(xnor_u8_dwords_size(n, k), 1), dtype=np.int8)
@@ -475,8 +476,8 @@ def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
 
 
 cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) except -1:
-    """Point a uint8 call at make_u8_dwords' layout of B (checked against n and k), used on the AVX-512 path."""
-    if dwords is None or call.path != XNOR_AVX512 or n == 0 or k == 0:
+    """Point a uint8 call at make_u8_dwords' layout of B (checked against n and k), on the paths that use it."""
+    if dwords is None or not xnor_u8_dwords_path(call.path, k) or n == 0 or k == 0:
         return 0
     cdef const int8_t[::1] view = dwords
     _check(view.shape[0] == xnor_u8_dwords_size(n, k), "dwords: length does not match B")
@@ -488,7 +489,7 @@ cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) exce
 def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads,
                dwords=None):
     """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64)); with
-    `dwords` (make_u8_dwords of B) the AVX-512 path runs the dword kernel."""
+    `dwords` (make_u8_dwords of B) the AVX-512 and AVX2 paths run the dword kernel."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,

@@ -1526,7 +1526,181 @@ XNOR_AVX512_ATTR static void xnor_u8_dword_tile_avx512(const uint8_t *u, int64_t
 }
 #endif
 
-/* 1 when the fused dword + threshold tile ran (AVX-512 with the dword layout), 0 when the caller must run
+#define XNOR_U8_DWORD_AVX2_MAX_K 256 /* the AVX2 dword kernel's int16 pair sums are exact up to here */
+
+#if XNOR_X86
+/* ------------------------------------------------------------------------------------------------
+ * The same dword layout on AVX2: one VPMADDUBSW multiplies 4 pixels of a row (broadcast) with 4 taps of 8
+ * channels into 16 int16 pair sums (each at most 2 * 255 in size), added in int16: with k <= 256 a lane sums
+ * at most 64 of them (64 * 510 < 2^15), so the accumulators are exact; one VPMADDWD at the end widens the
+ * pairs to 8 int32 dots. Two rows x 4 blocks of 8 channels keep 8 accumulators in registers.
+ * ---------------------------------------------------------------------------------------------- */
+/* Row i's pixels as 4-byte groups px[i * 64 + g] (zero bytes past k): the broadcasts read no byte past the row. */
+static inline void xnor_u8_dword_pixels(const uint8_t *u, int64_t ldu, int64_t k, int rows, int32_t *px)
+{
+    for (int i = 0; i < rows; i++) {
+        int64_t g = 0;
+        for (; 4 * g + 4 <= k; g++)
+            memcpy(px + i * 64 + g, u + i * ldu + 4 * g, 4);
+        if (4 * g < k) {
+            uint8_t four[4] = {0, 0, 0, 0};
+            for (int64_t t = 4 * g; t < k; t++)
+                four[t - 4 * g] = u[i * ldu + t];
+            memcpy(px + i * 64 + g, four, 4);
+        }
+    }
+}
+
+/* The exact dots of R rows (pixels px) x NB blocks of 8 channels (wcol: the layout from the first one) as int32. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_dots_avx2(const int32_t *px, int64_t k, const int8_t *wcol, int64_t npad, __m256i *acc, const int R,
+                        const int NB)
+{
+    __m256i sums[8];
+    for (int q = 0; q < R * NB; q++)
+        sums[q] = _mm256_setzero_si256();
+    const int64_t groups = (k + 3) / 4;
+    for (int64_t g = 0; g < groups; g++) {
+        const int8_t *wg = wcol + g * npad * 4;
+        __m256i four[2];
+        for (int i = 0; i < R; i++)
+            four[i] = _mm256_set1_epi32(px[i * 64 + g]);
+        for (int q = 0; q < NB; q++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(wg + 32 * q));
+            for (int i = 0; i < R; i++)
+                sums[i * NB + q] = _mm256_add_epi16(sums[i * NB + q], _mm256_maddubs_epi16(four[i], wv));
+        }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int q = 0; q < R * NB; q++)
+        acc[q] = _mm256_madd_epi16(sums[q], ones);
+}
+
+/* The last `left` (< 8) or all 8 lanes. */
+XNOR_AVX2_ATTR static inline __m256i xnor_lanes_avx2(int64_t left)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), lane);
+}
+
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_block_avx2(const int32_t *px, int64_t k, const int8_t *wcol, int64_t npad, int32_t *c, int64_t ldc,
+                         int64_t left, const int R, const int NB)
+{
+    __m256i acc[8];
+    xnor_u8_dword_dots_avx2(px, k, wcol, npad, acc, R, NB);
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < NB; q++) {
+            if (left - 8 * q >= 8)
+                _mm256_storeu_si256((__m256i *)(c + i * ldc + 8 * q), acc[i * NB + q]);
+            else
+                _mm256_maskstore_epi32(c + i * ldc + 8 * q, xnor_lanes_avx2(left - 8 * q), acc[i * NB + q]);
+        }
+}
+
+/* As xnor_u8_dword_thr_block_avx512, 8 channels per block: bit = dot < thr, or dot > thr where flipped, as
+ * (dot ^ f) < (thr ^ f) with f = -1 on flipped channels. Channels j .. j + 8 * NB (j a multiple of 8). */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_thr_block_avx2(const int32_t *px, int64_t k, const int8_t *dwords, int64_t npad, int64_t j,
+                             int64_t left, const int32_t *thr, int64_t ldt, int64_t row0, int64_t period,
+                             const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo, const int R,
+                             const int NB)
+{
+    __m256i acc[8], f[4], in[4];
+    xnor_u8_dword_dots_avx2(px, k, dwords + j * 4, npad, acc, R, NB);
+    for (int q = 0; q < NB; q++) {
+        const int64_t rest = left - 8 * q < 8 ? left - 8 * q : 8;
+        uint64_t flags = 0;
+        memcpy(&flags, flip + j + 8 * q, (size_t)rest);
+        in[q] = xnor_lanes_avx2(rest);
+        f[q] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)flags)));
+    }
+    for (int i = 0; i < R; i++) {
+        const int64_t position = period ? (row0 + i) % period : 0;
+        const int32_t *tr = thr + (index ? index[position] : position) * ldt + j;
+        uint64_t word = 0;
+        for (int q = 0; q < NB; q++) {
+            const __m256i tv = _mm256_xor_si256(_mm256_maskload_epi32(tr + 8 * q, in[q]), f[q]);
+            const __m256i below = _mm256_and_si256(in[q], _mm256_cmpgt_epi32(tv, _mm256_xor_si256(acc[i * NB + q], f[q])));
+            word |= (uint64_t)(uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(below)) << (8 * q);
+        }
+        uint64_t *o = out + i * ldo + j / 64;
+        const int shift = (int)(j % 64);
+        if (shift == 0)
+            *o = word; /* the first channels of a word start it */
+        else
+            *o |= word << shift;
+    }
+}
+
+/* Channels j0 .. j0 + n of R rows (pixels px, global row row0 on) compared into the bits at out: 32 at a time. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_thr_rows_avx2(const int32_t *px, int64_t k, const int8_t *dwords, int64_t npad, int64_t j0, int64_t n,
+                            const int32_t *thr, int64_t ldt, int64_t row0, int64_t period, const int32_t *index,
+                            const uint8_t *flip, uint64_t *out, int64_t ldo, const int R)
+{
+    int64_t j = j0, end = j0 + n;
+    for (; j + 32 <= end; j += 32)
+        xnor_u8_dword_thr_block_avx2(px, k, dwords, npad, j, 32, thr, ldt, row0, period, index, flip, out, ldo, R, 4);
+    for (; j < end; j += 8)
+        xnor_u8_dword_thr_block_avx2(px, k, dwords, npad, j, end - j, thr, ldt, row0, period, index, flip, out, ldo,
+                                     R, 1);
+}
+
+XNOR_AVX2_ATTR static void xnor_u8_dword_thr_tile_avx2(const uint8_t *u, int64_t ldu, int64_t k,
+                                                       const int8_t *dwords, int64_t npad, int64_t j0, int64_t m,
+                                                       int64_t n, const int32_t *thr, int64_t ldt, int64_t row0,
+                                                       int64_t period, const int32_t *index, const uint8_t *flip,
+                                                       uint64_t *out, int64_t ldo)
+{
+    int32_t px[2 * 64];
+    for (int64_t i = 0; i < m; i += 2) {
+        const int rows = i + 2 <= m ? 2 : 1;
+        xnor_u8_dword_pixels(u + i * ldu, ldu, k, rows, px);
+        if (rows == 2)
+            xnor_u8_dword_thr_rows_avx2(px, k, dwords, npad, j0, n, thr, ldt, row0 + i, period, index, flip,
+                                        out + i * ldo, ldo, 2);
+        else
+            xnor_u8_dword_thr_rows_avx2(px, k, dwords, npad, j0, n, thr, ldt, row0 + i, period, index, flip,
+                                        out + i * ldo, ldo, 1);
+    }
+}
+
+/* Channels j0 .. j0 + n of R rows (pixels px) as exact int32 dots into c: 32 at a time. */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_rows_avx2(const int32_t *px, int64_t k, const int8_t *dwords, int64_t npad, int64_t j0, int64_t n,
+                        int32_t *c, int64_t ldc, const int R)
+{
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32)
+        xnor_u8_dword_block_avx2(px, k, dwords + (j0 + j) * 4, npad, c + j, ldc, 32, R, 4);
+    for (; j < n; j += 8)
+        xnor_u8_dword_block_avx2(px, k, dwords + (j0 + j) * 4, npad, c + j, ldc, n - j, R, 1);
+}
+
+XNOR_AVX2_ATTR static void xnor_u8_dword_tile_avx2(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
+                                                   int64_t npad, int64_t j0, int64_t m, int64_t n, int32_t *c,
+                                                   int64_t ldc)
+{
+    int32_t px[2 * 64];
+    for (int64_t i = 0; i < m; i += 2) {
+        const int rows = i + 2 <= m ? 2 : 1;
+        xnor_u8_dword_pixels(u + i * ldu, ldu, k, rows, px);
+        if (rows == 2)
+            xnor_u8_dword_rows_avx2(px, k, dwords, npad, j0, n, c + i * ldc, ldc, 2);
+        else
+            xnor_u8_dword_rows_avx2(px, k, dwords, npad, j0, n, c + i * ldc, ldc, 1);
+    }
+}
+#endif
+
+/* 1 when the path runs the dword kernel of short uint8 rows (AVX-512 VNNI, AVX2), given the dword layout. */
+static int xnor_u8_dwords_path(int path, int64_t k)
+{
+    return XNOR_X86 && (path == XNOR_AVX512 || (path == XNOR_AVX2 && k <= XNOR_U8_DWORD_AVX2_MAX_K));
+}
+
+/* 1 when the fused dword + threshold tile ran (AVX-512 or AVX2 with the dword layout), 0 when the caller must run
  * the tile and the threshold pass itself. */
 static int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                                          int64_t npad, int64_t j0, int64_t m, int64_t n, const int32_t *thr,
@@ -1539,13 +1713,17 @@ static int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu
                                       ldo);
         return 1;
     }
+    if (path == XNOR_AVX2 && dwords != NULL && k <= XNOR_U8_DWORD_AVX2_MAX_K) {
+        xnor_u8_dword_thr_tile_avx2(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, index, flip, out, ldo);
+        return 1;
+    }
 #endif
     (void)path; (void)u; (void)ldu; (void)k; (void)dwords; (void)npad; (void)j0; (void)m; (void)n; (void)thr;
     (void)ldt; (void)row0; (void)period; (void)index; (void)flip; (void)out; (void)ldo;
     return 0;
 }
 
-/* The dword kernel where the path has it (AVX-512 VNNI) and the weights were laid out for it; else xnor_u8_tile
+/* The dword kernel where the path has it (AVX-512 VNNI, AVX2) and the weights were laid out for it; else xnor_u8_tile
  * on the packed weights b (columns j0 ..): both give the same exact dots. */
 static void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                                 int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
@@ -1554,6 +1732,10 @@ static void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t
 #if XNOR_X86
     if (path == XNOR_AVX512 && dwords != NULL) {
         xnor_u8_dword_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, c, ldc);
+        return;
+    }
+    if (path == XNOR_AVX2 && dwords != NULL && k <= XNOR_U8_DWORD_AVX2_MAX_K) {
+        xnor_u8_dword_tile_avx2(u, ldu, k, dwords, npad, j0, m, n, c, ldc);
         return;
     }
 #endif

@@ -709,8 +709,9 @@ def test_compiled_kernels_clamp_huge_thread_counts():
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 64, 130, 300])
 def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
     """bind_gemm(uint8=True) with k <= U8_DWORD_MAX_K lays the weights out as signed bytes once and runs the
-    AVX-512 dword kernel (other paths: the packed-weight kernels): exact dots, thresholds plain and per row
-    position, for odd row counts (the 2-row blocks' tail), channel tails (16-channel blocks) and tap tails."""
+    dword kernel (AVX-512 and AVX2; other paths: the packed-weight kernels): exact dots, thresholds plain and per
+    row position, for odd row counts (the 2-row blocks' tail), channel tails (8- and 16-channel blocks) and tap
+    tails."""
     rng = np.random.default_rng(k * 1000 + n)
     for m in (1, 2, 3, 64, 67):
         u = rng.integers(0, 256, (m, k), dtype=np.uint8)
@@ -732,6 +733,20 @@ def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
         np.testing.assert_array_equal(
             kernels.unpack_signs(got, n), reference_threshold(expected, rows, flip.astype(bool))
         )
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_bound_uint8_short_rows_largest_dots(simd, sign):
+    """The largest dots the dword kernel takes (k = U8_DWORD_MAX_K, every pixel 255, every weight alike): AVX2
+    sums them in int16 pairs, exact only up to this k (64 * 2 * 255 < 2^15)."""
+    k = kernels.U8_DWORD_MAX_K
+    u = np.full((3, k), 255, np.uint8)
+    w = kernels.pack_signs(np.full((40, k), sign, np.float32))
+    np.testing.assert_array_equal(kernels.bind_gemm(w, k, uint8=True, threads=1)(u), np.full((3, 40), sign * 255 * k))
+    thresholds = np.full(40, sign * 255 * k, np.int32)
+    thresholds[::2] += 1  # dot < t there
+    got = kernels.unpack_signs(kernels.bind_gemm(w, k, thresholds, np.zeros(40, np.uint8), uint8=True, threads=1)(u), 40)
+    np.testing.assert_array_equal(got, np.tile(np.where(np.arange(40) % 2 == 0, -1, 1), (3, 1)))
 
 
 def test_u8_dwords_layout():

@@ -54,8 +54,9 @@ _PATHS = {"avx512": _xnor.AVX512, "avx2": _xnor.AVX2, "neon": _xnor.NEON, "scala
 _PANEL_PATHS = ("avx512", "avx2")
 _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
-# Bound uint8 calls with rows up to this long run the AVX-512 dword kernel (weights as signed bytes, k / 4 VPDPBUSD
-# per 16 dots); longer rows keep the packed weights (the dword layout is 8x their size).
+# Bound uint8 calls with rows up to this long run the dword kernel (weights as signed bytes: k / 4 VPDPBUSD per 16
+# dots on AVX-512, VPMADDUBSW per 8 on AVX2, exact in int16 up to here); longer rows keep the packed weights (the
+# dword layout is 8x their size).
 U8_DWORD_MAX_K = 256
 
 
@@ -438,10 +439,10 @@ def _bind_gemm(
         out_words = words(n)
     if uint8:
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
-        # on every call. Short rows (a first convolution's patches) get the AVX-512 dword layout once.
+        # on every call. Short rows (a first convolution's patches) get the dword layout (AVX-512, AVX2) once.
         dwords = (
             _xnor.make_u8_dwords(w, k)
-            if not plain and 0 < k <= U8_DWORD_MAX_K and _xnor.cpu_supports(_xnor.AVX512)
+            if not plain and 0 < k <= U8_DWORD_MAX_K and _xnor.cpu_supports(_xnor.AVX2)
             else None
         )
         if thresholds is None:

@@ -42,7 +42,7 @@ cdef extern from "xnor_simd.h" nogil:
         const uint8_t *flip
         uint8_t *bits
         int64_t ldb
-    int xnor_panel_segments(int path)
+    int xnor_panel_segments(int path, int64_t words)
     void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                   const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
                                   int32_t *c, int64_t ldc, const XnorBitsOut *out)
@@ -310,7 +310,7 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         return  # thresholds compared in registers: no dots block
     cdef XnorBitsOut out
     if (thresholded and not call.thr_period and call.panel != NULL and call.u == NULL
-            and xnor_panel_segments(call.path)):  # compared in registers: no dots block
+            and xnor_panel_segments(call.path, words)):  # compared in registers: no dots block
         out = _bits_out(call, i0, j0)
         xnor_panel_tile_segments(call.path, rows, words, 0, words, call.panel + j0 * words, words, <int32_t>k, mm,
                                  nn, NULL, 0, &out)
@@ -576,7 +576,7 @@ def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights,
     memset(&conv, 0, sizeof(conv))
     cdef uint64_t[:, :, :, ::1] bordered_view
     cdef int64_t ph = oh - 1 + kh, pw = ow - 1 + kw
-    if stride_h == 1 and stride_w == 1 and row_words and panel is not None and xnor_panel_segments(path):
+    if stride_h == 1 and stride_w == 1 and row_words and panel is not None and xnor_panel_segments(path, row_words):
         # every window inside one array: the input itself when it needs no border, else a bordered copy
         if pad_top == 0 and pad_left == 0 and ph <= x.shape[1] and pw <= x.shape[2]:
             conv.bordered = &x[0, 0, 0, 0]

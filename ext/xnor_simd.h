@@ -416,6 +416,10 @@ static void xnor_tile(int path, const uint64_t *a, int64_t lda, const uint64_t *
     xnor_tile_swar(a, lda, b, ldb, words, k, m, n, c, ldc);
 }
 
+/* The AVX2 panel kernel copies a row of A that sits in segments (a stride-1 convolution's patch: its kernel rows
+ * in the bordered input) to one contiguous row first, of at most this many words. */
+#define XNOR_AVX2_PATCH_WORDS 1024
+
 /* Where a kernel that compares with per-column thresholds in registers writes its bits: row r in the bytes
  * from bits + r * ldb (the tile's first column, a multiple of 64); thresholds and flip from that column. */
 typedef struct {
@@ -563,50 +567,114 @@ XNOR_AVX512_ATTR static void xnor_panel_tile_avx512(const uint64_t *a, int64_t l
         lo = _mm256_xor_si256(u_, c_);                                                              \
     } while (0)
 
-/* One row of A against one group of 8 panel rows, one 256-bit half (4 rows, one dot per 64-bit lane) at a
- * time: a Harley-Seal carry-save tree over 8 words keeps ones / twos / fours, so the VPSHUFB popcount runs
- * once per 8 words (on the "eights") instead of once per word. A half's state fits in registers. */
+/* Byte-wise popcounts of v, weighted by LUT (the 16-entry nibble table, repeated per 128-bit lane). */
+#define XNOR_NIBBLES256(lut, v, low) \
+    _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)), \
+                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)))
+
+/* The popcounts of one row of A (contiguous words) XOR one group of 8 panel rows, as two halves of 4 int64
+ * lanes (columns 0-3, 4-7). Per half, a Harley-Seal carry-save tree over 8 words keeps ones / twos / fours, so
+ * the VPSHUFB popcount runs once per 8 words (on the "eights", added up in bytes: at most 8 a chunk, so 31
+ * chunks before they are summed); the rest is counted in bytes once at the end, with tables weighted 1, 2, 4. */
 XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
-xnor_panel_group_avx2(const uint64_t *a, const uint64_t *p, int64_t words, int32_t k, int32_t *c, int valid)
+xnor_panel_counts_avx2(const uint64_t *a, const uint64_t *p, int64_t words, __m256i *counts)
 {
-    uint64_t counts[8];
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i lut1 = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i lut2 = _mm256_add_epi8(lut1, lut1), lut4 = _mm256_add_epi8(lut2, lut2);
     for (int h = 0; h < 2; h++) {
         const uint64_t *q = p + 4 * h;
-        __m256i ones = _mm256_setzero_si256(), twos = ones, fours = ones, total = ones;
+        __m256i ones = _mm256_setzero_si256(), twos = ones, fours = ones, eights = ones, total = ones;
         int64_t w = 0;
 #define XNOR_HS_IN(t) \
     _mm256_xor_si256(_mm256_set1_epi64x((long long)a[w + (t)]), _mm256_loadu_si256((const __m256i *)(q + (w + (t)) * 8)))
-        for (; w + 8 <= words; w += 8) {
-            __m256i twos_a, twos_b, fours_a, fours_b, eights;
+        for (int chunk = 0; w + 8 <= words; w += 8) {
+            __m256i twos_a, twos_b, fours_a, fours_b, carry;
             XNOR_CSA256(twos_a, ones, ones, XNOR_HS_IN(0), XNOR_HS_IN(1));
             XNOR_CSA256(twos_b, ones, ones, XNOR_HS_IN(2), XNOR_HS_IN(3));
             XNOR_CSA256(fours_a, twos, twos, twos_a, twos_b);
             XNOR_CSA256(twos_a, ones, ones, XNOR_HS_IN(4), XNOR_HS_IN(5));
             XNOR_CSA256(twos_b, ones, ones, XNOR_HS_IN(6), XNOR_HS_IN(7));
             XNOR_CSA256(fours_b, twos, twos, twos_a, twos_b);
-            XNOR_CSA256(eights, fours, fours, fours_a, fours_b);
-            total = _mm256_add_epi64(total, xnor_popcnt256(eights));
+            XNOR_CSA256(carry, fours, fours, fours_a, fours_b);
+            eights = _mm256_add_epi8(eights, XNOR_NIBBLES256(lut1, carry, low));
+            if (++chunk == 31) {
+                total = _mm256_add_epi64(total, _mm256_sad_epu8(eights, _mm256_setzero_si256()));
+                eights = _mm256_setzero_si256();
+                chunk = 0;
+            }
         }
-        __m256i sum = _mm256_add_epi64(_mm256_slli_epi64(total, 3), _mm256_slli_epi64(xnor_popcnt256(fours), 2));
-        sum = _mm256_add_epi64(sum, _mm256_add_epi64(_mm256_slli_epi64(xnor_popcnt256(twos), 1), xnor_popcnt256(ones)));
-        for (; w < words; w++)
-            sum = _mm256_add_epi64(sum, xnor_popcnt256(XNOR_HS_IN(0)));
+        /* bytes: at most 8 + 16 + 32 from the tree, 8 per word of the last < 8 words */
+        __m256i bytes = _mm256_add_epi8(_mm256_add_epi8(XNOR_NIBBLES256(lut1, ones, low), XNOR_NIBBLES256(lut2, twos, low)),
+                                        XNOR_NIBBLES256(lut4, fours, low));
+        for (; w < words; w++) {
+            const __m256i x = XNOR_HS_IN(0);
+            bytes = _mm256_add_epi8(bytes, XNOR_NIBBLES256(lut1, x, low));
+        }
 #undef XNOR_HS_IN
-        _mm256_storeu_si256((__m256i *)(counts + 4 * h), sum);
+        total = _mm256_add_epi64(total, _mm256_sad_epu8(eights, _mm256_setzero_si256()));
+        counts[h] = _mm256_add_epi64(_mm256_slli_epi64(total, 3), _mm256_sad_epu8(bytes, _mm256_setzero_si256()));
     }
-    for (int r = 0; r < valid; r++)
-        c[r] = k - 2 * (int32_t)counts[r];
 }
 
-XNOR_AVX2_ATTR static void xnor_panel_tile_avx2(const uint64_t *a, int64_t lda, const uint64_t *panel,
-                                                int64_t words, int32_t k, int64_t m, int64_t n, int32_t *c,
-                                                int64_t ldc)
+/* m rows x n columns against a panel, rows in segments (span = words: plain rows); dots into c (row stride
+ * ldc), or, given `out`, only its bits: per half, dot = k - 2s against 4 thresholds widened to int64, flipped
+ * lanes compared as (dot ^ -1) < (t ^ -1). */
+XNOR_AVX2_ATTR static void xnor_panel_tile_avx2(const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
+                                                const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
+                                                int32_t *c, int64_t ldc, const XnorBitsOut *out)
 {
+    uint64_t patch[XNOR_AVX2_PATCH_WORDS];
     const int64_t groups = (n + 7) / 8;
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t g = 0; g < groups; g++)
-            xnor_panel_group_avx2(a + i * lda, panel + g * 8 * words, words, k, c + i * ldc + 8 * g,
-                                  n - 8 * g < 8 ? (int)(n - 8 * g) : 8);
+    const __m256i kv = _mm256_set1_epi64x(k);
+    for (int64_t i = 0; i < m; i++) {
+        const uint64_t *row = a + i * lda;
+        if (span < words) {
+            for (int64_t w0 = 0, s0 = 0; w0 < words; w0 += span, s0 += seg)
+                memcpy(patch + w0, row + s0, (size_t)span * sizeof(uint64_t));
+            row = patch;
+        }
+        for (int64_t g = 0; g < groups; g++) {
+            const int valid = n - 8 * g < 8 ? (int)(n - 8 * g) : 8;
+            __m256i counts[2];
+            xnor_panel_counts_avx2(row, panel + g * 8 * words, words, counts);
+            if (!out) {
+                int64_t s[8];
+                _mm256_storeu_si256((__m256i *)s, counts[0]);
+                _mm256_storeu_si256((__m256i *)(s + 4), counts[1]);
+                for (int r = 0; r < valid; r++)
+                    c[i * ldc + 8 * g + r] = k - 2 * (int32_t)s[r];
+                continue;
+            }
+            int32_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            uint64_t f = 0;
+            const int32_t *tr = out->thresholds + 8 * g;
+            if (valid == 8) {
+                memcpy(&f, out->flip + 8 * g, 8);
+            } else {
+                for (int r = 0; r < valid; r++)
+                    t[r] = tr[r], f |= (uint64_t)out->flip[8 * g + r] << (8 * r);
+                tr = t;
+            }
+            unsigned bits = 0;
+            for (int h = 0; h < 2; h++) {
+                const __m256i flip = _mm256_sub_epi64(_mm256_setzero_si256(),
+                                                      _mm256_cvtepu8_epi64(_mm_cvtsi32_si128((int)(uint32_t)(f >> (32 * h)))));
+                const __m256i tv = _mm256_xor_si256(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(tr + 4 * h))), flip);
+                const __m256i dot = _mm256_xor_si256(_mm256_sub_epi64(kv, _mm256_slli_epi64(counts[h], 1)), flip);
+                bits |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(tv, dot))) << (4 * h);
+            }
+            bits &= (1u << valid) - 1u;
+            uint8_t *dst = out->bits + i * out->ldb + g;
+            if (g % 8 == 0) { /* a word's first group clears the word, so its padding bits stay 0 */
+                const uint64_t word = bits;
+                memcpy(dst, &word, sizeof(word));
+            } else {
+                *dst = (uint8_t)bits;
+            }
+        }
+    }
 }
 #endif /* XNOR_X86 */
 
@@ -621,7 +689,7 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
         return;
     }
     if (path == XNOR_AVX2) {
-        xnor_panel_tile_avx2(a, lda, panel, words, k, m, n, c, ldc);
+        xnor_panel_tile_avx2(a, lda, 0, words, panel, words, k, m, n, c, ldc, NULL);
         return;
     }
 #endif
@@ -637,9 +705,9 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
 
 /* 1 when the path has xnor_panel_tile_segments: convolution patches read in place from a bordered input, and
  * thresholds compared in registers (GEMM rows are one segment). */
-static int xnor_panel_segments(int path)
+static int xnor_panel_segments(int path, int64_t words)
 {
-    return XNOR_X86 && path == XNOR_AVX512;
+    return XNOR_X86 && (path == XNOR_AVX512 || (path == XNOR_AVX2 && words <= XNOR_AVX2_PATCH_WORDS));
 }
 
 /* A stride-1 convolution's tile rows against a panel without im2col: m output pixels of one output row,
@@ -653,6 +721,8 @@ static void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, i
 #if XNOR_X86
     if (path == XNOR_AVX512)
         xnor_panel_tile_avx512(a, lda, seg, span, panel, words, k, m, n, c, ldc, out);
+    else if (path == XNOR_AVX2)
+        xnor_panel_tile_avx2(a, lda, seg, span, panel, words, k, m, n, c, ldc, out);
 #else
     (void)path, (void)a, (void)lda, (void)seg, (void)span, (void)panel, (void)words, (void)k, (void)m, (void)n;
     (void)c, (void)ldc, (void)out;

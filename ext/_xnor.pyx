@@ -676,6 +676,8 @@ cdef struct ChainLayer:
     const uint8_t *flip
     const double *scale
     const double *shift
+    const int8_t *u8_dwords  # a uint8 first layer: make_u8_dwords' layout of B, or NULL
+    int64_t u8_npad
 
 
 cdef class DenseChain:
@@ -695,8 +697,8 @@ cdef class DenseChain:
     cdef bint busy
 
     def __init__(self, first, middle, last):
-        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,)) over uint8 rows of k values,
-        or None; middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale
+        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,), make_u8_dwords' layout or None)
+        over uint8 rows of k values, or None; middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale
         float64 (N,), shift float64 (N,), panel or None). Shapes are checked here; the caller has checked the
         values."""
         cdef const uint64_t[:, ::1] w
@@ -704,6 +706,7 @@ cdef class DenseChain:
         cdef const uint8_t[::1] fl
         cdef const double[::1] sc
         cdef const double[::1] sh
+        cdef const int8_t[::1] dw
         cdef ChainLayer *layer
         cdef int64_t width
         self.packed_input = first is None
@@ -743,6 +746,12 @@ cdef class DenseChain:
                 layer.thresholds = &thr[0]
                 layer.flip = &fl[0]
                 self.keep += [thr, fl]
+            if spec[0] == "u8" and len(spec) > 5 and spec[5] is not None:
+                dw = spec[5]
+                _check(dw.shape[0] == xnor_u8_dwords_size(layer.n, layer.k), "DenseChain: dwords length")
+                layer.u8_dwords = &dw[0]
+                layer.u8_npad = (layer.n + 15) // 16 * 16
+                self.keep.append(spec[5])
             panel = spec[5] if spec[0] != "u8" else None
             layer.panel = _panel_of(panel, layer.n, layer.words)
             self.keep.append(panel)
@@ -817,6 +826,9 @@ cdef class DenseChain:
             call = _new_call(path, threads, m, layer.n, layer.words, layer.k)
             if i == 0 and u != NULL:
                 call.u = u
+                if layer.u8_dwords != NULL and xnor_u8_dwords_path(path, layer.k):
+                    call.u8_dwords = layer.u8_dwords
+                    call.u8_npad = layer.u8_npad
             elif i == 0:
                 call.a = a
             else:

@@ -1764,10 +1764,22 @@ XNOR_AVX2_ATTR static void xnor_u8_dword_tile_avx2(const uint8_t *u, int64_t ldu
 }
 #endif
 
-/* 1 when the path runs the dword kernel of short uint8 rows (AVX-512 VNNI, AVX2), given the dword layout. */
+/* 1 when the path runs the dword kernel of uint8 rows (AVX-512 VNNI any k, AVX2 short rows), given the layout. */
 static int xnor_u8_dwords_path(int path, int64_t k)
 {
     return XNOR_X86 && (path == XNOR_AVX512 || (path == XNOR_AVX2 && k <= XNOR_U8_DWORD_AVX2_MAX_K));
+}
+
+/* Rows longer than this (a dense first layer: 784 pixels) read 8x the bytes of the packed weights from the dword
+ * layout: worth it only from XNOR_U8_DWORD_MIN_ROWS rows a tile, which share each load (784 -> 2048 on AVX-512:
+ * 1 row 21 -> 34 us, 8 rows 159 -> 155 us, 64 rows 1384 -> 1117 us); a single row keeps its packed-weight kernel. */
+#define XNOR_U8_DWORD_SHORT_K 256
+#define XNOR_U8_DWORD_MIN_ROWS 8
+
+/* 1 when a tile of m rows runs the dword kernel, given the layout. */
+static int xnor_u8_dwords_tile(int path, int64_t k, int64_t m, const int8_t *dwords)
+{
+    return dwords != NULL && xnor_u8_dwords_path(path, k) && (k <= XNOR_U8_DWORD_SHORT_K || m >= XNOR_U8_DWORD_MIN_ROWS);
 }
 
 /* 1 when the fused dword + threshold tile ran (AVX-512 or AVX2 with the dword layout), 0 when the caller must run
@@ -1778,12 +1790,14 @@ static int xnor_u8_tile_dwords_threshold(int path, const uint8_t *u, int64_t ldu
                                          const uint8_t *flip, uint64_t *out, int64_t ldo)
 {
 #if XNOR_X86
-    if (path == XNOR_AVX512 && dwords != NULL) {
+    if (!xnor_u8_dwords_tile(path, k, m, dwords))
+        return 0;
+    if (path == XNOR_AVX512) {
         xnor_u8_dword_thr_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, index, flip, out,
                                       ldo);
         return 1;
     }
-    if (path == XNOR_AVX2 && dwords != NULL && k <= XNOR_U8_DWORD_AVX2_MAX_K) {
+    if (path == XNOR_AVX2) {
         xnor_u8_dword_thr_tile_avx2(u, ldu, k, dwords, npad, j0, m, n, thr, ldt, row0, period, index, flip, out, ldo);
         return 1;
     }
@@ -1800,11 +1814,11 @@ static void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t
                                 int32_t *c, int64_t ldc)
 {
 #if XNOR_X86
-    if (path == XNOR_AVX512 && dwords != NULL) {
+    if (xnor_u8_dwords_tile(path, k, m, dwords) && path == XNOR_AVX512) {
         xnor_u8_dword_tile_avx512(u, ldu, k, dwords, npad, j0, m, n, c, ldc);
         return;
     }
-    if (path == XNOR_AVX2 && dwords != NULL && k <= XNOR_U8_DWORD_AVX2_MAX_K) {
+    if (xnor_u8_dwords_tile(path, k, m, dwords) && path == XNOR_AVX2) {
         xnor_u8_dword_tile_avx2(u, ldu, k, dwords, npad, j0, m, n, c, ldc);
         return;
     }

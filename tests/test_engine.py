@@ -280,7 +280,7 @@ def test_empty_batch(name):
 def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads, name):
     """The binary MLP runs as one compiled DenseChain call in logits(), the CNN's dense tail as one on the bits
     of its last pooling; trace() runs the op loop: the same float32 logits, bit for bit, for every batch size
-    (empty, odd, past a 64-row tile), uint8 and float input, and SIMD path."""
+    (empty, odd, 8 rows: the uint8 dword kernel, past a 64-row tile), uint8 and float input, and SIMD path."""
     from workbench.deploy import kernels
     from workbench.train import benchmark
 
@@ -298,7 +298,7 @@ def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads, name):
     try:
         for backend in kernels.available_backends():
             kernels.set_backend(backend)
-            for m in (0, 1, 3, 65):
+            for m in (0, 1, 3, 8, 65):
                 u = rng.integers(0, 256, (m, *engine.input_shape), dtype=np.uint8)
                 for x in (u, u.astype(np.float32) / 255):
                     got, (expected, _) = engine.logits(x), engine.trace(x)

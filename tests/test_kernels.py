@@ -752,6 +752,34 @@ def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
         )
 
 
+@pytest.mark.parametrize("k", [257, 784, 1000])
+def test_bound_uint8_long_rows_exact_for_every_batch(simd, k):
+    """Longer rows get the dword layout on AVX-512 too, used by tiles of 8 rows or more (a single row keeps the
+    packed-weight kernel): exact dots and thresholds either side of that (1, 7, 8, 9 rows), past a 64-row tile
+    (67: tiles of 64 and 3), on 1 and 2 threads, every pixel 255 in the first row."""
+    rng = np.random.default_rng(k)
+    n = 130  # two 64-channel blocks and a 16-channel tail
+    w = kernels.pack_signs(signs(rng, n, k))
+    exact = kernels.bind_gemm(w, k, uint8=True, threads=1)
+    thresholds = rng.integers(-255 * k // 8, 255 * k // 8 + 1, n).astype(np.int32)
+    flip = rng.integers(0, 2, n).astype(np.uint8)
+    per_row = rng.integers(-255 * k // 8, 255 * k // 8 + 1, (5, n)).astype(np.int32)
+    for m in (1, 7, 8, 9, 67):
+        u = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        u[0] = 255
+        expected = u.astype(np.int64) @ kernels.unpack_signs(w, k).astype(np.int64).T
+        np.testing.assert_array_equal(exact(u), expected)
+        for threads in (1, 2):
+            got = kernels.bind_gemm(w, k, thresholds, flip, uint8=True, threads=threads)(u)
+            np.testing.assert_array_equal(
+                kernels.unpack_signs(got, n), reference_threshold(expected, thresholds, flip.astype(bool))
+            )
+        got = kernels.bind_gemm(w, k, per_row, flip, uint8=True, threads=1)(u)
+        np.testing.assert_array_equal(
+            kernels.unpack_signs(got, n), reference_threshold(expected, per_row[np.arange(m) % 5], flip.astype(bool))
+        )
+
+
 @pytest.mark.parametrize("sign", [1, -1])
 def test_bound_uint8_short_rows_largest_dots(simd, sign):
     """The largest dots the dword kernel takes (k = U8_DWORD_MAX_K, every pixel 255, every weight alike): AVX2

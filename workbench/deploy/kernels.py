@@ -55,9 +55,11 @@ _PANEL_PATHS = ("avx512", "avx2")
 _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
 # Bound uint8 calls with rows up to this long run the dword kernel (weights as signed bytes: k / 4 VPDPBUSD per 16
-# dots on AVX-512, VPMADDUBSW per 8 on AVX2, exact in int16 up to here); longer rows keep the packed weights (the
-# dword layout is 8x their size).
+# dots on AVX-512, VPMADDUBSW per 8 on AVX2, exact in int16 up to here). Longer rows on AVX-512 get the layout too
+# when it is at most U8_DWORD_MAX_BYTES (8x the packed weights): tiles of 8 rows or more (a batch) run the dword
+# kernel, a single row keeps the packed-weight kernel, which reads 8x fewer bytes.
 U8_DWORD_MAX_K = 256
+U8_DWORD_MAX_BYTES = 32 << 20
 
 
 def available_backends() -> list[str]:
@@ -439,12 +441,8 @@ def _bind_gemm(
         out_words = words(n)
     if uint8:
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
-        # on every call. Short rows (a first convolution's patches) get the dword layout (AVX-512, AVX2) once.
-        dwords = (
-            _xnor.make_u8_dwords(w, k)
-            if not plain and 0 < k <= U8_DWORD_MAX_K and _xnor.cpu_supports(_xnor.AVX2)
-            else None
-        )
+        # on every call.
+        dwords = None if plain else _u8_dwords(w, k)
         if thresholds is None:
 
             def call(u):
@@ -495,6 +493,18 @@ def _bind_gemm(
     return call
 
 
+def _u8_dwords(w: np.ndarray, k: int):
+    """The dword layout of uint8 weights where this CPU's kernels use it, made once at bind time, else None: short
+    rows (a first convolution's patches) on AVX-512 and AVX2, longer rows on AVX-512 up to U8_DWORD_MAX_BYTES."""
+    if k <= 0 or not _xnor.cpu_supports(_xnor.AVX2):
+        return None
+    if k <= U8_DWORD_MAX_K or (
+        _xnor.cpu_supports(_xnor.AVX512) and -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
+    ):
+        return _xnor.make_u8_dwords(w, k)
+    return None
+
+
 def bind_dense_chain(first, middle, last, *, threads: int | None = None):
     """A stack of dense layers as one compiled call: ``f(u)`` float32 (M, N_last) from uint8 rows u (M, k),
     or, with ``first=None``, ``f(a_bits)`` from packed rows (M, words) (a network's dense tail).
@@ -542,7 +552,9 @@ def bind_dense_chain(first, middle, last, *, threads: int | None = None):
         or (first is not None and (w0.shape[0] < 1 or k0 < 1))
     ):
         raise ValueError(f"{name}: every layer needs at least one input and one output")
-    chain = _xnor.DenseChain(None if first is None else (w0, k0, thr0, flip0), layers[:-1], layers[-1])
+    chain = _xnor.DenseChain(
+        None if first is None else (w0, k0, thr0, flip0, _u8_dwords(w0, k0)), layers[:-1], layers[-1]
+    )
     policy = thread_policy(threads)
     if first is None:  # packed rows of the first binary layer's words
         arg, in_dtype, in_width, run = "a_bits", np.uint64, layers[0][0].shape[1], chain.run_bits

@@ -1502,33 +1502,22 @@ xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_
         }
 }
 
-/* The dots of xnor_u8_dword_block_avx512 compared with thresholds in registers, into packed bits: row i of the
- * block (global row row0 + i) meets thresholds thr + (period ? (row0 + i) % period : 0) * ldt; channels
- * j .. j + 16 * NB (j a multiple of 16; with NB = 4 a multiple of 64) go to out + i * ldo, bit (j % 64) on. */
+/* The dots of xnor_u8_dword_block_avx512 compared with thresholds in registers, into packed bits: channels
+ * j .. j + 16 * NB (j a multiple of 16; with NB = 4 a multiple of 64) of row i go to out + i * ldo, bit (j % 64)
+ * on. Flipped lanes: bit = dot > thr = (~dot < ~thr), so one compare of dot ^ f with thr ^ f (f = -1 there):
+ * f, the valid lanes `in` and each row's tv = thr ^ f come from the caller. */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
-                               int64_t j, int64_t left, const int32_t *thr, int64_t ldt, int64_t row0,
-                               int64_t period, const int32_t *index, const uint8_t *flip, uint64_t *out,
+                               int64_t j, const __mmask16 *in, const __m512i *f, __m512i tv[2][4], uint64_t *out,
                                int64_t ldo, const int R, const int NB)
 {
     __m512i acc[8];
     xnor_u8_dword_dots_avx512(u, ldu, k, dwords + j * 4, npad, acc, R, NB);
-    /* flip lanes: bit = dot > thr = (~dot < ~thr), so one compare of dot ^ f with thr ^ f (f = -1 there) */
-    __m512i f[4];
-    __mmask16 in[4];
-    for (int q = 0; q < NB; q++) {
-        int64_t rest = left - 16 * q;
-        in[q] = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
-        f[q] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in[q], flip + j + 16 * q)));
-    }
     for (int i = 0; i < R; i++) {
-        int64_t position = period ? (row0 + i) % period : 0;
-        const int32_t *tr = thr + (index ? index[position] : position) * ldt + j;
         uint64_t word = 0;
         for (int q = 0; q < NB; q++) {
-            __m512i tv = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], tr + 16 * q), f[q]);
-            uint64_t bits = (uint64_t)_mm512_mask_cmplt_epi32_mask(in[q], _mm512_xor_si512(acc[i * NB + q], f[q]), tv);
+            uint64_t bits = (uint64_t)_mm512_mask_cmplt_epi32_mask(in[q], _mm512_xor_si512(acc[i * NB + q], f[q]),
+                                                                  tv[i][q]);
             word |= bits << (16 * q);
         }
         uint64_t *o = out + i * ldo + j / 64;
@@ -1540,6 +1529,49 @@ xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const i
     }
 }
 
+/* Channels j .. j + 16 * NB (`left` of them exist) of all m rows of a tile, flip loaded once. Row i (global
+ * row0 + i) meets thresholds row (index ? index[p] : p), p = (row0 + i) % period kept as a counter (no division
+ * per row), or row 0 when period is 0; the last row's thr ^ f stays in registers, reloaded only when the row
+ * changes (a 'same'-padded conv's interior positions share one). */
+XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_dword_thr_cols_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
+                              int64_t j, int64_t left, int64_t m, const int32_t *thr, int64_t ldt, int64_t row0,
+                              int64_t period, const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo,
+                              const int NB)
+{
+    __m512i f[4], held[4], tv[2][4];
+    __mmask16 in[4];
+    const int32_t *loaded = thr + j;
+    for (int q = 0; q < NB; q++) {
+        int64_t rest = left - 16 * q;
+        in[q] = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
+        f[q] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in[q], flip + j + 16 * q)));
+        held[q] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], loaded + 16 * q), f[q]);
+    }
+    int64_t position = period ? row0 % period : 0;
+    for (int64_t i = 0; i < m; i += 2) {
+        const int rows = i + 2 <= m ? 2 : 1;
+        for (int r = 0; r < rows; r++) {
+            if (period) {
+                const int32_t *t = thr + (index ? index[position] : position) * ldt + j;
+                position = position + 1 == period ? 0 : position + 1;
+                if (t != loaded) {
+                    loaded = t;
+                    for (int q = 0; q < NB; q++)
+                        held[q] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], t + 16 * q), f[q]);
+                }
+            }
+            for (int q = 0; q < NB; q++)
+                tv[r][q] = held[q];
+        }
+        if (rows == 2)
+            xnor_u8_dword_thr_block_avx512(u + i * ldu, ldu, k, dwords, npad, j, in, f, tv, out + i * ldo, ldo, 2, NB);
+        else
+            xnor_u8_dword_thr_block_avx512(u + i * ldu, ldu, k, dwords, npad, j, in, f, tv, out + i * ldo, ldo, 1, NB);
+    }
+}
+
 /* The fused tile: m rows x channels j0 .. j0 + n (j0 a multiple of 64, n <= 256) compared with thresholds
  * (thresholds and flip indexed by channel from 0) into packed output rows out (row i at out + i * ldo). */
 XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
@@ -1548,26 +1580,13 @@ XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int
                                                            int64_t row0, int64_t period, const int32_t *index,
                                                            const uint8_t *flip, uint64_t *out, int64_t ldo)
 {
-    for (int64_t i = 0; i < m; i += 2) {
-        const uint8_t *row = u + i * ldu;
-        uint64_t *o = out + i * ldo;
-        int64_t j = j0, end = j0 + n;
-        if (i + 2 <= m) {
-            for (; j + 64 <= end; j += 64)
-                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, index, flip, o,
-                                               ldo, 2, 4);
-            for (; j < end; j += 16)
-                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
-                                               index, flip, o, ldo, 2, 1);
-        } else {
-            for (; j + 64 <= end; j += 64)
-                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, 64, thr, ldt, row0 + i, period, index, flip, o,
-                                               ldo, 1, 4);
-            for (; j < end; j += 16)
-                xnor_u8_dword_thr_block_avx512(row, ldu, k, dwords, npad, j, end - j, thr, ldt, row0 + i, period,
-                                               index, flip, o, ldo, 1, 1);
-        }
-    }
+    int64_t j = j0, end = j0 + n;
+    for (; j + 64 <= end; j += 64)
+        xnor_u8_dword_thr_cols_avx512(u, ldu, k, dwords, npad, j, 64, m, thr, ldt, row0, period, index, flip, out,
+                                      ldo, 4);
+    for (; j < end; j += 16)
+        xnor_u8_dword_thr_cols_avx512(u, ldu, k, dwords, npad, j, end - j, m, thr, ldt, row0, period, index, flip,
+                                      out, ldo, 1);
 }
 
 /* An m x n tile (n <= 256) of exact dots c[i * ldc + j] = u_i . w_{j0 + j}; rows of k bytes, ldu apart:

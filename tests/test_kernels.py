@@ -790,7 +790,8 @@ def test_bound_uint8_short_rows_largest_dots(simd, sign):
     np.testing.assert_array_equal(kernels.bind_gemm(w, k, uint8=True, threads=1)(u), np.full((3, 40), sign * 255 * k))
     thresholds = np.full(40, sign * 255 * k, np.int32)
     thresholds[::2] += 1  # dot < t there
-    got = kernels.unpack_signs(kernels.bind_gemm(w, k, thresholds, np.zeros(40, np.uint8), uint8=True, threads=1)(u), 40)
+    bound = kernels.bind_gemm(w, k, thresholds, np.zeros(40, np.uint8), uint8=True, threads=1)
+    got = kernels.unpack_signs(bound(u), 40)
     np.testing.assert_array_equal(got, np.tile(np.where(np.arange(40) % 2 == 0, -1, 1), (3, 1)))
 
 

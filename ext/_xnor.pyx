@@ -42,6 +42,10 @@ cdef extern from "xnor_simd.h" nogil:
         const uint8_t *flip
         uint8_t *bits
         int64_t ldb
+        const int64_t *limits
+        const uint8_t *flip_bits
+    int xnor_bits_limits(int path, const int32_t *thr, const uint8_t *flip, int32_t k, int64_t n, int64_t *limits,
+                         uint8_t *flip_bits)
     int xnor_panel_segments(int path, int64_t words)
     void xnor_panel_tile_segments(int path, const uint64_t *a, int64_t lda, int64_t seg, int64_t span,
                                   const uint64_t *panel, int64_t words, int32_t k, int64_t m, int64_t n,
@@ -83,6 +87,7 @@ OPENMP = bool(XNOR_OPENMP)
 # that packed output words never straddle two tiles).
 DEF MT = 64
 DEF NT = 256
+DEF NT_GROUPS = 32  # NT / 8: groups of 8 output channels in a tile
 # Word pairs (64 binary MACs each) of work per thread below which more threads do not pay.
 DEF MIN_WORK = 65536
 # A uint8 row against a weight word (64 MACs on 8-bit values) costs about as much as this many word pairs.
@@ -309,9 +314,11 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
             n, i0, call.thr_period, call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
         return  # thresholds compared in registers: no dots block
     cdef XnorBitsOut out
+    cdef int64_t limits[NT]
+    cdef uint8_t flip_bits[NT_GROUPS]
     if (thresholded and not call.thr_period and call.panel != NULL and call.u == NULL
             and xnor_panel_segments(call.path, words)):  # compared in registers: no dots block
-        out = _bits_out(call, i0, j0)
+        out = _bits_out(call, i0, j0, nn, limits, flip_bits)
         xnor_panel_tile_segments(call.path, rows, words, 0, words, call.panel + j0 * words, words, <int32_t>k, mm,
                                  nn, NULL, 0, &out)
         return
@@ -340,13 +347,21 @@ cdef inline void _threshold_tile(const KernelCall *call, const int32_t *dots, in
                             call.bits + i0 * call.bit_words, call.bit_words)
 
 
-cdef inline XnorBitsOut _bits_out(const KernelCall *call, int64_t i0, int64_t j0) noexcept nogil:
-    """Where the kernels that compare in registers write the bits of the tile at row i0, column j0."""
+cdef inline XnorBitsOut _bits_out(const KernelCall *call, int64_t i0, int64_t j0, int64_t nn, int64_t *limits,
+                                  uint8_t *flip_bits) noexcept nogil:
+    """Where the kernels that compare in registers write the bits of the tile at row i0, column j0, and its nn
+    thresholds laid out once for the tile where the path wants them so (xnor_bits_limits, into the caller's
+    limits[NT] and flip_bits[NT_GROUPS])."""
     cdef XnorBitsOut out
     out.thresholds = call.thresholds + j0
     out.flip = call.flip + j0
     out.ldb = call.bit_words * 8
     out.bits = <uint8_t *>(call.bits + i0 * call.bit_words) + j0 // 8
+    out.limits = NULL
+    out.flip_bits = NULL
+    if xnor_bits_limits(call.path, out.thresholds, out.flip, <int32_t>call.k, nn, limits, flip_bits):
+        out.limits = limits
+        out.flip_bits = flip_bits
     return out
 
 
@@ -357,8 +372,13 @@ cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t m
     pw * cw words apart. Without `dots` the kernel compares with the thresholds into the output bits."""
     cdef const Im2col *conv = call.conv
     cdef int64_t plane = conv.oh * conv.ow, p = i0, run, b, y, x0
-    cdef XnorBitsOut out = _bits_out(call, i0, j0)
-    cdef XnorBitsOut *bits_out = &out if dots == NULL else NULL
+    cdef int64_t limits[NT]
+    cdef uint8_t flip_bits[NT_GROUPS]
+    cdef XnorBitsOut out
+    cdef XnorBitsOut *bits_out = NULL
+    if dots == NULL:
+        out = _bits_out(call, i0, j0, nn, limits, flip_bits)
+        bits_out = &out
     while p < i0 + mm:
         b = p // plane
         y = (p % plane) // conv.ow

@@ -427,6 +427,9 @@ typedef struct {
     const uint8_t *flip;
     uint8_t *bits;
     int64_t ldb;
+    /* AVX-512: the same thresholds as xnor_bits_limits lays them out for the tile (NULL on other paths) */
+    const int64_t *limits;
+    const uint8_t *flip_bits;
 } XnorBitsOut;
 
 /* ------------------------------------------------------------------------------------------------
@@ -456,6 +459,30 @@ static void xnor_make_panel(const uint64_t *b, int64_t n, int64_t words, uint64_
 }
 
 #if XNOR_X86
+/* A tile's per-column thresholds t as the AVX-512 panel kernel compares them with its popcounts s (dot = k - 2s):
+ * the bit is -1 where dot < t, i.e. s > floor((k - t) / 2), or, flipped, where dot > t, i.e. NOT s > ceil((k - t)
+ * / 2) - 1. limits[j] is that bound (INT64_MAX past column n: bit 0) and flip_bits[g] the flips of group g's 8
+ * columns, so the kernel's epilogue is one compare and one xor per 8 columns and row. Made once per tile, not once
+ * per block of rows. limits: ceil(n / 8) * 8 entries, flip_bits: ceil(n / 8). */
+XNOR_AVX512_ATTR static void xnor_bits_limits_avx512(const int32_t *thr, const uint8_t *flip, int32_t k, int64_t n,
+                                                     int64_t *limits, uint8_t *flip_bits)
+{
+    const __m512i kv = _mm512_set1_epi64(k), one = _mm512_set1_epi64(1), never = _mm512_set1_epi64(INT64_MAX);
+    for (int64_t g = 0; 8 * g < n; g++) {
+        const int64_t col = 8 * g, left = n - col;
+        const __mmask8 vm = left >= 8 ? (__mmask8)0xff : (__mmask8)((1u << left) - 1u);
+        const __m512i room = _mm512_sub_epi64(kv, _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(vm, thr + col)));
+        const __mmask8 fl = (__mmask8)_mm_mask_test_epi8_mask(vm, _mm_maskz_loadu_epi8(vm, flip + col),
+                                                              _mm_set1_epi8(-1));
+        const __m512i limit = _mm512_mask_blend_epi64(fl, _mm512_srai_epi64(room, 1),
+                                                      _mm512_srai_epi64(_mm512_sub_epi64(room, one), 1));
+        _mm512_storeu_si512((void *)(limits + col), _mm512_mask_blend_epi64(vm, never, limit));
+        flip_bits[g] = (uint8_t)fl;
+    }
+}
+#endif
+
+#if XNOR_X86
 /* MR rows of A x NR groups of 8 rows of B; `valid` = how many of the last group's 8 columns exist. A row of
  * A comes in segments of `span` words, `seg` words apart: a GEMM row is one segment (span = words); a
  * stride-1 convolution reads its patch's kernel rows straight from a bordered input (no im2col). */
@@ -480,22 +507,13 @@ xnor_panel_block_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t spa
                     acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va, vb[j])));
             }
         }
-    if (out) {
-        /* Thresholds on the popcounts s themselves (dot = k - 2s): -1 where dot < t, i.e. s > floor((k - t) / 2),
-         * or, flipped, where dot > t, i.e. s < ceil((k - t) / 2); one byte of output bits per group and row. */
+    if (out) { /* one compare per 8 columns and row (xnor_bits_limits); one byte of output bits per group */
         for (int j = 0; j < NR; j++) {
             const int64_t col = 8 * (group + j);
-            const __mmask8 vm = (j < NR - 1 || valid == 8) ? (__mmask8)0xff : (__mmask8)((1u << valid) - 1u);
-            const __m512i room = _mm512_sub_epi64(_mm512_set1_epi64(k), _mm512_cvtepi32_epi64(
-                _mm256_maskz_loadu_epi32(vm, out->thresholds + col)));
-            const __m512i below = _mm512_srai_epi64(room, 1);
-            const __m512i above = _mm512_srai_epi64(_mm512_add_epi64(room, _mm512_set1_epi64(1)), 1);
-            const __mmask8 fl = (__mmask8)_mm_mask_test_epi8_mask(vm, _mm_maskz_loadu_epi8(vm, out->flip + col),
-                                                                  _mm_set1_epi8(-1));
-            const __mmask8 keep = vm & (__mmask8)~fl, flipped = vm & fl;
+            const __m512i limit = _mm512_loadu_si512((const void *)(out->limits + col));
+            const uint8_t flip = out->flip_bits[group + j];
             for (int i = 0; i < MR; i++) {
-                const uint8_t bits = (uint8_t)(_mm512_mask_cmpgt_epi64_mask(keep, acc[i][j], below)
-                                               | _mm512_mask_cmplt_epi64_mask(flipped, acc[i][j], above));
+                const uint8_t bits = (uint8_t)((uint8_t)_mm512_cmpgt_epi64_mask(acc[i][j], limit) ^ flip);
                 uint8_t *dst = out->bits + i * out->ldb + col / 8;
                 if (col % 64 == 0) { /* a word's first group clears the word, so its padding bits stay 0 */
                     const uint64_t word = bits;
@@ -708,6 +726,21 @@ static void xnor_panel_tile(int path, const uint64_t *a, int64_t lda, const uint
 static int xnor_panel_segments(int path, int64_t words)
 {
     return XNOR_X86 && (path == XNOR_AVX512 || (path == XNOR_AVX2 && words <= XNOR_AVX2_PATCH_WORDS));
+}
+
+/* The limits and flip_bits of an XnorBitsOut for n columns (xnor_bits_limits_avx512), on the path that reads them:
+ * 1 when made, 0 on the other paths (they compare with thresholds and flip themselves). */
+static int xnor_bits_limits(int path, const int32_t *thr, const uint8_t *flip, int32_t k, int64_t n, int64_t *limits,
+                            uint8_t *flip_bits)
+{
+#if XNOR_X86
+    if (path == XNOR_AVX512) {
+        xnor_bits_limits_avx512(thr, flip, k, n, limits, flip_bits);
+        return 1;
+    }
+#endif
+    (void)path, (void)thr, (void)flip, (void)k, (void)n, (void)limits, (void)flip_bits;
+    return 0;
 }
 
 /* A stride-1 convolution's tile rows against a panel without im2col: m output pixels of one output row,

@@ -2,8 +2,10 @@
 
 A round times each contender once (one sample: the call looped long enough to be above timer noise), one
 after another, in reverse order every other round, so that a burst of load from another process hits both
-sides of a ratio within the same round. Ratios are taken per round and reported as min / median / max of
-those per-round ratios, never as the ratio of two separately taken best times. Thread counts are set by
+sides of a ratio within the same round. Each sample starts with one untimed call: the other contenders have
+just evicted its weights from the caches, and a sample measures the call as a loop calling it back to back
+(a server, a device's main loop) sees it, not the refill. Ratios are taken per round and reported as min /
+median / max of those per-round ratios, never as the ratio of two separately taken best times. Thread counts are set by
 each contender's ``setup`` before each of its samples (outside the timed loop): OpenBLAS through
 :func:`blas_thread_setter`, torch by its caller, the XNOR kernels by their ``threads`` argument.
 """
@@ -62,6 +64,7 @@ def interleaved(
             setup, call, number = prepared[name]
             if setup is not None:
                 setup()
+            call()  # untimed: the caches refilled after the other contenders
             start = time.perf_counter()
             for _ in range(number):
                 call()

@@ -752,11 +752,14 @@ def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
         )
 
 
+@pytest.mark.parametrize("layout", [True, False, None])
 @pytest.mark.parametrize("k", [257, 784, 1000])
-def test_bound_uint8_long_rows_exact_for_every_batch(simd, k):
-    """Longer rows get the dword layout on AVX-512 too, used by tiles of 8 rows or more (a single row keeps the
-    packed-weight kernel): exact dots and thresholds either side of that (1, 7, 8, 9 rows), past a 64-row tile
-    (67: tiles of 64 and 3), on 1 and 2 threads, every pixel 255 in the first row."""
+def test_bound_uint8_long_rows_exact_for_every_batch(simd, k, monkeypatch, layout):
+    """Longer rows get the dword layout on AVX-512 too (always, never, or where it measures faster), used by tiles
+    of 8 rows or more (a single row keeps the packed-weight kernel): exact dots and thresholds either side of that
+    (1, 7, 8, 9 rows), past a 64-row tile (67: tiles of 64 and 3), on 1 and 2 threads, every pixel 255 in the first
+    row."""
+    monkeypatch.setattr(kernels, "U8_DWORD_LONG_ROWS", layout)
     rng = np.random.default_rng(k)
     n = 130  # two 64-channel blocks and a 16-channel tail
     w = kernels.pack_signs(signs(rng, n, k))
@@ -808,3 +811,18 @@ def test_u8_dwords_layout():
     laid = d.reshape(groups, npad, 4).transpose(1, 0, 2).reshape(npad, groups * 4)
     np.testing.assert_array_equal(laid[:n, :k], s)
     assert not laid[n:].any() and not laid[:, k:].any()
+
+
+@pytest.mark.skipif("avx512" not in kernels.available_backends(), reason="long rows' dword layout: AVX-512 only")
+def test_long_uint8_rows_keep_the_dword_layout_as_set_or_as_measured(monkeypatch):
+    """U8_DWORD_LONG_ROWS True / False keep or drop the layout whatever the measurement would say; None follows
+    _dwords_pay (a measurement, forced either way here); short rows keep it always."""
+    rng = np.random.default_rng(5)
+    w, short = kernels.pack_signs(signs(rng, 64, 784)), kernels.pack_signs(signs(rng, 64, 27))
+    for setting, measured in [(True, False), (False, True), (None, True), (None, False)]:
+        monkeypatch.setattr(kernels, "U8_DWORD_LONG_ROWS", setting)
+        monkeypatch.setattr(kernels, "_dwords_pay", lambda *args, measured=measured: measured)
+        assert (kernels._u8_dwords(w, 784) is not None) is (measured if setting is None else setting)
+        assert kernels._u8_dwords(short, 27) is not None
+    monkeypatch.undo()
+    assert isinstance(kernels._dwords_pay(w, 784, kernels._xnor.make_u8_dwords(w, 784)), bool)

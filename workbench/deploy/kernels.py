@@ -56,10 +56,13 @@ _PACK_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 _INT32_MAX = 2**31 - 1
 # Bound uint8 calls with rows up to this long run the dword kernel (weights as signed bytes: k / 4 VPDPBUSD per 16
 # dots on AVX-512, VPMADDUBSW per 8 on AVX2, exact in int16 up to here). Longer rows on AVX-512 get the layout too
-# when it is at most U8_DWORD_MAX_BYTES (8x the packed weights): tiles of 8 rows or more (a batch) run the dword
-# kernel, a single row keeps the packed-weight kernel, which reads 8x fewer bytes.
+# when it is at most U8_DWORD_MAX_BYTES (8x the packed weights) and U8_DWORD_LONG_ROWS says so: tiles of 8 rows or
+# more (a batch) run the dword kernel, a single row keeps the packed-weight kernel, which reads 8x fewer bytes.
 U8_DWORD_MAX_K = 256
 U8_DWORD_MAX_BYTES = 32 << 20
+# Long rows on the dword layout: None = where it measures faster at bind time (_dwords_pay), True / False = always /
+# never. The two kernels trade places between CPUs of one family: 0.69x the time on one Xeon host, 1.14x on another.
+U8_DWORD_LONG_ROWS: bool | None = None
 
 
 def available_backends() -> list[str]:
@@ -498,11 +501,27 @@ def _u8_dwords(w: np.ndarray, k: int):
     rows (a first convolution's patches) on AVX-512 and AVX2, longer rows on AVX-512 up to U8_DWORD_MAX_BYTES."""
     if k <= 0 or not _xnor.cpu_supports(_xnor.AVX2):
         return None
-    if k <= U8_DWORD_MAX_K or (
-        _xnor.cpu_supports(_xnor.AVX512) and -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
-    ):
+    if k <= U8_DWORD_MAX_K:
         return _xnor.make_u8_dwords(w, k)
-    return None
+    fits = -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
+    if not _xnor.cpu_supports(_xnor.AVX512) or not fits or U8_DWORD_LONG_ROWS is False:
+        return None
+    dwords = _xnor.make_u8_dwords(w, k)
+    return dwords if U8_DWORD_LONG_ROWS or _dwords_pay(w, k, dwords) else None
+
+
+def _dwords_pay(w: np.ndarray, k: int, dwords: np.ndarray) -> bool:
+    """Whether a batch of long uint8 rows runs faster on the dword layout than on the packed weights on this CPU:
+    16 rows timed on each, alternating, best of 5 (a few ms, once per bind; the dots are the same either way)."""
+    rows = np.random.default_rng(0).integers(0, 256, (16, k), dtype=np.uint8)
+    out = np.empty((len(rows), w.shape[0]), dtype=np.int32)
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(5):
+        for use in best:
+            start = time.perf_counter()
+            _xnor.gemm_uint8(rows, w, out, _xnor.AVX512, 1, dwords if use else None)
+            best[use] = min(best[use], time.perf_counter() - start)
+    return best[True] < best[False]
 
 
 def bind_dense_chain(first, middle, last, *, threads: int | None = None):

@@ -572,83 +572,125 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
         _drive(&call)
 
 
-def conv2d(const uint64_t[:, :, :, ::1] x, const uint64_t[:, :, :, ::1] weights, int32_t c,
-           int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
-           out, thresholds, flip, int path, int threads, panel=None):
-    """Binary convolution as the GEMM tiles (on the weights' panel if given) over the patches of packed words:
-    gathered per tile (im2col), or, at stride 1 on AVX-512, read in place from the input with a zero border.
+cdef class Conv2d:
+    """A binary convolution with its weights (and their panel), thresholds and geometry checked and held once: a
+    call pays only for its input and output (conv2d's eight memoryviews and a scratch block cost ~2 us a call; a
+    batch-1 VGG-small conv takes 60-130 us). A call runs the GEMM tiles over the patches of packed words:
+    gathered per tile (im2col), or, at stride 1 on the paths that can, read in place from the input with a zero
+    border. Its output is int32 (N, OH, OW, O) without thresholds, else packed uint64 (N, OH, OW, ceil(O/64))."""
+    cdef object weights, panel, thresholds, flip  # what the pointers below point into
+    cdef const uint64_t *b
+    cdef const uint64_t *panel_data
+    cdef const int32_t *thr
+    cdef const uint8_t *fl
+    cdef int64_t o, kh, kw, cw, sh, sw, pt, pl, row_words
+    cdef int32_t k_total
 
-    `out` is int32 (N, OH, OW, O) when thresholds is None, else packed uint64 (N, OH, OW, ceil(O/64)).
-    """
-    threads = _thread_count(threads)
-    cdef int64_t nb = x.shape[0], cw = x.shape[3], o = weights.shape[0]
-    cdef int64_t kh = weights.shape[1], kw = weights.shape[2]
-    cdef int64_t oh = out.shape[1], ow = out.shape[2], m = nb * oh * ow
-    cdef int64_t row_words = kh * kw * cw
-    cdef int64_t k_total = kh * kw * c
-    _check(weights.shape[3] == cw and cw == (c + 63) // 64 and out.shape[0] == nb and stride_h > 0
-           and stride_w > 0 and pad_top >= 0 and pad_left >= 0 and kh > 0 and kw > 0
-           and k_total < 2 ** 31, "conv2d: shapes do not match")
-    cdef int32_t[:, :, :, ::1] dense_out
-    cdef uint64_t[:, :, :, ::1] bits_out
-    if thresholds is None:
-        dense_out = out
-        _check(dense_out.shape[3] == o, "conv2d: output channels do not match")
-    else:
-        bits_out = out
-        _check(bits_out.shape[3] == (o + 63) // 64 and flip is not None and len(thresholds) == o
-               and len(flip) == o, "conv2d: thresholds or output words do not match")
-    if m == 0 or o == 0:
-        return
-    if row_words and panel is None:
-        panel = _auto_panel(np.asarray(weights).reshape(o, row_words), m, path, panel, threads)
-    cdef Im2col conv
-    memset(&conv, 0, sizeof(conv))
-    cdef uint64_t[:, :, :, ::1] bordered_view
-    cdef int64_t ph = oh - 1 + kh, pw = ow - 1 + kw
-    if stride_h == 1 and stride_w == 1 and row_words and panel is not None and xnor_panel_segments(path, row_words):
-        # every window inside one array: the input itself when it needs no border, else a bordered copy
-        if pad_top == 0 and pad_left == 0 and ph <= x.shape[1] and pw <= x.shape[2]:
-            conv.bordered = &x[0, 0, 0, 0]
-            conv.ph = x.shape[1]
-            conv.pw = x.shape[2]
+    def __init__(self, const uint64_t[:, :, :, ::1] weights, int32_t c, int64_t stride_h, int64_t stride_w,
+                 int64_t pad_top, int64_t pad_left, thresholds=None, flip=None, panel=None):
+        cdef int64_t o = weights.shape[0], kh = weights.shape[1], kw = weights.shape[2], cw = weights.shape[3]
+        _check(cw == (c + 63) // 64 and c >= 0 and stride_h > 0 and stride_w > 0 and pad_top >= 0 and pad_left >= 0
+               and kh > 0 and kw > 0 and kh * kw * c < 2 ** 31, "conv2d: shapes do not match")
+        cdef const int32_t[::1] thr_view
+        cdef const uint8_t[::1] flip_view
+        self.o, self.kh, self.kw, self.cw = o, kh, kw, cw
+        self.sh, self.sw, self.pt, self.pl = stride_h, stride_w, pad_top, pad_left
+        self.row_words = kh * kw * cw
+        self.k_total = <int32_t>(kh * kw * c)
+        self.weights = weights
+        self.b = &weights[0, 0, 0, 0] if self.row_words and o else NULL
+        if thresholds is not None:
+            _check(flip is not None and len(thresholds) == o and len(flip) == o,
+                   "conv2d: thresholds or output words do not match")
+            thr_view, flip_view = thresholds, flip
+            self.thresholds, self.flip = thr_view, flip_view
+            self.thr = &thr_view[0] if o else NULL
+            self.fl = &flip_view[0] if o else NULL
+        self.panel = panel
+        self.panel_data = _panel_of(panel, o, self.row_words) if self.row_words else NULL
+
+    def __call__(self, const uint64_t[:, :, :, ::1] x, out, int path, int threads):
+        """Convolve x (N, H, W, cw) into out on `path` with up to `threads` threads; the weights' panel is used
+        on the paths that have a panel kernel (made now from 32 output pixels when none was given)."""
+        threads = _thread_count(threads)
+        cdef int64_t nb = x.shape[0], cw = self.cw, o = self.o, kh = self.kh, kw = self.kw, row_words = self.row_words
+        cdef int64_t oh = out.shape[1], ow = out.shape[2], m = nb * oh * ow
+        _check(x.shape[3] == cw and out.shape[0] == nb, "conv2d: shapes do not match")
+        cdef int32_t[:, :, :, ::1] dense_out
+        cdef uint64_t[:, :, :, ::1] bits_out
+        if self.thresholds is None:
+            dense_out = out
+            _check(dense_out.shape[3] == o, "conv2d: output channels do not match")
         else:
-            bordered = np.empty((nb, ph, pw, cw), dtype=np.uint64)
-            bordered_view = bordered
-            with nogil:
-                xnor_border(&x[0, 0, 0, 0], nb, x.shape[1], x.shape[2], cw, pad_top, pad_left, ph, pw,
-                            &bordered_view[0, 0, 0, 0])
-            conv.bordered = &bordered_view[0, 0, 0, 0]
-            conv.ph = ph
-            conv.pw = pw
-    cdef uint64_t[:, ::1] patch_view
-    if conv.bordered == NULL:  # im2col: windows reaching outside the input read zero words (+1), any OH/OW
-        patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
-        patch_view = patches
-        conv.patches = &patch_view[0, 0]
-        conv.patch_stride = patch_view.shape[1]
-    conv.x = &x[0, 0, 0, 0] if x.size else NULL
-    conv.h = x.shape[1]
-    conv.w = x.shape[2]
-    conv.cw = cw
-    conv.kh = kh
-    conv.kw = kw
-    conv.sh = stride_h
-    conv.sw = stride_w
-    conv.pt = pad_top
-    conv.pl = pad_left
-    conv.oh = oh
-    conv.ow = ow
-    cdef KernelCall call = _new_call(path, threads, m, o, row_words, <int32_t>k_total)
-    call.conv = &conv
-    call.b = &weights[0, 0, 0, 0] if row_words else NULL
-    call.panel = _panel_of(panel, o, row_words) if row_words else NULL
-    if thresholds is None:
-        call.dots = &dense_out[0, 0, 0, 0]
-    else:
-        scratch = _threshold_output(&call, thresholds, flip, &bits_out[0, 0, 0, 0], bits_out.shape[3])
-    with nogil:
-        _drive(&call)
+            bits_out = out
+            _check(bits_out.shape[3] == (o + 63) // 64, "conv2d: thresholds or output words do not match")
+        if m == 0 or o == 0:
+            return
+        panel = self.panel if path == XNOR_AVX512 or path == XNOR_AVX2 else None
+        if row_words and panel is None:
+            panel = _auto_panel(np.asarray(self.weights).reshape(o, row_words), m, path, None, threads)
+        cdef Im2col conv
+        memset(&conv, 0, sizeof(conv))
+        cdef uint64_t[:, :, :, ::1] bordered_view
+        cdef int64_t ph = oh - 1 + kh, pw = ow - 1 + kw
+        if self.sh == 1 and self.sw == 1 and row_words and panel is not None and xnor_panel_segments(path, row_words):
+            # every window inside one array: the input itself when it needs no border, else a bordered copy
+            if self.pt == 0 and self.pl == 0 and ph <= x.shape[1] and pw <= x.shape[2]:
+                conv.bordered = &x[0, 0, 0, 0]
+                conv.ph = x.shape[1]
+                conv.pw = x.shape[2]
+            else:
+                bordered = np.empty((nb, ph, pw, cw), dtype=np.uint64)
+                bordered_view = bordered
+                with nogil:
+                    xnor_border(&x[0, 0, 0, 0], nb, x.shape[1], x.shape[2], cw, self.pt, self.pl, ph, pw,
+                                &bordered_view[0, 0, 0, 0])
+                conv.bordered = &bordered_view[0, 0, 0, 0]
+                conv.ph = ph
+                conv.pw = pw
+        cdef uint64_t[:, ::1] patch_view
+        if conv.bordered == NULL:  # im2col: windows reaching outside the input read zero words (+1), any OH/OW
+            patches = np.empty((threads, max(MT * row_words, 1)), dtype=np.uint64)
+            patch_view = patches
+            conv.patches = &patch_view[0, 0]
+            conv.patch_stride = patch_view.shape[1]
+        conv.x = &x[0, 0, 0, 0] if x.size else NULL
+        conv.h = x.shape[1]
+        conv.w = x.shape[2]
+        conv.cw = cw
+        conv.kh = kh
+        conv.kw = kw
+        conv.sh = self.sh
+        conv.sw = self.sw
+        conv.pt = self.pt
+        conv.pl = self.pl
+        conv.oh = oh
+        conv.ow = ow
+        cdef KernelCall call = _new_call(path, threads, m, o, row_words, self.k_total)
+        call.conv = &conv
+        call.b = self.b
+        call.panel = (self.panel_data if panel is self.panel else _panel_of(panel, o, row_words)) if row_words else NULL
+        cdef int32_t[:, ::1] scratch_view
+        if self.thresholds is None:
+            call.dots = &dense_out[0, 0, 0, 0]
+        else:
+            call.thresholds = self.thr
+            call.flip = self.fl
+            call.bits = &bits_out[0, 0, 0, 0]
+            call.bit_words = bits_out.shape[3]
+            if conv.bordered == NULL:  # gathered tiles compare a block of dots; in-place ones compare in registers
+                scratch = np.empty((threads, MT * NT), dtype=np.int32)
+                scratch_view = scratch
+                call.scratch = &scratch_view[0, 0]
+        with nogil:
+            _drive(&call)
+
+
+def conv2d(x, weights, int32_t c, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
+           out, thresholds, flip, int path, int threads, panel=None):
+    """One binary convolution call (Conv2d, made and run once): out is int32 (N, OH, OW, O) when thresholds is
+    None, else packed uint64 (N, OH, OW, ceil(O/64))."""
+    Conv2d(weights, c, stride_h, stride_w, pad_top, pad_left, thresholds, flip, panel)(x, out, path, threads)
 
 
 def pool2x2(const uint64_t[:, :, :, ::1] x, const uint64_t[::1] or_mask, uint64_t[:, :, :, ::1] out):

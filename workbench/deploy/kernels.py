@@ -675,7 +675,8 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
     policy = thread_policy(threads, (name, w.shape, c, sh, sw, top, bottom, left, right) if plain else None)
     thr, flips = _check_thresholds(thresholds, flip, o, name) if thresholds is not None else (None, None)
     channels, dtype = (o, np.int32) if thresholds is None else (words(o), np.uint64)
-    panel = None if plain else _panel(w.reshape(o, -1))
+    # bound: weights, panel and thresholds checked and held by one compiled Conv2d, so a call pays for x and out only
+    kernel = _xnor.Conv2d(w, c, sh, sw, top, left, thr, flips, None if plain else _panel(w.reshape(o, -1)))
 
     def conv(x):
         if plain:
@@ -686,11 +687,7 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
         ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
         out = np.empty((x.shape[0], oh, ow, channels), dtype=dtype)
-        use = panel if _backend in _PANEL_PATHS else None
-        policy.run(
-            x.shape[0] * x.shape[1] * x.shape[2],
-            lambda t: _xnor.conv2d(x, w, c, sh, sw, top, left, out, thr, flips, _PATHS[_backend], t, use),
-        )
+        policy.run(x.shape[0] * x.shape[1] * x.shape[2], lambda t: kernel(x, out, _PATHS[_backend], t))
         return out
 
     return conv

@@ -714,7 +714,7 @@ def im2col_uint8(const uint8_t[:, :, :, ::1] x, int64_t kh, int64_t kw, int64_t 
         return
     # the padded channels-last image holds every window: rows up to (oh - 1) * sh + kh, and the image itself
     cdef int64_t hp = max((oh - 1) * sh + kh, pt + h), wp = max((ow - 1) * sw + kw, pl + w)
-    pad = np.empty(hp * wp * c, dtype=np.uint8)
+    pad = np.empty(hp * wp * c + 16, dtype=np.uint8)  # 16 bytes past the image: xnor_im2col_u8's 16-byte copies
     cdef uint8_t[::1] pad_view = pad
     with nogil:
         xnor_im2col_u8(&x[0, 0, 0, 0], n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow, &pad_view[0], hp, wp,

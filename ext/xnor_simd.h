@@ -1436,13 +1436,16 @@ static void xnor_u8_tile(int path, const uint8_t *u, int64_t ldu, int64_t k, con
 }
 
 /* Patches of NCHW uint8 images as rows (n*oh*ow, kh*kw*c) in (kh, kw, c) order, 0 outside the image: each
- * image is first laid out channels-last with its zero border in `pad` (hp x wp x c bytes, hp >= pt + h and
- * every window inside), so a patch is kh straight copies of kw*c bytes with no bounds checks. */
+ * image is first laid out channels-last with its zero border in `pad` (hp x wp x c bytes and 16 more, hp >=
+ * pt + h and every window inside), so a patch is kh straight copies of kw*c bytes with no bounds checks. Copies
+ * of up to 16 bytes copy 16 (the bytes past the span are overwritten by the next copy, in ascending order; only
+ * the very last one is exact): the byte loop of a 9-byte span took 5.7 us of a 32 x 32 x 3 image's 6.9. */
 static void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                            int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow, uint8_t *pad,
                            int64_t hp, int64_t wp, uint8_t *out)
 {
     int64_t span = kw * c, k = kh * span;
+    const uint8_t *end = out + n * oh * ow * k;
     for (int64_t b = 0; b < n; b++) {
         const uint8_t *src = x + b * c * h * w;
         for (int64_t i = 0; i < hp * wp * c; i++)
@@ -1456,8 +1459,10 @@ static void xnor_im2col_u8(const uint8_t *x, int64_t n, int64_t c, int64_t h, in
             for (int64_t q = 0; q < ow; q++, dst += k)
                 for (int64_t i = 0; i < kh; i++) {
                     const uint8_t *row = pad + ((r * sh + i) * wp + q * sw) * c;
-                    for (int64_t t = 0; t < span; t++)
-                        dst[i * span + t] = row[t];
+                    if (span <= 16 && dst + i * span + 16 <= end)
+                        memcpy(dst + i * span, row, 16);
+                    else
+                        memcpy(dst + i * span, row, (size_t)span);
                 }
     }
 }

@@ -826,3 +826,22 @@ def test_long_uint8_rows_keep_the_dword_layout_as_set_or_as_measured(monkeypatch
         assert kernels._u8_dwords(short, 27) is not None
     monkeypatch.undo()
     assert isinstance(kernels._dwords_pay(w, 784, kernels._xnor.make_u8_dwords(w, 784)), bool)
+
+
+@pytest.mark.parametrize("bad", [-1, 3, 2**31 - 1])
+def test_uint8_threshold_rows_index_is_checked_before_it_is_read(bad):
+    """thr_index picks a thresholds row per position: an entry outside the rows is refused, never read."""
+    from workbench.deploy import _xnor
+
+    rng = np.random.default_rng(2)
+    n, k, period = 70, 27, 4
+    w = kernels.pack_signs(signs(rng, n, k))
+    u = rng.integers(0, 256, (8, k), dtype=np.uint8)
+    thr, flip = np.zeros(3 * n, np.int32), np.zeros(n, np.uint8)  # 3 distinct rows
+    out = np.zeros((8, 2), np.uint64)
+    path = kernels._PATHS[kernels.backend()]
+    index = np.array([0, 1, 2, 1], np.int32)
+    _xnor.gemm_uint8_threshold(u, w, thr, flip, out, path, 1, period, None, index)
+    index[period - 1] = bad
+    with pytest.raises(ValueError, match="thr_index out of range"):
+        _xnor.gemm_uint8_threshold(u, w, thr, flip, out, path, 1, period, None, index)

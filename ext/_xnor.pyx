@@ -617,9 +617,13 @@ cdef class Conv2d:
         self.panel = panel
         self.panel_data = _panel_of(panel, o, self.row_words) if self.row_words else NULL
 
-    def __call__(self, const uint64_t[:, :, :, ::1] x, out, int path, int threads):
+    def __call__(self, x, out, int path, int threads):
         """Convolve x (N, H, W, cw) into out on `path` with up to `threads` threads; the weights' panel is used
         on the paths that have a panel kernel (made now from 32 output pixels when none was given)."""
+        self.run(x, out, path, threads)
+
+    cdef int run(self, const uint64_t[:, :, :, ::1] x, object out, int path, int threads) except -1:
+        """__call__ for BitBody, which calls it without a Python call per layer."""
         threads = _thread_count(threads)
         cdef int64_t nb = x.shape[0], cw = self.cw, o = self.o, kh = self.kh, kw = self.kw, row_words = self.row_words
         cdef int64_t oh = out.shape[1], ow = out.shape[2], m = nb * oh * ow
@@ -633,7 +637,7 @@ cdef class Conv2d:
             bits_out = out
             _check(bits_out.shape[3] == (o + 63) // 64, "conv2d: thresholds or output words do not match")
         if m == 0 or o == 0:
-            return
+            return 0
         panel = self.panel if path == XNOR_AVX512 or path == XNOR_AVX2 else None
         if row_words and panel is None:
             panel = _auto_panel(np.asarray(self.weights).reshape(o, row_words), m, path, None, threads)
@@ -692,6 +696,57 @@ cdef class Conv2d:
                 call.scratch = &scratch_view[0, 0]
         with nogil:
             _drive(&call)
+        return 0
+
+
+cdef class BitBody:
+    """A network's binary convolutions and 2 x 2 poolings on packed bits (its body, between the first layer and
+    the dense tail) run by one compiled call, bit for bit what the layers' own calls give: each layer's Python
+    call costs 1.3 - 3 us at batch 1, a third of a small CNN's time.
+
+    ops: in order, a Conv2d with thresholds (bits out) or a pooling's OR mask (uint64, one per input word: 1 bits
+    take the OR, the min of +-1); shapes: each op's output (OH, OW, words); (h, w, cw): the body's input."""
+    cdef list ops, shapes
+    cdef int64_t h, w, cw
+
+    def __init__(self, list ops, list shapes, int64_t h, int64_t w, int64_t cw):
+        _check(len(ops) == len(shapes) and len(ops) > 0 and h > 0 and w > 0 and cw > 0, "BitBody: no ops")
+        cdef Conv2d conv
+        cdef const uint64_t[::1] mask
+        cdef int64_t oh, ow, words
+        self.h, self.w, self.cw = h, w, cw
+        for op, shape in zip(ops, shapes):
+            oh, ow, words = shape
+            if isinstance(op, Conv2d):
+                conv = op
+                _check(conv.thresholds is not None and conv.cw == cw and words == (conv.o + 63) // 64
+                       and 0 < oh <= h + conv.kh and 0 < ow <= w + conv.kw, "BitBody: a conv does not fit its input")
+            else:
+                mask = op
+                _check(mask.shape[0] == cw and words == cw and oh == h // 2 and ow == w // 2 and oh > 0 and ow > 0,
+                       "BitBody: a pooling does not fit its input")
+            h, w, cw = oh, ow, words
+        self.ops, self.shapes = list(ops), [tuple(shape) for shape in shapes]
+
+    def __call__(self, const uint64_t[:, :, :, ::1] x, int path, int threads):
+        """The body's output bits (N, OH, OW, words) for input bits x (N, h, w, cw)."""
+        _check(x.shape[1] == self.h and x.shape[2] == self.w and x.shape[3] == self.cw,
+               "BitBody: input shape does not match")
+        cdef int64_t nb = x.shape[0], h = self.h, w = self.w, cw = self.cw
+        cdef const uint64_t[:, :, :, ::1] current = x
+        cdef uint64_t[:, :, :, ::1] view
+        cdef const uint64_t[::1] mask
+        for op, shape in zip(self.ops, self.shapes):
+            out = np.empty((nb, *shape), dtype=np.uint64)
+            if isinstance(op, Conv2d):
+                (<Conv2d>op).run(current, out, path, threads)
+            elif nb:
+                view, mask = out, op
+                with nogil:
+                    xnor_pool2x2(&current[0, 0, 0, 0], nb, h, w, cw, &mask[0], &view[0, 0, 0, 0])
+            current = out
+            h, w, cw = shape
+        return np.asarray(current)
 
 
 def conv2d(x, weights, int32_t c, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,

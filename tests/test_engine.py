@@ -288,6 +288,7 @@ def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads, name):
     benchmark.random_preset_file(name, path)
     engine = Engine(str(path), threads=threads)
     assert engine._chain is not None
+    assert (engine._body is not None) == (name == "binary-cnn")  # its convs and poolings: one BitBody call
     ops = [op for _, op, _ in engine.steps]
     if name == "binary-mlp":
         assert engine._chain_from == 0  # the whole network
@@ -324,3 +325,46 @@ def test_dense_chain_on_bits_checks_its_rows():
     np.testing.assert_array_equal(chain(a), kernels.xnor_gemm(hidden, w2, 70, threads=1).astype(np.float32))
     with pytest.raises(ValueError, match=r"a_bits: expected uint64 rows \(M, 4\)"):
         chain(a[:, :3].copy())
+
+
+def test_vgg_small_body_is_the_op_loop_bit_for_bit(tmp_path):
+    """VGG-small's five binary convs and three poolings run as one BitBody call in logits() ('same' padding: the
+    bordered copies; 128 - 512 channels: 2 - 8 words per pixel), the op loop in trace(): the same logits on every
+    SIMD path."""
+    from workbench.deploy import kernels
+    from workbench.train import benchmark
+
+    path = tmp_path / "vgg-small.bnn"
+    benchmark.random_preset_file("vgg-small", path)
+    engine = Engine(str(path), threads=1)
+    assert engine._body is not None
+    u = np.random.default_rng(3).integers(0, 256, (2, *engine.input_shape), dtype=np.uint8)
+    try:
+        for backend in kernels.available_backends():
+            kernels.set_backend(backend)
+            got, (expected, _) = engine.logits(u), engine.trace(u)
+            np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    finally:
+        kernels.set_backend("auto")
+
+
+def test_bit_body_refuses_what_does_not_fit():
+    from workbench.deploy import kernels
+
+    rng = np.random.default_rng(4)
+    w = kernels.pack_signs(rng.standard_normal((70, 3, 3, 64)))
+    conv = kernels.bind_conv2d(w, 64, np.zeros(70, np.int32), np.zeros(70, np.uint8), padding="same", threads=1)
+    pool = kernels.bind_max_pool2d_bits()
+    body = kernels.bind_bit_body([(conv, (6, 6, 2)), (pool, (3, 3, 2))], (6, 6, 1), threads=1)
+    x = kernels.pack_signs(rng.standard_normal((2, 6, 6, 64)))
+    np.testing.assert_array_equal(body(x), pool(conv(x)))
+    with pytest.raises(ValueError, match="BitBody: input shape does not match"):
+        body(kernels.pack_signs(rng.standard_normal((2, 5, 6, 64))))
+    with pytest.raises(ValueError, match="x_bits: expected uint64"):
+        body(x.astype(np.int64))
+    with pytest.raises(ValueError, match="BitBody: a pooling does not fit its input"):
+        kernels.bind_bit_body([(conv, (6, 6, 2)), (pool, (2, 3, 2))], (6, 6, 1), threads=1)
+    with pytest.raises(ValueError, match="BitBody: a conv does not fit its input"):
+        kernels.bind_bit_body([(conv, (6, 6, 2))], (6, 6, 2), threads=1)
+    with pytest.raises(ValueError, match="expected bind_conv2d or bind_max_pool2d_bits layers"):
+        kernels.bind_bit_body([(print, (6, 6, 2))], (6, 6, 1), threads=1)

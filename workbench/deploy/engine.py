@@ -47,6 +47,12 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), math.prod(x.shape[1:]))
 
 
+def _bits_shape(out_shape) -> tuple[int, int, int]:
+    """(H, W, words) of packed NHWC bits for a layer's (C, H, W) output."""
+    channels, height, width = (int(v) for v in out_shape)
+    return height, width, words(channels)
+
+
 def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
@@ -134,6 +140,7 @@ class Engine:
             self.pixel_scale, self.pixel_offset = 1.0, 0.0
         self.steps = []
         self._chain_parts = {}  # layer index -> its part of a DenseChain (the dense layers that can be one)
+        self._body_parts = {}  # layer index -> (bound conv or pooling, its output (H, W, words)) for a BitBody
         for index, layer in enumerate(packed.layers):
             self._index = index
             try:
@@ -145,6 +152,7 @@ class Engine:
                 ) from None
         del self._index
         self._chain = self._build_chain()
+        self._body = self._build_body()
 
     # ------------------------------------------------------------------------------ public API
 
@@ -158,6 +166,16 @@ class Engine:
         if self._chain is not None and self._chain_from == 0 and state[1].dtype == np.uint8:
             u = state[1]  # the whole network in one compiled call
             return self._chain(u.reshape(len(u), self._chain_features))
+        if self._body is not None:  # first layer, the body in one compiled call, then the dense tail
+            state = self._step(0, state)
+            try:
+                state = ("bits", self._body(self._bits(state)))
+            except ValueError as error:
+                raise self._layer_error(1, error) from None
+            try:
+                return self._chain(_rows(state[1]))
+            except ValueError as error:
+                raise self._layer_error(self._chain_from, error) from None
         if self._chain is not None and self._chain_from > 0:
             for index in range(self._chain_from):
                 state = self._step(index, state)
@@ -270,6 +288,21 @@ class Engine:
         except ValueError:  # layers the chain cannot take (PackedModel.check passed them): the op loop runs them
             return None
 
+    def _build_body(self):
+        """One kernels.bind_bit_body for the binary convs and 2x2 poolings between a first layer that gives bits
+        and the dense chain (VGG-small's body), or None where anything else sits between them. Bit for bit what
+        the op loop gives (tests/test_engine.py)."""
+        if self._chain is None or self._chain_from < 2 or self.packed.layers[0].attrs.get("output") != "bits":
+            return None
+        parts = [self._body_parts.get(index) for index in range(1, self._chain_from)]
+        if any(part is None for part in parts) or "out_shape" not in self.packed.layers[0].attrs:
+            return None
+        channels, height, width = self.packed.layers[0].attrs["out_shape"]
+        try:
+            return kernels.bind_bit_body(parts, (height, width, words(channels)), threads=self._kernel_threads)
+        except ValueError:  # shapes the body cannot take: the op loop runs them
+            return None
+
     # ------------------------------------------------------------------------------ binary ops
 
     def _build_binary_dense(self, layer):
@@ -299,6 +332,8 @@ class Engine:
             kernel = bind(thresholds=thresholds, flip=flip)
             if dense:
                 self._chain_parts[self._index] = ("bits", w, k, thresholds, flip)
+            else:
+                self._body_parts[self._index] = (kernel, _bits_shape(layer.attrs["out_shape"]))
             return lambda s: ("bits", kernel(self._bits(s)))
         kernel = bind()
         scale = layer.arrays["scale"].astype(np.float32)
@@ -437,6 +472,8 @@ class Engine:
         flipped = np.asarray(use_or) > 0 if use_or is not None else False
         if size == 2 and stride == 2:  # AND (max of +-1) per channel, OR (min) where the next threshold is flipped
             pool = kernels.bind_max_pool2d_bits(flipped)
+            if "out_shape" in layer.attrs:
+                self._body_parts[self._index] = (pool, _bits_shape(layer.attrs["out_shape"]))
             return lambda s: ("bits", pool(self._bits(s)))
         mask = kernels.pack_signs(np.where(flipped, -1, 1).astype(np.int8)) if use_or is not None else None
 

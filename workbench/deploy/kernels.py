@@ -45,6 +45,7 @@ __all__ = [
     "bind_conv2d",
     "bind_max_pool2d_bits",
     "bind_dense_chain",
+    "bind_bit_body",
     "ThreadCount",
     "thread_policy",
 ]
@@ -655,7 +656,8 @@ def xnor_conv2d_threshold(
 
 def bind_conv2d(w_bits, c: int, thresholds=None, flip=None, stride=1, padding="valid", threads: int | None = None):
     """xnor_conv2d (or xnor_conv2d_threshold) with weights, geometry and thresholds validated once:
-    returns ``f(x_bits)``, checked per call only by the compiled function (see bind_gemm)."""
+    returns ``f(x_bits)``, checked per call only by the compiled function (see bind_gemm); ``f.compiled`` is the
+    compiled convolution it runs (for bind_bit_body)."""
     return _bind_conv2d("bind_conv2d", w_bits, c, thresholds, flip, stride, padding, threads)
 
 
@@ -690,6 +692,7 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
         policy.run(x.shape[0] * x.shape[1] * x.shape[2], lambda t: kernel(x, out, _PATHS[_backend], t))
         return out
 
+    conv.compiled = kernel
     return conv
 
 
@@ -792,18 +795,55 @@ def _bind_max_pool2d_bits(name: str, flipped, *, plain: bool = False):
             _check_bits(x, name, "x_bits", 4, "(N, H, W, words), NHWC packed along C")
         elif getattr(x, "ndim", 0) != 4:
             raise ValueError(f"{name}: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
-        mask = masks.get(x.shape[3])
-        if mask is None:
-            if flips.ndim:
-                raise ValueError(
-                    f"{name}: x_bits: expected {words(flips.shape[0])} words for "
-                    f"{flips.shape[0]} channels, got {x.shape[3]} (one flag per channel: "
-                    f"len(flipped) = {flips.shape[0]})"
-                )
-            mask = np.zeros(x.shape[3], dtype=np.uint64)  # AND everywhere (np.full costs ~1 us more)
-            masks[x.shape[3]] = mask = ~mask if flips else mask
+        mask = or_mask(x.shape[3])
         out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
         _xnor.pool2x2(x, mask, out)
         return out
 
+    def or_mask(count: int) -> np.ndarray:
+        """The OR mask (1 bits: OR, the min of +-1) for inputs of ``count`` words, made once per count."""
+        mask = masks.get(count)
+        if mask is None:
+            if flips.ndim:
+                raise ValueError(
+                    f"{name}: x_bits: expected {words(flips.shape[0])} words for "
+                    f"{flips.shape[0]} channels, got {count} (one flag per channel: "
+                    f"len(flipped) = {flips.shape[0]})"
+                )
+            mask = np.zeros(count, dtype=np.uint64)  # AND everywhere (np.full costs ~1 us more)
+            masks[count] = mask = ~mask if flips else mask
+        return mask
+
+    pool.or_mask = or_mask
     return pool
+
+
+def bind_bit_body(layers, in_shape, *, threads: int | None = None):
+    """Binary convolutions (bind_conv2d, with thresholds) and 2x2 poolings (bind_max_pool2d_bits) run one after
+    another by one compiled call, as a network's body between its first layer and its dense tail: returns
+    ``f(x_bits)``, (N, H, W, words) -> the last layer's bits. ``layers``: (bound layer, (OH, OW, words) of its
+    output) in order; ``in_shape``: (H, W, words) of the input. Bit for bit the bound layers' own calls; saves
+    their Python call each (1.3 - 3 us at batch 1, a third of a small CNN's time). ``threads`` as for bind_gemm."""
+    name = "bind_bit_body"
+    ops, shapes, count = [], [], int(in_shape[2])
+    for layer, shape in layers:
+        if getattr(layer, "compiled", None) is not None:
+            ops.append(layer.compiled)
+        elif getattr(layer, "or_mask", None) is not None:
+            ops.append(layer.or_mask(count))
+        else:
+            raise ValueError(f"{name}: layers: expected bind_conv2d or bind_max_pool2d_bits layers, got {layer!r}")
+        shapes.append(tuple(int(v) for v in shape))
+        count = shapes[-1][2]
+    body = _xnor.BitBody(ops, shapes, *(int(v) for v in in_shape))
+    policy = thread_policy(threads)
+
+    def call(x):
+        if type(x) is not np.ndarray or x.dtype != np.uint64 or x.ndim != 4:
+            raise ValueError(
+                f"{name}: x_bits: expected uint64 (N, H, W, words), got "
+                f"{getattr(x, 'dtype', type(x).__name__)} with shape {getattr(x, 'shape', None)}"
+            )
+        return policy.run(x.shape[0] * x.shape[1] * x.shape[2], lambda t: body(x, _PATHS[_backend], t))
+
+    return call

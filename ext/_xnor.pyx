@@ -746,7 +746,7 @@ cdef class BitBody:
                     xnor_pool2x2(&current[0, 0, 0, 0], nb, h, w, cw, &mask[0], &view[0, 0, 0, 0])
             current = out
             h, w, cw = shape
-        return np.asarray(current)
+        return out
 
 
 def conv2d(x, weights, int32_t c, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,

@@ -355,7 +355,7 @@ def test_bit_body_refuses_what_does_not_fit():
     w = kernels.pack_signs(rng.standard_normal((70, 3, 3, 64)))
     conv = kernels.bind_conv2d(w, 64, np.zeros(70, np.int32), np.zeros(70, np.uint8), padding="same", threads=1)
     pool = kernels.bind_max_pool2d_bits()
-    body = kernels.bind_bit_body([(conv, (6, 6, 2)), (pool, (3, 3, 2))], (6, 6, 1), threads=1)
+    body = kernels.bind_bit_body([conv, pool], (6, 6, 1), threads=1)
     x = kernels.pack_signs(rng.standard_normal((2, 6, 6, 64)))
     np.testing.assert_array_equal(body(x), pool(conv(x)))
     with pytest.raises(ValueError, match="BitBody: input shape does not match"):
@@ -363,8 +363,8 @@ def test_bit_body_refuses_what_does_not_fit():
     with pytest.raises(ValueError, match="x_bits: expected uint64"):
         body(x.astype(np.int64))
     with pytest.raises(ValueError, match="BitBody: a pooling does not fit its input"):
-        kernels.bind_bit_body([(conv, (6, 6, 2)), (pool, (2, 3, 2))], (6, 6, 1), threads=1)
+        kernels.bind_bit_body([conv, pool, pool, pool], (6, 6, 1), threads=1)  # 6 -> 3 -> 1 -> 0
     with pytest.raises(ValueError, match="BitBody: a conv does not fit its input"):
-        kernels.bind_bit_body([(conv, (6, 6, 2))], (6, 6, 2), threads=1)
+        kernels.bind_bit_body([conv], (6, 6, 2), threads=1)  # 2 words per pixel, the weights have 1
     with pytest.raises(ValueError, match="expected bind_conv2d or bind_max_pool2d_bits layers"):
-        kernels.bind_bit_body([(print, (6, 6, 2))], (6, 6, 1), threads=1)
+        kernels.bind_bit_body([print], (6, 6, 1), threads=1)

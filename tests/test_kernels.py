@@ -820,9 +820,15 @@ def test_long_uint8_rows_keep_the_dword_layout_as_set_or_as_measured(monkeypatch
     rng = np.random.default_rng(5)
     w, short = kernels.pack_signs(signs(rng, 64, 784)), kernels.pack_signs(signs(rng, 64, 27))
     for setting, measured in [(True, False), (False, True), (None, True), (None, False)]:
+        probes = []
         monkeypatch.setattr(kernels, "U8_DWORD_LONG_ROWS", setting)
-        monkeypatch.setattr(kernels, "_dwords_pay", lambda *args, measured=measured: measured)
-        assert (kernels._u8_dwords(w, 784) is not None) is (measured if setting is None else setting)
+        monkeypatch.setattr(kernels, "_DWORDS_PAY", {})
+        monkeypatch.setattr(
+            kernels, "_dwords_pay", lambda *args, measured=measured, probes=probes: probes.append(1) or measured
+        )
+        for _ in range(2):  # measured once per shape, not once per bind
+            assert (kernels._u8_dwords(w, 784) is not None) is (measured if setting is None else setting)
+        assert len(probes) == (1 if setting is None else 0)
         assert kernels._u8_dwords(short, 27) is not None
     monkeypatch.undo()
     assert isinstance(kernels._dwords_pay(w, 784, kernels._xnor.make_u8_dwords(w, 784)), bool)

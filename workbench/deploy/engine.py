@@ -47,12 +47,6 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), math.prod(x.shape[1:]))
 
 
-def _bits_shape(out_shape) -> tuple[int, int, int]:
-    """(H, W, words) of packed NHWC bits for a layer's (C, H, W) output."""
-    channels, height, width = (int(v) for v in out_shape)
-    return height, width, words(channels)
-
-
 def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
@@ -140,7 +134,7 @@ class Engine:
             self.pixel_scale, self.pixel_offset = 1.0, 0.0
         self.steps = []
         self._chain_parts = {}  # layer index -> its part of a DenseChain (the dense layers that can be one)
-        self._body_parts = {}  # layer index -> (bound conv or pooling, its output (H, W, words)) for a BitBody
+        self._body_parts = {}  # layer index -> its bound conv or pooling, for a BitBody
         for index, layer in enumerate(packed.layers):
             self._index = index
             try:
@@ -166,19 +160,16 @@ class Engine:
         if self._chain is not None and self._chain_from == 0 and state[1].dtype == np.uint8:
             u = state[1]  # the whole network in one compiled call
             return self._chain(u.reshape(len(u), self._chain_features))
-        if self._body is not None:  # first layer, the body in one compiled call, then the dense tail
-            state = self._step(0, state)
-            try:
-                state = ("bits", self._body(self._bits(state)))
-            except ValueError as error:
-                raise self._layer_error(1, error) from None
-            try:
-                return self._chain(_rows(state[1]))
-            except ValueError as error:
-                raise self._layer_error(self._chain_from, error) from None
         if self._chain is not None and self._chain_from > 0:
-            for index in range(self._chain_from):
-                state = self._step(index, state)
+            if self._body is not None:  # the first layer, then its body in one compiled call
+                state = self._step(0, state)
+                try:
+                    state = ("bits", self._body(self._bits(state)))
+                except ValueError as error:
+                    raise self._layer_error(1, error) from None
+            else:
+                for index in range(self._chain_from):
+                    state = self._step(index, state)
             try:
                 return self._chain(_rows(self._bits(state)))
             except ValueError as error:
@@ -297,7 +288,7 @@ class Engine:
         parts = [self._body_parts.get(index) for index in range(1, self._chain_from)]
         if any(part is None for part in parts) or "out_shape" not in self.packed.layers[0].attrs:
             return None
-        channels, height, width = self.packed.layers[0].attrs["out_shape"]
+        channels, height, width = (int(v) for v in self.packed.layers[0].attrs["out_shape"])
         try:
             return kernels.bind_bit_body(parts, (height, width, words(channels)), threads=self._kernel_threads)
         except ValueError:  # shapes the body cannot take: the op loop runs them
@@ -333,7 +324,7 @@ class Engine:
             if dense:
                 self._chain_parts[self._index] = ("bits", w, k, thresholds, flip)
             else:
-                self._body_parts[self._index] = (kernel, _bits_shape(layer.attrs["out_shape"]))
+                self._body_parts[self._index] = kernel
             return lambda s: ("bits", kernel(self._bits(s)))
         kernel = bind()
         scale = layer.arrays["scale"].astype(np.float32)
@@ -472,8 +463,7 @@ class Engine:
         flipped = np.asarray(use_or) > 0 if use_or is not None else False
         if size == 2 and stride == 2:  # AND (max of +-1) per channel, OR (min) where the next threshold is flipped
             pool = kernels.bind_max_pool2d_bits(flipped)
-            if "out_shape" in layer.attrs:
-                self._body_parts[self._index] = (pool, _bits_shape(layer.attrs["out_shape"]))
+            self._body_parts[self._index] = pool
             return lambda s: ("bits", pool(self._bits(s)))
         mask = kernels.pack_signs(np.where(flipped, -1, 1).astype(np.int8)) if use_or is not None else None
 

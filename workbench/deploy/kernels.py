@@ -507,13 +507,24 @@ def _u8_dwords(w: np.ndarray, k: int):
     fits = -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
     if not _xnor.cpu_supports(_xnor.AVX512) or not fits or U8_DWORD_LONG_ROWS is False:
         return None
+    shape = (w.shape[0], k)
+    if U8_DWORD_LONG_ROWS is None and _DWORDS_PAY.get(shape) is False:
+        return None  # measured slower for this shape already: no layout to make
     dwords = _xnor.make_u8_dwords(w, k)
-    return dwords if U8_DWORD_LONG_ROWS or _dwords_pay(w, k, dwords) else None
+    if U8_DWORD_LONG_ROWS:
+        return dwords
+    if shape not in _DWORDS_PAY:  # the speed depends on the CPU and the shape, not on the weights
+        _DWORDS_PAY[shape] = _dwords_pay(w, k, dwords)
+    return dwords if _DWORDS_PAY[shape] else None
+
+
+_DWORDS_PAY: dict[tuple[int, int], bool] = {}  # (N, k) -> _dwords_pay's answer, measured once per process
 
 
 def _dwords_pay(w: np.ndarray, k: int, dwords: np.ndarray) -> bool:
     """Whether a batch of long uint8 rows runs faster on the dword layout than on the packed weights on this CPU:
-    16 rows timed on each, alternating, best of 5 (a few ms, once per bind; the dots are the same either way)."""
+    16 rows timed on each, alternating, best of 5 (a few ms, once per shape and process; the dots are the same
+    either way)."""
     rows = np.random.default_rng(0).integers(0, 256, (16, k), dtype=np.uint8)
     out = np.empty((len(rows), w.shape[0]), dtype=np.int32)
     best = {True: float("inf"), False: float("inf")}
@@ -680,19 +691,21 @@ def _bind_conv2d(name: str, w_bits, c, thresholds, flip, stride, padding, thread
     # bound: weights, panel and thresholds checked and held by one compiled Conv2d, so a call pays for x and out only
     kernel = _xnor.Conv2d(w, c, sh, sw, top, left, thr, flips, None if plain else _panel(w.reshape(o, -1)))
 
+    def output_shape(h: int, w: int, _words: int = 0) -> tuple[int, int, int]:
+        """(OH, OW, last axis) of the output for an (H, W) input."""
+        return max((h + top + bottom - kh) // sh + 1, 0), max((w + left + right - kw) // sw + 1, 0), channels
+
     def conv(x):
         if plain:
             _check_bits(x, name, "x_bits", 4, "(N, H, W, words), NHWC packed along C")
             _check_words(x, name, "x_bits", c, "c")
         elif getattr(x, "ndim", 0) != 4:
             raise ValueError(f"{name}: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
-        oh = max((x.shape[1] + top + bottom - kh) // sh + 1, 0)
-        ow = max((x.shape[2] + left + right - kw) // sw + 1, 0)
-        out = np.empty((x.shape[0], oh, ow, channels), dtype=dtype)
+        out = np.empty((x.shape[0], *output_shape(x.shape[1], x.shape[2])), dtype=dtype)
         policy.run(x.shape[0] * x.shape[1] * x.shape[2], lambda t: kernel(x, out, _PATHS[_backend], t))
         return out
 
-    conv.compiled = kernel
+    conv.compiled, conv.output_shape = kernel, output_shape
     return conv
 
 
@@ -796,9 +809,13 @@ def _bind_max_pool2d_bits(name: str, flipped, *, plain: bool = False):
         elif getattr(x, "ndim", 0) != 4:
             raise ValueError(f"{name}: x_bits: expected (N, H, W, words), got {getattr(x, 'shape', x)!r}")
         mask = or_mask(x.shape[3])
-        out = np.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=np.uint64)
+        out = np.empty((x.shape[0], *output_shape(*x.shape[1:])), dtype=np.uint64)
         _xnor.pool2x2(x, mask, out)
         return out
+
+    def output_shape(h: int, w: int, count: int) -> tuple[int, int, int]:
+        """(OH, OW, words) of the output for an (H, W, words) input: floor on odd sizes."""
+        return h // 2, w // 2, count
 
     def or_mask(count: int) -> np.ndarray:
         """The OR mask (1 bits: OR, the min of +-1) for inputs of ``count`` words, made once per count."""
@@ -814,27 +831,28 @@ def _bind_max_pool2d_bits(name: str, flipped, *, plain: bool = False):
             masks[count] = mask = ~mask if flips else mask
         return mask
 
-    pool.or_mask = or_mask
+    pool.or_mask, pool.output_shape = or_mask, output_shape
     return pool
 
 
 def bind_bit_body(layers, in_shape, *, threads: int | None = None):
     """Binary convolutions (bind_conv2d, with thresholds) and 2x2 poolings (bind_max_pool2d_bits) run one after
     another by one compiled call, as a network's body between its first layer and its dense tail: returns
-    ``f(x_bits)``, (N, H, W, words) -> the last layer's bits. ``layers``: (bound layer, (OH, OW, words) of its
-    output) in order; ``in_shape``: (H, W, words) of the input. Bit for bit the bound layers' own calls; saves
-    their Python call each (1.3 - 3 us at batch 1, a third of a small CNN's time). ``threads`` as for bind_gemm."""
+    ``f(x_bits)``, (N, H, W, words) -> the last layer's bits. ``layers``: the bound layers in order; ``in_shape``:
+    (H, W, words) of the input, from which each layer's output shape follows. Bit for bit the bound layers' own
+    calls; saves their Python call each (1.3 - 3 us at batch 1, a third of a small CNN's time). ``threads`` as for
+    bind_gemm."""
     name = "bind_bit_body"
-    ops, shapes, count = [], [], int(in_shape[2])
-    for layer, shape in layers:
+    ops, shapes, shape = [], [], tuple(int(v) for v in in_shape)
+    for layer in layers:
         if getattr(layer, "compiled", None) is not None:
             ops.append(layer.compiled)
         elif getattr(layer, "or_mask", None) is not None:
-            ops.append(layer.or_mask(count))
+            ops.append(layer.or_mask(shape[2]))
         else:
             raise ValueError(f"{name}: layers: expected bind_conv2d or bind_max_pool2d_bits layers, got {layer!r}")
-        shapes.append(tuple(int(v) for v in shape))
-        count = shapes[-1][2]
+        shape = layer.output_shape(*shape)
+        shapes.append(shape)
     body = _xnor.BitBody(ops, shapes, *(int(v) for v in in_shape))
     policy = thread_policy(threads)
 

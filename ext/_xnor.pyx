@@ -253,18 +253,20 @@ cdef KernelCall _new_call(int path, int threads, int64_t m, int64_t n, int64_t w
     return call
 
 
-cdef object _threshold_output(KernelCall *call, const int32_t[::1] thresholds, const uint8_t[::1] flip,
-                              uint64_t *bits, int64_t bit_words):
-    """Send the call's dots through the thresholds into `bits`; returns the per-thread scratch array, which
-    the caller keeps alive until the call has run."""
-    scratch = np.empty((call.threads, MT * NT), dtype=np.int32)
-    cdef int32_t[:, ::1] view = scratch
-    call.thresholds = &thresholds[0]
-    call.flip = &flip[0]
+cdef object _threshold_output(KernelCall *call, const int32_t *thresholds, const uint8_t *flip, uint64_t *bits,
+                              int64_t bit_words, bint scratch=True):
+    """Send the call's dots through the thresholds into `bits`; returns the per-thread scratch array (None without
+    `scratch`: tiles that compare in registers need none), which the caller keeps alive until the call has run."""
+    call.thresholds = thresholds
+    call.flip = flip
     call.bits = bits
     call.bit_words = bit_words
+    if not scratch:
+        return None
+    blocks = np.empty((call.threads, MT * NT), dtype=np.int32)
+    cdef int32_t[:, ::1] view = blocks
     call.scratch = &view[0, 0]
-    return scratch
+    return blocks
 
 
 cdef int _team_size(int64_t m, int64_t n, int64_t words, int threads) noexcept nogil:
@@ -488,7 +490,7 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
     call.a = &a[0, 0] if words else NULL
     call.b = &b[0, 0] if words else NULL
     call.panel = _panel_of(panel, n, words)
-    scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
+    scratch = _threshold_output(&call, &thresholds[0], &flip[0], &out[0, 0], out.shape[1])
     with nogil:
         _drive(&call)
 
@@ -571,7 +573,7 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     cdef KernelCall call = _new_call(path, threads, m, n, words, <int32_t>k)
     call.u = &u[0, 0] if k else NULL
     call.b = &b[0, 0] if words else NULL
-    scratch = _threshold_output(&call, thresholds, flip, &out[0, 0], out.shape[1])
+    scratch = _threshold_output(&call, &thresholds[0], &flip[0], &out[0, 0], out.shape[1])
     call.thr_period = period
     if thr_index is not None:
         call.thr_index = &index[0]
@@ -682,18 +684,11 @@ cdef class Conv2d:
         call.conv = &conv
         call.b = self.b
         call.panel = (self.panel_data if panel is self.panel else _panel_of(panel, o, row_words)) if row_words else NULL
-        cdef int32_t[:, ::1] scratch_view
         if self.thresholds is None:
             call.dots = &dense_out[0, 0, 0, 0]
-        else:
-            call.thresholds = self.thr
-            call.flip = self.fl
-            call.bits = &bits_out[0, 0, 0, 0]
-            call.bit_words = bits_out.shape[3]
-            if conv.bordered == NULL:  # gathered tiles compare a block of dots; in-place ones compare in registers
-                scratch = np.empty((threads, MT * NT), dtype=np.int32)
-                scratch_view = scratch
-                call.scratch = &scratch_view[0, 0]
+        else:  # gathered tiles compare a block of dots; in-place ones compare in registers
+            scratch = _threshold_output(&call, self.thr, self.fl, &bits_out[0, 0, 0, 0], bits_out.shape[3],
+                                        conv.bordered == NULL)
         with nogil:
             _drive(&call)
         return 0

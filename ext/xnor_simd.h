@@ -217,6 +217,15 @@ XNOR_AVX2_ATTR static void xnor_tile_avx2(const uint64_t *a, int64_t lda, const 
  * ---------------------------------------------------------------------------------------------- */
 #define XNOR_AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx512vnni,popcnt")))
 
+/* acc + u (unsigned bytes) . w (signed bytes), in groups of 4, as VPDPBUSD: written as asm because GCC copies
+ * every accumulator of the intrinsic's tied operand through another register (32 extra moves and a spill per
+ * 4 x 4 block step, measured: the first layer ran at half the VNNI rate). */
+XNOR_AVX512_ATTR static inline __m512i xnor_dpbusd(__m512i acc, __m512i u, __m512i w)
+{
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(w));
+    return acc;
+}
+
 /* c[0..3] = k - 2 * (horizontal sums of p, q, r, s): one transposing reduction instead of four. */
 XNOR_AVX512_ATTR static inline void xnor_store4_avx512(__m512i p, __m512i q, __m512i r, __m512i s, int32_t k,
                                                        int32_t *c)
@@ -1200,7 +1209,7 @@ xnor_u8_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b
         for (int j = 0; j < NR; j++) {
             __m512i neg = _mm512_movm_epi8(_cvtu64_mask64(b[j * ldb + w]));
             for (int i = 0; i < MR; i++)
-                acc[i * NR + j] = _mm512_dpbusd_epi32(acc[i * NR + j], vu[i], neg);
+                acc[i * NR + j] = xnor_dpbusd(acc[i * NR + j], vu[i], neg);
         }
     }
     if (MR * NR == 16) {
@@ -1245,7 +1254,7 @@ xnor_u8_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const uint64_t *b
             const uint64_t *bj = b + j * ldb;                                                                \
             for (int64_t w = 0; w < words; w++)                                                              \
                 for (int q = 0; q < 16; q++)                                                                 \
-                    acc[q] = _mm512_dpbusd_epi32(acc[q], vu[w], NEG(bj[q * ldb + w]));                       \
+                    acc[q] = xnor_dpbusd(acc[q], vu[w], NEG(bj[q * ldb + w]));                       \
             __m512i sums = xnor_reduce16_epi32(acc);                                                         \
             _mm512_storeu_si512((void *)(c + j), _mm512_add_epi32(tot, _mm512_add_epi32(sums, sums)));      \
         }                                                                                                    \
@@ -1497,30 +1506,39 @@ static void xnor_make_u8_dwords(const uint64_t *b, int64_t n, int64_t words, int
 
 #if XNOR_X86
 /* The exact dots of R rows x NB blocks of 16 channels into acc[i * NB + q] (R * NB accumulators in registers);
- * wcol: the dword layout from the block's first channel on. */
+ * wcol: the dword layout from the block's first channel on. A row's 4-byte groups are broadcast straight from
+ * memory (a load, no shuffle: a permute per group and row took port 5 from VPDPBUSD); the last group of a row
+ * whose k is not a multiple of 4 is a masked load, so no byte past the row is read. */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_dword_dots_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, __m512i *acc,
                           const int R, const int NB)
 {
     for (int q = 0; q < R * NB; q++)
         acc[q] = _mm512_setzero_si512();
-    for (int64_t t = 0; t < k; t += 64) {
-        __mmask64 valid = k - t >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - t)) - 1);
-        __m512i pixels[2];
-        for (int i = 0; i < R; i++)
-            pixels[i] = _mm512_maskz_loadu_epi8(valid, u + i * ldu + t);
-        int64_t groups = k - t >= 64 ? 16 : (k - t + 3) / 4;
-        const int8_t *wg = wcol + (t / 4) * npad * 4;
-        for (int64_t g = 0; g < groups; g++, wg += npad * 4) {
-            __m512i index = _mm512_set1_epi32((int)g);
-            __m512i four[2];
+    const int64_t full = k / 4, step = npad * 4;
+    const int8_t *wg = wcol;
+    for (int64_t g = 0; g < full; g++, wg += step) {
+        __m512i four[4];
+        for (int i = 0; i < R; i++) {
+            int32_t v;
+            memcpy(&v, u + i * ldu + 4 * g, 4);
+            four[i] = _mm512_set1_epi32(v);
+        }
+        for (int q = 0; q < NB; q++) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
             for (int i = 0; i < R; i++)
-                four[i] = _mm512_permutexvar_epi32(index, pixels[i]);
-            for (int q = 0; q < NB; q++) {
-                __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
-                for (int i = 0; i < R; i++)
-                    acc[i * NB + q] = _mm512_dpbusd_epi32(acc[i * NB + q], four[i], wv);
-            }
+                acc[i * NB + q] = xnor_dpbusd(acc[i * NB + q], four[i], wv);
+        }
+    }
+    if (k % 4) {
+        const __mmask16 tail = (__mmask16)((1u << (k % 4)) - 1u);
+        __m512i four[4];
+        for (int i = 0; i < R; i++)
+            four[i] = _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(tail, u + i * ldu + 4 * full));
+        for (int q = 0; q < NB; q++) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(wg + 64 * q));
+            for (int i = 0; i < R; i++)
+                acc[i * NB + q] = xnor_dpbusd(acc[i * NB + q], four[i], wv);
         }
     }
 }
@@ -1530,7 +1548,7 @@ XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *wcol, int64_t npad, int32_t *c,
                            int64_t ldc, int64_t left, const int R, const int NB)
 {
-    __m512i acc[8];
+    __m512i acc[16];
     xnor_u8_dword_dots_avx512(u, ldu, k, wcol, npad, acc, R, NB);
     for (int i = 0; i < R; i++)
         for (int q = 0; q < NB; q++) {
@@ -1543,19 +1561,23 @@ xnor_u8_dword_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_
 /* The dots of xnor_u8_dword_block_avx512 compared with thresholds in registers, into packed bits: channels
  * j .. j + 16 * NB (j a multiple of 16; with NB = 4 a multiple of 64) of row i go to out + i * ldo, bit (j % 64)
  * on. Flipped lanes: bit = dot > thr = (~dot < ~thr), so one compare of dot ^ f with thr ^ f (f = -1 there):
- * f, the valid lanes `in` and each row's tv = thr ^ f come from the caller. */
+ * f and the valid lanes `in` come from the caller, and row i's thresholds from rows[i]: the caller's `held`
+ * (thr ^ f in registers) where rows[i] is `loaded`, else loaded and flipped here (a row at the image border). */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
-                               int64_t j, const __mmask16 *in, const __m512i *f, __m512i tv[2][4], uint64_t *out,
-                               int64_t ldo, const int R, const int NB)
+                               int64_t j, const __mmask16 *in, const __m512i *f, const __m512i *held,
+                               const int32_t *loaded, const int32_t *const *rows, uint64_t *out, int64_t ldo,
+                               const int R, const int NB)
 {
-    __m512i acc[8];
+    __m512i acc[16];
     xnor_u8_dword_dots_avx512(u, ldu, k, dwords + j * 4, npad, acc, R, NB);
     for (int i = 0; i < R; i++) {
         uint64_t word = 0;
+        const int shared = rows[i] == loaded;
         for (int q = 0; q < NB; q++) {
-            uint64_t bits = (uint64_t)_mm512_mask_cmplt_epi32_mask(in[q], _mm512_xor_si512(acc[i * NB + q], f[q]),
-                                                                  tv[i][q]);
+            const __m512i tv = shared ? held[q]
+                                      : _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], rows[i] + 16 * q), f[q]);
+            uint64_t bits = (uint64_t)_mm512_mask_cmplt_epi32_mask(in[q], _mm512_xor_si512(acc[i * NB + q], f[q]), tv);
             word |= bits << (16 * q);
         }
         uint64_t *o = out + i * ldo + j / 64;
@@ -1567,17 +1589,18 @@ xnor_u8_dword_thr_block_avx512(const uint8_t *u, int64_t ldu, int64_t k, const i
     }
 }
 
-/* Channels j .. j + 16 * NB (`left` of them exist) of all m rows of a tile, flip loaded once. Row i (global
- * row0 + i) meets thresholds row (index ? index[p] : p), p = (row0 + i) % period kept as a counter (no division
- * per row), or row 0 when period is 0; the last row's thr ^ f stays in registers, reloaded only when the row
- * changes (a 'same'-padded conv's interior positions share one). */
+/* Channels j .. j + 16 * NB (`left` of them exist) of all m rows of a tile, 4 rows at a time (16 accumulators:
+ * the VPDPBUSD latency x throughput is 10), flip loaded once. Row i (global row0 + i) meets thresholds row
+ * (index ? index[p] : p), p = (row0 + i) % period kept as a counter (no division per row), or row 0 when period
+ * is 0; the last row's thr ^ f stays in registers, reloaded only when it changes (a 'same'-padded conv's
+ * interior positions share one). */
 XNOR_AVX512_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_dword_thr_cols_avx512(const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords, int64_t npad,
                               int64_t j, int64_t left, int64_t m, const int32_t *thr, int64_t ldt, int64_t row0,
                               int64_t period, const int32_t *index, const uint8_t *flip, uint64_t *out, int64_t ldo,
                               const int NB)
 {
-    __m512i f[4], held[4], tv[2][4];
+    __m512i f[4], held[4];
     __mmask16 in[4];
     const int32_t *loaded = thr + j;
     for (int q = 0; q < NB; q++) {
@@ -1588,25 +1611,28 @@ xnor_u8_dword_thr_cols_avx512(const uint8_t *u, int64_t ldu, int64_t k, const in
         held[q] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], loaded + 16 * q), f[q]);
     }
     int64_t position = period ? row0 % period : 0;
-    for (int64_t i = 0; i < m; i += 2) {
-        const int rows = i + 2 <= m ? 2 : 1;
-        for (int r = 0; r < rows; r++) {
+    for (int64_t i = 0; i < m; i += 4) {
+        const int count = i + 4 <= m ? 4 : (int)(m - i);
+        const int32_t *rows[4] = {loaded, loaded, loaded, loaded};
+        for (int r = 0; r < count; r++) {
             if (period) {
-                const int32_t *t = thr + (index ? index[position] : position) * ldt + j;
+                rows[r] = thr + (index ? index[position] : position) * ldt + j;
                 position = position + 1 == period ? 0 : position + 1;
-                if (t != loaded) {
-                    loaded = t;
-                    for (int q = 0; q < NB; q++)
-                        held[q] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], t + 16 * q), f[q]);
-                }
             }
-            for (int q = 0; q < NB; q++)
-                tv[r][q] = held[q];
         }
-        if (rows == 2)
-            xnor_u8_dword_thr_block_avx512(u + i * ldu, ldu, k, dwords, npad, j, in, f, tv, out + i * ldo, ldo, 2, NB);
-        else
-            xnor_u8_dword_thr_block_avx512(u + i * ldu, ldu, k, dwords, npad, j, in, f, tv, out + i * ldo, ldo, 1, NB);
+        if (rows[count - 1] != loaded) {
+            loaded = rows[count - 1];
+            for (int q = 0; q < NB; q++)
+                held[q] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(in[q], loaded + 16 * q), f[q]);
+        }
+        if (count == 4) {
+            xnor_u8_dword_thr_block_avx512(u + i * ldu, ldu, k, dwords, npad, j, in, f, held, loaded, rows,
+                                           out + i * ldo, ldo, 4, NB);
+        } else {
+            for (int r = 0; r < count; r++)
+                xnor_u8_dword_thr_block_avx512(u + (i + r) * ldu, ldu, k, dwords, npad, j, in, f, held, loaded,
+                                               rows + r, out + (i + r) * ldo, ldo, 1, NB);
+        }
     }
 }
 
@@ -1628,26 +1654,27 @@ XNOR_AVX512_ATTR static void xnor_u8_dword_thr_tile_avx512(const uint8_t *u, int
 }
 
 /* An m x n tile (n <= 256) of exact dots c[i * ldc + j] = u_i . w_{j0 + j}; rows of k bytes, ldu apart:
- * 2 rows x 4 blocks of 16 channels (8 accumulators: the 4-5 cycle VPDPBUSD latency is covered), 1 x 4 for an
- * odd last row, single blocks for the last channels. */
+ * 4 rows x 4 blocks of 16 channels (16 accumulators), single rows for the last ones, single blocks for the last
+ * channels. */
 XNOR_AVX512_ATTR static void xnor_u8_dword_tile_avx512(const uint8_t *u, int64_t ldu, int64_t k,
                                                        const int8_t *dwords, int64_t npad, int64_t j0, int64_t m,
                                                        int64_t n, int32_t *c, int64_t ldc)
 {
-    int64_t i = 0;
-    for (; i < m; i += 2) {
+    for (int64_t i = 0; i < m;) {
         const uint8_t *row = u + i * ldu;
         int64_t j = 0;
-        if (i + 2 <= m) {
+        if (i + 4 <= m) {
             for (; j + 64 <= n; j += 64)
-                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 2, 4);
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 4, 4);
             for (; j < n; j += 16)
-                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 2, 1);
+                xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 4, 1);
+            i += 4;
         } else {
             for (; j + 64 <= n; j += 64)
                 xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, 64, 1, 4);
             for (; j < n; j += 16)
                 xnor_u8_dword_block_avx512(row, ldu, k, dwords + (j0 + j) * 4, npad, c + i * ldc + j, ldc, n - j, 1, 1);
+            i += 1;
         }
     }
 }
@@ -1971,22 +1998,26 @@ XNOR_AVX2_ATTR static int64_t xnor_peak_avx2(const uint64_t *buf, int64_t passes
 }
 
 /* The uint8 first layer's ceiling: VPDPBUSD of 64 streamed pixels (bytes) with 8 byte masks held in
- * registers, 8 independent accumulators (more than its latency x throughput); 16384 8-bit MACs per pass. */
+ * registers, two stream vectors at a time into 16 independent accumulators (more than its latency x throughput,
+ * 5 x 2); 16384 8-bit MACs per pass. */
 #define XNOR_VNNI_PEAK_MACS (64 * (XNOR_PEAK_WORDS / 8) * 8)
 XNOR_AVX512_ATTR static int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
 {
-    __m512i masks[8], acc[8];
-    for (int j = 0; j < 8; j++) {
+    __m512i masks[8], acc[16];
+    for (int j = 0; j < 8; j++)
         masks[j] = _mm512_movm_epi8(_cvtu64_mask64(buf[XNOR_PEAK_WORDS + j]));
+    for (int j = 0; j < 16; j++)
         acc[j] = _mm512_setzero_si512();
-    }
     for (int64_t p = 0; p < passes; p++)
-        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 8) {
-            __m512i u = _mm512_loadu_si512((const void *)(buf + w));
-            for (int j = 0; j < 8; j++)
-                acc[j] = _mm512_dpbusd_epi32(acc[j], u, masks[j]);
+        for (int64_t w = 0; w < XNOR_PEAK_WORDS; w += 16) {
+            const __m512i u0 = _mm512_loadu_si512((const void *)(buf + w));
+            const __m512i u1 = _mm512_loadu_si512((const void *)(buf + w + 8));
+            for (int j = 0; j < 8; j++) {
+                acc[j] = xnor_dpbusd(acc[j], u0, masks[j]);
+                acc[8 + j] = xnor_dpbusd(acc[8 + j], u1, masks[j]);
+            }
         }
-    for (int j = 1; j < 8; j++)
+    for (int j = 1; j < 16; j++)
         acc[0] = _mm512_add_epi32(acc[0], acc[j]);
     return _mm512_reduce_add_epi32(acc[0]);
 }

@@ -727,10 +727,10 @@ def test_compiled_kernels_clamp_huge_thread_counts():
 def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
     """bind_gemm(uint8=True) with k <= U8_DWORD_MAX_K lays the weights out as signed bytes once and runs the
     dword kernel (AVX-512 and AVX2; other paths: the packed-weight kernels): exact dots, thresholds plain and per
-    row position, for odd row counts (the 2-row blocks' tail), channel tails (8- and 16-channel blocks) and tap
-    tails."""
+    row position, for row counts past the 2- and 4-row blocks (their tails), channel tails (8- and 16-channel
+    blocks) and tap tails."""
     rng = np.random.default_rng(k * 1000 + n)
-    for m in (1, 2, 3, 64, 67):
+    for m in (1, 2, 3, 5, 6, 64, 67):
         u = rng.integers(0, 256, (m, k), dtype=np.uint8)
         u[0] = 255  # the largest dot
         w = kernels.pack_signs(signs(rng, n, k))

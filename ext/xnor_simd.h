@@ -501,11 +501,22 @@ xnor_panel_block_avx512(const uint64_t *a, int64_t lda, int64_t seg, int64_t spa
                         int valid, const int MR, const int NR)
 {
     __m512i acc[4][4];
-    for (int i = 0; i < MR; i++)
+    if (words > 0) { /* the first word starts the counts: no zeroing and no add (~2% of a 3 x 3 x 128 patch) */
+        __m512i vb[4];
         for (int j = 0; j < NR; j++)
-            acc[i][j] = _mm512_setzero_si512();
+            vb[j] = _mm512_loadu_si512((const void *)(p + j * words * 8));
+        for (int i = 0; i < MR; i++) {
+            __m512i va = _mm512_set1_epi64((long long)a[i * lda]);
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_popcnt_epi64(_mm512_xor_si512(va, vb[j]));
+        }
+    } else {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_setzero_si512();
+    }
     for (int64_t w0 = 0, s0 = 0; w0 < words; w0 += span, s0 += seg)
-        for (int64_t e = 0; e < span; e++) {
+        for (int64_t e = w0 == 0; e < span; e++) {
             const int64_t w = w0 + e;
             __m512i vb[4];
             for (int j = 0; j < NR; j++)

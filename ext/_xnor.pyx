@@ -555,31 +555,137 @@ def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, cons
     im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image.
     thr_index (P int32): row i is compared with thresholds row thr_index[i % P] instead (its distinct rows
     only: a 3x3 'same' conv has 9 kinds of position, not OH*OW)."""
-    threads = _thread_count(threads)
-    cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
-    cdef const int32_t[::1] index
-    cdef int64_t rows_of_thr = period if period else 1
-    if thr_index is not None:
-        index = thr_index
-        _check(period > 0 and index.shape[0] == period and thresholds.shape[0] % n == 0 and thresholds.shape[0] > 0,
-               "gemm_uint8_threshold: thr_index does not match the period")
-        rows_of_thr = thresholds.shape[0] // n
-        _check(_all_below(&index[0], period, rows_of_thr), "gemm_uint8_threshold: thr_index out of range")
-    _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and period >= 0
-           and thresholds.shape[0] == n * rows_of_thr and flip.shape[0] == n
-           and out.shape[0] == m and out.shape[1] == (n + 63) // 64, "gemm_uint8_threshold: shapes do not match")
-    if m == 0 or n == 0:
-        return
-    cdef KernelCall call = _new_call(path, threads, m, n, words, <int32_t>k)
-    call.u = &u[0, 0] if k else NULL
-    call.b = &b[0, 0] if words else NULL
-    scratch = _threshold_output(&call, &thresholds[0], &flip[0], &out[0, 0], out.shape[1])
-    call.thr_period = period
-    if thr_index is not None:
-        call.thr_index = &index[0]
-    _use_dwords(&call, dwords, n, k)
-    with nogil:
-        _drive(&call)
+    U8Gemm(b, u.shape[1], thresholds, flip, period, dwords, thr_index)(u, out, path, threads)
+
+
+cdef class U8Gemm:
+    """gemm_uint8_threshold with its weights, thresholds (per column or per row position, with their index),
+    flips and dword layout checked and held once: a call pays only for its rows and output (the six memoryviews
+    and checks cost ~2 us, a tenth of a batch-1 first conv)."""
+    cdef object keep  # the arrays the pointers below point into
+    cdef const uint64_t *b
+    cdef const int32_t *thr
+    cdef const uint8_t *fl
+    cdef const int32_t *index
+    cdef object dwords
+    cdef int64_t n, k, words, period
+
+    def __init__(self, const uint64_t[:, ::1] b, int64_t k, const int32_t[::1] thresholds, const uint8_t[::1] flip,
+                 int64_t period=0, dwords=None, thr_index=None):
+        cdef int64_t n = b.shape[0], words = b.shape[1], rows_of_thr = period if period else 1
+        cdef const int32_t[::1] index
+        self.index = NULL
+        if thr_index is not None:
+            index = thr_index
+            _check(period > 0 and index.shape[0] == period and thresholds.shape[0] % n == 0 and thresholds.shape[0] > 0,
+                   "gemm_uint8_threshold: thr_index does not match the period")
+            rows_of_thr = thresholds.shape[0] // n
+            _check(_all_below(&index[0], period, rows_of_thr), "gemm_uint8_threshold: thr_index out of range")
+            self.index = &index[0]
+        _check(k >= 0 and words == (k + 63) // 64 and 255 * k < 2 ** 31 and period >= 0
+               and thresholds.shape[0] == n * rows_of_thr and flip.shape[0] == n,
+               "gemm_uint8_threshold: shapes do not match")
+        if dwords is not None:
+            _check(len(dwords) == xnor_u8_dwords_size(n, k), "dwords: length does not match B")
+        self.keep = (b, thresholds, flip, thr_index)
+        self.b = &b[0, 0] if words and n else NULL
+        self.thr = &thresholds[0] if n else NULL
+        self.fl = &flip[0] if n else NULL
+        self.dwords = dwords
+        self.n, self.k, self.words, self.period = n, k, words, period
+
+    @property
+    def n(self):
+        return self.n
+
+    @property
+    def k(self):
+        return self.k
+
+    def __call__(self, const uint8_t[:, ::1] u, uint64_t[:, ::1] out, int path, int threads):
+        """Rows u (m x k) into out (m x ceil(n/64)) on `path` with up to `threads` threads."""
+        threads = _thread_count(threads)
+        _check(u.shape[1] == self.k and out.shape[0] == u.shape[0] and out.shape[1] == (self.n + 63) // 64,
+               "gemm_uint8_threshold: shapes do not match")
+        if u.shape[0] == 0 or self.n == 0:
+            return
+        scratch = np.empty((threads, MT * NT), dtype=np.int32)
+        cdef int32_t[:, ::1] view = scratch
+        self.run(&u[0, 0] if self.k else NULL, u.shape[0], &out[0, 0], &view[0, 0], path, threads)
+
+    cdef int run(self, const uint8_t *u, int64_t m, uint64_t *out, int32_t *scratch, int path,
+                 int threads) except -1:
+        """__call__ on pointers: m rows of k bytes, out m x ceil(n/64) words, scratch threads x MT x NT int32 (tiles
+        that compare a block of dots: paths without the dword kernel)."""
+        if m == 0 or self.n == 0:
+            return 0
+        cdef KernelCall call = _new_call(path, threads, m, self.n, self.words, <int32_t>self.k)
+        call.u = u
+        call.b = self.b
+        _threshold_output(&call, self.thr, self.fl, out, (self.n + 63) // 64, False)
+        call.scratch = scratch
+        call.thr_period = self.period
+        call.thr_index = self.index
+        _use_dwords(&call, self.dwords, self.n, self.k)
+        with nogil:
+            _drive(&call)
+        return 0
+
+
+cdef class InputConv:
+    """A network's first convolution on uint8 images (N, C, H, W) into packed bits (N, OH, OW, words), held once:
+    its im2col geometry and its U8Gemm over weights packed along the whole (KH, KW, C) patch. Bit for bit
+    im2col_uint8 then gemm_uint8_threshold; ConvNet runs it without a Python call."""
+    cdef U8Gemm gemm
+    cdef int64_t c, h, w, kh, kw, sh, sw, pt, pl, oh, ow, hp, wp
+
+    def __init__(self, U8Gemm gemm, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                 int64_t sw, int64_t pt, int64_t pl, int64_t oh, int64_t ow):
+        _check(gemm.k == kh * kw * c and c > 0 and h > 0 and w > 0 and kh > 0 and kw > 0 and sh > 0 and sw > 0
+               and pt >= 0 and pl >= 0 and oh > 0 and ow > 0, "InputConv: the geometry does not match the weights")
+        self.gemm = gemm
+        self.c, self.h, self.w, self.kh, self.kw, self.sh, self.sw = c, h, w, kh, kw, sh, sw
+        self.pt, self.pl, self.oh, self.ow = pt, pl, oh, ow
+        # the padded channels-last image holds every window (as im2col_uint8)
+        self.hp = max((oh - 1) * sh + kh, pt + h)
+        self.wp = max((ow - 1) * sw + kw, pl + w)
+
+    @property
+    def input_shape(self):
+        """(C, H, W) of one image."""
+        return self.c, self.h, self.w
+
+    @property
+    def output_shape(self):
+        """(OH, OW, words) of one image's output."""
+        return self.oh, self.ow, (self.gemm.n + 63) // 64
+
+    cdef object buffers(self, int64_t nb, int threads):
+        """New (cols, pad, scratch) arrays for a call of nb images."""
+        return (np.empty((nb * self.oh * self.ow, self.gemm.k), dtype=np.uint8),
+                np.empty(self.hp * self.wp * self.c + 16, dtype=np.uint8),  # + xnor_im2col_u8's 16-byte copies
+                np.empty((threads, MT * NT), dtype=np.int32))
+
+    cdef int run(self, const uint8_t *x, int64_t nb, uint64_t *out, object buffers, int path,
+                 int threads) except -1:
+        """nb images at x into out (nb x OH x OW x words), with buffers() of at least nb images and threads."""
+        cdef uint8_t[:, ::1] cols = buffers[0]
+        cdef uint8_t[::1] pad = buffers[1]
+        cdef int32_t[:, ::1] scratch = buffers[2]
+        if nb == 0:
+            return 0
+        with nogil:
+            xnor_im2col_u8(x, nb, self.c, self.h, self.w, self.kh, self.kw, self.sh, self.sw, self.pt, self.pl,
+                           self.oh, self.ow, &pad[0], self.hp, self.wp, &cols[0, 0])
+        return self.gemm.run(&cols[0, 0], nb * self.oh * self.ow, out, &scratch[0, 0], path, threads)
+
+    def __call__(self, const uint8_t[:, :, :, ::1] x, uint64_t[:, :, :, ::1] out, int path, int threads):
+        """Images x (N, C, H, W) into out (N, OH, OW, words)."""
+        threads = _thread_count(threads)
+        _check(x.shape[1] == self.c and x.shape[2] == self.h and x.shape[3] == self.w and out.shape[0] == x.shape[0]
+               and (out.shape[1], out.shape[2], out.shape[3]) == self.output_shape, "InputConv: shapes do not match")
+        if x.shape[0]:
+            self.run(&x[0, 0, 0, 0], x.shape[0], &out[0, 0, 0, 0], self.buffers(x.shape[0], threads), path, threads)
 
 
 cdef class Conv2d:
@@ -624,8 +730,18 @@ cdef class Conv2d:
         on the paths that have a panel kernel (made now from 32 output pixels when none was given)."""
         self.run(x, out, path, threads)
 
-    cdef int run(self, const uint64_t[:, :, :, ::1] x, object out, int path, int threads) except -1:
-        """__call__ for BitBody, which calls it without a Python call per layer."""
+    cdef object bordered_buffer(self, int64_t nb, int64_t h, int64_t w, int64_t oh, int64_t ow):
+        """A new array for run's bordered copy of an input (nb, h, w) with output (oh, ow), or None where the
+        input needs no border."""
+        cdef int64_t ph = oh - 1 + self.kh, pw = ow - 1 + self.kw
+        if self.pt == 0 and self.pl == 0 and ph <= h and pw <= w:
+            return None
+        return np.empty((nb, ph, pw, self.cw), dtype=np.uint64)
+
+    cdef int run(self, const uint64_t[:, :, :, ::1] x, object out, int path, int threads,
+                 object bordered=None) except -1:
+        """__call__ for BitBody, which calls it without a Python call per layer; `bordered`, from
+        bordered_buffer for this input, saves allocating the border copy."""
         threads = _thread_count(threads)
         cdef int64_t nb = x.shape[0], cw = self.cw, o = self.o, kh = self.kh, kw = self.kw, row_words = self.row_words
         cdef int64_t oh = out.shape[1], ow = out.shape[2], m = nb * oh * ow
@@ -654,8 +770,11 @@ cdef class Conv2d:
                 conv.ph = x.shape[1]
                 conv.pw = x.shape[2]
             else:
-                bordered = np.empty((nb, ph, pw, cw), dtype=np.uint64)
+                if bordered is None:
+                    bordered = np.empty((nb, ph, pw, cw), dtype=np.uint64)
                 bordered_view = bordered
+                _check(bordered_view.shape[0] == nb and bordered_view.shape[1] == ph and bordered_view.shape[2] == pw
+                       and bordered_view.shape[3] == cw, "conv2d: the bordered buffer does not match")
                 with nogil:
                     xnor_border(&x[0, 0, 0, 0], nb, x.shape[1], x.shape[2], cw, self.pt, self.pl, ph, pw,
                                 &bordered_view[0, 0, 0, 0])
@@ -723,18 +842,37 @@ cdef class BitBody:
             h, w, cw = oh, ow, words
         self.ops, self.shapes = list(ops), [tuple(shape) for shape in shapes]
 
-    def __call__(self, const uint64_t[:, :, :, ::1] x, int path, int threads):
-        """The body's output bits (N, OH, OW, words) for input bits x (N, h, w, cw)."""
-        _check(x.shape[1] == self.h and x.shape[2] == self.w and x.shape[3] == self.cw,
-               "BitBody: input shape does not match")
+    @property
+    def input_shape(self):
+        """(H, W, words) of one image's input."""
+        return self.h, self.w, self.cw
+
+    @property
+    def output_shape(self):
+        """(OH, OW, words) of one image's output."""
+        return self.shapes[len(self.shapes) - 1]
+
+    cdef list buffers(self, int64_t nb):
+        """New arrays for a call of nb images: per op its output and, for a conv that needs one, its bordered
+        input copy (or None)."""
+        cdef list arrays = []
+        cdef int64_t h = self.h, w = self.w
+        for op, shape in zip(self.ops, self.shapes):
+            border = (<Conv2d>op).bordered_buffer(nb, h, w, shape[0], shape[1]) if isinstance(op, Conv2d) else None
+            arrays.append((np.empty((nb, *shape), dtype=np.uint64), border))
+            h, w = shape[0], shape[1]
+        return arrays
+
+    cdef object run(self, const uint64_t[:, :, :, ::1] x, list buffers, int path, int threads):
+        """Input bits x (N, h, w, cw) through the ops into buffers() of N images; returns the last output."""
         cdef int64_t nb = x.shape[0], h = self.h, w = self.w, cw = self.cw
         cdef const uint64_t[:, :, :, ::1] current = x
         cdef uint64_t[:, :, :, ::1] view
         cdef const uint64_t[::1] mask
-        for op, shape in zip(self.ops, self.shapes):
-            out = np.empty((nb, *shape), dtype=np.uint64)
+        out = None
+        for op, shape, (out, border) in zip(self.ops, self.shapes, buffers):
             if isinstance(op, Conv2d):
-                (<Conv2d>op).run(current, out, path, threads)
+                (<Conv2d>op).run(current, out, path, threads, border)
             elif nb:
                 view, mask = out, op
                 with nogil:
@@ -742,6 +880,66 @@ cdef class BitBody:
             current = out
             h, w, cw = shape
         return out
+
+    def __call__(self, const uint64_t[:, :, :, ::1] x, int path, int threads):
+        """The body's output bits (N, OH, OW, words) for input bits x (N, h, w, cw)."""
+        _check(x.shape[1] == self.h and x.shape[2] == self.w and x.shape[3] == self.cw,
+               "BitBody: input shape does not match")
+        return self.run(x, self.buffers(x.shape[0]), path, threads)
+
+
+cdef class ConvNet:
+    """A whole convolutional network run by one compiled call: its uint8 first conv (InputConv), its body
+    (BitBody) and its dense tail (a DenseChain on packed rows), bit for bit what their own calls give. The
+    buffers of the last batch size are kept (a call made while another runs without the GIL gets its own):
+    a batch-1 call then allocates nothing but its output."""
+    cdef InputConv first
+    cdef BitBody body
+    cdef DenseChain tail
+    cdef object buffers  # (batch, threads, first's, first's output, body's) of the last call
+    cdef bint busy
+
+    def __init__(self, InputConv first, BitBody body, DenseChain tail):
+        oh, ow, words = body.output_shape
+        _check(tuple(first.output_shape) == tuple(body.input_shape) and tail.packed_input
+               and tail.layers[0].words == oh * ow * words, "ConvNet: the parts do not fit one another")
+        self.first, self.body, self.tail = first, body, tail
+
+    @property
+    def out_features(self):
+        return self.tail.out_features
+
+    cdef object _buffers(self, int64_t nb, int threads, bint mine):
+        """The kept buffers where they fit and no other call uses them (mine), else new ones."""
+        cached = self.buffers
+        if mine and cached is not None and cached[0] == nb and cached[1] == threads:
+            return cached
+        return (nb, threads, self.first.buffers(nb, threads), np.empty((nb, *self.first.output_shape), np.uint64),
+                self.body.buffers(nb))
+
+    def __call__(self, const uint8_t[:, :, :, ::1] x, float[:, ::1] out, int path, int threads):
+        """Logits out (N, classes) float32 for uint8 images x (N, C, H, W)."""
+        threads = _thread_count(threads)
+        _check(x.shape[1] == self.first.c and x.shape[2] == self.first.h and x.shape[3] == self.first.w
+               and out.shape[0] == x.shape[0] and out.shape[1] == self.tail.out_features,
+               "ConvNet: shapes do not match")
+        cdef int64_t nb = x.shape[0]
+        if nb == 0:
+            return
+        mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
+        buffers = self._buffers(nb, threads, mine)
+        if mine:
+            self.busy = True
+            self.buffers = buffers
+        cdef uint64_t[:, :, :, ::1] bits = buffers[3]
+        cdef uint64_t[:, :, :, ::1] last
+        try:
+            self.first.run(&x[0, 0, 0, 0], nb, &bits[0, 0, 0, 0], buffers[2], path, threads)
+            last = self.body.run(bits, buffers[4], path, threads)
+            self.tail._call(NULL, &last[0, 0, 0, 0], nb, out, path, threads)
+        finally:
+            if mine:
+                self.busy = False
 
 
 def conv2d(x, weights, int32_t c, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
@@ -886,9 +1084,10 @@ cdef class DenseChain:
     def out_features(self):
         return self.layers[self.count - 1].n
 
-    cdef object _buffers(self, int64_t m, int threads):
+    cdef object _buffers(self, int64_t m, int threads, bint mine):
+        """The kept buffers where they fit and no other call uses them (mine), else new ones."""
         cached = self.buffers
-        if cached is not None and cached[0] == m and cached[1] == threads:
+        if mine and cached is not None and cached[0] == m and cached[1] == threads:
             return cached
         bits = [np.empty((m, (self.layers[i].n + 63) // 64), dtype=np.uint64) for i in range(self.count - 1)]
         dots = np.empty((m, self.layers[self.count - 1].n), dtype=np.int32)
@@ -914,7 +1113,7 @@ cdef class DenseChain:
     cdef _call(self, const uint8_t *u, const uint64_t *a, int64_t m, float[:, ::1] out, int path, int threads):
         threads = _thread_count(threads)
         mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
-        buffers = self._buffers(m, threads)
+        buffers = self._buffers(m, threads, mine)
         if mine:
             self.busy = True
             self.buffers = buffers

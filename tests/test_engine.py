@@ -289,6 +289,7 @@ def test_dense_chain_is_the_op_loop_bit_for_bit(tmp_path, threads, name):
     engine = Engine(str(path), threads=threads)
     assert engine._chain is not None
     assert (engine._body is not None) == (name == "binary-cnn")  # its convs and poolings: one BitBody call
+    assert (engine._net is not None) == (name == "binary-cnn")  # and with its first conv and tail: one ConvNet call
     ops = [op for _, op, _ in engine.steps]
     if name == "binary-mlp":
         assert engine._chain_from == 0  # the whole network
@@ -337,7 +338,7 @@ def test_vgg_small_body_is_the_op_loop_bit_for_bit(tmp_path):
     path = tmp_path / "vgg-small.bnn"
     benchmark.random_preset_file("vgg-small", path)
     engine = Engine(str(path), threads=1)
-    assert engine._body is not None
+    assert engine._body is not None and engine._net is not None
     u = np.random.default_rng(3).integers(0, 256, (2, *engine.input_shape), dtype=np.uint8)
     try:
         for backend in kernels.available_backends():
@@ -346,6 +347,94 @@ def test_vgg_small_body_is_the_op_loop_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
     finally:
         kernels.set_backend("auto")
+
+
+def _small_conv_net(rng, threads=1):
+    """A uint8 3x3 'same' first conv (3 -> 70 channels, per-position thresholds), a binary conv and a 2x2 pooling,
+    and a dense tail to 10 classes: the three bound parts of a ConvNet."""
+    from workbench.deploy import kernels
+
+    w0 = kernels.pack_signs(rng.standard_normal((70, 27)))
+    thr0 = rng.integers(-400, 400, (36, 70)).astype(np.int32)
+    first = kernels.bind_input_conv2d(
+        w0, (3, 3), 3, (6, 6), thr0, rng.integers(0, 2, 70), padding="same", threads=threads
+    )
+    w1 = kernels.pack_signs(rng.standard_normal((64, 3, 3, 70)))
+    conv = kernels.bind_conv2d(
+        w1, 70, rng.integers(-20, 20, 64).astype(np.int32), rng.integers(0, 2, 64), padding="same", threads=threads
+    )
+    body = kernels.bind_bit_body([conv, kernels.bind_max_pool2d_bits()], (6, 6, 2), threads=threads)
+    w2, w3 = kernels.pack_signs(rng.standard_normal((30, 9 * 64))), kernels.pack_signs(rng.standard_normal((10, 30)))
+    tail = kernels.bind_dense_chain(
+        None,
+        [(w2, 9 * 64, rng.integers(-20, 20, 30).astype(np.int32), rng.integers(0, 2, 30))],
+        (w3, 30, rng.standard_normal(10), rng.standard_normal(10)),
+        threads=threads,
+    )
+    return first, body, tail
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_net_is_its_three_parts_bit_for_bit(threads):
+    """bind_conv_net runs a uint8 first conv, a BitBody and a dense tail as one call on kept buffers: the same
+    logits as the three calls, for changing batch sizes (its buffers remade), and from two Python threads at
+    once (a call made while another runs gets its own buffers)."""
+    import concurrent.futures
+
+    from workbench.deploy import kernels
+
+    rng = np.random.default_rng(7)
+    first, body, tail = _small_conv_net(rng, threads)
+    net = kernels.bind_conv_net(first, body, tail, threads=threads)
+    for m in (1, 3, 1, 0, 70):
+        x = rng.integers(0, 256, (m, 3, 6, 6), dtype=np.uint8)
+        expected = tail(body(first(x)).reshape(m, 9))  # 3 x 3 pixels of 1 word
+        np.testing.assert_array_equal(net(x).view(np.uint32), expected.view(np.uint32))
+    batches = [rng.integers(0, 256, (m, 3, 6, 6), dtype=np.uint8) for m in (1, 2) * 20]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(net, batches))
+    for x, got in zip(batches, results):
+        np.testing.assert_array_equal(got, tail(body(first(x)).reshape(len(x), 9)))
+
+
+def test_dense_chain_calls_from_two_threads_keep_their_own_buffers():
+    """A DenseChain keeps its last call's buffers; a call made while another runs without the GIL gets new ones
+    (it used to take the running call's when the batch size matched: wrong logits from an engine shared by two
+    threads, e.g. two sessions of the app)."""
+    import concurrent.futures
+
+    from workbench.deploy import kernels
+
+    rng = np.random.default_rng(9)
+    w1, w2 = kernels.pack_signs(rng.standard_normal((300, 4096))), kernels.pack_signs(rng.standard_normal((10, 300)))
+    thresholds, flip = rng.integers(-20, 20, 300).astype(np.int32), rng.integers(0, 2, 300)
+    chain = kernels.bind_dense_chain(
+        None, [(w1, 4096, thresholds, flip)], (w2, 300, rng.standard_normal(10), rng.standard_normal(10)), threads=1
+    )
+    rows = [kernels.pack_signs(rng.standard_normal((64, 4096))) for _ in range(100)]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(chain, rows))
+    for a, got in zip(rows, results):
+        np.testing.assert_array_equal(got, chain(a))
+
+
+def test_conv_net_refuses_parts_that_do_not_fit():
+    from workbench.deploy import kernels
+
+    rng = np.random.default_rng(8)
+    first, body, tail = _small_conv_net(rng)
+    with pytest.raises(ValueError, match="bind_conv_net: expected bind_input_conv2d, bind_bit_body and"):
+        kernels.bind_conv_net(body, first, tail)
+    other = kernels.bind_bit_body([kernels.bind_max_pool2d_bits()], (6, 6, 2), threads=1)  # 3x3x2 words: not 9x1
+    with pytest.raises(ValueError, match="ConvNet: the parts do not fit one another"):
+        kernels.bind_conv_net(first, other, tail)
+    net = kernels.bind_conv_net(first, body, tail)
+    with pytest.raises(ValueError, match=r"bind_conv_net: x: expected uint8 images \(N, 3, 6, 6\), got float32"):
+        net(np.zeros((1, 3, 6, 6), np.float32))
+    with pytest.raises(
+        ValueError, match=r"x: expected uint8 images \(N, 3, 6, 6\), got uint8 with shape \(1, 3, 6, 5\)"
+    ):
+        net(np.zeros((1, 3, 6, 5), np.uint8))
 
 
 def test_bit_body_refuses_what_does_not_fit():

@@ -752,6 +752,46 @@ def test_bound_uint8_short_rows_exact_on_every_path(simd, k, n):
         )
 
 
+@pytest.mark.parametrize("geometry", [(3, 1, "same"), (3, 2, "same"), (3, 1, "valid"), (5, 2, (1, 2, 0, 1))])
+@pytest.mark.parametrize("c", [1, 3])
+def test_bound_input_conv2d_is_im2col_then_the_uint8_gemm(simd, geometry, c):
+    """bind_input_conv2d (InputConv: im2col and the thresholded uint8 GEMM in one compiled call) gives the bits of
+    im2col_uint8 then xnor_gemm_uint8_threshold, with thresholds per channel and per output position, for strides,
+    paddings, batch sizes (empty, one, past a 64-row tile) and thread counts."""
+    kh, stride, padding = geometry
+    rng = np.random.default_rng(kh * 10 + stride + c)
+    h, w, o = 9, 7, 70
+    k = kh * kh * c
+    w_bits = kernels.pack_signs(signs(rng, o, k))
+    oh, ow = kernels.conv_output_shape(h, w, kh, kh, stride, padding)
+    flip = rng.integers(0, 2, o).astype(np.uint8)
+    for thresholds in (rng.integers(-200 * k, 200 * k, o), rng.integers(-200 * k, 200 * k, (oh * ow, o))):
+        thresholds = thresholds.astype(np.int32)
+        for threads in (1, 2):
+            conv = kernels.bind_input_conv2d(
+                w_bits, (kh, kh), c, (h, w), thresholds, flip, stride, padding, threads=threads
+            )
+            for n in (0, 1, 3):
+                x = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
+                cols = kernels.im2col_uint8(x, kh, kh, stride, padding)
+                expected = kernels.xnor_gemm_uint8_threshold(cols, w_bits, k, thresholds, flip, threads=1)
+                got = conv(x)
+                assert got.shape == (n, oh, ow, 2)
+                np.testing.assert_array_equal(got.reshape(n * oh * ow, 2), expected)
+
+
+def test_bound_input_conv2d_error_messages():
+    w_bits = kernels.pack_signs(np.ones((4, 27)))
+    thresholds, flip = np.zeros(4, np.int32), np.zeros(4, np.uint8)
+    conv = kernels.bind_input_conv2d(w_bits, (3, 3), 3, (5, 5), thresholds, flip, padding="same", threads=1)
+    with pytest.raises(ValueError, match=r"bind_input_conv2d: x: expected uint8 images \(N, 3, 5, 5\), got int64"):
+        conv(np.zeros((1, 3, 5, 5), np.int64))
+    with pytest.raises(ValueError, match="does not fit"):
+        kernels.bind_input_conv2d(w_bits, (3, 3), 3, (2, 2), thresholds, flip, threads=1)  # 'valid': no output
+    with pytest.raises(ValueError, match="bind_input_conv2d: w_bits: .*k=360"):
+        kernels.bind_input_conv2d(w_bits, (3, 3), 40, (5, 5), thresholds, flip, threads=1)  # 6 words, not 1
+
+
 @pytest.mark.parametrize("layout", [True, False, None])
 @pytest.mark.parametrize("k", [257, 784, 1000])
 def test_bound_uint8_long_rows_exact_for_every_batch(simd, k, monkeypatch, layout):

@@ -135,6 +135,7 @@ class Engine:
         self.steps = []
         self._chain_parts = {}  # layer index -> its part of a DenseChain (the dense layers that can be one)
         self._body_parts = {}  # layer index -> its bound conv or pooling, for a BitBody
+        self._first_conv = None  # a uint8 first conv into bits (bind_input_conv2d), for a ConvNet
         for index, layer in enumerate(packed.layers):
             self._index = index
             try:
@@ -147,6 +148,7 @@ class Engine:
         del self._index
         self._chain = self._build_chain()
         self._body = self._build_body()
+        self._net = self._build_net()
 
     # ------------------------------------------------------------------------------ public API
 
@@ -160,6 +162,11 @@ class Engine:
         if self._chain is not None and self._chain_from == 0 and state[1].dtype == np.uint8:
             u = state[1]  # the whole network in one compiled call
             return self._chain(u.reshape(len(u), self._chain_features))
+        if self._net is not None and state[0] == "input" and state[1].dtype == np.uint8:
+            try:  # the whole network in one compiled call
+                return self._net(state[1])
+            except ValueError as error:
+                raise self._layer_error(0, error) from None
         if self._chain is not None and self._chain_from > 0:
             if self._body is not None:  # the first layer, then its body in one compiled call
                 state = self._step(0, state)
@@ -294,6 +301,16 @@ class Engine:
         except ValueError:  # shapes the body cannot take: the op loop runs them
             return None
 
+    def _build_net(self):
+        """One kernels.bind_conv_net for a uint8 first conv into bits, its BitBody and its dense tail (VGG-small,
+        binary-cnn), or None where the network is not those three. Bit for bit what the op loop gives."""
+        if self._first_conv is None or self._body is None or self._chain is None:
+            return None
+        try:
+            return kernels.bind_conv_net(self._first_conv, self._body, self._chain, threads=self._kernel_threads)
+        except ValueError:  # parts that do not fit one another: the calls above run them
+            return None
+
     # ------------------------------------------------------------------------------ binary ops
 
     def _build_binary_dense(self, layer):
@@ -400,29 +417,34 @@ class Engine:
         # thresholds (OH, OW, O) vary with the position where padded taps drop out of the sum; the direction
         # (flip) is per channel. One fused kernel call either way: im2col row i is position i % (OH * OW).
         per_channel = to_bits and thresholds.size > 0 and bool((thresholds == thresholds[:1, :1]).all())
-        exact = kernels.bind_gemm(
-            patch_bits,
-            k,
-            (thresholds[0, 0] if per_channel else thresholds.reshape(oh * ow, o)) if to_bits else None,
-            flip[0, 0] if to_bits else None,
-            uint8=True,
-            threads=self._kernel_threads,
-        )
-
-        # the im2col of pixels with its geometry checked once here (the input's shape is checked per batch)
-        kernels.im2col_uint8(np.zeros((0, c, h, width), np.uint8), kh, kw, stride, padding)
-        (pad_top, _, pad_left, _), k_cols = kernels._padding(padding, kh, kw), kh * kw * c
+        if to_bits:  # im2col and the thresholded GEMM in one compiled call (and a ConvNet's first part)
+            first = kernels.bind_input_conv2d(
+                patch_bits,
+                (kh, kw),
+                c,
+                (h, width),
+                thresholds[0, 0] if per_channel else thresholds.reshape(oh * ow, o),
+                flip[0, 0],
+                stride,
+                padding,
+                threads=self._kernel_threads,
+            )
+            self._first_conv = first
+        else:
+            exact = kernels.bind_gemm(patch_bits, k, uint8=True, threads=self._kernel_threads)
+            # the im2col of pixels with its geometry checked once here (the input's shape is checked per batch)
+            kernels.im2col_uint8(np.zeros((0, c, h, width), np.uint8), kh, kw, stride, padding)
+            pad_top, _, pad_left, _ = kernels._padding(padding, kh, kw)
 
         def run(state):
             kind, x = state
             if kind == "input" and x.dtype == np.uint8:
-                n = len(x)
-                cols = np.empty((n * oh * ow, k_cols), dtype=np.uint8)
-                _xnor.im2col_uint8(np.ascontiguousarray(x), kh, kw, stride, stride, pad_top, pad_left, oh, ow, cols)
-                u = exact(cols)
                 if to_bits:
-                    return ("bits", u.reshape(n, oh, ow, u.shape[1]))
-                u = u.reshape(n, oh, ow, o)
+                    return ("bits", first(x))
+                n = len(x)
+                cols = np.empty((n * oh * ow, k), dtype=np.uint8)
+                _xnor.im2col_uint8(np.ascontiguousarray(x), kh, kw, stride, stride, pad_top, pad_left, oh, ow, cols)
+                u = exact(cols).reshape(n, oh, ow, o)
                 dot_x = self.pixel_scale * u + self.pixel_offset * valid
             else:
                 dot_x = (_im2col(self._real(state), kh, kw, stride, pad, 0.0) @ matrix).astype(np.float64)

@@ -46,6 +46,8 @@ __all__ = [
     "bind_max_pool2d_bits",
     "bind_dense_chain",
     "bind_bit_body",
+    "bind_input_conv2d",
+    "bind_conv_net",
     "ThreadCount",
     "thread_policy",
 ]
@@ -457,17 +459,15 @@ def _bind_gemm(
 
             return call
 
+        gemm = _xnor.U8Gemm(w, k, thr, flips, period, dwords, thr_index)
+
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
             out = np.empty((len(u), out_words), dtype=np.uint64)
-            policy.run(
-                len(u),
-                lambda t: _xnor.gemm_uint8_threshold(
-                    u, w, thr, flips, out, _PATHS[_backend], t, period, dwords, thr_index
-                ),
-            )
+            policy.run(len(u), lambda t: gemm(u, out, _PATHS[_backend], t))
             return out
 
+        call.compiled = gemm  # for bind_input_conv2d
         return call
     panel = None if plain else _panel(w)
     if thresholds is None:
@@ -603,6 +603,7 @@ def bind_dense_chain(first, middle, last, *, threads: int | None = None):
         policy.run(len(rows), lambda t: run(rows, out, _PATHS[_backend], t))
         return out
 
+    call.compiled = chain  # for bind_conv_net
     return call
 
 
@@ -864,4 +865,65 @@ def bind_bit_body(layers, in_shape, *, threads: int | None = None):
             )
         return policy.run(x.shape[0] * x.shape[1] * x.shape[2], lambda t: body(x, _PATHS[_backend], t))
 
+    call.compiled = body  # for bind_conv_net
     return call
+
+
+def bind_input_conv2d(w_bits, kernel, c: int, in_hw, thresholds, flip, stride=1, padding="valid", *, threads=None):
+    """A first convolution on uint8 images (N, C, H, W) into packed bits, as one compiled call: returns ``f(x)``
+    -> uint64 (N, OH, OW, ceil(O/64)). ``w_bits``: (O, words) packed along the whole patch of KH*KW*C taps in
+    (KH, KW, C) order (pack_signs of OHWI weights reshaped to (O, KH*KW*C)); ``kernel``: (KH, KW); ``in_hw``:
+    (H, W); thresholds and flip as for bind_gemm(uint8=True) over the patches: (O,), or per output position
+    (OH*OW, O). Bit for bit im2col_uint8 then that GEMM, without the patches array and the Python between them."""
+    name = "bind_input_conv2d"
+    kh, kw = (int(v) for v in kernel)
+    h, width, c = int(in_hw[0]), int(in_hw[1]), int(c)
+    sh, sw = _stride(stride)
+    im2col_uint8(np.zeros((0, c, h, width), np.uint8), kh, kw, (sh, sw), padding)  # the geometry, checked
+    oh, ow = conv_output_shape(h, width, kh, kw, (sh, sw), padding)
+    top, _, left, _ = _padding(padding, kh, kw)
+    gemm = _bind_gemm(name, "w_bits", w_bits, kh * kw * c, thresholds, flip, uint8=True, threads=threads).compiled
+    conv = _xnor.InputConv(gemm, c, h, width, kh, kw, sh, sw, top, left, oh, ow)
+    policy = thread_policy(threads)
+
+    def call(x):
+        x = _uint8_images(x, name, conv.input_shape)
+        out = np.empty((len(x), *conv.output_shape), dtype=np.uint64)
+        policy.run(len(x) * oh * ow, lambda t: conv(x, out, _PATHS[_backend], t))
+        return out
+
+    call.compiled = conv  # for bind_conv_net
+    return call
+
+
+def bind_conv_net(first, body, tail, *, threads=None):
+    """A convolutional network as one compiled call: ``first`` from bind_input_conv2d, ``body`` from bind_bit_body
+    (its input the first's output), ``tail`` from bind_dense_chain(None, ...) (packed rows: the body's output
+    flattened); returns ``f(x)`` -> float32 logits (N, classes) for uint8 images (N, C, H, W). Bit for bit the
+    three calls; a batch-1 call allocates only its output and runs no Python between the layers."""
+    name = "bind_conv_net"
+    parts = [getattr(part, "compiled", None) for part in (first, body, tail)]
+    kinds = (_xnor.InputConv, _xnor.BitBody, _xnor.DenseChain)
+    if not all(isinstance(part, kind) for part, kind in zip(parts, kinds)):
+        raise ValueError(f"{name}: expected bind_input_conv2d, bind_bit_body and bind_dense_chain(None, ...) calls")
+    net = _xnor.ConvNet(*parts)
+    policy = thread_policy(threads)
+    positions = parts[0].output_shape[0] * parts[0].output_shape[1]
+
+    def call(x):
+        x = _uint8_images(x, name, parts[0].input_shape)
+        out = np.empty((len(x), net.out_features), dtype=np.float32)
+        policy.run(len(x) * positions, lambda t: net(x, out, _PATHS[_backend], t))
+        return out
+
+    return call
+
+
+def _uint8_images(x, name: str, shape) -> np.ndarray:
+    """x as C-contiguous uint8 images (N, *shape), or a ValueError naming what it is instead."""
+    if type(x) is not np.ndarray or x.dtype != np.uint8 or x.shape[1:] != tuple(shape):
+        raise ValueError(
+            f"{name}: x: expected uint8 images (N, {', '.join(str(v) for v in shape)}), got "
+            f"{getattr(x, 'dtype', type(x).__name__)} with shape {getattr(x, 'shape', None)}"
+        )
+    return np.ascontiguousarray(x)

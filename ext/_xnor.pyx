@@ -11,6 +11,8 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
+import math
+
 import numpy as np
 
 cdef extern from "xnor_simd.h" nogil:
@@ -864,13 +866,20 @@ cdef class BitBody:
         return arrays
 
     cdef object run(self, const uint64_t[:, :, :, ::1] x, list buffers, int path, int threads):
-        """Input bits x (N, h, w, cw) through the ops into buffers() of N images; returns the last output."""
+        """Input bits x (N, h, w, cw) through the ops into buffers() of N images, or, with buffers None, into
+        arrays made as it goes (each freed once the next op has read it); returns the last output."""
         cdef int64_t nb = x.shape[0], h = self.h, w = self.w, cw = self.cw
         cdef const uint64_t[:, :, :, ::1] current = x
         cdef uint64_t[:, :, :, ::1] view
         cdef const uint64_t[::1] mask
-        out = None
-        for op, shape, (out, border) in zip(self.ops, self.shapes, buffers):
+        cdef Py_ssize_t index
+        out = border = None
+        for index in range(len(self.ops)):
+            op, shape = self.ops[index], self.shapes[index]
+            if buffers is None:
+                out = np.empty((nb, *shape), dtype=np.uint64)
+            else:
+                out, border = buffers[index]
             if isinstance(op, Conv2d):
                 (<Conv2d>op).run(current, out, path, threads, border)
             elif nb:
@@ -885,7 +894,10 @@ cdef class BitBody:
         """The body's output bits (N, OH, OW, words) for input bits x (N, h, w, cw)."""
         _check(x.shape[1] == self.h and x.shape[2] == self.w and x.shape[3] == self.cw,
                "BitBody: input shape does not match")
-        return self.run(x, self.buffers(x.shape[0]), path, threads)
+        return self.run(x, None, path, threads)
+
+
+DEF CONVNET_KEEP_BYTES = 4 << 20  # a ConvNet keeps the buffers of batches up to this size
 
 
 cdef class ConvNet:
@@ -898,24 +910,29 @@ cdef class ConvNet:
     cdef DenseChain tail
     cdef object buffers  # (batch, threads, first's, first's output, body's) of the last call
     cdef bint busy
+    cdef int64_t image_bytes  # of the buffers, per image
 
     def __init__(self, InputConv first, BitBody body, DenseChain tail):
         oh, ow, words = body.output_shape
         _check(tuple(first.output_shape) == tuple(body.input_shape) and tail.packed_input
                and tail.layers[0].words == oh * ow * words, "ConvNet: the parts do not fit one another")
         self.first, self.body, self.tail = first, body, tail
+        cols = first.buffers(1, 1)[0]
+        self.image_bytes = cols.nbytes + 8 * math.prod(first.output_shape) + sum(
+            out.nbytes + (0 if border is None else border.nbytes) for out, border in body.buffers(1))
 
     @property
     def out_features(self):
         return self.tail.out_features
 
-    cdef object _buffers(self, int64_t nb, int threads, bint mine):
-        """The kept buffers where they fit and no other call uses them (mine), else new ones."""
+    cdef object _kept(self, int64_t nb, int threads):
+        """The kept buffers (first's, first's output, body's) for nb images and threads, made anew where they
+        do not fit."""
         cached = self.buffers
-        if mine and cached is not None and cached[0] == nb and cached[1] == threads:
-            return cached
-        return (nb, threads, self.first.buffers(nb, threads), np.empty((nb, *self.first.output_shape), np.uint64),
-                self.body.buffers(nb))
+        if cached is None or cached[0] != nb or cached[1] != threads:
+            cached = (nb, threads, self.first.buffers(nb, threads),
+                      np.empty((nb, *self.first.output_shape), np.uint64), self.body.buffers(nb))
+        return cached
 
     def __call__(self, const uint8_t[:, :, :, ::1] x, float[:, ::1] out, int path, int threads):
         """Logits out (N, classes) float32 for uint8 images x (N, C, H, W)."""
@@ -926,19 +943,27 @@ cdef class ConvNet:
         cdef int64_t nb = x.shape[0]
         if nb == 0:
             return
-        mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
-        buffers = self._buffers(nb, threads, mine)
-        if mine:
+        # another call may run without the GIL: it keeps its buffers, this one makes its own; so does a large
+        # batch (its allocations are small beside its work), freeing each as soon as it has been read
+        keep = not self.busy and nb * self.image_bytes <= CONVNET_KEEP_BYTES
+        if keep:
+            kept = self._kept(nb, threads)
             self.busy = True
-            self.buffers = buffers
-        cdef uint64_t[:, :, :, ::1] bits = buffers[3]
+            self.buffers = kept
+            first_buffers, first_out, body_buffers = kept[2], kept[3], kept[4]
+        else:
+            first_buffers = self.first.buffers(nb, threads)
+            first_out = np.empty((nb, *self.first.output_shape), np.uint64)
+            body_buffers = None
+        cdef uint64_t[:, :, :, ::1] bits = first_out
         cdef uint64_t[:, :, :, ::1] last
         try:
-            self.first.run(&x[0, 0, 0, 0], nb, &bits[0, 0, 0, 0], buffers[2], path, threads)
-            last = self.body.run(bits, buffers[4], path, threads)
+            self.first.run(&x[0, 0, 0, 0], nb, &bits[0, 0, 0, 0], first_buffers, path, threads)
+            first_buffers = first_out = None
+            last = self.body.run(bits, body_buffers, path, threads)
             self.tail._call(NULL, &last[0, 0, 0, 0], nb, out, path, threads)
         finally:
-            if mine:
+            if keep:
                 self.busy = False
 
 

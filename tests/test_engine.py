@@ -377,19 +377,26 @@ def _small_conv_net(rng, threads=1):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv_net_is_its_three_parts_bit_for_bit(threads):
     """bind_conv_net runs a uint8 first conv, a BitBody and a dense tail as one call on kept buffers: the same
-    logits as the three calls, for changing batch sizes (its buffers remade), and from two Python threads at
-    once (a call made while another runs gets its own buffers)."""
+    logits as the three calls, for changing batch sizes (its buffers remade; a large batch's not kept), and from
+    two Python threads at once (a call made while another runs gets its own buffers)."""
     import concurrent.futures
+    import tracemalloc
 
     from workbench.deploy import kernels
 
     rng = np.random.default_rng(7)
     first, body, tail = _small_conv_net(rng, threads)
     net = kernels.bind_conv_net(first, body, tail, threads=threads)
-    for m in (1, 3, 1, 0, 70):
+    for m in (1, 3, 1, 0, 70, 3000):  # 3000 images: past what it keeps (4 MiB), its buffers made as it goes
         x = rng.integers(0, 256, (m, 3, 6, 6), dtype=np.uint8)
         expected = tail(body(first(x)).reshape(m, 9))  # 3 x 3 pixels of 1 word
-        np.testing.assert_array_equal(net(x).view(np.uint32), expected.view(np.uint32))
+        tracemalloc.start()
+        got = net(x)
+        kept = tracemalloc.get_traced_memory()[0] - got.nbytes
+        tracemalloc.stop()
+        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+        if m == 3000:
+            assert kept < 1 << 20
     batches = [rng.integers(0, 256, (m, 3, 6, 6), dtype=np.uint8) for m in (1, 2) * 20]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         results = list(pool.map(net, batches))

@@ -417,7 +417,7 @@ class Engine:
         # thresholds (OH, OW, O) vary with the position where padded taps drop out of the sum; the direction
         # (flip) is per channel. One fused kernel call either way: im2col row i is position i % (OH * OW).
         per_channel = to_bits and thresholds.size > 0 and bool((thresholds == thresholds[:1, :1]).all())
-        if to_bits:  # im2col and the thresholded GEMM in one compiled call (and a ConvNet's first part)
+        if to_bits:  # im2col and the thresholded GEMM in one compiled call
             first = kernels.bind_input_conv2d(
                 patch_bits,
                 (kh, kw),
@@ -429,7 +429,8 @@ class Engine:
                 padding,
                 threads=self._kernel_threads,
             )
-            self._first_conv = first
+            if self._index == 0:  # the network's first layer: a ConvNet's first part
+                self._first_conv = first
         else:
             exact = kernels.bind_gemm(patch_bits, k, uint8=True, threads=self._kernel_threads)
             # the im2col of pixels with its geometry checked once here (the input's shape is checked per batch)

@@ -788,6 +788,8 @@ def test_bound_input_conv2d_error_messages():
         conv(np.zeros((1, 3, 5, 5), np.int64))
     with pytest.raises(ValueError, match="does not fit"):
         kernels.bind_input_conv2d(w_bits, (3, 3), 3, (2, 2), thresholds, flip, threads=1)  # 'valid': no output
+    with pytest.raises(ValueError, match="bind_input_conv2d: thresholds and flip: expected arrays"):
+        kernels.bind_input_conv2d(w_bits, (3, 3), 3, (5, 5), None, flip, threads=1)
     with pytest.raises(ValueError, match="bind_input_conv2d: w_bits: .*k=360"):
         kernels.bind_input_conv2d(w_bits, (3, 3), 40, (5, 5), thresholds, flip, threads=1)  # 6 words, not 1
 

@@ -876,6 +876,8 @@ def bind_input_conv2d(w_bits, kernel, c: int, in_hw, thresholds, flip, stride=1,
     (H, W); thresholds and flip as for bind_gemm(uint8=True) over the patches: (O,), or per output position
     (OH*OW, O). Bit for bit im2col_uint8 then that GEMM, without the patches array and the Python between them."""
     name = "bind_input_conv2d"
+    if thresholds is None or flip is None:
+        raise ValueError(f"{name}: thresholds and flip: expected arrays (the output is bits), got None")
     kh, kw = (int(v) for v in kernel)
     h, width, c = int(in_hw[0]), int(in_hw[1]), int(c)
     sh, sw = _stride(stride)

@@ -570,7 +570,8 @@ cdef class U8Gemm:
     cdef const uint8_t *fl
     cdef const int32_t *index
     cdef object dwords
-    cdef int64_t n, k, words, period
+    cdef readonly int64_t n, k  # outputs, and bytes per row
+    cdef int64_t words, period
 
     def __init__(self, const uint64_t[:, ::1] b, int64_t k, const int32_t[::1] thresholds, const uint8_t[::1] flip,
                  int64_t period=0, dwords=None, thr_index=None):
@@ -595,14 +596,6 @@ cdef class U8Gemm:
         self.fl = &flip[0] if n else NULL
         self.dwords = dwords
         self.n, self.k, self.words, self.period = n, k, words, period
-
-    @property
-    def n(self):
-        return self.n
-
-    @property
-    def k(self):
-        return self.k
 
     def __call__(self, const uint8_t[:, ::1] u, uint64_t[:, ::1] out, int path, int threads):
         """Rows u (m x k) into out (m x ceil(n/64)) on `path` with up to `threads` threads."""
@@ -732,13 +725,16 @@ cdef class Conv2d:
         on the paths that have a panel kernel (made now from 32 output pixels when none was given)."""
         self.run(x, out, path, threads)
 
+    cdef bint needs_border(self, int64_t h, int64_t w, int64_t oh, int64_t ow):
+        """Whether an input (h, w) with output (oh, ow) needs a bordered copy for its windows to be read in place."""
+        return not (self.pt == 0 and self.pl == 0 and oh - 1 + self.kh <= h and ow - 1 + self.kw <= w)
+
     cdef object bordered_buffer(self, int64_t nb, int64_t h, int64_t w, int64_t oh, int64_t ow):
         """A new array for run's bordered copy of an input (nb, h, w) with output (oh, ow), or None where the
         input needs no border."""
-        cdef int64_t ph = oh - 1 + self.kh, pw = ow - 1 + self.kw
-        if self.pt == 0 and self.pl == 0 and ph <= h and pw <= w:
+        if not self.needs_border(h, w, oh, ow):
             return None
-        return np.empty((nb, ph, pw, self.cw), dtype=np.uint64)
+        return np.empty((nb, oh - 1 + self.kh, ow - 1 + self.kw, self.cw), dtype=np.uint64)
 
     cdef int run(self, const uint64_t[:, :, :, ::1] x, object out, int path, int threads,
                  object bordered=None) except -1:
@@ -767,7 +763,7 @@ cdef class Conv2d:
         cdef int64_t ph = oh - 1 + kh, pw = ow - 1 + kw
         if self.sh == 1 and self.sw == 1 and row_words and panel is not None and xnor_panel_segments(path, row_words):
             # every window inside one array: the input itself when it needs no border, else a bordered copy
-            if self.pt == 0 and self.pl == 0 and ph <= x.shape[1] and pw <= x.shape[2]:
+            if not self.needs_border(x.shape[1], x.shape[2], oh, ow):
                 conv.bordered = &x[0, 0, 0, 0]
                 conv.ph = x.shape[1]
                 conv.pw = x.shape[2]

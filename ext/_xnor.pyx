@@ -893,26 +893,53 @@ cdef class BitBody:
         return self.run(x, None, path, threads)
 
 
-DEF CONVNET_KEEP_BYTES = 4 << 20  # a ConvNet keeps the buffers of batches up to this size
+DEF KEEP_BYTES = 4 << 20  # KeptBuffers keeps the buffers of calls up to this size
+
+
+cdef class KeptBuffers:
+    """The buffers of a compiled network's last call, kept for its next call of the same size: a batch-1 call then
+    allocates nothing. A call made while another runs without the GIL gets new ones (so two threads never share
+    them), and so does a call whose buffers exceed KEEP_BYTES (its allocations are small beside its work, and
+    keeping them would hold that memory after it)."""
+    cdef object key, value
+    cdef bint busy
+
+    cdef bint claim(self, int64_t nbytes):
+        """Whether this call may use and keep the buffers; if so it calls release() when done."""
+        if self.busy or nbytes > KEEP_BYTES:
+            return False
+        self.busy = True
+        return True
+
+    cdef object get(self, object key):
+        """The kept buffers made for `key`, or None."""
+        return self.value if self.value is not None and self.key == key else None
+
+    cdef int keep(self, object key, object value) except -1:
+        self.key, self.value = key, value
+        return 0
+
+    cdef int release(self) except -1:
+        self.busy = False
+        return 0
 
 
 cdef class ConvNet:
     """A whole convolutional network run by one compiled call: its uint8 first conv (InputConv), its body
-    (BitBody) and its dense tail (a DenseChain on packed rows), bit for bit what their own calls give. The
-    buffers of the last batch size are kept (a call made while another runs without the GIL gets its own):
-    a batch-1 call then allocates nothing but its output."""
+    (BitBody) and its dense tail (a DenseChain on packed rows), bit for bit what their own calls give. Its
+    buffers are KeptBuffers: a batch-1 call allocates nothing but its output."""
     cdef InputConv first
     cdef BitBody body
     cdef DenseChain tail
-    cdef object buffers  # (batch, threads, first's, first's output, body's) of the last call
-    cdef bint busy
-    cdef int64_t image_bytes  # of the buffers, per image
+    cdef KeptBuffers kept  # (first's, first's output, body's) for (batch, threads)
+    cdef int64_t image_bytes  # of those buffers, per image
 
     def __init__(self, InputConv first, BitBody body, DenseChain tail):
         oh, ow, words = body.output_shape
         _check(tuple(first.output_shape) == tuple(body.input_shape) and tail.packed_input
                and tail.layers[0].words == oh * ow * words, "ConvNet: the parts do not fit one another")
         self.first, self.body, self.tail = first, body, tail
+        self.kept = KeptBuffers()
         cols = first.buffers(1, 1)[0]
         self.image_bytes = cols.nbytes + 8 * math.prod(first.output_shape) + sum(
             out.nbytes + (0 if border is None else border.nbytes) for out, border in body.buffers(1))
@@ -921,15 +948,6 @@ cdef class ConvNet:
     def out_features(self):
         return self.tail.out_features
 
-    cdef object _kept(self, int64_t nb, int threads):
-        """The kept buffers (first's, first's output, body's) for nb images and threads, made anew where they
-        do not fit."""
-        cached = self.buffers
-        if cached is None or cached[0] != nb or cached[1] != threads:
-            cached = (nb, threads, self.first.buffers(nb, threads),
-                      np.empty((nb, *self.first.output_shape), np.uint64), self.body.buffers(nb))
-        return cached
-
     def __call__(self, const uint8_t[:, :, :, ::1] x, float[:, ::1] out, int path, int threads):
         """Logits out (N, classes) float32 for uint8 images x (N, C, H, W)."""
         threads = _thread_count(threads)
@@ -937,30 +955,28 @@ cdef class ConvNet:
                and out.shape[0] == x.shape[0] and out.shape[1] == self.tail.out_features,
                "ConvNet: shapes do not match")
         cdef int64_t nb = x.shape[0]
+        cdef uint64_t[:, :, :, ::1] bits
+        cdef uint64_t[:, :, :, ::1] last
         if nb == 0:
             return
-        # another call may run without the GIL: it keeps its buffers, this one makes its own; so does a large
-        # batch (its allocations are small beside its work), freeing each as soon as it has been read
-        keep = not self.busy and nb * self.image_bytes <= CONVNET_KEEP_BYTES
-        if keep:
-            kept = self._kept(nb, threads)
-            self.busy = True
-            self.buffers = kept
-            first_buffers, first_out, body_buffers = kept[2], kept[3], kept[4]
-        else:
-            first_buffers = self.first.buffers(nb, threads)
-            first_out = np.empty((nb, *self.first.output_shape), np.uint64)
-            body_buffers = None
-        cdef uint64_t[:, :, :, ::1] bits = first_out
-        cdef uint64_t[:, :, :, ::1] last
+        keep = self.kept.claim(nb * self.image_bytes)
         try:
+            buffers = self.kept.get((nb, threads)) if keep else None
+            if buffers is None:  # a call that keeps nothing makes the body's buffers as it goes (each freed once read)
+                buffers = (self.first.buffers(nb, threads), np.empty((nb, *self.first.output_shape), np.uint64),
+                           self.body.buffers(nb) if keep else None)
+                if keep:
+                    self.kept.keep((nb, threads), buffers)
+            first_buffers, first_out, body_buffers = buffers
+            bits = first_out
+            buffers = first_out = None
             self.first.run(&x[0, 0, 0, 0], nb, &bits[0, 0, 0, 0], first_buffers, path, threads)
-            first_buffers = first_out = None
+            first_buffers = None
             last = self.body.run(bits, body_buffers, path, threads)
             self.tail._call(NULL, &last[0, 0, 0, 0], nb, out, path, threads)
         finally:
             if keep:
-                self.busy = False
+                self.kept.release()
 
 
 def conv2d(x, weights, int32_t c, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
@@ -1025,15 +1041,13 @@ cdef class DenseChain:
     layers (thresholds into bits) and a last binary layer whose dots become float32
     ``dot * scale + shift`` (float64 arithmetic rounded once to float32, as NumPy's int32 * float32 + float32
     then ``astype(float32)``). The engine builds one at load for a network of that shape (the binary MLP), so
-    a batch costs one Python call instead of one per layer. Intermediate buffers are kept for the last batch
-    size and thread count; a call made while another runs (GIL released) gets its own."""
+    a batch costs one Python call instead of one per layer. Its buffers are KeptBuffers."""
 
     cdef ChainLayer layers[CHAIN_MAX]
     cdef int count
     cdef bint packed_input    # no uint8 first layer: run_bits takes packed rows
     cdef object keep          # the arrays the layers point into
-    cdef object buffers       # (m, threads, [bits arrays], dots, scratch) of the last call
-    cdef bint busy
+    cdef KeptBuffers kept     # ([bits arrays], dots, scratch) for (m, threads)
 
     def __init__(self, first, middle, last):
         """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,), make_u8_dwords' layout or None)
@@ -1054,8 +1068,7 @@ cdef class DenseChain:
         _check(len(specs) <= CHAIN_MAX, "DenseChain: too many layers")
         self.keep = []
         self.count = 0
-        self.buffers = None
-        self.busy = False
+        self.kept = KeptBuffers()
         width = -1
         for spec in specs:
             layer = &self.layers[self.count]
@@ -1105,15 +1118,20 @@ cdef class DenseChain:
     def out_features(self):
         return self.layers[self.count - 1].n
 
-    cdef object _buffers(self, int64_t m, int threads, bint mine):
-        """The kept buffers where they fit and no other call uses them (mine), else new ones."""
-        cached = self.buffers
-        if mine and cached is not None and cached[0] == m and cached[1] == threads:
-            return cached
+    cdef int64_t _row_bytes(self):
+        """Bytes of a call's buffers per row: every layer's output but the logits."""
+        cdef int64_t total = 4 * self.layers[self.count - 1].n
+        cdef int i
+        for i in range(self.count - 1):
+            total += 8 * ((self.layers[i].n + 63) // 64)
+        return total
+
+    cdef object _buffers(self, int64_t m, int threads):
+        """New ([bits arrays], dots, scratch) for m rows and `threads`."""
         bits = [np.empty((m, (self.layers[i].n + 63) // 64), dtype=np.uint64) for i in range(self.count - 1)]
         dots = np.empty((m, self.layers[self.count - 1].n), dtype=np.int32)
         scratch = np.empty((threads, MT * NT), dtype=np.int32)
-        return (m, threads, bits, dots, scratch)
+        return (bits, dots, scratch)
 
     def run(self, const uint8_t[:, ::1] u, float[:, ::1] out, int path, int threads):
         """out (M, N_last) float32 from uint8 rows u (M, k of the first layer)."""
@@ -1133,26 +1151,28 @@ cdef class DenseChain:
 
     cdef _call(self, const uint8_t *u, const uint64_t *a, int64_t m, float[:, ::1] out, int path, int threads):
         threads = _thread_count(threads)
-        mine = not self.busy  # another call may run without the GIL: it keeps its buffers, this one gets new
-        buffers = self._buffers(m, threads, mine)
-        if mine:
-            self.busy = True
-            self.buffers = buffers
-        cdef list bits = buffers[2]
-        cdef int32_t[:, ::1] dots = buffers[3]
-        cdef int32_t[:, ::1] scratch = buffers[4]
+        cdef list bits
+        cdef int32_t[:, ::1] dots
+        cdef int32_t[:, ::1] scratch
         cdef uint64_t *pointers[CHAIN_MAX]
         cdef uint64_t[:, ::1] view
         cdef int i
-        for i in range(self.count - 1):
-            view = bits[i]
-            pointers[i] = &view[0, 0]
+        keep = self.kept.claim(m * self._row_bytes() + threads * MT * NT * 4)
         try:
+            buffers = self.kept.get((m, threads)) if keep else None
+            if buffers is None:
+                buffers = self._buffers(m, threads)
+                if keep:
+                    self.kept.keep((m, threads), buffers)
+            bits, dots, scratch = buffers
+            for i in range(self.count - 1):
+                view = bits[i]
+                pointers[i] = &view[0, 0]
             with nogil:
                 self._run(u, a, m, pointers, &dots[0, 0], &scratch[0, 0], &out[0, 0], path, threads)
         finally:
-            if mine:
-                self.busy = False
+            if keep:
+                self.kept.release()
 
     cdef void _run(self, const uint8_t *u, const uint64_t *a, int64_t m, uint64_t **bits, int32_t *dots,
                    int32_t *scratch, float *out, int path, int threads) noexcept nogil:

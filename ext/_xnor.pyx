@@ -901,7 +901,9 @@ cdef class KeptBuffers:
     allocates nothing. A call made while another runs without the GIL gets new ones (so two threads never share
     them), and so does a call whose buffers exceed KEEP_BYTES (its allocations are small beside its work, and
     keeping them would hold that memory after it)."""
-    cdef object key, value
+    cdef object value
+    cdef int64_t rows
+    cdef int threads
     cdef bint busy
 
     cdef bint claim(self, int64_t nbytes):
@@ -911,12 +913,12 @@ cdef class KeptBuffers:
         self.busy = True
         return True
 
-    cdef object get(self, object key):
-        """The kept buffers made for `key`, or None."""
-        return self.value if self.value is not None and self.key == key else None
+    cdef object get(self, int64_t rows, int threads):
+        """The kept buffers made for that many rows (or images) and threads, or None."""
+        return self.value if self.rows == rows and self.threads == threads else None
 
-    cdef int keep(self, object key, object value) except -1:
-        self.key, self.value = key, value
+    cdef int keep(self, int64_t rows, int threads, object value) except -1:
+        self.rows, self.threads, self.value = rows, threads, value
         return 0
 
     cdef int release(self) except -1:
@@ -961,12 +963,12 @@ cdef class ConvNet:
             return
         keep = self.kept.claim(nb * self.image_bytes)
         try:
-            buffers = self.kept.get((nb, threads)) if keep else None
+            buffers = self.kept.get(nb, threads) if keep else None
             if buffers is None:  # a call that keeps nothing makes the body's buffers as it goes (each freed once read)
                 buffers = (self.first.buffers(nb, threads), np.empty((nb, *self.first.output_shape), np.uint64),
                            self.body.buffers(nb) if keep else None)
                 if keep:
-                    self.kept.keep((nb, threads), buffers)
+                    self.kept.keep(nb, threads, buffers)
             first_buffers, first_out, body_buffers = buffers
             bits = first_out
             buffers = first_out = None
@@ -1159,11 +1161,11 @@ cdef class DenseChain:
         cdef int i
         keep = self.kept.claim(m * self._row_bytes() + threads * MT * NT * 4)
         try:
-            buffers = self.kept.get((m, threads)) if keep else None
+            buffers = self.kept.get(m, threads) if keep else None
             if buffers is None:
                 buffers = self._buffers(m, threads)
                 if keep:
-                    self.kept.keep((m, threads), buffers)
+                    self.kept.keep(m, threads, buffers)
             bits, dots, scratch = buffers
             for i in range(self.count - 1):
                 view = bits[i]

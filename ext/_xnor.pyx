@@ -8,7 +8,8 @@ output element (and every packed output word) belongs to one tile, so results do
 thread count.
 """
 from cython.parallel cimport prange, threadid
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 import math
@@ -71,6 +72,14 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                              int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
                              int32_t *c, int64_t ldc)
+    int xnor_u8_lut, XNOR_U8_LUT_MIN_COLS
+    int64_t xnor_u8_lut_size(int64_t n, int64_t k)
+    int64_t xnor_u8_lut_table_bytes(int64_t k)
+    int xnor_u8_lut_call(int path, int64_t n, const uint8_t *lut)
+    void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_t k, uint8_t *lut)
+    void xnor_u8_lut_tables(const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables, int32_t *totals)
+    void xnor_u8_lut_tile(const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m, const uint8_t *lut,
+                          int64_t j0, int64_t n, int32_t *c, int64_t ldc)
     int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS, XNOR_VNNI_PEAK_MACS
     int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
     int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
@@ -84,6 +93,9 @@ NEON = XNOR_NEON
 # False when the module was built without OpenMP (setup.py: BNN_WORKBENCH_OPENMP=0, or a compiler whose
 # -fopenmp does not link, as Apple's clang): every call then runs on one thread, whatever it asks for.
 OPENMP = bool(XNOR_OPENMP)
+# True when the AVX-512 path runs a few uint8 rows by table lookup (VBMI), given make_u8_lut's layout.
+U8_LUT = bool(xnor_u8_lut)
+U8_LUT_MIN_COLS = XNOR_U8_LUT_MIN_COLS
 
 # Tile sizes: MT rows of A (or output pixels) x NT rows of B (output channels, a multiple of 64 so
 # that packed output words never straddle two tiles).
@@ -94,6 +106,7 @@ DEF NT_GROUPS = 32  # NT / 8: groups of 8 output channels in a tile
 DEF MIN_WORK = 65536
 # A uint8 row against a weight word (64 MACs on 8-bit values) costs about as much as this many word pairs.
 DEF U8_WORD_COST = 8
+DEF LUT_TABLE_BYTES = 1 << 20  # uint8 rows by table lookup: the tables made at once (chunks of MT rows, or all)
 # Rows of A from which re-laying B out as a panel (make_panel) in every call pays on the AVX-512 path.
 DEF PANEL_MIN_ROWS = 32
 
@@ -230,6 +243,10 @@ ctypedef struct KernelCall:
     const uint64_t *panel       # B in make_panel's layout, or NULL (not read for uint8 rows)
     const int8_t *u8_dwords     # uint8 rows only: B in make_u8_dwords' layout (AVX-512 VNNI), or NULL
     int64_t u8_npad             # its channels, n rounded up to 16
+    const uint8_t *u8_lut       # uint8 rows only: B in make_u8_lut's layout (AVX-512 VBMI), or NULL
+    const uint8_t *u8_tables    # set by _drive when the call runs by table lookup: tables and pixel sums of
+    const int32_t *u8_totals    # rows u8_row0 ..
+    int64_t u8_row0
 
     # Output: dots, or dots compared with thresholds into packed bits when `thresholds` is set
     int32_t *dots               # m x n int32
@@ -313,9 +330,9 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         rows = patches
     else:
         rows = call.a + i0 * words
-    if thresholded and call.u != NULL and call.u8_dwords != NULL and xnor_u8_tile_dwords_threshold(
-            call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, mm, nn, call.thresholds,
-            n, i0, call.thr_period, call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words):
+    if (thresholded and call.u8_tables == NULL and call.u != NULL and call.u8_dwords != NULL
+            and xnor_u8_tile_dwords_threshold(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, mm, nn, call.thresholds,
+            n, i0, call.thr_period, call.thr_index, call.flip, call.bits + i0 * call.bit_words, call.bit_words)):
         return  # thresholds compared in registers: no dots block
     cdef XnorBitsOut out
     cdef int64_t limits[NT]
@@ -327,7 +344,10 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
                                  nn, NULL, 0, &out)
         return
     dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
-    if call.u != NULL and call.u8_dwords != NULL:
+    if call.u8_tables != NULL:
+        xnor_u8_lut_tile(call.u8_tables + (i0 - call.u8_row0) * xnor_u8_lut_table_bytes(k),
+                         call.u8_totals + (i0 - call.u8_row0), k, mm, call.u8_lut, j0, nn, dots, ldc)
+    elif call.u != NULL and call.u8_dwords != NULL:
         xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
                             mm, nn, dots, ldc)
     elif call.u != NULL:
@@ -398,18 +418,49 @@ cdef inline void _direct_conv_tile(const KernelCall *call, int64_t i0, int64_t m
 
 
 cdef void _drive(const KernelCall *call) noexcept nogil:
-    """Run all tiles of a call (_run_tile): on a team of threads taking tiles dynamically, or, when the call
-    gets one thread, in a plain loop (no OpenMP region to open and close: a batch-1 layer of a few
-    microseconds would pay for it)."""
-    cdef int64_t tasks = ((call.m + MT - 1) // MT) * ((call.n + NT - 1) // NT)
+    """Run all tiles of a call (_run_tiles). uint8 rows with make_u8_lut's layout run by table lookup: their
+    tables are made here, for up to LUT_TABLE_BYTES of rows at a time, each chunk's rows then run as tiles
+    (should the memory not be there, the tiles run without tables, on the packed weights)."""
+    cdef int64_t tn = (call.n + NT - 1) // NT
+    cdef KernelCall lookup
+    cdef int64_t row_bytes, chunk, r0, rows
+    cdef uint8_t *memory
+    cdef uint8_t *tables
+    if call.u8_lut != NULL and xnor_u8_lut_call(call.path, call.n, call.u8_lut):
+        row_bytes = xnor_u8_lut_table_bytes(call.k)
+        chunk = LUT_TABLE_BYTES // row_bytes // MT * MT
+        chunk = MT if chunk < MT else chunk
+        chunk = call.m if chunk > call.m else chunk
+        memory = <uint8_t *>malloc(chunk * (row_bytes + 4) + 64)
+        if memory != NULL:
+            tables = memory + ((64 - (<uintptr_t>memory & 63)) & 63)  # on cache lines, as the kernel reads them
+            lookup = call[0]
+            lookup.u8_tables = tables
+            lookup.u8_totals = <int32_t *>(tables + chunk * row_bytes)
+            r0 = 0
+            while r0 < call.m:
+                rows = call.m - r0 if call.m - r0 < chunk else chunk
+                xnor_u8_lut_tables(call.u + r0 * call.k, call.k, call.k, rows, tables, <int32_t *>lookup.u8_totals)
+                lookup.u8_row0 = r0
+                _run_tiles(&lookup, rows, (r0 // MT) * tn, ((r0 + rows + MT - 1) // MT) * tn)
+                r0 += chunk
+            free(memory)
+            return
+    _run_tiles(call, call.m, 0, ((call.m + MT - 1) // MT) * tn)
+
+
+cdef void _run_tiles(const KernelCall *call, int64_t rows, int64_t t0, int64_t t1) noexcept nogil:
+    """Tiles t0 .. t1 - 1 of a call (`rows` rows, which size the team): on a team of threads taking tiles
+    dynamically, or, when the call gets one thread, in a plain loop (no OpenMP region to open and close: a
+    batch-1 layer of a few microseconds would pay for it)."""
     cdef int64_t t
-    cdef int threads = _team_size(call.m, call.n, call.words * U8_WORD_COST if call.u != NULL else call.words,
+    cdef int threads = _team_size(rows, call.n, call.words * U8_WORD_COST if call.u != NULL else call.words,
                                   call.threads)
     if threads <= 1:
-        for t in range(tasks):
+        for t in range(t0, t1):
             _run_tile(call, t, 0)
         return
-    for t in prange(tasks, num_threads=threads, schedule="dynamic"):
+    for t in prange(t0, t1, num_threads=threads, schedule="dynamic"):
         _run_tile(call, t, threadid())
 
 
@@ -497,16 +548,42 @@ def gemm_threshold(const uint64_t[:, ::1] a, const uint64_t[:, ::1] b, int32_t k
         _drive(&call)
 
 
+cdef int _check_layout_of(const uint64_t[:, ::1] b, int64_t k, str name) except -1:
+    """A layout of uint8 weights is made from B (n x ceil(k/64) words) of k bits."""
+    _check(b.shape[1] == (k + 63) // 64 and k >= 0, f"{name}: k does not match the words of B")
+    return 0
+
+
 def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
     """B (n x ceil(k/64) words, k bits) as signed bytes for the dword kernel of short uint8 rows (AVX-512 VNNI,
     AVX2 up to k = 256; xnor_make_u8_dwords: 4 taps of 16 channels per 64 bytes), 1-D int8."""
-    cdef int64_t n = b.shape[0], words = b.shape[1]
-    _check(words == (k + 63) // 64 and k >= 0, "make_u8_dwords: k does not match the words of B")
-    dwords = aligned_zeros(max(xnor_u8_dwords_size(n, k), 1), np.int8)
+    _check_layout_of(b, k, "make_u8_dwords")
+    dwords = aligned_zeros(max(xnor_u8_dwords_size(b.shape[0], k), 1), np.int8)
     cdef int8_t[::1] view = dwords
-    if n and k:
-        xnor_make_u8_dwords(&b[0, 0], n, words, k, &view[0])
+    if b.shape[0] and k:
+        xnor_make_u8_dwords(&b[0, 0], b.shape[0], b.shape[1], k, &view[0])
     return dwords
+
+
+def make_u8_lut(const uint64_t[:, ::1] b, int64_t k):
+    """B (n x ceil(k/64) words, k bits) as 4-bit table indices for uint8 rows by table lookup (AVX-512 VBMI;
+    xnor_make_u8_lut: per 16 rows and 16 pixels, 64 bytes), 1-D uint8: half a byte per weight."""
+    _check_layout_of(b, k, "make_u8_lut")
+    lut = aligned_zeros(max(xnor_u8_lut_size(b.shape[0], k), 1), np.uint8)
+    cdef uint8_t[::1] view = lut
+    if b.shape[0] and k:
+        xnor_make_u8_lut(&b[0, 0], b.shape[0], b.shape[1], k, &view[0])
+    return lut
+
+
+cdef int _use_lut(KernelCall *call, object lut, int64_t n, int64_t k) except -1:
+    """Point a uint8 call at make_u8_lut's layout of B (checked against n and k); _drive decides per call."""
+    if lut is None or n == 0 or k == 0:
+        return 0
+    cdef const uint8_t[::1] view = lut
+    _check(view.shape[0] == xnor_u8_lut_size(n, k), "lut: length does not match B")
+    call.u8_lut = &view[0]
+    return 0
 
 
 cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) except -1:
@@ -521,9 +598,10 @@ cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) exce
 
 
 def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads,
-               dwords=None):
+               dwords=None, lut=None):
     """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64)); with
-    `dwords` (make_u8_dwords of B) the AVX-512 and AVX2 paths run the dword kernel."""
+    `dwords` (make_u8_dwords of B) the AVX-512 and AVX2 paths run the dword kernel, with `lut` (make_u8_lut of
+    B) the AVX-512 path runs a few rows by table lookup."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,
@@ -535,6 +613,7 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
     call.b = &b[0, 0] if words else NULL
     call.dots = &out[0, 0]
     _use_dwords(&call, dwords, n, k)
+    _use_lut(&call, lut, n, k)
     with nogil:
         _drive(&call)
 
@@ -550,19 +629,19 @@ cdef bint _all_below(const int32_t *values, int64_t count, int64_t bound) noexce
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
                          const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0,
-                         dwords=None, thr_index=None):
+                         dwords=None, thr_index=None, lut=None):
     """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
 
     period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
     im2col rows of a 'same'-padded first layer, whose thresholds vary with how many taps fall in the image.
     thr_index (P int32): row i is compared with thresholds row thr_index[i % P] instead (its distinct rows
     only: a 3x3 'same' conv has 9 kinds of position, not OH*OW)."""
-    U8Gemm(b, u.shape[1], thresholds, flip, period, dwords, thr_index)(u, out, path, threads)
+    U8Gemm(b, u.shape[1], thresholds, flip, period, dwords, thr_index, lut)(u, out, path, threads)
 
 
 cdef class U8Gemm:
     """gemm_uint8_threshold with its weights, thresholds (per column or per row position, with their index),
-    flips and dword layout checked and held once: a call pays only for its rows and output (the six memoryviews
+    flips and dword and lookup layouts checked and held once: a call pays only for its rows and output (the six memoryviews
     and checks cost ~2 us, a tenth of a batch-1 first conv)."""
     cdef object keep  # the arrays the pointers below point into
     cdef const uint64_t *b
@@ -570,11 +649,13 @@ cdef class U8Gemm:
     cdef const uint8_t *fl
     cdef const int32_t *index
     cdef object dwords
+    cdef object lut
+    cdef const uint8_t *lut_data  # lut's bytes, or NULL
     cdef readonly int64_t n, k  # outputs, and bytes per row
     cdef int64_t words, period
 
     def __init__(self, const uint64_t[:, ::1] b, int64_t k, const int32_t[::1] thresholds, const uint8_t[::1] flip,
-                 int64_t period=0, dwords=None, thr_index=None):
+                 int64_t period=0, dwords=None, thr_index=None, lut=None):
         cdef int64_t n = b.shape[0], words = b.shape[1], rows_of_thr = period if period else 1
         cdef const int32_t[::1] index
         self.index = NULL
@@ -590,11 +671,18 @@ cdef class U8Gemm:
                "gemm_uint8_threshold: shapes do not match")
         if dwords is not None:
             _check(len(dwords) == xnor_u8_dwords_size(n, k), "dwords: length does not match B")
+        cdef const uint8_t[::1] lut_view
+        self.lut_data = NULL
+        if lut is not None and n and k:
+            lut_view = lut
+            _check(lut_view.shape[0] == xnor_u8_lut_size(n, k), "lut: length does not match B")
+            self.lut_data = &lut_view[0]
         self.keep = (b, thresholds, flip, thr_index)
         self.b = &b[0, 0] if words and n else NULL
         self.thr = &thresholds[0] if n else NULL
         self.fl = &flip[0] if n else NULL
         self.dwords = dwords
+        self.lut = lut
         self.n, self.k, self.words, self.period = n, k, words, period
 
     def __call__(self, const uint8_t[:, ::1] u, uint64_t[:, ::1] out, int path, int threads):
@@ -622,6 +710,7 @@ cdef class U8Gemm:
         call.thr_period = self.period
         call.thr_index = self.index
         _use_dwords(&call, self.dwords, self.n, self.k)
+        call.u8_lut = self.lut_data
         with nogil:
             _drive(&call)
         return 0
@@ -1035,6 +1124,7 @@ cdef struct ChainLayer:
     const double *shift
     const int8_t *u8_dwords  # a uint8 first layer: make_u8_dwords' layout of B, or NULL
     int64_t u8_npad
+    const uint8_t *u8_lut    # and make_u8_lut's layout, or NULL
 
 
 cdef class DenseChain:
@@ -1052,8 +1142,8 @@ cdef class DenseChain:
     cdef KeptBuffers kept     # ([bits arrays], dots, scratch) for (m, threads)
 
     def __init__(self, first, middle, last):
-        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,), make_u8_dwords' layout or None)
-        over uint8 rows of k values, or None; middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale
+        """first: (w_bits (N, words), k, thresholds int32 (N,), flip uint8 (N,), make_u8_dwords' layout or None,
+        make_u8_lut's layout or None) over uint8 rows of k values, or None; middle: a list of (w_bits, k, thresholds, flip, panel or None); last: (w_bits, k, scale
         float64 (N,), shift float64 (N,), panel or None). Shapes are checked here; the caller has checked the
         values."""
         cdef const uint64_t[:, ::1] w
@@ -1062,6 +1152,7 @@ cdef class DenseChain:
         cdef const double[::1] sc
         cdef const double[::1] sh
         cdef const int8_t[::1] dw
+        cdef const uint8_t[::1] lut
         cdef ChainLayer *layer
         cdef int64_t width
         self.packed_input = first is None
@@ -1106,6 +1197,11 @@ cdef class DenseChain:
                 layer.u8_dwords = &dw[0]
                 layer.u8_npad = (layer.n + 15) // 16 * 16
                 self.keep.append(spec[5])
+            if spec[0] == "u8" and len(spec) > 6 and spec[6] is not None:
+                lut = spec[6]
+                _check(lut.shape[0] == xnor_u8_lut_size(layer.n, layer.k), "DenseChain: lut length")
+                layer.u8_lut = &lut[0]
+                self.keep.append(spec[6])
             panel = spec[5] if spec[0] != "u8" else None
             layer.panel = _panel_of(panel, layer.n, layer.words)
             self.keep.append(panel)
@@ -1191,6 +1287,7 @@ cdef class DenseChain:
                 if layer.u8_dwords != NULL and xnor_u8_dwords_path(path, layer.k):
                     call.u8_dwords = layer.u8_dwords
                     call.u8_npad = layer.u8_npad
+                call.u8_lut = layer.u8_lut
             elif i == 0:
                 call.a = a
             else:

@@ -796,20 +796,22 @@ def test_bound_input_conv2d_error_messages():
 
 @pytest.mark.parametrize("layout", [True, False, None])
 @pytest.mark.parametrize("k", [257, 784, 1000])
-def test_bound_uint8_long_rows_exact_for_every_batch(simd, k, monkeypatch, layout):
-    """Longer rows get the dword layout on AVX-512 too (always, never, or where it measures faster), used by tiles
-    of 8 rows or more (a single row keeps the packed-weight kernel): exact dots and thresholds either side of that
-    (1, 7, 8, 9 rows), past a 64-row tile (67: tiles of 64 and 3), on 1 and 2 threads, every pixel 255 in the first
-    row."""
+@pytest.mark.parametrize("n", [100, 200])
+def test_bound_uint8_long_rows_exact_for_every_batch(simd, k, n, monkeypatch, layout):
+    """Longer rows: with fewer than U8_LUT_MIN_COLS columns (100: six 16-channel blocks and a 4-channel tail) the
+    dword layout on AVX-512 too (always, never, or where it measures faster), used by tiles of 8 rows or more (a
+    single row keeps the packed-weight kernel); with more (200: blocks of 8, 4 and 1) the table lookup on AVX-512
+    with VBMI, its tables made for 128 rows at a time of 784 pixels (300 rows: three chunks). Exact dots and
+    thresholds (per column, and per row position across the chunks) for 1, 7, 8, 9 rows, past a 64-row tile (67),
+    on 1 and 2 threads, every pixel 255 in the first row."""
     monkeypatch.setattr(kernels, "U8_DWORD_LONG_ROWS", layout)
     rng = np.random.default_rng(k)
-    n = 130  # two 64-channel blocks and a 16-channel tail
     w = kernels.pack_signs(signs(rng, n, k))
     exact = kernels.bind_gemm(w, k, uint8=True, threads=1)
     thresholds = rng.integers(-255 * k // 8, 255 * k // 8 + 1, n).astype(np.int32)
     flip = rng.integers(0, 2, n).astype(np.uint8)
     per_row = rng.integers(-255 * k // 8, 255 * k // 8 + 1, (5, n)).astype(np.int32)
-    for m in (1, 7, 8, 9, 67):
+    for m in (1, 7, 8, 9, 67, 300):
         u = rng.integers(0, 256, (m, k), dtype=np.uint8)
         u[0] = 255
         expected = u.astype(np.int64) @ kernels.unpack_signs(w, k).astype(np.int64).T
@@ -853,6 +855,38 @@ def test_u8_dwords_layout():
     laid = d.reshape(groups, npad, 4).transpose(1, 0, 2).reshape(npad, groups * 4)
     np.testing.assert_array_equal(laid[:n, :k], s)
     assert not laid[n:].any() and not laid[:, k:].any()
+
+
+def test_u8_lut_layout():
+    """make_u8_lut: per 16 weight rows and 16 pixels 64 bytes, byte 4d + p the 4 bits of row d over pixels 4p ..
+    4p + 3 of the 16 plus 16p (the table VPERMB reads); 0 bits past k and past n."""
+    from workbench.deploy import _xnor
+
+    rng = np.random.default_rng(6)
+    k, n = 300, 20  # 19 quads of pixels (the last one 12 pixels), 2 blocks of rows (the last one 4 rows)
+    s = signs(rng, n, k)
+    lut = _xnor.make_u8_lut(kernels.pack_signs(s), k)
+    assert lut.shape == (2 * 19 * 64,) and lut.dtype == np.uint8 and lut.ctypes.data % 64 == 0
+    laid = lut.reshape(2, 19, 16, 4)  # block, quad, row in block, group in quad
+    np.testing.assert_array_equal(laid >> 4, np.broadcast_to(np.arange(4), laid.shape))
+    bits = (laid & 15)[..., None] >> np.arange(4) & 1  # block, quad, row, group, pixel in group
+    per_row = bits.transpose(0, 2, 1, 3, 4).reshape(32, 19 * 16)
+    np.testing.assert_array_equal(per_row[:n, :k], (s == -1).astype(np.uint8))
+    assert not per_row[n:].any() and not per_row[:, k:].any()
+
+
+def test_long_uint8_rows_with_many_columns_keep_the_lookup_layout_only():
+    """Where the table lookup runs (AVX-512 with VBMI, rows past U8_DWORD_MAX_K, U8_LUT_MIN_COLS columns or more)
+    its layout is kept and the dword layout is not (it would run for no batch); elsewhere no lookup layout."""
+    from workbench.deploy import _xnor
+
+    rng = np.random.default_rng(7)
+    wide, narrow = kernels.pack_signs(signs(rng, 128, 784)), kernels.pack_signs(signs(rng, 127, 784))
+    short = kernels.pack_signs(signs(rng, 128, 27))
+    assert (kernels._u8_lut(wide, 784) is not None) is _xnor.U8_LUT
+    if _xnor.U8_LUT:
+        assert kernels._u8_dwords(wide, 784) is None
+    assert kernels._u8_lut(narrow, 784) is None and kernels._u8_lut(short, 27) is None
 
 
 @pytest.mark.skipif("avx512" not in kernels.available_backends(), reason="long rows' dword layout: AVX-512 only")

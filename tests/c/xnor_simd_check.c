@@ -2,8 +2,9 @@
  *
  * Built by tests/test_kernel_paths.py for the host and, with aarch64-linux-gnu-gcc -static, for AArch64
  * (run under qemu-aarch64), so the NEON path is checked on an x86 machine. For each path the CPU
- * supports: the GEMM tile, the panel tile and the uint8 first-layer tile on random and worst-case
- * operands, odd shapes and long rows (the NEON 16-bit counters are folded every XNOR_NEON_CHUNK steps).
+ * supports: the GEMM tile, the panel tile and the uint8 first-layer tiles (packed weights, dword layout, table
+ * lookup) on random and worst-case operands, odd shapes and long rows (the NEON 16-bit counters are folded every
+ * XNOR_NEON_CHUNK steps).
  * Prints one line per path and exits 1 on the first mismatch, naming path, kernel and shape.
  */
 #include <stdio.h>
@@ -104,6 +105,21 @@ static int check_u8(int path, int64_t m, int64_t n, int64_t k, int saturate)
         ok = same(want, got, m, n, ldc, path, "uint8 dword tile", k);
         free(dwords);
     }
+    if (ok && xnor_u8_lut_path(path)) { /* table lookup (AVX-512 VBMI), also from j0 = 16 */
+        uint8_t *lut = malloc((size_t)xnor_u8_lut_size(n, k));
+        uint8_t *tables = aligned_alloc(64, (size_t)(m * xnor_u8_lut_table_bytes(k)));
+        int32_t *totals = malloc((size_t)m * sizeof(int32_t));
+        xnor_make_u8_lut(b, n, words, k, lut);
+        xnor_u8_lut_tables(u, k, k, m, tables, totals);
+        memset(got, 0, (size_t)(m * ldc) * sizeof(int32_t));
+        int64_t j0 = n > 16 ? 16 : 0;
+        xnor_u8_lut_tile(tables, totals, k, m, lut, 0, j0, got, ldc);
+        xnor_u8_lut_tile(tables, totals, k, m, lut, j0, n - j0, got + j0, ldc);
+        ok = same(want, got, m, n, ldc, path, "uint8 lookup tile", k);
+        free(lut);
+        free(tables);
+        free(totals);
+    }
     free(u);
     free(b);
     free(want);
@@ -145,6 +161,7 @@ int main(void)
         }
         xnor_u8_gfni = gfni;
         checks += check_u8(path, 3, 17, 5000, 1);
+        checks += check_u8(path, 5, 200, 800, 0); /* the lookup's blocks of 8, 4 and 1 */
         static const int64_t short_ks[] = {3, 4, 5, 27, 31, 32, 33, 255, 256};
         for (size_t a = 0; a < sizeof(short_ks) / sizeof(short_ks[0]); a++) {
             checks += check_u8(path, 5, 33, short_ks[a], 0);

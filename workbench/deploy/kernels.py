@@ -66,6 +66,8 @@ U8_DWORD_MAX_BYTES = 32 << 20
 # Long rows on the dword layout: None = where it measures faster at bind time (_dwords_pay), True / False = always /
 # never. The two kernels trade places between CPUs of one family: 0.69x the time on one Xeon host, 1.14x on another.
 U8_DWORD_LONG_ROWS: bool | None = None
+# Longer rows get make_u8_lut's layout too (half a byte per weight) where the CPU has VBMI: fewer rows than the dword
+# kernel takes (a batch-1 dense first layer) then run by table lookup (docs/KERNELS.md, round 8).
 
 
 def available_backends() -> list[str]:
@@ -449,17 +451,18 @@ def _bind_gemm(
         # The compiled function takes k from the rows, which might still fit in the weights' words: checked
         # on every call.
         dwords = None if plain else _u8_dwords(w, k)
+        lut = None if plain else _u8_lut(w, k)
         if thresholds is None:
 
             def call(u):
                 u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
                 out = np.empty((len(u), n), dtype=np.int32)
-                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t, dwords))
+                policy.run(len(u), lambda t: _xnor.gemm_uint8(u, w, out, _PATHS[_backend], t, dwords, lut))
                 return out
 
             return call
 
-        gemm = _xnor.U8Gemm(w, k, thr, flips, period, dwords, thr_index)
+        gemm = _xnor.U8Gemm(w, k, thr, flips, period, dwords, thr_index, lut)
 
         def call(u):
             u = _check_uint8_rows(u, k, name) if plain else _check_row_length(u, k, name)
@@ -507,6 +510,8 @@ def _u8_dwords(w: np.ndarray, k: int):
     fits = -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
     if not _xnor.cpu_supports(_xnor.AVX512) or not fits or U8_DWORD_LONG_ROWS is False:
         return None
+    if _u8_lut_kept(w, k):  # every batch of these rows runs by table lookup
+        return None
     shape = (w.shape[0], k)
     if U8_DWORD_LONG_ROWS is None and _DWORDS_PAY.get(shape) is False:
         return None  # measured slower for this shape already: no layout to make
@@ -519,6 +524,18 @@ def _u8_dwords(w: np.ndarray, k: int):
 
 
 _DWORDS_PAY: dict[tuple[int, int], bool] = {}  # (N, k) -> _dwords_pay's answer, measured once per process
+
+
+def _u8_lut_kept(w: np.ndarray, k: int) -> bool:
+    """Whether uint8 weights get the table-lookup layout: on AVX-512 with VBMI, rows longer than the dword kernel's
+    short rows, and enough columns (xnor_u8_lut_call)."""
+    return _xnor.U8_LUT and k > U8_DWORD_MAX_K and w.shape[0] >= _xnor.U8_LUT_MIN_COLS
+
+
+def _u8_lut(w: np.ndarray, k: int):
+    """The table-lookup layout of uint8 weights where this CPU's kernels use it (_u8_lut_kept), made once at bind
+    time, else None."""
+    return _xnor.make_u8_lut(w, k) if _u8_lut_kept(w, k) else None
 
 
 def _dwords_pay(w: np.ndarray, k: int, dwords: np.ndarray) -> bool:
@@ -584,7 +601,7 @@ def bind_dense_chain(first, middle, last, *, threads: int | None = None):
     ):
         raise ValueError(f"{name}: every layer needs at least one input and one output")
     chain = _xnor.DenseChain(
-        None if first is None else (w0, k0, thr0, flip0, _u8_dwords(w0, k0)), layers[:-1], layers[-1]
+        None if first is None else (w0, k0, thr0, flip0, _u8_dwords(w0, k0), _u8_lut(w0, k0)), layers[:-1], layers[-1]
     )
     policy = thread_policy(threads)
     if first is None:  # packed rows of the first binary layer's words

@@ -72,14 +72,16 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                              int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
                              int32_t *c, int64_t ldc)
-    int xnor_u8_lut, XNOR_U8_LUT_MIN_COLS
+    int XNOR_U8_LUT_MIN_COLS, XNOR_U8_LUT_NONE, XNOR_U8_LUT_VPSHUFB, XNOR_U8_LUT_VPERMB
     int64_t xnor_u8_lut_size(int64_t n, int64_t k)
     int64_t xnor_u8_lut_table_bytes(int64_t k)
-    int xnor_u8_lut_call(int path, int64_t n, const uint8_t *lut)
-    void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_t k, uint8_t *lut)
-    void xnor_u8_lut_tables(const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables, int32_t *totals)
-    void xnor_u8_lut_tile(const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m, const uint8_t *lut,
-                          int64_t j0, int64_t n, int32_t *c, int64_t ldc)
+    int xnor_u8_lut_format(int path)
+    int xnor_u8_lut_call(int64_t n, const uint8_t *lut)
+    void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_t k, int format, uint8_t *lut)
+    void xnor_u8_lut_tables(int format, const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables,
+                            int32_t *totals)
+    void xnor_u8_lut_tile(int format, const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m,
+                          const uint8_t *lut, int64_t j0, int64_t n, int32_t *c, int64_t ldc)
     int XNOR_PEAK_WORDS, XNOR_PEAK_PAIRS, XNOR_VNNI_PEAK_MACS
     int64_t xnor_peak(int path, const uint64_t *buf, int64_t passes)
     int64_t xnor_peak_vnni(const uint64_t *buf, int64_t passes)
@@ -93,8 +95,11 @@ NEON = XNOR_NEON
 # False when the module was built without OpenMP (setup.py: BNN_WORKBENCH_OPENMP=0, or a compiler whose
 # -fopenmp does not link, as Apple's clang): every call then runs on one thread, whatever it asks for.
 OPENMP = bool(XNOR_OPENMP)
-# True when the AVX-512 path runs a few uint8 rows by table lookup (VBMI), given make_u8_lut's layout.
-U8_LUT = bool(xnor_u8_lut)
+# The formats of uint8 rows by table lookup (make_u8_lut) that this CPU's paths run (AVX2: VPSHUFB, AVX-512 with
+# VBMI: VPERMB), and the fewest columns a call runs them for.
+U8_LUT_VPSHUFB, U8_LUT_VPERMB = XNOR_U8_LUT_VPSHUFB, XNOR_U8_LUT_VPERMB
+U8_LUT_FORMATS = tuple(f for f in (xnor_u8_lut_format(XNOR_AVX512), xnor_u8_lut_format(XNOR_AVX2))
+                       if f != XNOR_U8_LUT_NONE and xnor_cpu_supports(XNOR_AVX512 if f == XNOR_U8_LUT_VPERMB else XNOR_AVX2))
 U8_LUT_MIN_COLS = XNOR_U8_LUT_MIN_COLS
 
 # Tile sizes: MT rows of A (or output pixels) x NT rows of B (output channels, a multiple of 64 so
@@ -243,7 +248,8 @@ ctypedef struct KernelCall:
     const uint64_t *panel       # B in make_panel's layout, or NULL (not read for uint8 rows)
     const int8_t *u8_dwords     # uint8 rows only: B in make_u8_dwords' layout (AVX-512 VNNI), or NULL
     int64_t u8_npad             # its channels, n rounded up to 16
-    const uint8_t *u8_lut       # uint8 rows only: B in make_u8_lut's layout (AVX-512 VBMI), or NULL
+    const uint8_t *u8_lut       # uint8 rows only: B in make_u8_lut's layout, or NULL
+    int u8_lut_format           # its format (U8_LUT_VPSHUFB or U8_LUT_VPERMB)
     const uint8_t *u8_tables    # set by _drive when the call runs by table lookup: tables and pixel sums of
     const int32_t *u8_totals    # rows u8_row0 ..
     int64_t u8_row0
@@ -345,7 +351,7 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         return
     dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
     if call.u8_tables != NULL:
-        xnor_u8_lut_tile(call.u8_tables + (i0 - call.u8_row0) * xnor_u8_lut_table_bytes(k),
+        xnor_u8_lut_tile(call.u8_lut_format, call.u8_tables + (i0 - call.u8_row0) * xnor_u8_lut_table_bytes(k),
                          call.u8_totals + (i0 - call.u8_row0), k, mm, call.u8_lut, j0, nn, dots, ldc)
     elif call.u != NULL and call.u8_dwords != NULL:
         xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
@@ -426,7 +432,7 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
     cdef int64_t row_bytes, chunk, r0, rows
     cdef uint8_t *memory
     cdef uint8_t *tables
-    if call.u8_lut != NULL and xnor_u8_lut_call(call.path, call.n, call.u8_lut):
+    if xnor_u8_lut_call(call.n, call.u8_lut):
         row_bytes = xnor_u8_lut_table_bytes(call.k)
         chunk = LUT_TABLE_BYTES // row_bytes // MT * MT
         chunk = MT if chunk < MT else chunk
@@ -440,7 +446,8 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
             r0 = 0
             while r0 < call.m:
                 rows = call.m - r0 if call.m - r0 < chunk else chunk
-                xnor_u8_lut_tables(call.u + r0 * call.k, call.k, call.k, rows, tables, <int32_t *>lookup.u8_totals)
+                xnor_u8_lut_tables(call.u8_lut_format, call.u + r0 * call.k, call.k, call.k, rows, tables,
+                                   <int32_t *>lookup.u8_totals)
                 lookup.u8_row0 = r0
                 _run_tiles(&lookup, rows, (r0 // MT) * tn, ((r0 + rows + MT - 1) // MT) * tn)
                 r0 += chunk
@@ -565,25 +572,43 @@ def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
     return dwords
 
 
-def make_u8_lut(const uint64_t[:, ::1] b, int64_t k):
-    """B (n x ceil(k/64) words, k bits) as 4-bit table indices for uint8 rows by table lookup (AVX-512 VBMI;
-    xnor_make_u8_lut: per 16 rows and 16 pixels, 64 bytes), 1-D uint8: half a byte per weight."""
-    _check_layout_of(b, k, "make_u8_lut")
-    lut = aligned_zeros(max(xnor_u8_lut_size(b.shape[0], k), 1), np.uint8)
-    cdef uint8_t[::1] view = lut
-    if b.shape[0] and k:
-        xnor_make_u8_lut(&b[0, 0], b.shape[0], b.shape[1], k, &view[0])
-    return lut
+cdef class U8Lookup:
+    """make_u8_lut's layouts of uint8 weights B (n rows over k pixels), one per format this CPU's paths run,
+    made and held once: a call takes its path's."""
+    cdef readonly dict layouts  # format -> 1-D uint8, 64-byte aligned
+    cdef readonly int64_t n, k
+    cdef const uint8_t *data[3]  # by format; NULL where not made
 
+    def __init__(self, const uint64_t[:, ::1] b, int64_t k, formats):
+        cdef uint8_t[::1] view
+        _check_layout_of(b, k, "make_u8_lut")
+        self.n, self.k, self.layouts = b.shape[0], k, {}
+        memset(self.data, 0, sizeof(self.data))
+        for format in formats:
+            _check(format in U8_LUT_FORMATS, f"make_u8_lut: format {format} does not run on this CPU")
+            self.layouts[format] = aligned_zeros(max(xnor_u8_lut_size(self.n, k), 1), np.uint8)
+            view = self.layouts[format]
+            if self.n and k:
+                xnor_make_u8_lut(&b[0, 0], self.n, b.shape[1], k, format, &view[0])
+                self.data[format] = &view[0]
 
-cdef int _use_lut(KernelCall *call, object lut, int64_t n, int64_t k) except -1:
-    """Point a uint8 call at make_u8_lut's layout of B (checked against n and k); _drive decides per call."""
-    if lut is None or n == 0 or k == 0:
+    cdef const uint8_t *of(self, int path) noexcept nogil:
+        """The layout a call on `path` runs by table lookup on, or NULL."""
+        return self.data[xnor_u8_lut_format(path)]
+
+    cdef int use(self, KernelCall *call, int64_t n, int64_t k) except -1:
+        """Point a uint8 call of B (n x k) at its path's layout."""
+        _check(n == self.n and k == self.k, "lut: made for other weights")
+        call.u8_lut = self.of(call.path)
+        call.u8_lut_format = xnor_u8_lut_format(call.path)
         return 0
-    cdef const uint8_t[::1] view = lut
-    _check(view.shape[0] == xnor_u8_lut_size(n, k), "lut: length does not match B")
-    call.u8_lut = &view[0]
-    return 0
+
+
+def make_u8_lut(const uint64_t[:, ::1] b, int64_t k, formats=None):
+    """B (n x ceil(k/64) words, k bits) as 4-bit table indices for uint8 rows by table lookup (xnor_make_u8_lut:
+    per 16 rows and 16 pixels, 64 bytes, half a byte per weight), as a U8Lookup in `formats` (default
+    U8_LUT_FORMATS, every one this CPU runs)."""
+    return U8Lookup(b, k, U8_LUT_FORMATS if formats is None else formats)
 
 
 cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) except -1:
@@ -598,10 +623,10 @@ cdef int _use_dwords(KernelCall *call, object dwords, int64_t n, int64_t k) exce
 
 
 def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1] out, int path, int threads,
-               dwords=None, lut=None):
+               dwords=None, U8Lookup lut=None):
     """out = exact dot products of uint8 rows of u (m x k) with the -1/+1 rows of B (n x ceil(k/64)); with
     `dwords` (make_u8_dwords of B) the AVX-512 and AVX2 paths run the dword kernel, with `lut` (make_u8_lut of
-    B) the AVX-512 path runs a few rows by table lookup."""
+    B) the paths that run its format run by table lookup."""
     threads = _thread_count(threads)
     cdef int64_t m = u.shape[0], k = u.shape[1], n = b.shape[0], words = b.shape[1]
     _check(words == (k + 63) // 64 and 255 * k < 2 ** 31 and out.shape[0] == m and out.shape[1] == n,
@@ -613,7 +638,8 @@ def gemm_uint8(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, int32_t[:, ::1
     call.b = &b[0, 0] if words else NULL
     call.dots = &out[0, 0]
     _use_dwords(&call, dwords, n, k)
-    _use_lut(&call, lut, n, k)
+    if lut is not None:
+        lut.use(&call, n, k)
     with nogil:
         _drive(&call)
 
@@ -629,7 +655,7 @@ cdef bint _all_below(const int32_t *values, int64_t count, int64_t bound) noexce
 
 def gemm_uint8_threshold(const uint8_t[:, ::1] u, const uint64_t[:, ::1] b, const int32_t[::1] thresholds,
                          const uint8_t[::1] flip, uint64_t[:, ::1] out, int path, int threads, int64_t period=0,
-                         dwords=None, thr_index=None, lut=None):
+                         dwords=None, thr_index=None, U8Lookup lut=None):
     """gemm_uint8 compared with per-column thresholds, written as packed bits (m x ceil(n/64)).
 
     period P > 0: `thresholds` holds P rows of n (flattened) and row i of u is compared with row i % P, as the
@@ -649,13 +675,12 @@ cdef class U8Gemm:
     cdef const uint8_t *fl
     cdef const int32_t *index
     cdef object dwords
-    cdef object lut
-    cdef const uint8_t *lut_data  # lut's bytes, or NULL
+    cdef U8Lookup lut
     cdef readonly int64_t n, k  # outputs, and bytes per row
     cdef int64_t words, period
 
     def __init__(self, const uint64_t[:, ::1] b, int64_t k, const int32_t[::1] thresholds, const uint8_t[::1] flip,
-                 int64_t period=0, dwords=None, thr_index=None, lut=None):
+                 int64_t period=0, dwords=None, thr_index=None, U8Lookup lut=None):
         cdef int64_t n = b.shape[0], words = b.shape[1], rows_of_thr = period if period else 1
         cdef const int32_t[::1] index
         self.index = NULL
@@ -671,12 +696,7 @@ cdef class U8Gemm:
                "gemm_uint8_threshold: shapes do not match")
         if dwords is not None:
             _check(len(dwords) == xnor_u8_dwords_size(n, k), "dwords: length does not match B")
-        cdef const uint8_t[::1] lut_view
-        self.lut_data = NULL
-        if lut is not None and n and k:
-            lut_view = lut
-            _check(lut_view.shape[0] == xnor_u8_lut_size(n, k), "lut: length does not match B")
-            self.lut_data = &lut_view[0]
+        _check(lut is None or (lut.n == n and lut.k == k), "lut: made for other weights")
         self.keep = (b, thresholds, flip, thr_index)
         self.b = &b[0, 0] if words and n else NULL
         self.thr = &thresholds[0] if n else NULL
@@ -710,7 +730,8 @@ cdef class U8Gemm:
         call.thr_period = self.period
         call.thr_index = self.index
         _use_dwords(&call, self.dwords, self.n, self.k)
-        call.u8_lut = self.lut_data
+        if self.lut is not None:
+            self.lut.use(&call, self.n, self.k)
         with nogil:
             _drive(&call)
         return 0
@@ -1124,7 +1145,7 @@ cdef struct ChainLayer:
     const double *shift
     const int8_t *u8_dwords  # a uint8 first layer: make_u8_dwords' layout of B, or NULL
     int64_t u8_npad
-    const uint8_t *u8_lut    # and make_u8_lut's layout, or NULL
+    const uint8_t *u8_luts[3]  # and make_u8_lut's layouts by format (U8Lookup.data)
 
 
 cdef class DenseChain:
@@ -1152,7 +1173,7 @@ cdef class DenseChain:
         cdef const double[::1] sc
         cdef const double[::1] sh
         cdef const int8_t[::1] dw
-        cdef const uint8_t[::1] lut
+        cdef U8Lookup lut
         cdef ChainLayer *layer
         cdef int64_t width
         self.packed_input = first is None
@@ -1199,9 +1220,10 @@ cdef class DenseChain:
                 self.keep.append(spec[5])
             if spec[0] == "u8" and len(spec) > 6 and spec[6] is not None:
                 lut = spec[6]
-                _check(lut.shape[0] == xnor_u8_lut_size(layer.n, layer.k), "DenseChain: lut length")
-                layer.u8_lut = &lut[0]
-                self.keep.append(spec[6])
+                _check(lut.n == layer.n and lut.k == layer.k, "DenseChain: lut made for other weights")
+                for f in range(3):
+                    layer.u8_luts[f] = lut.data[f]
+                self.keep.append(lut)
             panel = spec[5] if spec[0] != "u8" else None
             layer.panel = _panel_of(panel, layer.n, layer.words)
             self.keep.append(panel)
@@ -1287,7 +1309,8 @@ cdef class DenseChain:
                 if layer.u8_dwords != NULL and xnor_u8_dwords_path(path, layer.k):
                     call.u8_dwords = layer.u8_dwords
                     call.u8_npad = layer.u8_npad
-                call.u8_lut = layer.u8_lut
+                call.u8_lut_format = xnor_u8_lut_format(path)
+                call.u8_lut = layer.u8_luts[call.u8_lut_format]
             elif i == 0:
                 call.a = a
             else:

@@ -76,9 +76,11 @@ static int xnor_scalar_popcnt = 0;
  * transpose the pixels with VPERMB (VBMI); set once by xnor_init(), cleared by the C check to test both. */
 static int xnor_u8_gfni = 0;
 
-/* Whether the AVX-512 path may run uint8 rows by table lookup (xnor_u8_lut_tile: VPERMB, from VBMI); set once by
- * xnor_init(), cleared by the C check to test the kernels it replaces. */
-static int xnor_u8_lut = 0;
+/* The layouts of uint8 rows by table lookup (xnor_u8_lut_tile): for VPSHUFB (the AVX2 path: a table per 128-bit
+ * lane) and for VPERMB (the AVX-512 path where the CPU has VBMI: 4 tables per register). xnor_u8_vbmi is set once
+ * by xnor_init(). */
+enum { XNOR_U8_LUT_NONE = 0, XNOR_U8_LUT_VPSHUFB = 1, XNOR_U8_LUT_VPERMB = 2 };
+static int xnor_u8_vbmi = 0;
 
 static void xnor_init(void)
 {
@@ -87,7 +89,7 @@ static void xnor_init(void)
     xnor_scalar_popcnt = __builtin_cpu_supports("popcnt");
     xnor_u8_gfni = xnor_cpu_supports(XNOR_AVX512) && __builtin_cpu_supports("gfni")
         && __builtin_cpu_supports("avx512vbmi");
-    xnor_u8_lut = xnor_cpu_supports(XNOR_AVX512) && __builtin_cpu_supports("avx512vbmi");
+    xnor_u8_vbmi = xnor_cpu_supports(XNOR_AVX512) && __builtin_cpu_supports("avx512vbmi");
 #endif
 }
 
@@ -1350,24 +1352,29 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
 #endif /* XNOR_X86 */
 
 /* ------------------------------------------------------------------------------------------------
- * uint8 rows by table lookup (AVX-512 VBMI): a dense first layer (784 pixels -> 2048) at any batch.
+ * uint8 rows by table lookup: a dense first layer (784 pixels -> 2048) at any batch, on AVX-512 and AVX2.
  *
  * The kernels above expand every weight bit to a byte (per row: one GF2P8AFFINEQB or VPMOVM2B per 64 weights
  * beside the VPDPBUSD, so a single row runs at half the VPDPBUSD rate at best; or once, as the dword layout,
  * which then reads 8x the bytes of the packed weights). Here the expansion is done on the pixels instead, once
- * per row: for each group of 4 pixels, the 16 sums of its subsets, split in
- * low and high nibbles (at most 4 * 15 = 60, a byte). A weight row's 4 bits of that group index the table,
- * so S = sum of the pixels where w = -1 is a sum of lookups: VPERMB looks up 64 (16 rows x 4 groups) in one
- * instruction from a 64-byte register of 4 groups' tables, and VPDPBUSD adds each row's 4 lookups into its
- * dword (times 1 for the low nibbles, 16 for the high ones): 256 MACs per two VPERMB and two VPDPBUSD.
- * dot = total - 2 S, exact. (As the LUT kernels of T-MAC and bitnet.cpp, for binary weights and exact 8-bit
- * activations.) The weights' layout, made once (xnor_make_u8_lut): per block of 16 weight rows and quad of 16
- * pixels, 64 bytes; byte 4d + p is the nibble of row d for the quad's group p, plus 16p (which table). Measured
- * with (1, 2048, 784): 13.5 -> 6.7 us a bound call at batch 1, 6.6 -> 4.8 us a row at batch 64 (the dword
- * kernel before).
+ * per row: for each group of 4 pixels, the 16 sums of its subsets, split in low and high nibbles (at most
+ * 4 * 15 = 60, a byte). A weight row's 4 bits of that group index the table, so S = sum of the pixels where
+ * w = -1 is a sum of lookups, and dot = total - 2 S, exact. (As the LUT kernels of T-MAC and bitnet.cpp, for
+ * binary weights and exact 8-bit activations.)
+ *
+ * VPERMB (AVX-512 VBMI) looks up 64 at once (16 rows x 4 groups) in a register of 4 groups' tables, and
+ * VPDPBUSD adds each row's 4 lookups into its dword (times 1 for the low nibbles, 16 for the high ones): 256
+ * MACs per two VPERMB and two VPDPBUSD. VPSHUFB (AVX2) looks up 32 (16 rows x 2 groups: a table per 128-bit
+ * lane); the lookups add up in bytes for 4 steps, then in 16-bit words (VPMADDUBSW: low + 16 high) for 16
+ * widenings, then in int32. Measured with (1, 2048, 784), a bound call at batch 1: AVX-512 13.5 -> 6.7 us,
+ * 6.6 -> 4.8 us a row at batch 64 (the dword kernel before).
+ *
+ * The weights' layout, made once (xnor_make_u8_lut), the same size in both: per block of 16 weight rows and
+ * quad of 16 pixels, 64 bytes. For VPERMB byte 4d + p holds the nibble of row d for the quad's group p, plus 16p
+ * (which table); for VPSHUFB byte 16p + d holds it. A row's tables (xnor_u8_lut_tables_avx2), the same for both.
  * ---------------------------------------------------------------------------------------------- */
 
-/* Bytes of the layout of n weight rows over k pixels, and of one row's tables (xnor_u8_lut_tables). */
+/* Bytes of the layout of n weight rows over k pixels, and of one row's tables. */
 static inline int64_t xnor_u8_lut_size(int64_t n, int64_t k)
 {
     return (n + 15) / 16 * ((k + 15) / 16) * 64;
@@ -1378,13 +1385,15 @@ static inline int64_t xnor_u8_lut_table_bytes(int64_t k)
     return (k + 15) / 16 * 128;
 }
 
-/* 1 when the path runs uint8 rows by table lookup (given the layout). */
-static int xnor_u8_lut_path(int path)
+/* The layout format the path runs uint8 rows by table lookup on (a path the CPU has), or XNOR_U8_LUT_NONE. */
+static int xnor_u8_lut_format(int path)
 {
-    return XNOR_X86 && path == XNOR_AVX512 && xnor_u8_lut;
+    if (XNOR_X86 && path == XNOR_AVX512)
+        return xnor_u8_vbmi ? XNOR_U8_LUT_VPERMB : XNOR_U8_LUT_NONE;
+    return XNOR_X86 && path == XNOR_AVX2 ? XNOR_U8_LUT_VPSHUFB : XNOR_U8_LUT_NONE;
 }
 
-static void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_t k, uint8_t *lut)
+static void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_t k, int format, uint8_t *lut)
 {
     const int64_t quads = (k + 15) / 16;
     for (int64_t j = 0; j < (n + 15) / 16; j++)
@@ -1395,52 +1404,130 @@ static void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_
                     uint8_t nibble = 0; /* rows past n and pixels past k: no bit set */
                     if (row < n && bit < 64 * words)
                         nibble = (uint8_t)((b[row * words + bit / 64] >> (bit % 64)) & 15);
-                    lut[(j * quads + q) * 64 + 4 * d + p] = (uint8_t)(nibble | (p << 4));
+                    uint8_t *quad = lut + (j * quads + q) * 64;
+                    if (format == XNOR_U8_LUT_VPERMB)
+                        quad[4 * d + p] = (uint8_t)(nibble | (p << 4));
+                    else
+                        quad[16 * p + d] = nibble;
                 }
 }
 
 #if XNOR_X86
-#define XNOR_AVX512_VBMI_ATTR \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx512vnni,avx512vbmi,popcnt")))
-
-/* The tables of m rows of k pixels: row i's at tables + i * xnor_u8_lut_table_bytes(k), per quad 64 bytes of
- * low-nibble sums then 64 of high-nibble sums, byte 16p + s the sum over subset s of group p's pixels (VPSHUFB
- * of the quad's pixels, once per pixel of a group); totals[i] the row's pixel sum. */
-XNOR_AVX512_VBMI_ATTR static void xnor_u8_lut_tables_avx512(const uint8_t *u, int64_t ldu, int64_t k, int64_t m,
-                                                            uint8_t *tables, int32_t *totals)
+/* The tables of m rows (both formats), row i's at tables + i * xnor_u8_lut_table_bytes(k): per quad of pixels 64
+ * bytes of low-nibble sums, byte 16p + s the sum over subset s of group p's pixels (VPSHUFB of 8 pixels at a time,
+ * once per pixel of a group), then 64 of high-nibble sums; totals[i] the row's pixel sum. */
+XNOR_AVX2_ATTR static void xnor_u8_lut_tables_avx2(const uint8_t *u, int64_t ldu, int64_t k, int64_t m,
+                                                   uint8_t *tables, int32_t *totals)
 {
-    const __m512i iota = _mm512_set_epi64(0x3f3e3d3c3b3a3938LL, 0x3736353433323130LL, 0x2f2e2d2c2b2a2928LL,
-                                          0x2726252423222120LL, 0x1f1e1d1c1b1a1918LL, 0x1716151413121110LL,
-                                          0x0f0e0d0c0b0a0908LL, 0x0706050403020100LL);
-    const __m512i low = _mm512_set1_epi8(0x0f);
-    const __m512i subset = _mm512_and_si512(iota, low), group = _mm512_and_si512(_mm512_srli_epi16(iota, 4), low);
-    __m512i pick[4]; /* byte 16p + s: pixel 4p + i of the lane's 16 where bit i of s is set, else 0x80 (zero) */
-    for (int i = 0; i < 4; i++)
-        pick[i] = _mm512_mask_blend_epi8(_mm512_test_epi8_mask(subset, _mm512_set1_epi8((char)(1 << i))),
-                                         _mm512_set1_epi8((char)0x80),
-                                         _mm512_add_epi8(_mm512_slli_epi16(group, 2), _mm512_set1_epi8((char)i)));
-    const int64_t quads = (k + 15) / 16, row_bytes = xnor_u8_lut_table_bytes(k);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i pick[4]; /* lane L, byte s: pixel 4L + i of the 8 where bit i of s is set, else 0x80 (zero) */
+    for (int i = 0; i < 4; i++) {
+        uint8_t bytes[32];
+        for (int L = 0; L < 2; L++)
+            for (int t = 0; t < 16; t++)
+                bytes[16 * L + t] = (uint8_t)((t >> i) & 1 ? 4 * L + i : 0x80);
+        pick[i] = _mm256_loadu_si256((const __m256i *)bytes);
+    }
+    const int64_t pairs = 2 * ((k + 15) / 16), row_bytes = xnor_u8_lut_table_bytes(k);
     for (int64_t i = 0; i < m; i++) {
-        __m128i sum = _mm_setzero_si128();
-        for (int64_t q = 0; q < quads; q++) {
-            const int64_t t = 16 * q;
-            const __mmask16 valid = k - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - t)) - 1);
-            const __m128i pixels = _mm_maskz_loadu_epi8(valid, u + i * ldu + t);
-            sum = _mm_add_epi64(sum, _mm_sad_epu8(pixels, _mm_setzero_si128()));
-            const __m512i v = _mm512_broadcast_i32x4(pixels);
-            const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-            __m512i tlo = _mm512_shuffle_epi8(lo, pick[0]), thi = _mm512_shuffle_epi8(hi, pick[0]);
+        int64_t sum = 0;
+        for (int64_t g = 0; g < pairs; g++) {
+            const int64_t t = 8 * g, left = k - t;
+            uint64_t eight = 0;
+            if (left > 0)
+                memcpy(&eight, u + i * ldu + t, left >= 8 ? 8 : (size_t)left);
+            sum += _mm_cvtsi128_si64(_mm_sad_epu8(_mm_cvtsi64_si128((long long)eight), _mm_setzero_si128()));
+            const __m256i v = _mm256_set1_epi64x((long long)eight);
+            const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            __m256i tlo = _mm256_shuffle_epi8(lo, pick[0]), thi = _mm256_shuffle_epi8(hi, pick[0]);
             for (int b = 1; b < 4; b++) {
-                tlo = _mm512_add_epi8(tlo, _mm512_shuffle_epi8(lo, pick[b]));
-                thi = _mm512_add_epi8(thi, _mm512_shuffle_epi8(hi, pick[b]));
+                tlo = _mm256_add_epi8(tlo, _mm256_shuffle_epi8(lo, pick[b]));
+                thi = _mm256_add_epi8(thi, _mm256_shuffle_epi8(hi, pick[b]));
             }
-            uint8_t *dst = tables + i * row_bytes + 128 * q;
-            _mm512_storeu_si512((void *)dst, tlo);
-            _mm512_storeu_si512((void *)(dst + 64), thi);
+            uint8_t *dst = tables + i * row_bytes + 128 * (g / 2) + 32 * (g % 2);
+            _mm256_storeu_si256((__m256i *)dst, tlo);
+            _mm256_storeu_si256((__m256i *)(dst + 64), thi);
         }
-        totals[i] = (int32_t)(_mm_cvtsi128_si64(sum) + _mm_extract_epi64(sum, 1));
+        totals[i] = (int32_t)sum;
     }
 }
+
+/* The 16-bit sums of rows 0-7 (wa: even groups in lane 0, odd in lane 1) and 8-15 (wb) added into sums[16]. */
+XNOR_AVX2_ATTR static inline void xnor_u8_lut_flush_avx2(__m256i wa, __m256i wb, int32_t *sums)
+{
+    const __m256i rows0 = _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(wa)),
+                                           _mm256_cvtepu16_epi32(_mm256_extracti128_si256(wa, 1)));
+    const __m256i rows8 = _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(wb)),
+                                           _mm256_cvtepu16_epi32(_mm256_extracti128_si256(wb, 1)));
+    _mm256_storeu_si256((__m256i *)sums, _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)sums), rows0));
+    _mm256_storeu_si256((__m256i *)(sums + 8), _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(sums + 8)), rows8));
+}
+
+/* NB blocks of 16 weight rows (from block jb) against one row's VPSHUFB tables: dots total - 2 S into c, the first
+ * `cols` of them. Bytes hold 2 quads of lookups (4 * 60), words 16 widenings (16 * (240 + 16 * 240) < 2^16). */
+XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
+xnor_u8_lut_blocks_avx2(const uint8_t *tables, int64_t quads, const uint8_t *lut, int64_t jb, int32_t total,
+                        int32_t *c, int64_t cols, const int NB)
+{
+    const __m256i weights = _mm256_set1_epi16(0x1001); /* byte pairs (1, 16): low + 16 * high */
+    __m256i lo[2], hi[2], wa[2], wb[2];
+    int32_t sums[2][16];
+    for (int b = 0; b < NB; b++) {
+        lo[b] = hi[b] = wa[b] = wb[b] = _mm256_setzero_si256();
+        memset(sums[b], 0, sizeof(sums[b]));
+    }
+    for (int64_t q = 0, widened = 0; q < quads; q++) {
+        for (int h = 0; h < 2; h++) { /* groups 2h, 2h + 1 of the quad */
+            const __m256i tlo = _mm256_loadu_si256((const __m256i *)(tables + 128 * q + 32 * h));
+            const __m256i thi = _mm256_loadu_si256((const __m256i *)(tables + 128 * q + 64 + 32 * h));
+            for (int b = 0; b < NB; b++) {
+                const __m256i index = _mm256_loadu_si256((const __m256i *)(lut + ((jb + b) * quads + q) * 64 + 32 * h));
+                lo[b] = _mm256_add_epi8(lo[b], _mm256_shuffle_epi8(tlo, index));
+                hi[b] = _mm256_add_epi8(hi[b], _mm256_shuffle_epi8(thi, index));
+            }
+        }
+        if (q % 2 == 0 && q + 1 < quads)
+            continue; /* bytes: 2 quads of lookups */
+        for (int b = 0; b < NB; b++) {
+            wa[b] = _mm256_add_epi16(wa[b], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(lo[b], hi[b]), weights));
+            wb[b] = _mm256_add_epi16(wb[b], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(lo[b], hi[b]), weights));
+            lo[b] = hi[b] = _mm256_setzero_si256();
+        }
+        if (++widened < 16 && q + 1 < quads)
+            continue;
+        widened = 0;
+        for (int b = 0; b < NB; b++) {
+            xnor_u8_lut_flush_avx2(wa[b], wb[b], sums[b]);
+            wa[b] = wb[b] = _mm256_setzero_si256();
+        }
+    }
+    for (int b = 0; b < NB; b++)
+        for (int r = 0; r < 16 && 16 * b + r < cols; r++)
+            c[16 * b + r] = total - 2 * sums[b][r];
+}
+
+XNOR_AVX2_ATTR static void xnor_u8_lut_tile_avx2(const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m,
+                                                 const uint8_t *lut, int64_t j0, int64_t n, int32_t *c, int64_t ldc)
+{
+    const int64_t quads = (k + 15) / 16, blocks = (n + 15) / 16, jb = j0 / 16;
+    for (int64_t b = 0; b < blocks;) {
+        const int nb = blocks - b >= 2 ? 2 : 1;
+        for (int64_t i = 0; i < m; i++) {
+            const uint8_t *t = tables + i * xnor_u8_lut_table_bytes(k);
+            int32_t *ci = c + i * ldc + 16 * b;
+            if (nb == 2)
+                xnor_u8_lut_blocks_avx2(t, quads, lut, jb + b, totals[i], ci, n - 16 * b, 2);
+            else
+                xnor_u8_lut_blocks_avx2(t, quads, lut, jb + b, totals[i], ci, n - 16 * b, 1);
+        }
+        b += nb;
+    }
+}
+#endif /* XNOR_X86 */
+
+#if XNOR_X86
+#define XNOR_AVX512_VBMI_ATTR \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx512vnni,avx512vbmi,popcnt")))
 
 /* NB blocks of 16 weight rows (from block jb of the layout) against one row's tables: dots total - 2 S into c,
  * the first `cols` of them (a last partial block is stored masked). Two accumulators a block, NB blocks at once:
@@ -1497,25 +1584,30 @@ XNOR_AVX512_VBMI_ATTR static void xnor_u8_lut_tile_avx512(const uint8_t *tables,
 }
 #endif /* XNOR_X86 */
 
-/* m rows' tables (xnor_u8_lut_tables_avx512), on a path where xnor_u8_lut_path() is 1. */
-static void xnor_u8_lut_tables(const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables, int32_t *totals)
+/* m rows' tables for a layout of that format, on its path (xnor_u8_lut_format). */
+static void xnor_u8_lut_tables(int format, const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables,
+                               int32_t *totals)
 {
 #if XNOR_X86
-    xnor_u8_lut_tables_avx512(u, ldu, k, m, tables, totals);
+    (void)format; /* the same tables for both */
+    xnor_u8_lut_tables_avx2(u, ldu, k, m, tables, totals);
 #else
-    (void)u; (void)ldu; (void)k; (void)m; (void)tables; (void)totals;
+    (void)format; (void)u; (void)ldu; (void)k; (void)m; (void)tables; (void)totals;
 #endif
 }
 
 /* Dots of m rows (their tables) against columns j0 .. j0 + n of the layout (j0 a multiple of 16) into c (row
- * stride ldc), on a path where xnor_u8_lut_path() is 1: the same exact dots as xnor_u8_tile. */
-static void xnor_u8_lut_tile(const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m, const uint8_t *lut,
-                             int64_t j0, int64_t n, int32_t *c, int64_t ldc)
+ * stride ldc), for a layout of that format: the same exact dots as xnor_u8_tile. */
+static void xnor_u8_lut_tile(int format, const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m,
+                             const uint8_t *lut, int64_t j0, int64_t n, int32_t *c, int64_t ldc)
 {
 #if XNOR_X86
-    xnor_u8_lut_tile_avx512(tables, totals, k, m, lut, j0, n, c, ldc);
+    if (format == XNOR_U8_LUT_VPERMB)
+        xnor_u8_lut_tile_avx512(tables, totals, k, m, lut, j0, n, c, ldc);
+    else
+        xnor_u8_lut_tile_avx2(tables, totals, k, m, lut, j0, n, c, ldc);
 #else
-    (void)tables; (void)totals; (void)k; (void)m; (void)lut; (void)j0; (void)n; (void)c; (void)ldc;
+    (void)format; (void)tables; (void)totals; (void)k; (void)m; (void)lut; (void)j0; (void)n; (void)c; (void)ldc;
 #endif
 }
 
@@ -2053,13 +2145,13 @@ static int xnor_u8_dwords_tile(int path, int64_t k, int64_t m, const int8_t *dwo
     return dwords != NULL && xnor_u8_dwords_path(path, k) && (k <= XNOR_U8_DWORD_SHORT_K || m >= XNOR_U8_DWORD_MIN_ROWS);
 }
 
-/* 1 when a call of uint8 rows x n columns runs by table lookup (xnor_u8_lut_tile), given the layout: on a path with
- * VBMI, with enough columns to pay for each row's tables (784 pixels: the lookup and the packed-weight kernel cross
+/* 1 when a call of uint8 rows x n columns runs by table lookup (xnor_u8_lut_tile), given the layout of its path's
+ * format (or NULL), with enough columns to pay for each row's tables (784 pixels: the lookup and the packed-weight kernel cross
  * at ~100 columns). */
 #define XNOR_U8_LUT_MIN_COLS 128
-static int xnor_u8_lut_call(int path, int64_t n, const uint8_t *lut)
+static int xnor_u8_lut_call(int64_t n, const uint8_t *lut)
 {
-    return lut != NULL && xnor_u8_lut_path(path) && n >= XNOR_U8_LUT_MIN_COLS;
+    return lut != NULL && n >= XNOR_U8_LUT_MIN_COLS;
 }
 
 /* 1 when the fused dword + threshold tile ran (AVX-512 or AVX2 with the dword layout), 0 when the caller must run

@@ -857,36 +857,57 @@ def test_u8_dwords_layout():
     assert not laid[n:].any() and not laid[:, k:].any()
 
 
-def test_u8_lut_layout():
-    """make_u8_lut: per 16 weight rows and 16 pixels 64 bytes, byte 4d + p the 4 bits of row d over pixels 4p ..
-    4p + 3 of the 16 plus 16p (the table VPERMB reads); 0 bits past k and past n."""
+@pytest.mark.parametrize("format", [1, 2])
+def test_u8_lut_layout(format):
+    """make_u8_lut: per 16 weight rows and 16 pixels 64 bytes, the 4 bits of row d over pixels 4p .. 4p + 3 of the
+    16 at byte 4d + p plus 16p (VPERMB: which table) or at byte 16p + d (VPSHUFB); 0 bits past k and past n."""
     from workbench.deploy import _xnor
 
+    if format not in _xnor.U8_LUT_FORMATS:
+        pytest.skip(f"this CPU runs no path on lookup format {format}")
     rng = np.random.default_rng(6)
     k, n = 300, 20  # 19 quads of pixels (the last one 12 pixels), 2 blocks of rows (the last one 4 rows)
     s = signs(rng, n, k)
-    lut = _xnor.make_u8_lut(kernels.pack_signs(s), k)
-    assert lut.shape == (2 * 19 * 64,) and lut.dtype == np.uint8 and lut.ctypes.data % 64 == 0
-    laid = lut.reshape(2, 19, 16, 4)  # block, quad, row in block, group in quad
-    np.testing.assert_array_equal(laid >> 4, np.broadcast_to(np.arange(4), laid.shape))
+    layout = _xnor.make_u8_lut(kernels.pack_signs(s), k, [format]).layouts[format]
+    assert layout.shape == (2 * 19 * 64,) and layout.dtype == np.uint8 and layout.ctypes.data % 64 == 0
+    if format == _xnor.U8_LUT_VPERMB:
+        laid = layout.reshape(2, 19, 16, 4)  # block, quad, row in block, group in quad
+        np.testing.assert_array_equal(laid >> 4, np.broadcast_to(np.arange(4), laid.shape))
+    else:
+        laid = layout.reshape(2, 19, 4, 16).transpose(0, 1, 3, 2)
+        assert not (laid >> 4).any()
     bits = (laid & 15)[..., None] >> np.arange(4) & 1  # block, quad, row, group, pixel in group
     per_row = bits.transpose(0, 2, 1, 3, 4).reshape(32, 19 * 16)
     np.testing.assert_array_equal(per_row[:n, :k], (s == -1).astype(np.uint8))
     assert not per_row[n:].any() and not per_row[:, k:].any()
 
 
-def test_long_uint8_rows_with_many_columns_keep_the_lookup_layout_only():
-    """Where the table lookup runs (AVX-512 with VBMI, rows past U8_DWORD_MAX_K, U8_LUT_MIN_COLS columns or more)
-    its layout is kept and the dword layout is not (it would run for no batch); elsewhere no lookup layout."""
+def test_long_uint8_rows_with_many_columns_keep_the_lookup_layouts():
+    """Where the table lookup runs (a path of this CPU runs a format, rows past U8_DWORD_MAX_K, U8_LUT_MIN_COLS columns
+    or more) its layouts are kept, one per format, and the long rows' dword layout is not where AVX-512 runs the
+    lookup (it would run for no batch); elsewhere no lookup layout."""
     from workbench.deploy import _xnor
 
     rng = np.random.default_rng(7)
     wide, narrow = kernels.pack_signs(signs(rng, 128, 784)), kernels.pack_signs(signs(rng, 127, 784))
     short = kernels.pack_signs(signs(rng, 128, 27))
-    assert (kernels._u8_lut(wide, 784) is not None) is _xnor.U8_LUT
-    if _xnor.U8_LUT:
+    lookup = kernels._u8_lut(wide, 784)
+    assert (lookup is not None) is bool(_xnor.U8_LUT_FORMATS)
+    if lookup is not None:
+        assert sorted(lookup.layouts) == sorted(_xnor.U8_LUT_FORMATS)
+    if _xnor.U8_LUT_VPERMB in _xnor.U8_LUT_FORMATS:
         assert kernels._u8_dwords(wide, 784) is None
     assert kernels._u8_lut(narrow, 784) is None and kernels._u8_lut(short, 27) is None
+    with pytest.raises(ValueError, match="lut: made for other weights"):
+        kernels._xnor.gemm_uint8(
+            np.zeros((1, 784), np.uint8),
+            narrow,
+            np.zeros((1, 127), np.int32),
+            _xnor.AVX2,
+            1,
+            None,
+            _xnor.make_u8_lut(wide, 784),
+        )
 
 
 @pytest.mark.skipif("avx512" not in kernels.available_backends(), reason="long rows' dword layout: AVX-512 only")

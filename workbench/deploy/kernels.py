@@ -66,8 +66,9 @@ U8_DWORD_MAX_BYTES = 32 << 20
 # Long rows on the dword layout: None = where it measures faster at bind time (_dwords_pay), True / False = always /
 # never. The two kernels trade places between CPUs of one family: 0.69x the time on one Xeon host, 1.14x on another.
 U8_DWORD_LONG_ROWS: bool | None = None
-# Longer rows get make_u8_lut's layout too (half a byte per weight) where the CPU has VBMI: fewer rows than the dword
-# kernel takes (a batch-1 dense first layer) then run by table lookup (docs/KERNELS.md, round 8).
+# Longer rows with U8_LUT_MIN_COLS columns or more get make_u8_lut's layouts instead (half a byte per weight and
+# format) where the CPU runs them: every batch then runs by table lookup on AVX2, and on AVX-512 with VBMI
+# (docs/KERNELS.md, round 8).
 
 
 def available_backends() -> list[str]:
@@ -510,8 +511,8 @@ def _u8_dwords(w: np.ndarray, k: int):
     fits = -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
     if not _xnor.cpu_supports(_xnor.AVX512) or not fits or U8_DWORD_LONG_ROWS is False:
         return None
-    if _u8_lut_kept(w, k):  # every batch of these rows runs by table lookup
-        return None
+    if _u8_lut_kept(w, k) and _xnor.U8_LUT_VPERMB in _xnor.U8_LUT_FORMATS:
+        return None  # the AVX-512 path runs every batch of these rows by table lookup
     shape = (w.shape[0], k)
     if U8_DWORD_LONG_ROWS is None and _DWORDS_PAY.get(shape) is False:
         return None  # measured slower for this shape already: no layout to make
@@ -527,9 +528,9 @@ _DWORDS_PAY: dict[tuple[int, int], bool] = {}  # (N, k) -> _dwords_pay's answer,
 
 
 def _u8_lut_kept(w: np.ndarray, k: int) -> bool:
-    """Whether uint8 weights get the table-lookup layout: on AVX-512 with VBMI, rows longer than the dword kernel's
-    short rows, and enough columns (xnor_u8_lut_call)."""
-    return _xnor.U8_LUT and k > U8_DWORD_MAX_K and w.shape[0] >= _xnor.U8_LUT_MIN_COLS
+    """Whether uint8 weights get the table-lookup layouts: on a CPU whose AVX2 or AVX-512 path runs them, rows longer
+    than the dword kernel's short rows, and enough columns (xnor_u8_lut_call)."""
+    return bool(_xnor.U8_LUT_FORMATS) and k > U8_DWORD_MAX_K and w.shape[0] >= _xnor.U8_LUT_MIN_COLS
 
 
 def _u8_lut(w: np.ndarray, k: int):

@@ -72,7 +72,7 @@ cdef extern from "xnor_simd.h" nogil:
     void xnor_u8_tile_dwords(int path, const uint8_t *u, int64_t ldu, int64_t k, const int8_t *dwords,
                              int64_t npad, int64_t j0, const uint64_t *b, int64_t ldb, int64_t m, int64_t n,
                              int32_t *c, int64_t ldc)
-    int XNOR_U8_LUT_MIN_COLS, XNOR_U8_LUT_NONE, XNOR_U8_LUT_VPSHUFB, XNOR_U8_LUT_VPERMB
+    int XNOR_U8_LUT_MIN_COLS, XNOR_U8_LUT_NONE, XNOR_U8_LUT_TABLE16, XNOR_U8_LUT_TABLE64
     int64_t xnor_u8_lut_size(int64_t n, int64_t k)
     int64_t xnor_u8_lut_table_bytes(int64_t k)
     int xnor_u8_lut_format(int path)
@@ -95,11 +95,11 @@ NEON = XNOR_NEON
 # False when the module was built without OpenMP (setup.py: BNN_WORKBENCH_OPENMP=0, or a compiler whose
 # -fopenmp does not link, as Apple's clang): every call then runs on one thread, whatever it asks for.
 OPENMP = bool(XNOR_OPENMP)
-# The formats of uint8 rows by table lookup (make_u8_lut) that this CPU's paths run (AVX2: VPSHUFB, AVX-512 with
-# VBMI: VPERMB), and the fewest columns a call runs them for.
-U8_LUT_VPSHUFB, U8_LUT_VPERMB = XNOR_U8_LUT_VPSHUFB, XNOR_U8_LUT_VPERMB
-U8_LUT_FORMATS = tuple(f for f in (xnor_u8_lut_format(XNOR_AVX512), xnor_u8_lut_format(XNOR_AVX2))
-                       if f != XNOR_U8_LUT_NONE and xnor_cpu_supports(XNOR_AVX512 if f == XNOR_U8_LUT_VPERMB else XNOR_AVX2))
+# The formats of uint8 rows by table lookup (make_u8_lut) that this CPU's paths run (AVX2 and NEON: TABLE16, AVX-512
+# with VBMI: TABLE64), and the fewest columns a call runs them for.
+U8_LUT_TABLE16, U8_LUT_TABLE64 = XNOR_U8_LUT_TABLE16, XNOR_U8_LUT_TABLE64
+U8_LUT_FORMATS = tuple(sorted({xnor_u8_lut_format(p) for p in (XNOR_AVX512, XNOR_AVX2, XNOR_NEON) if xnor_cpu_supports(p)}
+                              - {XNOR_U8_LUT_NONE}))
 U8_LUT_MIN_COLS = XNOR_U8_LUT_MIN_COLS
 
 # Tile sizes: MT rows of A (or output pixels) x NT rows of B (output channels, a multiple of 64 so
@@ -249,7 +249,7 @@ ctypedef struct KernelCall:
     const int8_t *u8_dwords     # uint8 rows only: B in make_u8_dwords' layout (AVX-512 VNNI), or NULL
     int64_t u8_npad             # its channels, n rounded up to 16
     const uint8_t *u8_lut       # uint8 rows only: B in make_u8_lut's layout, or NULL
-    int u8_lut_format           # its format (U8_LUT_VPSHUFB or U8_LUT_VPERMB)
+    int u8_lut_format           # its format (U8_LUT_TABLE16 or U8_LUT_TABLE64)
     const uint8_t *u8_tables    # set by _drive when the call runs by table lookup: tables and pixel sums of
     const int32_t *u8_totals    # rows u8_row0 ..
     int64_t u8_row0

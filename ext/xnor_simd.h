@@ -76,10 +76,10 @@ static int xnor_scalar_popcnt = 0;
  * transpose the pixels with VPERMB (VBMI); set once by xnor_init(), cleared by the C check to test both. */
 static int xnor_u8_gfni = 0;
 
-/* The layouts of uint8 rows by table lookup (xnor_u8_lut_tile): for VPSHUFB (the AVX2 path: a table per 128-bit
- * lane) and for VPERMB (the AVX-512 path where the CPU has VBMI: 4 tables per register). xnor_u8_vbmi is set once
- * by xnor_init(). */
-enum { XNOR_U8_LUT_NONE = 0, XNOR_U8_LUT_VPSHUFB = 1, XNOR_U8_LUT_VPERMB = 2 };
+/* The layouts of uint8 rows by table lookup (xnor_u8_lut_tile): TABLE16 for a 16-entry table per 128 bits (the AVX2
+ * path's VPSHUFB, the NEON path's TBL) and TABLE64 for 4 tables per register (the AVX-512 path's VPERMB, where the
+ * CPU has VBMI). xnor_u8_vbmi is set once by xnor_init(). */
+enum { XNOR_U8_LUT_NONE = 0, XNOR_U8_LUT_TABLE16 = 1, XNOR_U8_LUT_TABLE64 = 2 };
 static int xnor_u8_vbmi = 0;
 
 static void xnor_init(void)
@@ -1365,13 +1365,13 @@ XNOR_AVX512_ATTR static void xnor_u8_tile_avx512(const uint8_t *u, int64_t ldu, 
  * VPERMB (AVX-512 VBMI) looks up 64 at once (16 rows x 4 groups) in a register of 4 groups' tables, and
  * VPDPBUSD adds each row's 4 lookups into its dword (times 1 for the low nibbles, 16 for the high ones): 256
  * MACs per two VPERMB and two VPDPBUSD. VPSHUFB (AVX2) looks up 32 (16 rows x 2 groups: a table per 128-bit
- * lane); the lookups add up in bytes for 4 steps, then in 16-bit words (VPMADDUBSW: low + 16 high) for 16
- * widenings, then in int32. Measured with (1, 2048, 784), a bound call at batch 1: AVX-512 13.5 -> 6.7 us,
- * 6.6 -> 4.8 us a row at batch 64 (the dword kernel before).
+ * lane), TBL (NEON) 16; their lookups add up in bytes for 4 groups, then in 16-bit lanes (low + 16 high) for 16
+ * widenings, then in int32. Measured with (1, 2048, 784), a bound call: AVX-512 13.5 -> 6.7 us at batch 1 and
+ * 6.6 -> 4.8 us a row at batch 64 (the dword kernel before); AVX2 68 -> 15 us at batch 1.
  *
  * The weights' layout, made once (xnor_make_u8_lut), the same size in both: per block of 16 weight rows and
- * quad of 16 pixels, 64 bytes. For VPERMB byte 4d + p holds the nibble of row d for the quad's group p, plus 16p
- * (which table); for VPSHUFB byte 16p + d holds it. A row's tables (xnor_u8_lut_tables_avx2), the same for both.
+ * quad of 16 pixels, 64 bytes. In TABLE64 (for VPERMB) byte 4d + p holds the nibble of row d for the quad's group
+ * p, plus 16p (which table); in TABLE16 (VPSHUFB, TBL) byte 16p + d holds it. A row's tables, the same for both.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Bytes of the layout of n weight rows over k pixels, and of one row's tables. */
@@ -1389,8 +1389,8 @@ static inline int64_t xnor_u8_lut_table_bytes(int64_t k)
 static int xnor_u8_lut_format(int path)
 {
     if (XNOR_X86 && path == XNOR_AVX512)
-        return xnor_u8_vbmi ? XNOR_U8_LUT_VPERMB : XNOR_U8_LUT_NONE;
-    return XNOR_X86 && path == XNOR_AVX2 ? XNOR_U8_LUT_VPSHUFB : XNOR_U8_LUT_NONE;
+        return xnor_u8_vbmi ? XNOR_U8_LUT_TABLE64 : XNOR_U8_LUT_NONE;
+    return (XNOR_X86 && path == XNOR_AVX2) || (XNOR_ARM && path == XNOR_NEON) ? XNOR_U8_LUT_TABLE16 : XNOR_U8_LUT_NONE;
 }
 
 static void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_t k, int format, uint8_t *lut)
@@ -1405,7 +1405,7 @@ static void xnor_make_u8_lut(const uint64_t *b, int64_t n, int64_t words, int64_
                     if (row < n && bit < 64 * words)
                         nibble = (uint8_t)((b[row * words + bit / 64] >> (bit % 64)) & 15);
                     uint8_t *quad = lut + (j * quads + q) * 64;
-                    if (format == XNOR_U8_LUT_VPERMB)
+                    if (format == XNOR_U8_LUT_TABLE64)
                         quad[4 * d + p] = (uint8_t)(nibble | (p << 4));
                     else
                         quad[16 * p + d] = nibble;
@@ -1463,7 +1463,7 @@ XNOR_AVX2_ATTR static inline void xnor_u8_lut_flush_avx2(__m256i wa, __m256i wb,
     _mm256_storeu_si256((__m256i *)(sums + 8), _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(sums + 8)), rows8));
 }
 
-/* NB blocks of 16 weight rows (from block jb) against one row's VPSHUFB tables: dots total - 2 S into c, the first
+/* NB blocks of 16 weight rows (from block jb of a TABLE16 layout) against one row's tables: dots total - 2 S into c, the first
  * `cols` of them. Bytes hold 2 quads of lookups (4 * 60), words 16 widenings (16 * (240 + 16 * 240) < 2^16). */
 XNOR_AVX2_ATTR static inline __attribute__((always_inline)) void
 xnor_u8_lut_blocks_avx2(const uint8_t *tables, int64_t quads, const uint8_t *lut, int64_t jb, int32_t total,
@@ -1584,15 +1584,99 @@ XNOR_AVX512_VBMI_ATTR static void xnor_u8_lut_tile_avx512(const uint8_t *tables,
 }
 #endif /* XNOR_X86 */
 
+#if XNOR_ARM
+/* The tables of m rows (as xnor_u8_lut_tables_avx2), with TBL on 8 pixels at a time. */
+static void xnor_u8_lut_tables_neon(const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables,
+                                    int32_t *totals)
+{
+    uint8x16_t pick[2][4]; /* for group L of 8 pixels, byte s: pixel 4L + i where bit i of s is set, else 0xff (0) */
+    for (int L = 0; L < 2; L++)
+        for (int i = 0; i < 4; i++) {
+            uint8_t bytes[16];
+            for (int t = 0; t < 16; t++)
+                bytes[t] = (uint8_t)((t >> i) & 1 ? 4 * L + i : 0xff);
+            pick[L][i] = vld1q_u8(bytes);
+        }
+    const int64_t pairs = 2 * ((k + 15) / 16), row_bytes = xnor_u8_lut_table_bytes(k);
+    for (int64_t i = 0; i < m; i++) {
+        int64_t sum = 0;
+        for (int64_t g = 0; g < pairs; g++) {
+            const int64_t t = 8 * g, left = k - t;
+            uint8_t eight[16] = {0};
+            if (left > 0)
+                memcpy(eight, u + i * ldu + t, left >= 8 ? 8 : (size_t)left);
+            const uint8x16_t v = vld1q_u8(eight);
+            sum += vaddlvq_u8(v);
+            const uint8x16_t lo = vandq_u8(v, vdupq_n_u8(0x0f)), hi = vshrq_n_u8(v, 4);
+            uint8_t *dst = tables + i * row_bytes + 128 * (g / 2) + 32 * (g % 2);
+            for (int L = 0; L < 2; L++) {
+                uint8x16_t tlo = vqtbl1q_u8(lo, pick[L][0]), thi = vqtbl1q_u8(hi, pick[L][0]);
+                for (int b = 1; b < 4; b++) {
+                    tlo = vaddq_u8(tlo, vqtbl1q_u8(lo, pick[L][b]));
+                    thi = vaddq_u8(thi, vqtbl1q_u8(hi, pick[L][b]));
+                }
+                vst1q_u8(dst + 16 * L, tlo);
+                vst1q_u8(dst + 64 + 16 * L, thi);
+            }
+        }
+        totals[i] = (int32_t)sum;
+    }
+}
+
+/* One block of 16 weight rows (block jb) against one row's tables: per quad the 4 groups' lookups add up in bytes
+ * (4 * 60), then in 16-bit lanes (low + 16 * high, 16 quads: 16 * 4080 < 2^16), then in 32-bit lanes. */
+static void xnor_u8_lut_block_neon(const uint8_t *tables, int64_t quads, const uint8_t *lut, int64_t jb, int32_t total,
+                                   int32_t *c, int64_t cols)
+{
+    uint16x8_t w0 = vdupq_n_u16(0), w1 = w0;
+    uint32x4_t s[4] = {vdupq_n_u32(0), vdupq_n_u32(0), vdupq_n_u32(0), vdupq_n_u32(0)};
+    for (int64_t q = 0, widened = 0; q < quads; q++) {
+        uint8x16_t lo = vdupq_n_u8(0), hi = lo;
+        for (int p = 0; p < 4; p++) {
+            const uint8x16_t index = vld1q_u8(lut + (jb * quads + q) * 64 + 16 * p);
+            lo = vaddq_u8(lo, vqtbl1q_u8(vld1q_u8(tables + 128 * q + 16 * p), index));
+            hi = vaddq_u8(hi, vqtbl1q_u8(vld1q_u8(tables + 128 * q + 64 + 16 * p), index));
+        }
+        w0 = vmlal_u8(vaddw_u8(w0, vget_low_u8(lo)), vget_low_u8(hi), vdup_n_u8(16));
+        w1 = vmlal_u8(vaddw_u8(w1, vget_high_u8(lo)), vget_high_u8(hi), vdup_n_u8(16));
+        if (++widened < 16 && q + 1 < quads)
+            continue;
+        widened = 0;
+        s[0] = vaddw_u16(s[0], vget_low_u16(w0));
+        s[1] = vaddw_u16(s[1], vget_high_u16(w0));
+        s[2] = vaddw_u16(s[2], vget_low_u16(w1));
+        s[3] = vaddw_u16(s[3], vget_high_u16(w1));
+        w0 = w1 = vdupq_n_u16(0);
+    }
+    int32_t sums[16];
+    for (int r = 0; r < 4; r++)
+        vst1q_s32(sums + 4 * r, vreinterpretq_s32_u32(s[r]));
+    for (int r = 0; r < 16 && r < cols; r++)
+        c[r] = total - 2 * sums[r];
+}
+
+static void xnor_u8_lut_tile_neon(const uint8_t *tables, const int32_t *totals, int64_t k, int64_t m,
+                                  const uint8_t *lut, int64_t j0, int64_t n, int32_t *c, int64_t ldc)
+{
+    const int64_t quads = (k + 15) / 16, blocks = (n + 15) / 16, jb = j0 / 16;
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t i = 0; i < m; i++)
+            xnor_u8_lut_block_neon(tables + i * xnor_u8_lut_table_bytes(k), quads, lut, jb + b, totals[i],
+                                   c + i * ldc + 16 * b, n - 16 * b);
+}
+#endif /* XNOR_ARM */
+
 /* m rows' tables for a layout of that format, on its path (xnor_u8_lut_format). */
 static void xnor_u8_lut_tables(int format, const uint8_t *u, int64_t ldu, int64_t k, int64_t m, uint8_t *tables,
                                int32_t *totals)
 {
-#if XNOR_X86
     (void)format; /* the same tables for both */
+#if XNOR_X86
     xnor_u8_lut_tables_avx2(u, ldu, k, m, tables, totals);
+#elif XNOR_ARM
+    xnor_u8_lut_tables_neon(u, ldu, k, m, tables, totals);
 #else
-    (void)format; (void)u; (void)ldu; (void)k; (void)m; (void)tables; (void)totals;
+    (void)u; (void)ldu; (void)k; (void)m; (void)tables; (void)totals;
 #endif
 }
 
@@ -1602,10 +1686,13 @@ static void xnor_u8_lut_tile(int format, const uint8_t *tables, const int32_t *t
                              const uint8_t *lut, int64_t j0, int64_t n, int32_t *c, int64_t ldc)
 {
 #if XNOR_X86
-    if (format == XNOR_U8_LUT_VPERMB)
+    if (format == XNOR_U8_LUT_TABLE64)
         xnor_u8_lut_tile_avx512(tables, totals, k, m, lut, j0, n, c, ldc);
     else
         xnor_u8_lut_tile_avx2(tables, totals, k, m, lut, j0, n, c, ldc);
+#elif XNOR_ARM
+    (void)format;
+    xnor_u8_lut_tile_neon(tables, totals, k, m, lut, j0, n, c, ldc);
 #else
     (void)format; (void)tables; (void)totals; (void)k; (void)m; (void)lut; (void)j0; (void)n; (void)c; (void)ldc;
 #endif

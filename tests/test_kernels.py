@@ -860,7 +860,8 @@ def test_u8_dwords_layout():
 @pytest.mark.parametrize("format", [1, 2])
 def test_u8_lut_layout(format):
     """make_u8_lut: per 16 weight rows and 16 pixels 64 bytes, the 4 bits of row d over pixels 4p .. 4p + 3 of the
-    16 at byte 4d + p plus 16p (VPERMB: which table) or at byte 16p + d (VPSHUFB); 0 bits past k and past n."""
+    16 at byte 4d + p plus 16p (TABLE64, for VPERMB: which table) or at byte 16p + d (TABLE16); 0 bits past k and
+    past n."""
     from workbench.deploy import _xnor
 
     if format not in _xnor.U8_LUT_FORMATS:
@@ -870,7 +871,7 @@ def test_u8_lut_layout(format):
     s = signs(rng, n, k)
     layout = _xnor.make_u8_lut(kernels.pack_signs(s), k, [format]).layouts[format]
     assert layout.shape == (2 * 19 * 64,) and layout.dtype == np.uint8 and layout.ctypes.data % 64 == 0
-    if format == _xnor.U8_LUT_VPERMB:
+    if format == _xnor.U8_LUT_TABLE64:
         laid = layout.reshape(2, 19, 16, 4)  # block, quad, row in block, group in quad
         np.testing.assert_array_equal(laid >> 4, np.broadcast_to(np.arange(4), laid.shape))
     else:
@@ -895,7 +896,7 @@ def test_long_uint8_rows_with_many_columns_keep_the_lookup_layouts():
     assert (lookup is not None) is bool(_xnor.U8_LUT_FORMATS)
     if lookup is not None:
         assert sorted(lookup.layouts) == sorted(_xnor.U8_LUT_FORMATS)
-    if _xnor.U8_LUT_VPERMB in _xnor.U8_LUT_FORMATS:
+    if _xnor.U8_LUT_TABLE64 in _xnor.U8_LUT_FORMATS:
         assert kernels._u8_dwords(wide, 784) is None
     assert kernels._u8_lut(narrow, 784) is None and kernels._u8_lut(short, 27) is None
     with pytest.raises(ValueError, match="lut: made for other weights"):

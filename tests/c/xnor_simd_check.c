@@ -105,7 +105,7 @@ static int check_u8(int path, int64_t m, int64_t n, int64_t k, int saturate)
         ok = same(want, got, m, n, ldc, path, "uint8 dword tile", k);
         free(dwords);
     }
-    const int format = xnor_u8_lut_format(path); /* table lookup (AVX2: VPSHUFB, AVX-512 VBMI: VPERMB), from j0 = 16 */
+    const int format = xnor_u8_lut_format(path); /* table lookup (AVX2 and NEON: TABLE16, AVX-512 VBMI: TABLE64), from j0 = 16 */
     if (ok && format != XNOR_U8_LUT_NONE) {
         uint8_t *lut = malloc((size_t)xnor_u8_lut_size(n, k));
         uint8_t *tables = malloc((size_t)(m * xnor_u8_lut_table_bytes(k)));
@@ -116,8 +116,8 @@ static int check_u8(int path, int64_t m, int64_t n, int64_t k, int saturate)
         int64_t j0 = n > 16 ? 16 : 0;
         xnor_u8_lut_tile(format, tables, totals, k, m, lut, 0, j0, got, ldc);
         xnor_u8_lut_tile(format, tables, totals, k, m, lut, j0, n - j0, got + j0, ldc);
-        ok = same(want, got, m, n, ldc, path, format == XNOR_U8_LUT_VPERMB ? "uint8 VPERMB lookup tile"
-                                                                          : "uint8 VPSHUFB lookup tile", k);
+        ok = same(want, got, m, n, ldc, path, format == XNOR_U8_LUT_TABLE64 ? "uint8 TABLE64 lookup tile"
+                                                                          : "uint8 TABLE16 lookup tile", k);
         free(lut);
         free(tables);
         free(totals);
@@ -164,7 +164,7 @@ int main(void)
         xnor_u8_gfni = gfni;
         checks += check_u8(path, 3, 17, 5000, 1);
         checks += check_u8(path, 5, 200, 800, 0);  /* the lookups' blocks of 8, 4, 2 and 1 */
-        checks += check_u8(path, 2, 40, 9000, 1); /* VPSHUFB: words flushed to int32 (every 512 pixels) */
+        checks += check_u8(path, 2, 40, 9000, 1); /* TABLE16: 16-bit sums flushed to int32 (every 256 pixels) */
         static const int64_t short_ks[] = {3, 4, 5, 27, 31, 32, 33, 255, 256};
         for (size_t a = 0; a < sizeof(short_ks) / sizeof(short_ks[0]); a++) {
             checks += check_u8(path, 5, 33, short_ks[a], 0);

@@ -511,7 +511,7 @@ def _u8_dwords(w: np.ndarray, k: int):
     fits = -(-k // 4) * 4 * -(-w.shape[0] // 16) * 16 <= U8_DWORD_MAX_BYTES
     if not _xnor.cpu_supports(_xnor.AVX512) or not fits or U8_DWORD_LONG_ROWS is False:
         return None
-    if _u8_lut_kept(w, k) and _xnor.U8_LUT_VPERMB in _xnor.U8_LUT_FORMATS:
+    if _u8_lut_kept(w, k) and _xnor.U8_LUT_TABLE64 in _xnor.U8_LUT_FORMATS:
         return None  # the AVX-512 path runs every batch of these rows by table lookup
     shape = (w.shape[0], k)
     if U8_DWORD_LONG_ROWS is None and _DWORDS_PAY.get(shape) is False:

@@ -217,7 +217,7 @@ def _paths_against_each_other(quick, rounds, sample, rng) -> None:
     paths = kernels.available_backends()
     if len(paths) < 2:
         return
-    print(f"\n{'SIMD paths, 1 thread':<30}" + "".join(f"{p + ' / ' + paths[0]:>24}" for p in paths[1:]))
+    print(f"\n{'SIMD paths, 1 thread':<32}" + "".join(f"{p + ' / ' + paths[0]:>26}" for p in paths[1:]))
     workloads = []
     for m, n, k in GEMM_SHAPES_QUICK if quick else GEMM_SHAPES:
         a_bits = kernels.pack_signs(rng.standard_normal((m, k), dtype=np.float32))
@@ -232,6 +232,10 @@ def _paths_against_each_other(quick, rounds, sample, rng) -> None:
         threads=1,
     )
     workloads.append((f"3x3 conv {channels}->{channels} 32x32", lambda: conv(x_bits)))
+    k, n = 784, 512 if quick else 2048
+    u8 = kernels.bind_gemm(kernels.pack_signs(rng.standard_normal((n, k), dtype=np.float32)), k, uint8=True, threads=1)
+    pixels = rng.integers(0, 256, (1, k), dtype=np.uint8)
+    workloads.append((f"xnor_gemm_uint8 {(1, n, k)}", lambda: u8(pixels)))
     name = "binary-mlp" if quick else "vgg-small"
     network = _random_network(name)
     u = rng.integers(0, 256, (1, *network.input_shape), dtype=np.uint8)
@@ -240,9 +244,9 @@ def _paths_against_each_other(quick, rounds, sample, rng) -> None:
         contenders = {p: ((lambda p=p: kernels.set_backend(p)), call) for p in paths}
         times = timing.interleaved(contenders, rounds, sample)
         cells = "".join(
-            f"{timing.format_spread(timing.ratios(times[p], times[paths[0]]), '.2f', 'x'):>24}" for p in paths[1:]
+            f"{timing.format_spread(timing.ratios(times[p], times[paths[0]]), '.2f', 'x'):>26}" for p in paths[1:]
         )
-        print(f"{label:<30}{cells}")
+        print(f"{label:<32}{cells}")
     kernels.set_backend("auto")
 
 

@@ -156,5 +156,5 @@ if u is not None:
         picture.image(image, caption="what the engine sees", width=168)
     else:
         picture.write({f"x{j}": float(v) for j, v in enumerate(np.ravel(u))})
-    picture.metric("engine time", f"{seconds * 1e6:.0f} µs")
+    picture.metric("engine time", f"{seconds * 1e6:.0f} µs", help="median of 9 calls after a first one")
     chart.plotly_chart(view.probabilities_figure(probabilities, packed.class_names), key="deploy_probabilities")

@@ -248,8 +248,7 @@ ctypedef struct KernelCall:
     const uint64_t *panel       # B in make_panel's layout, or NULL (not read for uint8 rows)
     const int8_t *u8_dwords     # uint8 rows only: B in make_u8_dwords' layout (AVX-512 VNNI), or NULL
     int64_t u8_npad             # its channels, n rounded up to 16
-    const uint8_t *u8_lut       # uint8 rows only: B in make_u8_lut's layout, or NULL
-    int u8_lut_format           # its format (U8_LUT_TABLE16 or U8_LUT_TABLE64)
+    const uint8_t *u8_lut       # uint8 rows only: B in make_u8_lut's layout of the path's format, or NULL
     const uint8_t *u8_tables    # set by _drive when the call runs by table lookup: tables and pixel sums of
     const int32_t *u8_totals    # rows u8_row0 ..
     int64_t u8_row0
@@ -351,7 +350,8 @@ cdef inline void _run_tile(const KernelCall *call, int64_t t, int tid) noexcept 
         return
     dots = call.scratch + tid * MT * NT if thresholded else call.dots + i0 * n + j0
     if call.u8_tables != NULL:
-        xnor_u8_lut_tile(call.u8_lut_format, call.u8_tables + (i0 - call.u8_row0) * xnor_u8_lut_table_bytes(k),
+        xnor_u8_lut_tile(xnor_u8_lut_format(call.path),
+                         call.u8_tables + (i0 - call.u8_row0) * xnor_u8_lut_table_bytes(k),
                          call.u8_totals + (i0 - call.u8_row0), k, mm, call.u8_lut, j0, nn, dots, ldc)
     elif call.u != NULL and call.u8_dwords != NULL:
         xnor_u8_tile_dwords(call.path, call.u + i0 * k, k, k, call.u8_dwords, call.u8_npad, j0, call.b, words,
@@ -446,7 +446,7 @@ cdef void _drive(const KernelCall *call) noexcept nogil:
             r0 = 0
             while r0 < call.m:
                 rows = call.m - r0 if call.m - r0 < chunk else chunk
-                xnor_u8_lut_tables(call.u8_lut_format, call.u + r0 * call.k, call.k, call.k, rows, tables,
+                xnor_u8_lut_tables(xnor_u8_lut_format(call.path), call.u + r0 * call.k, call.k, call.k, rows, tables,
                                    <int32_t *>lookup.u8_totals)
                 lookup.u8_row0 = r0
                 _run_tiles(&lookup, rows, (r0 // MT) * tn, ((r0 + rows + MT - 1) // MT) * tn)
@@ -573,8 +573,8 @@ def make_u8_dwords(const uint64_t[:, ::1] b, int64_t k):
 
 
 cdef class U8Lookup:
-    """make_u8_lut's layouts of uint8 weights B (n rows over k pixels), one per format this CPU's paths run,
-    made and held once: a call takes its path's."""
+    """make_u8_lut's layouts of uint8 weights B (n rows over k pixels), one per format asked for (by default
+    those this CPU's paths run), made and held once: a call takes its path's, where it was made."""
     cdef readonly dict layouts  # format -> 1-D uint8, 64-byte aligned
     cdef readonly int64_t n, k
     cdef const uint8_t *data[3]  # by format; NULL where not made
@@ -585,7 +585,7 @@ cdef class U8Lookup:
         self.n, self.k, self.layouts = b.shape[0], k, {}
         memset(self.data, 0, sizeof(self.data))
         for format in formats:
-            _check(format in U8_LUT_FORMATS, f"make_u8_lut: format {format} does not run on this CPU")
+            _check(format in (XNOR_U8_LUT_TABLE16, XNOR_U8_LUT_TABLE64), f"make_u8_lut: unknown format {format}")
             self.layouts[format] = aligned_zeros(max(xnor_u8_lut_size(self.n, k), 1), np.uint8)
             view = self.layouts[format]
             if self.n and k:
@@ -600,7 +600,6 @@ cdef class U8Lookup:
         """Point a uint8 call of B (n x k) at its path's layout."""
         _check(n == self.n and k == self.k, "lut: made for other weights")
         call.u8_lut = self.of(call.path)
-        call.u8_lut_format = xnor_u8_lut_format(call.path)
         return 0
 
 
@@ -1309,8 +1308,7 @@ cdef class DenseChain:
                 if layer.u8_dwords != NULL and xnor_u8_dwords_path(path, layer.k):
                     call.u8_dwords = layer.u8_dwords
                     call.u8_npad = layer.u8_npad
-                call.u8_lut_format = xnor_u8_lut_format(path)
-                call.u8_lut = layer.u8_luts[call.u8_lut_format]
+                call.u8_lut = layer.u8_luts[xnor_u8_lut_format(path)]
             elif i == 0:
                 call.a = a
             else:

@@ -864,8 +864,6 @@ def test_u8_lut_layout(format):
     past n."""
     from workbench.deploy import _xnor
 
-    if format not in _xnor.U8_LUT_FORMATS:
-        pytest.skip(f"this CPU runs no path on lookup format {format}")
     rng = np.random.default_rng(6)
     k, n = 300, 20  # 19 quads of pixels (the last one 12 pixels), 2 blocks of rows (the last one 4 rows)
     s = signs(rng, n, k)
@@ -899,6 +897,8 @@ def test_long_uint8_rows_with_many_columns_keep_the_lookup_layouts():
     if _xnor.U8_LUT_TABLE64 in _xnor.U8_LUT_FORMATS:
         assert kernels._u8_dwords(wide, 784) is None
     assert kernels._u8_lut(narrow, 784) is None and kernels._u8_lut(short, 27) is None
+    with pytest.raises(ValueError, match="make_u8_lut: unknown format 3"):
+        _xnor.make_u8_lut(wide, 784, [3])
     with pytest.raises(ValueError, match="lut: made for other weights"):
         kernels._xnor.gemm_uint8(
             np.zeros((1, 784), np.uint8),

@@ -251,6 +251,6 @@ def weight_maps_figure(binary_weight: np.ndarray, twin_weight: np.ndarray, count
 def classify_both(binary, twin, u: np.ndarray, preprocessing: dict) -> tuple[np.ndarray, np.ndarray]:
     """(engine probabilities of the binary network, torch probabilities of the float twin) for one input as the
     engine takes it: uint8 pixels (a drawing, or a test image's raw values) or float32 features."""
-    engine_probabilities, _ = deploy_view.classify(Engine(binary.packed), u)
+    engine_probabilities = deploy_view.softmax(Engine(binary.packed).logits(u[None])[0])
     x = model_input(u[None], preprocessing) if u.dtype == np.uint8 else u[None]
     return engine_probabilities, float_probabilities(twin.model, x)[0]

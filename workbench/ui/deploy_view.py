@@ -223,14 +223,19 @@ def classify(engine: Engine, u: np.ndarray, timed_calls: int = 9) -> tuple[np.nd
     """(class probabilities (softmax of the engine's logits), seconds the engine takes) for one input: the median
     of `timed_calls` calls after a first one, which the page's engine, made anew on each run of the page, spends
     on its buffers and first thread choice."""
-    logits = engine.logits(u[None])[0].astype(np.float64)
+    logits = engine.logits(u[None])[0]
     times = []
     for _ in range(timed_calls):
         start = time.perf_counter()
         engine.logits(u[None])
         times.append(time.perf_counter() - start)
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum(), float(np.median(times))
+    return softmax(logits), float(np.median(times))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of one input's logits, in float64."""
+    shifted = np.exp(logits.astype(np.float64) - logits.max())
+    return shifted / shifted.sum()
 
 
 def probabilities_figure(probabilities: np.ndarray, class_names: list[str]):

@@ -168,13 +168,18 @@ def test_the_best_checkpoint_of_the_last_epoch_is_stored_once(store):
 
 def test_reader_never_blocks_while_writer_commits(store):
     run_id = store.create_run(None, NET, TRAIN, "moons")
-    done = threading.Event()
+    done, paused, read = threading.Event(), threading.Event(), threading.Event()
 
     def write():
         writer_store = RunStore(store.runs_dir)  # its own connection, like the worker process
         writer = MetricsWriter(writer_store, run_id, flush_seconds=0.0)
         for step in range(1, 401):
             writer.step(1, step, {"loss": 1.0, "accuracy": 0.5})
+            if step % 100 == 0:  # let the reader in at 100, 200, 300: a busy machine may not switch threads
+                writer.flush()
+                read.clear()
+                paused.set()
+                read.wait(timeout=10)
         writer.flush()
         done.set()
 
@@ -182,7 +187,11 @@ def test_reader_never_blocks_while_writer_commits(store):
     thread.start()
     seen = []
     while not done.is_set():
+        was_paused = paused.is_set()
         seen.append(len(store.metrics(run_id, "step")["step"]))
+        if was_paused:
+            paused.clear()
+            read.set()
     thread.join()
     seen.append(len(store.metrics(run_id, "step")["step"]))
     assert seen == sorted(seen) and seen[-1] == 400 and len(set(seen)) > 2  # read partial progress, in order
